@@ -1,0 +1,1 @@
+"""Numba backend (to come: issue 5)."""

@@ -1,0 +1,1 @@
+"""CuPy backend (to come: issue 6)."""

@@ -1,0 +1,1 @@
+"""Drivers and the `equalinfo` command line."""
