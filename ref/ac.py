@@ -1,0 +1,48 @@
+"""Plain arithmetic coding of a whole symbol sequence with one model context (the paper's AC[v]).
+
+The model sees the sequence from BOS on, with no reset; the output is the shortest bit string whose dyadic interval
+lies inside the final interval (ref.arithmetic.Encoder.finish). The bit string carries no length: the decoder is
+told how many symbols to read (files store it in their header).
+"""
+import numpy as np
+
+from ref.arithmetic import Decoder, Encoder, check_precision
+from ref.models import CdfCursor
+from ref.symbols import N_SYMBOLS
+
+
+def check_symbols(symbols):
+    """int64 copy of a 1-D symbol array, or a ValueError naming the first symbol outside 0..256."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
+        raise ValueError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
+    symbols = symbols.astype(np.int64)
+    bad = (symbols < 0) | (symbols >= N_SYMBOLS)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"symbol {int(symbols[index])} at position {index} is outside 0..{N_SYMBOLS - 1}")
+    return symbols
+
+
+def compress(symbols, model, precision=14):
+    """bits (uint8 0/1) of the whole sequence coded with `model`."""
+    symbols = check_symbols(symbols)
+    check_precision(precision, N_SYMBOLS)
+    cursor = CdfCursor(model, precision)
+    encoder = Encoder(precision)
+    for symbol in symbols:
+        encoder.encode(cursor.cdf(), symbol)
+        cursor.push(symbol)
+    return encoder.finish()
+
+
+def decompress(bits, model, n_symbols, precision=14):
+    """The first n_symbols symbols coded in `bits` (int64)."""
+    check_precision(precision, N_SYMBOLS)
+    cursor = CdfCursor(model, precision)
+    decoder = Decoder(bits, precision)
+    symbols = np.zeros(int(n_symbols), dtype=np.int64)
+    for index in range(int(n_symbols)):
+        symbols[index] = decoder.decode(cursor.cdf())
+        cursor.push(symbols[index])
+    return symbols
