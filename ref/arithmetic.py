@@ -86,13 +86,13 @@ def check_cdf(cdf, precision):
     cdf = np.asarray(cdf)
     if cdf.ndim != 1 or cdf.shape[0] < 2:
         raise CoderError(f"a CDF must be 1-D with at least 2 entries, got shape {cdf.shape}")
-    if not np.issubdtype(cdf.dtype, np.integer):
+    if cdf.dtype.kind not in "iu":
         raise CoderError(f"a CDF must hold integers (use quantize), got dtype {cdf.dtype}")
     if cdf[0] != 0 or cdf[-1] != (1 << precision):
         raise CoderError(f"a CDF must run from 0 to 2^{precision} = {1 << precision}, "
                          f"got {int(cdf[0])} .. {int(cdf[-1])}")
-    widths = np.diff(cdf)
-    if np.any(widths <= 0):
+    widths = cdf[1:].astype(np.int64) - cdf[:-1]  # int64 so that unsigned input cannot wrap around
+    if widths.min() <= 0:
         symbol = int(np.flatnonzero(widths <= 0)[0])
         kind = "zero-width" if widths[symbol] == 0 else "non-monotone"
         raise CoderError(f"{kind} CDF at symbol {symbol}: every symbol needs width >= 1")

@@ -175,7 +175,8 @@ class CdfCursor:
         if self.context_length is None:
             return self._evaluate(self.inputs)
         width = self.context_length
-        key = tuple(([BOS] * width + self.inputs)[-width:]) if width else ()
+        recent = tuple(self.inputs[-width:]) if width else ()
+        key = (BOS,) * (width - len(recent)) + recent  # before the start, inputs read as BOS
         if key not in self.cache:
             self.cache[key] = self._evaluate(list(key) if key else [BOS])
         return self.cache[key]

@@ -1,0 +1,112 @@
+"""Test doubles and independent oracles shared by the coding tests.
+
+Nothing here calls the code under test: the oracles redo the arithmetic with Python integers and mpmath.
+"""
+import hashlib
+from pathlib import Path
+
+import mpmath
+import numpy as np
+
+from ref.arithmetic import STATE_BITS
+from ref.symbols import BOS, N_SYMBOLS
+
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+
+
+class AdversarialModel:
+    """A finite-context model whose rows are extreme but deterministic functions of the context.
+
+    style "skewed": one symbol takes almost all mass (the rest get the 2^-p floor after quantisation);
+    style "dyadic": probabilities are powers of two (boundaries land on coarse dyadic grids);
+    style "dirichlet": random rows with a small concentration (a few large symbols, many tiny ones);
+    style "mixed": one of the above per context.
+    """
+
+    kind = "adversarial"
+
+    def __init__(self, style="mixed", context_length=2, seed=0):
+        self.style, self.context_length, self.seed = style, context_length, seed
+
+    def _row(self, context):
+        key = hashlib.sha256(repr((self.seed, tuple(int(c) for c in context))).encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(key[:8], "little"))
+        style = self.style if self.style != "mixed" else ["skewed", "dyadic", "dirichlet"][rng.integers(3)]
+        if style == "skewed":
+            row = np.full(N_SYMBOLS, 1e-9)
+            row[rng.integers(N_SYMBOLS)] = 1.0
+        elif style == "dyadic":
+            row = np.zeros(N_SYMBOLS)
+            chosen = rng.choice(N_SYMBOLS, size=8, replace=False)
+            row[chosen] = 2.0 ** -np.arange(1, 9)
+            row[chosen[-1]] *= 2  # make the chosen ones sum to exactly 1
+        else:
+            row = rng.dirichlet(np.full(N_SYMBOLS, 0.05))
+        return row
+
+    def next_probs(self, inputs):
+        inputs = np.asarray(inputs, dtype=np.int64)
+        out = np.zeros(inputs.shape + (N_SYMBOLS,))
+        width = self.context_length
+        for b in range(inputs.shape[0]):
+            padded = [BOS] * width + list(inputs[b])
+            for t in range(inputs.shape[1]):
+                out[b, t] = self._row(padded[t + 1:t + 1 + width])
+        return out
+
+    def sample(self, n, seed):
+        """A sequence drawn from the model itself (the texts it finds most typical)."""
+        rng = np.random.default_rng(seed)
+        history, out = [BOS], []
+        for _ in range(n):
+            row = self._row(([BOS] * self.context_length + history)[-self.context_length:])
+            symbol = int(rng.choice(N_SYMBOLS, p=row / row.sum()))
+            out.append(symbol)
+            history.append(symbol)
+        return np.array(out, dtype=np.int64)
+
+    def arrays(self):
+        return {"seed": np.array([self.seed, self.context_length])}
+
+
+def exact_final_interval(cdfs, symbols, precision):
+    """The coder's final interval [L, L + W) / 2^N, recomputed with unbounded integers and no bit output.
+
+    It applies the documented update (child = [floor(W c_s / 2^p), floor(W c_{s+1} / 2^p)) of the current width W,
+    doubling W while W <= 2^(STATE_BITS-1)) but keeps the whole interval as big integers, so it shares no code
+    with the encoder's emission, carry or termination logic.
+    """
+    low, width, scale = 0, 1 << STATE_BITS, STATE_BITS
+    for cdf, symbol in zip(cdfs, symbols):
+        lo = (width * int(cdf[symbol])) >> precision
+        hi = (width * int(cdf[symbol + 1])) >> precision
+        low, width = low + lo, hi - lo
+        while width <= 1 << (STATE_BITS - 1):
+            low, width, scale = low * 2, width * 2, scale + 1
+    return low, width, scale
+
+
+def cell_inside(bits, low, width, scale):
+    """True if the dyadic cell named by `bits` lies inside [low, low + width) / 2^scale."""
+    value = int("".join(map(str, bits)) or "0", 2)
+    shift = scale - len(bits)
+    start, size = (value << shift, 1 << shift) if shift >= 0 else (value, 1)  # (shift < 0 never happens)
+    return low <= start and start + size <= low + width
+
+
+def ideal_bits(cdfs, symbols, precision):
+    """-sum log2 p of the quantized probabilities, with mpmath at 50 digits."""
+    with mpmath.workdps(50):
+        total = mpmath.mpf(0)
+        for cdf, symbol in zip(cdfs, symbols):
+            total -= mpmath.log(mpmath.mpf(int(cdf[symbol + 1]) - int(cdf[symbol])) / (1 << precision), 2)
+        return total
+
+
+def english_text(n_bytes):
+    """n_bytes of real English text that ships with Python (the pydoc help topics), deterministic."""
+    import pydoc_data.topics
+
+    text = "\n\n".join(pydoc_data.topics.topics[key] for key in sorted(pydoc_data.topics.topics)).encode("utf-8")
+    assert len(text) >= n_bytes, "this Python's help topics are too short"
+    return text[:n_bytes]

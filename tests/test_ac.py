@@ -1,0 +1,62 @@
+"""Plain AC over whole sequences: round trips on every kind of input, and the ideal-length oracle."""
+import math
+
+import numpy as np
+import pytest
+
+from helpers import cell_inside, english_text, exact_final_interval, ideal_bits
+from ref import ac
+from ref.arithmetic import STATE_BITS, quantize
+from ref.models import MarkovModel, UnigramModel
+from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
+
+TRAINING = bytes_to_symbols(english_text(60_000))
+MODELS = {"unigram": UnigramModel.fit(TRAINING), "markov2": MarkovModel.fit(TRAINING, 2)}
+
+
+def cases():
+    rng = np.random.default_rng(0)
+    return {
+        "empty": np.zeros(0, dtype=np.int64),
+        "one symbol": np.array([65]),
+        "one EOS": np.array([EOS]),
+        "every byte value": np.arange(256),
+        "EOS inside text": documents_to_symbols(["first doc", "", "third doc ünïcödé"]),
+        "random bytes": rng.integers(0, 256, 3000),
+        "utf-8 text": bytes_to_symbols("Ἐν ἀρχῇ ἦν ὁ λόγος — 日本語のテキスト — emoji 🙂\n".encode("utf-8") * 20),
+        "unseen text": bytes_to_symbols(english_text(80_000)[70_000:]),
+    }
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("case", sorted(cases()))
+def test_round_trip(model_name, case):
+    symbols = cases()[case]
+    model = MODELS[model_name]
+    bits = ac.compress(symbols, model)
+    assert bits.dtype == np.uint8 and set(np.unique(bits)) <= {0, 1}
+    assert np.array_equal(ac.decompress(bits, model, len(symbols)), symbols)
+
+
+def test_long_text_round_trip():
+    symbols = bytes_to_symbols(english_text(200_000))
+    bits = ac.compress(symbols, MODELS["markov2"])
+    assert np.array_equal(ac.decompress(bits, MODELS["markov2"], len(symbols)), symbols)
+
+
+def test_length_matches_the_ideal_and_the_exact_interval():
+    model = MODELS["markov2"]
+    symbols = bytes_to_symbols(english_text(65_000)[60_000:])
+    bits = ac.compress(symbols, model)
+    cdfs = quantize(model.next_probs(np.concatenate([[BOS], symbols[:-1]])[None])[0], 14)
+    ideal = ideal_bits(cdfs, symbols, 14)
+    overhead = len(symbols) * -math.log2(1 - 2.0 ** (14 - STATE_BITS + 1))
+    assert ideal <= len(bits) <= ideal + 2 + overhead
+    assert cell_inside(bits, *exact_final_interval(cdfs, symbols, 14))
+
+
+def test_bad_symbols_raise():
+    with pytest.raises(ValueError, match="symbol 257 at position 1"):
+        ac.compress(np.array([1, 257]), MODELS["unigram"])
+    with pytest.raises(ValueError, match="1-D integer"):
+        ac.compress(np.array([[1, 2]]), MODELS["unigram"])
