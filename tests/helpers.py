@@ -90,7 +90,9 @@ def cell_inside(bits, low, width, scale):
     """True if the dyadic cell named by `bits` lies inside [low, low + width) / 2^scale."""
     value = int("".join(map(str, bits)) or "0", 2)
     shift = scale - len(bits)
-    start, size = (value << shift, 1 << shift) if shift >= 0 else (value, 1)  # (shift < 0 never happens)
+    if shift < 0:  # the cell is finer than the interval's unit: compare on the cell's grid instead
+        low, width, shift, value = low << -shift, width << -shift, 0, value
+    start, size = value << shift, 1 << shift
     return low <= start and start + size <= low + width
 
 

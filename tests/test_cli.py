@@ -1,0 +1,214 @@
+"""The `equalinfo` command line (train/cli.py): files in, files out, one clear error line and status 2 on failure.
+
+main() is called in-process (fast); one test runs `python -m train.cli` in a subprocess to check the real exit
+status and stderr. Inputs are small because the reference coder is slow.
+"""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train import cli, fileformat
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = (b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
+        b"the slings and arrows of outrageous fortune. \xe2\x80\x94 Hamlet\n") * 4
+BINARY = np.random.default_rng(7).integers(0, 256, 400, dtype=np.uint8).tobytes()
+NON_UTF8 = b"\xff\xfe\x00\x80 latin-1 caf\xe9 \xc3\x28 \xed\xa0\x80" * 10
+
+
+def run(capsys, *argv):
+    """(exit status, stdout, stderr) of main(argv), in-process."""
+    try:
+        status = cli.main([str(arg) for arg in argv])
+    except SystemExit as exit_:
+        status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def fails(capsys, *argv, says):
+    """Run a command that must fail cleanly: status 2, one error line on stderr containing `says`."""
+    status, out, err = run(capsys, *argv)
+    assert status == 2, (status, err)
+    assert err.startswith("equalinfo: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and says in err, err
+    return err
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Write the test inputs into tmp_path and return a dict name -> path."""
+    paths = {}
+    for name, data in {"text": TEXT, "binary": BINARY, "non_utf8": NON_UTF8, "empty": b""}.items():
+        paths[name] = tmp_path / f"{name}.in"
+        paths[name].write_bytes(data)
+    return paths
+
+
+def leftovers(directory):
+    """Temp files left behind by a write (there must be none)."""
+    return [name for name in os.listdir(directory) if name.endswith(".tmp")]
+
+
+# ------------------------------------------------------------------------------------------------- round trips
+
+@pytest.mark.parametrize("method", ["equalinfo", "ac", "staticac", "gzip"])
+@pytest.mark.parametrize("name", ["text", "binary", "non_utf8", "empty"])
+def test_compress_decompress_round_trip(capsys, files, tmp_path, method, name):
+    packed, unpacked = tmp_path / "out.eqi", tmp_path / "out.bin"
+    status, out, err = run(capsys, "compress", files[name], packed, "--method", method)
+    assert status == 0, err
+    assert out.startswith(f"compressed {files[name]}: ") and f"method {method}" in out and out.count("\n") == 1
+    assert status == 0 and run(capsys, "decompress", packed, unpacked)[0] == 0
+    assert unpacked.read_bytes() == files[name].read_bytes()
+    assert not leftovers(tmp_path)
+
+
+def test_default_method_is_equalinfo_with_embedded_markov2(capsys, files, tmp_path):
+    status, out, _ = run(capsys, "compress", files["text"], tmp_path / "t.eqi")
+    header = fileformat.unpack((tmp_path / "t.eqi").read_bytes()).header
+    assert (header.method, header.window_bits, header.precision, header.model_kind) == ("equalinfo", 16, 14,
+                                                                                         "markov")
+    assert header.model_length > 0 and "embedded markov model" in out and "payload" in out
+    assert fileformat.unpack((tmp_path / "t.eqi").read_bytes()).model_arrays["order"] == 2
+
+
+@pytest.mark.parametrize("options", [["--model", "markov1"], ["--model", "markov3", "--window-bits", "32"],
+                                     ["--model", "unigram", "--precision", "16"], ["--method", "ac", "--model",
+                                                                                    "markov4"]])
+def test_model_names_and_settings(capsys, files, tmp_path, options):
+    assert run(capsys, "compress", files["non_utf8"], tmp_path / "n.eqi", *options)[0] == 0
+    assert run(capsys, "decompress", tmp_path / "n.eqi", tmp_path / "n.out")[0] == 0
+    assert (tmp_path / "n.out").read_bytes() == NON_UTF8
+
+
+def test_fit_model_then_compress_with_it(capsys, files, tmp_path):
+    model, other = tmp_path / "m.npz", tmp_path / "other.npz"
+    status, out, _ = run(capsys, "fit-model", files["text"], model)
+    assert status == 0 and "markov order 2" in out
+    loaded = fileformat.load_model_file(model)
+    assert run(capsys, "fit-model", files["binary"], other, "--unigram")[0] == 0
+    for method in ("equalinfo", "ac"):
+        packed, out_path = tmp_path / f"{method}.eqi", tmp_path / f"{method}.out"
+        status, out, _ = run(capsys, "compress", files["text"], packed, "--method", method, "--model", model)
+        assert status == 0 and "not embedded" in out
+        assert fileformat.unpack(packed.read_bytes()).header.model_length == 0
+        err = fails(capsys, "decompress", packed, out_path, says="missing model")
+        assert fileformat.unpack(packed.read_bytes()).header.fingerprint in err
+        err = fails(capsys, "decompress", packed, out_path, "--model", other, says="wrong model")
+        assert fileformat.unpack(packed.read_bytes()).header.fingerprint in err
+        assert fileformat.fingerprint(fileformat.load_model_file(other).arrays()) in err
+        assert not out_path.exists()
+        assert run(capsys, "decompress", packed, out_path, "--model", model)[0] == 0
+        assert out_path.read_bytes() == TEXT
+    assert loaded.order == 2
+
+
+def test_fit_model_order(capsys, files, tmp_path):
+    assert run(capsys, "fit-model", files["text"], tmp_path / "m5.npz", "--order", "5")[0] == 0
+    assert fileformat.load_model_file(tmp_path / "m5.npz").order == 5
+    fails(capsys, "fit-model", files["text"], tmp_path / "m9.npz", "--order", "9", says="order")
+    assert not (tmp_path / "m9.npz").exists()
+
+
+# ------------------------------------------------------------------------------------------------------ errors
+
+def test_damaged_files_give_named_errors(capsys, files, tmp_path):
+    packed = tmp_path / "t.eqi"
+    assert run(capsys, "compress", files["text"], packed, "--method", "staticac")[0] == 0
+    blob = packed.read_bytes()
+    cases = {
+        "flipped.eqi": (blob[:-8] + bytes([blob[-8] ^ 0xFF]) + blob[-7:], "corrupt file"),
+        "short.eqi": (blob[:len(blob) // 2], "truncated file"),
+        "future.eqi": (blob[:8] + (7).to_bytes(2, "little") + blob[10:], "unsupported format version 7"),
+        "text.eqi": (TEXT, "not an equalinfo file"),
+    }
+    for name, (data, says) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        fails(capsys, "decompress", tmp_path / name, tmp_path / "out", says=says)
+    fails(capsys, "decompress", tmp_path / "missing.eqi", tmp_path / "out", says="cannot read")
+    fails(capsys, "decompress", packed, tmp_path / "out", "--model", files["text"], says="not a model file")
+    assert not (tmp_path / "out").exists() and not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--window-bits", "8"], "--window-bits 8"),
+    (["--precision", "17"], "--precision 17"),
+    (["--precision", "16", "--window-bits", "15"], "--window-bits 15"),
+    (["--model", "markov9"], "order must be 1 to 7"),
+    (["--model", "no/such/model.npz"], "no such model file"),
+    (["--method", "gzip", "--window-bits", "32"], "--window-bits applies to --method equalinfo only"),
+    (["--method", "ac", "--window-bits", "32"], "--window-bits applies to --method equalinfo only"),
+    (["--method", "gzip", "--model", "markov2"], "--model does not apply"),
+    (["--method", "staticac", "--model", "markov2"], "staticac fits its own unigram model"),
+])
+def test_bad_compress_arguments(capsys, files, tmp_path, argv, says):
+    fails(capsys, "compress", files["text"], tmp_path / "o.eqi", *argv, says=says)
+    assert not (tmp_path / "o.eqi").exists()
+
+
+def test_missing_input_and_unwritable_output(capsys, files, tmp_path):
+    fails(capsys, "compress", tmp_path / "nope.txt", tmp_path / "o.eqi", says="cannot read")
+    fails(capsys, "compress", files["text"], tmp_path / "no_dir" / "o.eqi", "--method", "gzip", says="cannot write")
+    fails(capsys, "compress", files["text"], tmp_path, "--method", "gzip", says="cannot write")
+
+
+def test_usage_errors_exit_2(capsys):
+    assert run(capsys, "compress")[0] == 2
+    assert run(capsys, "compress", "a", "b", "--method", "zip")[0] == 2
+    assert run(capsys)[0] == 2
+
+
+# ----------------------------------------------------------------------------------------------- atomic output
+
+def test_failing_decompress_keeps_an_existing_output(capsys, files, tmp_path):
+    packed, target = tmp_path / "t.eqi", tmp_path / "precious.txt"
+    assert run(capsys, "compress", files["text"], packed, "--method", "ac")[0] == 0
+    blob = bytearray(packed.read_bytes())
+    blob[len(blob) // 2] ^= 0x10
+    packed.write_bytes(bytes(blob))
+    target.write_bytes(b"keep me")
+    fails(capsys, "decompress", packed, target, says="corrupt file")
+    assert target.read_bytes() == b"keep me" and not leftovers(tmp_path)
+
+
+def test_write_atomic_cleans_up_when_the_rename_fails(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.write_bytes(b"old")
+
+    def broken_replace(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.os, "replace", broken_replace)
+    with pytest.raises(cli.CliError, match="cannot write .*No space left"):
+        cli.write_atomic(str(target), b"new content")
+    assert target.read_bytes() == b"old" and not leftovers(tmp_path)
+
+
+def test_write_atomic_replaces_and_keeps_mode(tmp_path):
+    target = tmp_path / "out"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    cli.write_atomic(str(target), b"new")
+    assert target.read_bytes() == b"new" and (os.stat(target).st_mode & 0o777) == 0o640
+    fresh = tmp_path / "fresh"
+    cli.write_atomic(str(fresh), b"x")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(fresh).st_mode & 0o777 == 0o666 & ~umask
+
+
+# ---------------------------------------------------------------------------------------------- real process
+
+def test_subprocess_error_has_status_2_and_no_traceback(tmp_path):
+    bogus = tmp_path / "bogus.eqi"
+    bogus.write_bytes(b"\x89EQI\r\n\x1a\n\x01\x00 too short")
+    result = subprocess.run([sys.executable, "-m", "train.cli", "decompress", str(bogus), str(tmp_path / "o")],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.startswith("equalinfo: error: truncated file") and "Traceback" not in result.stderr
+    assert result.stdout == "" and not (tmp_path / "o").exists()

@@ -1,0 +1,104 @@
+"""M1 as a coding model: bit-identical rows whatever the call's shape, and Equal-Info round trips through a small
+randomly initialised Transformer (ref.models.TransformerModel)."""
+import numpy as np
+import pytest
+
+from ref import checkpoint, equalinfo
+from ref import transformer as tr
+from ref.fingerprint import fingerprint
+from ref.models import ModelError, TransformerModel
+from ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
+
+CFG = tr.Config(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48)  # float32, like M1
+
+
+def make_model(sharpness=1.0, dtype="float32", cap=24, seed=0):
+    """A random M1; sharpness scales the output matrix so that some rows are peaked (long windows)."""
+    cfg = tr.Config(**{**CFG.to_dict(), "dtype": dtype})
+    params = tr.init_params(cfg, seed)
+    params["unembed"] = (params["unembed"] * sharpness).astype(cfg.dtype)
+    return TransformerModel(params, cfg, max_window_symbols=cap)
+
+
+def sample_text(model, n, seed):
+    """Symbols drawn from the model itself, window-sized context at a time, so they are likely under it."""
+    rng = np.random.default_rng(seed)
+    symbols = []
+    while len(symbols) < n:
+        width = model.max_window_symbols  # restart the context every `width` symbols, as windows do
+        context = [BOS] + symbols[len(symbols) - len(symbols) % width:]
+        probs = model.next_probs(np.array([context]))[0, -1]
+        symbols.append(int(rng.choice(N_SYMBOLS, p=probs)))
+    return np.array(symbols, dtype=np.int64)
+
+
+def test_rows_are_bit_identical_whatever_the_shape():
+    model = make_model()
+    rng = np.random.default_rng(1)
+    inputs = np.concatenate([np.full((3, 1), BOS), rng.integers(0, 257, (3, model.sequence_length - 1))], axis=1)
+    full = model.next_probs(inputs)
+    assert full.dtype == np.float64 and full.shape == (3, model.sequence_length, N_SYMBOLS)
+    for length in (1, 2, 7, model.sequence_length - 1):
+        assert np.array_equal(model.next_probs(inputs[:, :length]), full[:, :length])
+        assert np.array_equal(model.next_probs(inputs[1:2, :length])[0], full[1, :length])
+    # changing later inputs changes nothing before them, bit for bit
+    other = inputs.copy()
+    other[:, 5:] = rng.integers(0, 257, other[:, 5:].shape)
+    assert np.array_equal(model.next_probs(other)[:, :5], full[:, :5])
+    # and the padded evaluation is the model itself: it agrees with an unpadded forward to float32 rounding
+    logits = tr.forward(model.params, model.cfg, inputs[:, :9]).astype(np.float64)
+    direct = np.exp(logits - logits.max(-1, keepdims=True))
+    direct /= direct.sum(-1, keepdims=True)
+    np.testing.assert_allclose(full[:, :9], direct, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(full.sum(-1), 1.0, rtol=1e-12)
+
+
+def test_too_long_inputs_and_bad_models_raise():
+    model = make_model(cap=4)
+    with pytest.raises(ModelError, match="at most 5 inputs"):
+        model.next_probs(np.full((1, 6), BOS))
+    cfg = tr.Config(vocab_in=10, vocab_out=9, d_model=8, n_heads=2, n_layers=1, d_ff=8)
+    with pytest.raises(ModelError, match="258"):
+        TransformerModel(tr.init_params(cfg, 0), cfg)
+    with pytest.raises(ModelError, match="max_window_symbols or sequence_length"):
+        TransformerModel(make_model().params, CFG, max_window_symbols=None)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_equal_info_round_trip_on_text(dtype):
+    model = make_model(dtype=dtype)
+    symbols = documents_to_symbols(["Equal-Info windows: \u00e9t\u00e9!", "the cat sat on the mat " * 3])
+    bits = equalinfo.compress(symbols, model, window_bits=16)
+    assert len(bits) % 16 == 0
+    decoded = equalinfo.decompress(bits, model, window_bits=16, n_symbols=len(symbols))
+    assert np.array_equal(decoded, symbols)
+
+
+def test_equal_info_round_trip_with_long_and_capped_windows():
+    """Text sampled from a peaked model fits many symbols per window, so the max_window_symbols cap binds."""
+    model = make_model(sharpness=6.0, cap=10, seed=3)
+    symbols = sample_text(model, 120, seed=4)
+    windows = equalinfo.encode_windows(symbols, model, window_bits=16)
+    lengths = [w.length for w in windows]
+    assert max(lengths) == 10 and lengths.count(10) >= 2, lengths  # capped windows occur
+    assert any(1 < n < 10 for n in lengths), lengths  # and windows ended by their bits
+    bits = equalinfo.compress(symbols, model, window_bits=16)
+    assert np.array_equal(equalinfo.decompress(bits, model, window_bits=16, n_symbols=len(symbols)), symbols)
+    # windows decode alone: the second half of the windows gives the second half of the text
+    half = len(windows) // 2
+    start = windows[half].start
+    tail = equalinfo.decompress(bits[half * 16:], model, window_bits=16, n_symbols=len(symbols) - start)
+    assert np.array_equal(tail, symbols[start:])
+
+
+def test_from_checkpoint_and_fingerprint(tmp_path):
+    model = make_model()
+    checkpoint.save(tmp_path / "m1.npz", model.params, model.cfg)
+    loaded = TransformerModel.from_checkpoint(tmp_path / "m1.npz", max_window_symbols=24)
+    assert fingerprint(loaded.arrays()) == fingerprint(model.arrays())
+    inputs = np.array([[BOS, 72, 105, EOS, 10]])
+    assert np.array_equal(loaded.next_probs(inputs), model.next_probs(inputs))
+    rebuilt = TransformerModel.from_arrays(model.arrays())
+    assert rebuilt.cfg == model.cfg and fingerprint(rebuilt.arrays()) == fingerprint(model.arrays())
+    other_cap = TransformerModel.from_checkpoint(tmp_path / "m1.npz", max_window_symbols=32)
+    assert fingerprint(other_cap.arrays()) != fingerprint(model.arrays())  # the fixed shape is part of the model
