@@ -1,0 +1,279 @@
+"""The `equalinfo` command line: compress and decompress files, fit models for them.
+
+    equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
+                              [--model markov2|markovK|unigram|MODEL.npz]
+    equalinfo decompress IN OUT [--model MODEL.npz]
+    equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
+
+Decisions (README "Commands" shows them in use):
+- Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
+- The default model of ac/equalinfo is `markov2`: an order-2 Markov model fitted on the input and embedded in the
+  file, so a file decodes on its own. It costs ~10-20 KB of model per file, which dominates small files; for many
+  files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
+  decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
+- staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
+  "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
+- Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
+  if it existed, untouched. Everything is decoded and checked in memory before OUT is touched.
+- Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
+  one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors.
+- A progress bar (tqdm, on stderr) appears for inputs of 100 KB or more when stderr is a terminal.
+"""
+import argparse
+import os
+import re
+import sys
+import tempfile
+
+from ref.arithmetic import check_precision
+from ref.equalinfo import check_window_bits
+from ref.fingerprint import fingerprint
+from ref.models import MarkovModel, UnigramModel
+from ref.symbols import N_SYMBOLS, bytes_to_symbols
+from train import codec, fileformat
+
+PROG = "equalinfo"
+DEFAULT_WINDOW_BITS = 16
+DEFAULT_PRECISION = 14
+DEFAULT_MODEL = "markov2"
+
+
+class CliError(ValueError):
+    """A usage problem found after parsing (argument combinations, model names)."""
+
+
+# ------------------------------------------------------------------------------------------------- file helpers
+
+def read_input(path):
+    """All bytes of an input file, or CliError naming the file and the reason."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def write_atomic(path, data):
+    """Write bytes to `path` so that it holds either its old content or all of `data`, never a part.
+
+    The temp file lives in the same directory (os.replace is atomic only within one file system); it gets the
+    mode a plain open() would give (or the replaced file's mode), and is removed on any failure.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                             delete=False)
+    except OSError as error:
+        raise CliError(f"cannot write {path}: {error.strerror or error}") from None
+    try:
+        with handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(handle.name, mode)
+        os.replace(handle.name, path)
+    except BaseException as error:
+        try:
+            os.unlink(handle.name)
+        except OSError:
+            pass
+        if isinstance(error, OSError):
+            raise CliError(f"cannot write {path}: {error.strerror or error}") from None
+        raise
+
+
+# ------------------------------------------------------------------------------------------------------ models
+
+def parse_model_name(spec):
+    """(kind, order) of a model name: ('unigram', None) or ('markov', K); None if spec is not a name (a path)."""
+    if spec == "unigram":
+        return "unigram", None
+    match = re.fullmatch(r"markov(\d+)", spec)
+    if match is None:
+        return None
+    order = int(match.group(1))
+    if not 1 <= order <= MarkovModel.MAX_ORDER:
+        raise CliError(f"--model {spec}: the Markov order must be 1 to {MarkovModel.MAX_ORDER}")
+    return "markov", order
+
+
+def fit_named_model(name, symbols):
+    """The model of a parsed name (parse_model_name), fitted on symbols."""
+    kind, order = name
+    return UnigramModel.fit(symbols) if kind == "unigram" else MarkovModel.fit(symbols, order)
+
+
+def model_from_path(path):
+    """The model in a file made by fit-model; the error hints at the model names when the path does not exist."""
+    if not os.path.exists(path):
+        raise CliError(f"--model {path}: no such model file (expected markovK with K = 1..{MarkovModel.MAX_ORDER}, "
+                       "unigram, or a file made by `equalinfo fit-model`)")
+    return fileformat.load_model_file(path)
+
+
+def describe_model(model):
+    """'markov order 2' / 'unigram': a model in words."""
+    return f"{model.kind} order {model.order}" if model.kind == "markov" else model.kind
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+def check_compress_args(args):
+    """Reject argument combinations that would be silently ignored, before any work is done."""
+    method = args.method
+    if args.window_bits is not None and method != "equalinfo":
+        raise CliError(f"--window-bits applies to --method equalinfo only, not {method}")
+    if args.precision is not None and method == "gzip":
+        raise CliError("--precision does not apply to --method gzip")
+    if args.model is not None and method == "gzip":
+        raise CliError("--model does not apply to --method gzip")
+    if args.model is not None and method == "staticac":
+        raise CliError("staticac fits its own unigram model on the input; for a fixed model use "
+                       "--method ac --model MODEL.npz")
+    precision = DEFAULT_PRECISION if args.precision is None else args.precision
+    window_bits = DEFAULT_WINDOW_BITS if args.window_bits is None else args.window_bits
+    if method != "gzip":
+        try:
+            check_precision(precision, N_SYMBOLS)
+        except ValueError as error:
+            raise CliError(f"--precision {precision}: {error}") from None
+    if method == "equalinfo":
+        try:
+            check_window_bits(window_bits, precision)
+        except ValueError as error:
+            raise CliError(f"--window-bits {window_bits}: {error}") from None
+        if window_bits >= 1 << 32:
+            raise CliError(f"--window-bits {window_bits}: must be below 2^32 (the header stores a uint32)")
+    return precision, window_bits
+
+
+def compress_command(args):
+    precision, window_bits = check_compress_args(args)
+    spec = args.model if args.model is not None else DEFAULT_MODEL
+    coded = args.method in ("ac", "equalinfo")
+    name = parse_model_name(spec) if coded else None
+    model, embed = None, False
+    if coded and name is None:
+        model = model_from_path(spec)  # loaded before the input is read, to fail early
+    data = read_input(args.input)
+    if coded and name is not None:
+        model, embed = fit_named_model(name, bytes_to_symbols(data)), True
+    blob, header = codec.compress_bytes(data, args.method, model, embed, window_bits, precision)
+    write_atomic(args.output, blob)
+    print(compress_summary(args, data, blob, header))
+    return 0
+
+
+def compress_summary(args, data, blob, header):
+    """One line: sizes, bits/byte, method, and where the bytes went (model vs payload)."""
+    payload = -(-header.coded_bits // 8)
+    rate = f"{8 * len(blob) / len(data):.3f} bits/byte" if data else "empty input"
+    settings = [f"method {header.method}"]
+    if header.method == "equalinfo":
+        settings.append(f"b={header.window_bits}")
+    if header.method != "gzip":
+        settings.append(f"precision {header.precision}")
+    parts = [f"payload {payload:,} bytes"
+             + (f" = {header.coded_bits / len(data):.3f} bits/byte" if data else "")]
+    if header.model_length:
+        parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
+    elif header.method != "gzip":
+        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded (decompress needs --model)")
+    parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
+    return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "
+            f"({', '.join(settings)}; {'; '.join(parts)})")
+
+
+def decompress_command(args):
+    model = fileformat.load_model_file(args.model) if args.model is not None else None
+    blob = read_input(args.input)
+    data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}")
+    write_atomic(args.output, data)
+    settings = [f"method {header.method}"]
+    if header.method == "equalinfo":
+        settings.append(f"b={header.window_bits}")
+    if header.method != "gzip":
+        settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
+                        + (" (embedded)" if header.model_length else f" from {args.model}"))
+    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok)")
+    return 0
+
+
+def fit_model_command(args):
+    data = read_input(args.text)
+    symbols = bytes_to_symbols(data)
+    model = UnigramModel.fit(symbols) if args.unigram else MarkovModel.fit(symbols, args.order)
+    blob = fileformat.model_file_bytes(model)
+    write_atomic(args.output, blob)
+    contexts = f", {len(model.context_ids):,} contexts" if model.kind == "markov" else ""
+    print(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
+          f"wrote {args.output} ({len(blob):,} bytes), fingerprint {fingerprint(model.arrays())}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------------ parser
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description="Compress files with arithmetic coding and Equal-Info "
+                                     "windows (Lester et al., 2024), and get them back bit for bit.")
+    parser.add_argument("--version", action="version",
+                        version=f"{PROG} 0.1.0 (file format version {fileformat.VERSION})")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compress = commands.add_parser("compress", help="compress a file into an .eqi file",
+                                   description="Compress any file (bytes in, bytes out).")
+    compress.add_argument("input", metavar="IN")
+    compress.add_argument("output", metavar="OUT")
+    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip"], default="equalinfo",
+                          help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
+                               "AC with a unigram model; gzip: zlib at the default level")
+    compress.add_argument("--window-bits", type=int, default=None,
+                          help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
+    compress.add_argument("--precision", type=int, default=None,
+                          help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
+    compress.add_argument("--model", default=None,
+                          help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
+                               "embedded in the file; or a model file from fit-model: only its fingerprint is "
+                               f"stored (default {DEFAULT_MODEL})")
+    compress.set_defaults(run=compress_command)
+
+    decompress = commands.add_parser("decompress", help="decompress an .eqi file",
+                                     description="Decompress a file made by `equalinfo compress`.")
+    decompress.add_argument("input", metavar="IN")
+    decompress.add_argument("output", metavar="OUT")
+    decompress.add_argument("--model", metavar="PATH", default=None,
+                            help="the model file the input was compressed with, if it does not embed its model")
+    decompress.set_defaults(run=decompress_command)
+
+    fit = commands.add_parser("fit-model", help="fit a model on a text and save it",
+                              description="Fit a simple model on a file and save it as an npz (no pickle).")
+    fit.add_argument("text", metavar="TEXT")
+    fit.add_argument("output", metavar="OUT.npz")
+    kind = fit.add_mutually_exclusive_group()
+    kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
+    kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")
+    fit.set_defaults(run=fit_model_command)
+    return parser
+
+
+def main(argv=None):
+    """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, OSError) as error:  # FormatError, ModelError, WindowError, CoderError, CliError are ValueErrors
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,311 @@
+"""The `.eqi` container: one compressed file, self-describing and checked before and after decoding.
+
+A file holds what a decoder needs besides the model: the method and its settings, which model coded it (its
+SHA-256 fingerprint, and optionally the model itself), the original length (the decoder's symbol count: the input's
+last Equal-Info window and plain AC do not delimit themselves) and checksums. Version 1, all integers
+little-endian:
+
+    offset size  field
+         0    8  magic            b"\\x89EQI\\r\\n\\x1a\\n" (PNG-style: the high byte and CR/LF/^Z catch text-mode
+                                  and 7-bit mangling; the rest reads "EQI")
+         8    2  version          uint16, 1. Read before anything else, so a newer layout is refused by name.
+        10    1  method           uint8: 0 gzip, 1 ac, 2 equalinfo, 3 staticac
+        11    1  precision        uint8: bits of the integer CDFs (ref.arithmetic.quantize); 0 for gzip
+        12    4  window_bits      uint32: b of EqualInfoAC[b]; 0 for every other method
+        16   16  model_kind       ASCII, NUL-padded: the model's `kind` ("markov", "unigram", ...); empty for gzip
+        32   32  model_fingerprint  raw SHA-256 of the model's arrays (ref.fingerprint); all zeros for gzip
+        64    8  original_length  uint64: bytes of the original (= symbols coded: one symbol per byte, no EOS added)
+        72    8  coded_bits       uint64: length of the coded bitstream in bits
+        80    4  original_crc32   uint32: zlib.crc32 of the original bytes, checked after decoding
+        84    8  model_length     uint64: bytes of the embedded model; 0 = not embedded (the decoder must be given it)
+        92    4  header_crc32     uint32: zlib.crc32 of bytes 0..91
+        96    M  model            embedded model, M = model_length: an npz archive of the model's arrays (below)
+      96+M    P  payload          the bitstream packed MSB first, P = ceil(coded_bits / 8), zero-padded
+    96+M+P    4  file_crc32       uint32: zlib.crc32 of every byte before it (header, model and payload)
+
+Why two CRCs: the header CRC makes the length fields trustworthy, so a short file is reported as *truncated* and a
+damaged length as *corrupt*, rather than one being mistaken for the other; the file CRC catches any damage to the
+model or payload *before* decoding, because a damaged arithmetic-coded payload decodes silently into garbage (or
+fails deep inside the coder with an unhelpful message). The original's CRC-32 is checked after decoding as the
+end-to-end proof that the bytes written out are the bytes that went in.
+
+Models are stored as npz archives (a zip of .npy files, np.load with allow_pickle=False; never pickle). They are
+written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
+for byte. A model *file* (from `equalinfo fit-model`) is the same archive plus a `__kind__` entry (a 0-d string
+array) naming the model class; inside a compressed file the kind lives in the header instead.
+
+Every problem raises FormatError, whose message names the cause and whose `cause` attribute is one of
+FormatError.CAUSES, so callers and tests can tell them apart without parsing text.
+"""
+import io
+import struct
+import zipfile
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from ref.arithmetic import MAX_PRECISION
+from ref.fingerprint import fingerprint
+from ref.models import ModelError, model_from_arrays
+
+MAGIC = b"\x89EQI\r\n\x1a\n"
+VERSION = 1
+METHODS = ("gzip", "ac", "equalinfo", "staticac")  # index = the method's code in the header
+CODED_METHODS = ("ac", "equalinfo", "staticac")  # methods driven by a model and an arithmetic coder
+KIND_BYTES = 16
+MIN_PRECISION = 9  # 257 symbols need 2^precision >= 257 (ref.arithmetic.check_precision)
+
+_VERSION = struct.Struct("<H")
+_FIELDS = struct.Struct("<8sHBBI16s32sQQIQ")  # magic .. model_length (bytes 0..91)
+_CRC = struct.Struct("<I")
+HEADER_SIZE = _FIELDS.size + _CRC.size  # 96
+TRAILER_SIZE = _CRC.size
+KIND_ENTRY = "__kind__"  # the extra entry of a model file
+
+
+class FormatError(ValueError):
+    """A compressed file or model file that cannot be (or was not) decoded correctly; `cause` says why."""
+
+    CAUSES = ("not-equalinfo", "version", "truncated", "corrupt", "wrong-model", "missing-model", "crc-mismatch",
+              "bad-model-file")
+
+    def __init__(self, cause, message):
+        assert cause in self.CAUSES, cause
+        super().__init__(message)
+        self.cause = cause
+
+
+@dataclass
+class Header:
+    """The header fields of one file (see the module docstring); `fingerprint` is hex, '' for no model."""
+    method: str
+    precision: int
+    window_bits: int
+    model_kind: str
+    fingerprint: str
+    original_length: int
+    coded_bits: int
+    original_crc32: int
+    model_length: int = 0
+    version: int = VERSION
+
+
+@dataclass
+class Container:
+    """A parsed file: its header, the embedded model's arrays (None if not embedded) and the payload bits."""
+    header: Header
+    model_arrays: dict
+    bits: np.ndarray  # uint8 0/1 [coded_bits]
+
+
+# ---------------------------------------------------------------------------------------------------- npz archives
+
+def arrays_to_npz(arrays):
+    """Bytes of an npz archive of a dict name -> array, deterministic (fixed timestamps, sorted names).
+
+    np.savez_compressed stamps each member with the current time, so two runs on the same input would give
+    different files; writing the zip here with a fixed date keeps compressed files reproducible byte for byte.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(arrays):
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with archive.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def npz_to_arrays(data):
+    """dict name -> array of npz bytes, loaded without pickle; raises ValueError if it is not such an archive."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
+        raise ValueError(f"not a valid npz archive ({error})") from None
+
+
+# ----------------------------------------------------------------------------------------------------- model files
+
+def model_file_bytes(model):
+    """Bytes of a model file: the npz of model.arrays() plus its kind (what `equalinfo fit-model` writes)."""
+    arrays = dict(model.arrays())
+    if KIND_ENTRY in arrays:
+        raise ValueError(f"a model array may not be named {KIND_ENTRY!r}")
+    arrays[KIND_ENTRY] = np.array(model.kind)
+    return arrays_to_npz(arrays)
+
+
+def load_model_file(path):
+    """The model saved in a model file; FormatError('bad-model-file') naming the path if it is not one."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as error:
+        raise FormatError("bad-model-file", f"cannot read model file {path}: {error.strerror or error}") from None
+    try:
+        arrays = npz_to_arrays(data)
+    except ValueError:
+        raise FormatError("bad-model-file", f"{path} is not a model file (not an npz archive); "
+                                            "make one with `equalinfo fit-model`") from None
+    kind = arrays.pop(KIND_ENTRY, None)
+    if kind is None or kind.shape != () or kind.dtype.kind != "U":
+        raise FormatError("bad-model-file", f"{path} is not a model file (no {KIND_ENTRY} entry); "
+                                            "make one with `equalinfo fit-model`")
+    try:
+        return model_from_arrays(str(kind), arrays)
+    except ModelError as error:
+        raise FormatError("bad-model-file", f"{path} is not a valid model file: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------------- writing
+
+def pack(header, bits, model_arrays=None):
+    """Bytes of a whole file. header.coded_bits and header.model_length are set here from bits and model_arrays."""
+    if header.method not in METHODS:
+        raise ValueError(f"unknown method {header.method!r}; expected one of {', '.join(METHODS)}")
+    bits = np.asarray(bits, dtype=np.uint8)
+    if bits.ndim != 1 or (bits.size and bits.max() > 1):
+        raise ValueError("the payload must be a 1-D array of 0/1 bits")
+    model = b"" if model_arrays is None else arrays_to_npz(model_arrays)
+    if model_arrays is not None and fingerprint(model_arrays) != header.fingerprint:
+        raise ValueError("the embedded model's fingerprint differs from the header's")
+    header.coded_bits, header.model_length = len(bits), len(model)
+    kind = header.model_kind.encode("ascii")
+    if len(kind) > KIND_BYTES:
+        raise ValueError(f"model kind {header.model_kind!r} is longer than {KIND_BYTES} bytes")
+    fields = _FIELDS.pack(MAGIC, header.version, METHODS.index(header.method), header.precision,
+                          header.window_bits, kind, bytes.fromhex(header.fingerprint or "00" * 32),
+                          header.original_length, header.coded_bits, header.original_crc32, header.model_length)
+    body = fields + _CRC.pack(zlib.crc32(fields)) + model + np.packbits(bits).tobytes()
+    return body + _CRC.pack(zlib.crc32(body))
+
+
+# ------------------------------------------------------------------------------------------------------- reading
+
+def _check_start(data):
+    """Magic, then version: the two checks that must work on files of any layout."""
+    if len(data) < len(MAGIC):
+        if MAGIC.startswith(data):
+            raise FormatError("truncated", f"truncated file: {len(data)} bytes, shorter than the header")
+        raise FormatError("not-equalinfo", "not an equalinfo file (bad magic)")
+    if data[:len(MAGIC)] != MAGIC:
+        raise FormatError("not-equalinfo", "not an equalinfo file (bad magic)")
+    if len(data) < len(MAGIC) + _VERSION.size:
+        raise FormatError("truncated", f"truncated file: {len(data)} bytes, shorter than the header")
+    (version,) = _VERSION.unpack_from(data, len(MAGIC))
+    if version != VERSION:
+        raise FormatError("version", f"unsupported format version {version} (this program reads version "
+                                     f"{VERSION}{'; upgrade equalinfo' if version > VERSION else ''})")
+
+
+def _parse_header(data):
+    """The Header of a file whose magic and version are right, with its CRC and field values checked."""
+    if len(data) < HEADER_SIZE:
+        raise FormatError("truncated", f"truncated file: {len(data)} bytes, the header alone is {HEADER_SIZE}")
+    fields = data[:_FIELDS.size]
+    (stored,) = _CRC.unpack_from(data, _FIELDS.size)
+    if zlib.crc32(fields) != stored:
+        raise FormatError("corrupt", "corrupt file: header checksum mismatch")
+    (_, version, method, precision, window_bits, kind, digest, original_length, coded_bits, original_crc,
+     model_length) = _FIELDS.unpack(fields)
+    if method >= len(METHODS):
+        raise FormatError("corrupt", f"corrupt file: unknown method code {method}")
+    try:
+        kind = kind.rstrip(b"\0").decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("corrupt", "corrupt file: the model kind is not ASCII") from None
+    header = Header(METHODS[method], precision, window_bits, kind, digest.hex() if any(digest) else "",
+                    original_length, coded_bits, original_crc, model_length, version)
+    _check_fields(header)
+    return header
+
+
+def _check_fields(header):
+    """Field values that contradict each other (a buggy writer: the CRC was right)."""
+    problems = []
+    if header.method == "gzip":
+        if header.precision or header.window_bits or header.model_kind or header.fingerprint or header.model_length:
+            problems.append("a gzip file has no precision, window bits or model")
+    else:
+        if not header.model_kind or not header.fingerprint:
+            problems.append(f"a {header.method} file must name its model")
+        if not MIN_PRECISION <= header.precision <= MAX_PRECISION:
+            problems.append(f"precision {header.precision} is outside {MIN_PRECISION}..{MAX_PRECISION}")
+        if header.method == "equalinfo":
+            if header.window_bits < header.precision:
+                problems.append(f"window bits {header.window_bits} below the precision {header.precision}")
+            elif header.coded_bits % header.window_bits:
+                problems.append(f"{header.coded_bits} bits is not a whole number of {header.window_bits}-bit "
+                                "windows")
+        elif header.window_bits:
+            problems.append(f"window bits {header.window_bits} given for method {header.method}")
+        if header.method == "staticac" and (header.model_kind != "unigram" or not header.model_length):
+            problems.append("a staticac file embeds its unigram model")
+    if problems:
+        raise FormatError("corrupt", f"corrupt file: {'; '.join(problems)}")
+
+
+def unpack(data):
+    """Container of a whole file's bytes, with magic, version, lengths and both CRCs checked (nothing decoded)."""
+    data = bytes(data)
+    _check_start(data)
+    header = _parse_header(data)
+    payload_length = -(-header.coded_bits // 8)
+    expected = HEADER_SIZE + header.model_length + payload_length + TRAILER_SIZE
+    if len(data) < expected:
+        raise FormatError("truncated", f"truncated file: {len(data)} bytes, the header announces {expected}")
+    if len(data) > expected:
+        raise FormatError("corrupt", f"corrupt file: {len(data) - expected} unexpected bytes after the end")
+    (stored,) = _CRC.unpack_from(data, expected - TRAILER_SIZE)
+    if zlib.crc32(data[:expected - TRAILER_SIZE]) != stored:
+        raise FormatError("corrupt", "corrupt file: checksum mismatch (the model or payload was damaged)")
+    model_end = HEADER_SIZE + header.model_length
+    model_arrays = None
+    if header.model_length:
+        try:
+            model_arrays = npz_to_arrays(data[HEADER_SIZE:model_end])
+        except ValueError as error:
+            raise FormatError("corrupt", f"corrupt file: the embedded model is unreadable: {error}") from None
+        if fingerprint(model_arrays) != header.fingerprint:
+            raise FormatError("corrupt", "corrupt file: the embedded model does not match the header's "
+                                         f"fingerprint {header.fingerprint}")
+    payload = np.frombuffer(data, dtype=np.uint8, count=payload_length, offset=model_end)
+    bits = np.unpackbits(payload)[:header.coded_bits]
+    return Container(header, model_arrays, bits)
+
+
+# --------------------------------------------------------------------------------------- checks around decoding
+
+def resolve_model(container, model=None, model_name="the given model"):
+    """The model to decode a container with: the embedded one, or `model` if its fingerprint is the header's.
+
+    Refusing a different model matters because arithmetic decoding with the wrong probabilities does not fail:
+    it returns plausible-length garbage. If both exist, the given one must match too (the user asked for it).
+    """
+    header = container.header
+    if model is not None:
+        given = fingerprint(model.arrays())
+        if given != header.fingerprint:
+            raise FormatError("wrong-model", f"wrong model: the file was compressed with {header.model_kind} model "
+                                             f"{header.fingerprint}, but {model_name} is {model.kind} model {given}")
+        return model
+    if container.model_arrays is not None:
+        try:
+            return model_from_arrays(header.model_kind, container.model_arrays)
+        except ModelError as error:
+            raise FormatError("corrupt", f"corrupt file: the embedded model cannot be built: {error}") from None
+    raise FormatError("missing-model", f"missing model: the file was compressed with {header.model_kind} model "
+                                       f"{header.fingerprint}, which it does not embed; pass --model PATH")
+
+
+def check_output(header, data):
+    """Raise FormatError('crc-mismatch') unless the decoded bytes have the original's length and CRC-32."""
+    if len(data) != header.original_length:
+        raise FormatError("crc-mismatch", f"output does not match: decoded {len(data)} bytes, the original had "
+                                          f"{header.original_length}")
+    crc = zlib.crc32(data)
+    if crc != header.original_crc32:
+        raise FormatError("crc-mismatch", f"output does not match CRC-32: decoded {crc:08x}, the original had "
+                                          f"{header.original_crc32:08x}")
