@@ -272,12 +272,14 @@ def attention_forward(h, wq, wk, wv, wo, rel_bias, cfg):
     B, T, _ = h.shape
     H, dh = cfg.n_heads, cfg.head_dim
     buckets = bucket_table(T, cfg.num_buckets, cfg.max_distance)  # [T, T]
-    q = split_heads(h @ wq, H)  # [B, H, T, dh]
-    k = split_heads(h @ wk, H)  # [B, H, T, dh]
-    v = split_heads(h @ wv, H)  # [B, H, T, dh]
+    # contiguous per-head copies: NumPy's batched matmul is several times faster on them than on strided views
+    q = np.ascontiguousarray(split_heads(h @ wq, H))  # [B, H, T, dh]
+    k = np.ascontiguousarray(split_heads(h @ wk, H))  # [B, H, T, dh]
+    v = np.ascontiguousarray(split_heads(h @ wv, H))  # [B, H, T, dh]
     bias = rel_bias[buckets].transpose(2, 0, 1)  # [H, T, T]
     scale = 1.0 / math.sqrt(dh)
-    scores = (q @ k.transpose(0, 1, 3, 2)) * scale + bias + causal_mask(T, h.dtype.name)  # [B, H, T, T]
+    k_t = np.ascontiguousarray(k.transpose(0, 1, 3, 2))  # [B, H, dh, T]
+    scores = (q @ k_t) * scale + bias + causal_mask(T, h.dtype.name)  # [B, H, T, T]
     scores -= scores.max(axis=-1, keepdims=True)  # the diagonal is always finite, so every row has a finite max
     probs = np.exp(scores)
     probs /= probs.sum(axis=-1, keepdims=True)  # [B, H, T, T], zero above the diagonal

@@ -1,0 +1,127 @@
+"""Forward+backward throughput of the reference Transformer, beside the same model in PyTorch (CPU, fp32) if present.
+
+    python bench/bench_transformer_ref.py [--size 3m] [--batch 8] [--seq 256] [--repeats 5] [--threads N]
+
+Both run the same parameters on the same batch in float32; the script checks that their losses agree before it
+prints tokens/s and the ratio. PyTorch is imported here only (never by the package). With --threads both NumPy's
+BLAS (if threadpoolctl is installed, else via the environment variables set before NumPy loads) and PyTorch are
+limited to N threads.
+"""
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", default="3m")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--seq", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    return parser.parse_args()
+
+
+ARGS = parse_args()
+if ARGS.threads:
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+from ref import transformer as tr  # noqa: E402
+
+
+def time_it(function, repeats):
+    function()  # warm-up (allocations, BLAS thread pool, caches)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times), float(np.median(times))
+
+
+def torch_model(params, cfg, torch):
+    """The same architecture in PyTorch (autograd for the backward), reading our parameter dict by name."""
+    weights = {name: torch.tensor(value, requires_grad=True) for name, value in params.items()}
+    T = ARGS.seq
+    buckets = torch.tensor(tr.bucket_table(T, cfg.num_buckets, cfg.max_distance))
+    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+    H, dh = cfg.n_heads, cfg.head_dim
+
+    def norm(x, scale):
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + tr.RMS_EPS) * scale
+
+    def loss_fn(inputs, targets):
+        x = weights["embed"][inputs]
+        B = x.shape[0]
+        for i in range(cfg.n_layers):
+            p = f"blocks.{i}."
+            h = norm(x, weights[p + "attn_norm"])
+            q, k, v = ((h @ weights[p + w]).view(B, T, H, dh).transpose(1, 2) for w in ("wq", "wk", "wv"))
+            bias = weights[p + "rel_bias"][buckets].permute(2, 0, 1)
+            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias + mask
+            ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H * dh)
+            x = x + ctx @ weights[p + "wo"]
+            h = norm(x, weights[p + "mlp_norm"])
+            x = x + (torch.relu(h @ weights[p + "w_gate"]) * (h @ weights[p + "w_up"])) @ weights[p + "w_down"]
+        logits = norm(x, weights["final_norm"]) @ weights["unembed"]
+        lse = torch.logsumexp(logits, -1)
+        ce = lse - logits.gather(-1, targets[..., None])[..., 0]
+        return (ce + cfg.z_loss * lse * lse).mean()
+
+    def step(inputs, targets):
+        for w in weights.values():
+            w.grad = None
+        loss = loss_fn(inputs, targets)
+        loss.backward()
+        return float(loss)
+
+    return step
+
+
+def main():
+    cfg = tr.make_config(ARGS.size, dtype="float32")
+    params = tr.init_params(cfg, 0)
+    rng = np.random.default_rng(0)
+    inputs = rng.integers(0, cfg.vocab_in, (ARGS.batch, ARGS.seq))
+    targets = rng.integers(0, cfg.vocab_out, (ARGS.batch, ARGS.seq))
+    tokens = ARGS.batch * ARGS.seq
+    flops = tr.flops_per_token(cfg, ARGS.seq)["training"] * tokens
+
+    print(f"model {ARGS.size} (non-embedding {tr.count_params(cfg)['non_embedding']:,} params), batch "
+          f"{ARGS.batch} x {ARGS.seq}, float32, forward+backward; {os.cpu_count()} CPUs, {platform.processor() or ''}"
+          f" {platform.machine()}, numpy {np.__version__}, threads {ARGS.threads or 'default'}")
+    ref_loss = tr.loss_and_grads(params, cfg, inputs, targets)[0]
+    best, median = time_it(lambda: tr.loss_and_grads(params, cfg, inputs, targets), ARGS.repeats)
+    ref_rate = tokens / best
+    print(f"ref (NumPy):    {ref_rate:10,.0f} tokens/s  (best {best * 1e3:.1f} ms, median {median * 1e3:.1f} ms, "
+          f"{flops / best / 1e9:.1f} GFLOP/s)  loss {ref_loss:.6f}")
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: no comparison (pip install torch for one)")
+        return
+    if ARGS.threads:
+        torch.set_num_threads(ARGS.threads)
+    step = torch_model(params, cfg, torch)
+    t_inputs, t_targets = torch.tensor(inputs), torch.tensor(targets)
+    torch_loss = step(t_inputs, t_targets)
+    best_t, median_t = time_it(lambda: step(t_inputs, t_targets), ARGS.repeats)
+    torch_rate = tokens / best_t
+    print(f"PyTorch {torch.__version__} CPU fp32: {torch_rate:10,.0f} tokens/s  (best {best_t * 1e3:.1f} ms, median "
+          f"{median_t * 1e3:.1f} ms, {flops / best_t / 1e9:.1f} GFLOP/s)  loss {torch_loss:.6f}, "
+          f"{torch.get_num_threads()} threads")
+    if abs(torch_loss - ref_loss) > 1e-4 * abs(ref_loss):
+        print(f"WARNING: the losses differ by {abs(torch_loss - ref_loss):.3g}: the two models are not the same")
+    print(f"ratio ref / PyTorch: {ref_rate / torch_rate:.3f}  (PyTorch is {torch_rate / ref_rate:.2f}x faster)")
+
+
+if __name__ == "__main__":
+    main()
