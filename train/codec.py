@@ -2,22 +2,18 @@
 
 Every method codes the input's bytes as symbols 0-255, one per byte, with no EOS added (a file is one document; its
 length is in the header). The coding itself is ref/'s, unchanged: ac and staticac are ref.ac, equalinfo is
-ref.equalinfo, gzip is ref.baselines. The loops below only add a progress bar: they call the same per-symbol and
-per-window steps in the same order as ref.ac.compress/decompress and ref.equalinfo.compress/decompress (the ref
-coder runs at ~20-50 us per symbol, so a 1 MB text takes a minute or more), and the tests check that they give
-identical bits.
+ref.equalinfo, gzip is ref.baselines; a tqdm bar follows their progress callbacks (the ref coder runs at ~20-50 us
+per symbol, so a 1 MB text takes a minute or more).
 """
 import zlib
 
-import numpy as np
 from tqdm import tqdm
 
-from ref import baselines
-from ref.ac import check_symbols
-from ref.arithmetic import Decoder, Encoder, check_precision
-from ref.equalinfo import WindowError, check_window_bits, decode_window, encode_window
+from ref import ac, baselines, equalinfo
+from ref.arithmetic import check_precision
+from ref.equalinfo import check_window_bits
 from ref.fingerprint import fingerprint
-from ref.models import CdfCursor, UnigramModel
+from ref.models import UnigramModel
 from ref.symbols import N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
 from train import fileformat
 from train.fileformat import FormatError, Header
@@ -36,77 +32,6 @@ def _wants_bar(n_bytes, progress):
     if progress is None and n_bytes < PROGRESS_BYTES:
         return False
     return progress
-
-
-# ---------------------------------------------------------------------------------------- the coding loops
-
-def ac_compress(symbols, model, precision=14, progress=False):
-    """ref.ac.compress(symbols, model, precision), with a progress bar."""
-    symbols = check_symbols(symbols)
-    check_precision(precision, N_SYMBOLS)
-    cursor = CdfCursor(model, precision)
-    encoder = Encoder(precision)
-    with _bar(len(symbols), progress, "ac encode") as bar:
-        for index, symbol in enumerate(symbols):
-            encoder.encode(cursor.cdf(), symbol)
-            cursor.push(symbol)
-            if index % 4096 == 4095:
-                bar.update(4096)
-        bar.update(len(symbols) % 4096)
-    return encoder.finish()
-
-
-def ac_decompress(bits, model, n_symbols, precision=14, progress=False):
-    """ref.ac.decompress(bits, model, n_symbols, precision), with a progress bar."""
-    check_precision(precision, N_SYMBOLS)
-    n_symbols = int(n_symbols)
-    cursor = CdfCursor(model, precision)
-    decoder = Decoder(bits, precision)
-    symbols = np.zeros(n_symbols, dtype=np.int64)
-    with _bar(n_symbols, progress, "ac decode") as bar:
-        for index in range(n_symbols):
-            symbols[index] = decoder.decode(cursor.cdf())
-            cursor.push(symbols[index])
-            if index % 4096 == 4095:
-                bar.update(4096)
-        bar.update(n_symbols % 4096)
-    return symbols
-
-
-def equalinfo_compress(symbols, model, window_bits=16, precision=14, progress=False):
-    """ref.equalinfo.compress(symbols, model, window_bits, precision), window by window with a progress bar."""
-    symbols = check_symbols(symbols)
-    check_window_bits(window_bits, precision)
-    cursor = CdfCursor(model, precision)
-    windows, start = [], 0
-    with _bar(len(symbols), progress, "equalinfo encode") as bar:
-        while start < len(symbols):
-            window = encode_window(symbols, start, cursor, window_bits, precision)
-            windows.append(window.bits)
-            start += window.length
-            bar.update(window.length)
-    return np.concatenate(windows) if windows else np.zeros(0, dtype=np.uint8)
-
-
-def equalinfo_decompress(bits, model, n_symbols, window_bits=16, precision=14, progress=False):
-    """ref.equalinfo.decompress(bits, model, window_bits, precision, n_symbols), window by window with a bar."""
-    check_window_bits(window_bits, precision)
-    bits = np.asarray(bits, dtype=np.uint8)
-    if bits.ndim != 1 or len(bits) % window_bits:
-        raise WindowError(f"{len(bits)} bits is not a whole number of {window_bits}-bit windows")
-    cursor = CdfCursor(model, precision)
-    symbols = []
-    with _bar(n_symbols, progress, "equalinfo decode") as bar:
-        for index in range(len(bits) // window_bits):
-            limit = n_symbols - len(symbols)
-            if limit == 0:
-                raise WindowError(f"window {index} lies past the {n_symbols} symbols the input should hold")
-            window = decode_window(bits[index * window_bits:(index + 1) * window_bits], cursor, precision, limit)
-            symbols.extend(window)
-            bar.update(len(window))
-    if len(symbols) != n_symbols:
-        raise WindowError(f"the windows hold {len(symbols)} symbols, expected {n_symbols}")
-    return np.array(symbols, dtype=np.int64)
 
 
 # -------------------------------------------------------------------------------------------- files
@@ -136,10 +61,12 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
     check_precision(precision, N_SYMBOLS)
     if method == "equalinfo":
         check_window_bits(window_bits, precision)
-        bits = equalinfo_compress(symbols, model, window_bits, precision, show)
+        with _bar(len(symbols), show, "equalinfo encode") as bar:
+            bits = equalinfo.compress(symbols, model, window_bits, precision, progress=bar.update)
     else:
         window_bits = 0
-        bits = ac_compress(symbols, model, precision, show)
+        with _bar(len(symbols), show, "ac encode") as bar:
+            bits = ac.compress(symbols, model, precision, progress=bar.update)
     arrays = model.arrays()
     header = Header(method, precision, window_bits, model.kind, fingerprint(arrays), len(data), 0, zlib.crc32(data))
     return fileformat.pack(header, bits, arrays if embed else None), header
@@ -162,11 +89,12 @@ def decompress_bytes(blob, model=None, model_name="the given model", progress=No
         else:
             coder_model = fileformat.resolve_model(container, model, model_name)
             n = header.original_length
-            if header.method == "equalinfo":
-                symbols = equalinfo_decompress(container.bits, coder_model, n, header.window_bits,
-                                               header.precision, show)
-            else:
-                symbols = ac_decompress(container.bits, coder_model, n, header.precision, show)
+            with _bar(n, show, f"{header.method} decode") as bar:
+                if header.method == "equalinfo":
+                    symbols = equalinfo.decompress(container.bits, coder_model, header.window_bits,
+                                                   header.precision, n_symbols=n, progress=bar.update)
+                else:
+                    symbols = ac.decompress(container.bits, coder_model, n, header.precision, progress=bar.update)
             data = symbols_to_bytes(symbols)
     except FormatError:
         raise
