@@ -81,7 +81,7 @@ def torch_model(params, cfg, torch):
             w.grad = None
         loss = loss_fn(inputs, targets)
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 
