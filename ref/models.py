@@ -138,12 +138,14 @@ class MarkovModel:
 
 
 def model_from_arrays(kind, arrays):
-    """Rebuild a simple model from its kind and arrays (as stored in a compressed file)."""
+    """Rebuild a model from its kind and arrays (as stored in a compressed file or a model file)."""
     try:
         if kind == UnigramModel.kind:
             return UnigramModel(arrays["counts"])
         if kind == MarkovModel.kind:
             return MarkovModel(int(arrays["order"]), arrays["context_ids"], arrays["counts"])
+        if kind == TransformerModel.kind:
+            return TransformerModel.from_arrays(arrays)
     except KeyError as missing:
         raise ModelError(f"{kind} model is missing its array {missing}") from None
     raise ModelError(f"unknown model kind {kind!r}")
