@@ -36,6 +36,7 @@ def compress(symbols, model, precision=14, progress=None):
     symbols = check_symbols(symbols)
     check_precision(precision, N_SYMBOLS)
     cursor = CdfCursor(model, precision)
+    cursor.prefetch(symbols[:-1])  # the encoder knows the text: one model call can give every row
     encoder = Encoder(precision)
     for index, symbol in enumerate(symbols):
         encoder.encode(cursor.cdf(), symbol)

@@ -115,6 +115,8 @@ def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=Tru
     """
     cap = getattr(cursor.model, "max_window_symbols", None)
     cursor.reset()
+    lookahead = cap if cap is not None else max_symbols_per_window(window_bits, precision)
+    cursor.prefetch(symbols[start:start + lookahead])  # rows for every symbol this window could take
     encoders = [Encoder(precision)]  # encoders[k]: state after the window's first k symbols
     next_cdfs = []  # next_cdfs[k]: CDF of the symbol that follows k symbols
     position = start

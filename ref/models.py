@@ -155,9 +155,14 @@ class CdfCursor:
     """Walks a sequence one symbol at a time and hands the coder the quantized CDF of the next symbol.
 
     reset() starts a new sequence (input BOS); cdf() is the next symbol's CDF; push(symbol) appends it.
-    For a finite-context model the CDF is cached by context, so each distinct context is evaluated and quantized
-    once (this is what makes the reference coder usable on long texts); the cache cannot change a result because
-    such a model's row depends on its context only. For a whole-prefix model (M1) every step evaluates the prefix.
+    Two shortcuts, neither of which can change a result:
+    - a finite-context model's CDFs are cached by context, so each distinct context is evaluated and quantized once
+      (a row of such a model depends on its context only);
+    - prefetch(upcoming) lets an encoder, which knows the symbols to come, get the rows of a whole-prefix model
+      (M1) for all of them from ONE call on the longer prefix; the protocol makes row t depend on inputs 0..t
+      only, so these rows equal the ones a decoder gets one call per symbol. They are used while the pushed
+      symbols follow `upcoming`, and dropped at the first that does not (or at reset).
+    Otherwise a whole-prefix model is evaluated on the whole prefix at every step, as a decoder must.
     """
 
     def __init__(self, model, precision=14):
@@ -169,11 +174,26 @@ class CdfCursor:
 
     def reset(self):
         self.inputs = [BOS]
+        self.ahead = None  # (inputs the prefetched rows assume [n], their CDFs [n, V+1]) or None
 
     def push(self, symbol):
         self.inputs.append(int(symbol))
+        if self.ahead is not None:
+            assumed, cdfs = self.ahead
+            if len(self.inputs) > len(cdfs) or assumed[len(self.inputs) - 1] != self.inputs[-1]:
+                self.ahead = None
+
+    def prefetch(self, upcoming):
+        """Evaluate now the CDFs after each of the next len(upcoming) symbols, assuming they come in this order."""
+        if self.context_length is not None:
+            return  # the context cache already makes every step cheap
+        assumed = self.inputs + [int(s) for s in upcoming]
+        probs = self.model.next_probs(np.array([assumed], dtype=np.int64))[0]  # [len(assumed), V]
+        self.ahead = (assumed, quantize(probs, self.precision))
 
     def cdf(self):
+        if self.ahead is not None:
+            return self.ahead[1][len(self.inputs) - 1]
         if self.context_length is None:
             return self._evaluate(self.inputs)
         width = self.context_length

@@ -85,3 +85,46 @@ def test_bad_models_raise():
         model_from_arrays("markov", {"order": np.array(2)})
     with pytest.raises(ModelError, match="input ids"):
         UnigramModel.fit([1]).next_probs(np.array([[BOS, 300]]))
+
+
+class WholePrefixModel:
+    """A context_length=None model (like M1) whose rows depend on the whole prefix; counts its calls."""
+
+    context_length = None
+
+    def __init__(self):
+        self.calls = 0
+
+    def next_probs(self, inputs):
+        self.calls += 1
+        inputs = np.asarray(inputs)
+        prefix_sums = np.cumsum(inputs, axis=1)  # row t sees inputs 0..t only
+        probs = np.ones(inputs.shape + (N_SYMBOLS,))
+        probs[..., 0] += (prefix_sums % 7)  # the row changes with the whole prefix
+        return probs
+
+
+def test_prefetch_gives_the_per_step_rows_in_one_call():
+    model = WholePrefixModel()
+    upcoming = [5, 9, 2, 2, 7]
+    step_by_step = CdfCursor(model, 14)
+    expected = []
+    for symbol in upcoming:
+        expected.append(step_by_step.cdf())
+        step_by_step.push(symbol)
+    expected.append(step_by_step.cdf())
+    model.calls = 0
+    cursor = CdfCursor(model, 14)
+    cursor.prefetch(upcoming)
+    for t, symbol in enumerate(upcoming):
+        assert np.array_equal(cursor.cdf(), expected[t])
+        cursor.push(symbol)
+    assert np.array_equal(cursor.cdf(), expected[-1]) and model.calls == 1
+    cursor.reset()
+    cursor.prefetch(upcoming)
+    cursor.push(5)
+    cursor.push(3)  # leaves the prefetched path: the cursor must evaluate again
+    fresh = CdfCursor(model, 14)
+    fresh.push(5)
+    fresh.push(3)
+    assert np.array_equal(cursor.cdf(), fresh.cdf())
