@@ -1,0 +1,62 @@
+"""Backends by name: `ref` (NumPy), `cpu` (Numba), `gpu` (CuPy), all with ref's interfaces.
+
+A backend bundles four modules with the same public functions: `transformer` (forward, loss_and_grads, ...),
+`optim` (Adafactor, AdamW, from_config, ...), `ac` and `equalinfo` (compress, decompress). The pipeline asks for a
+backend by name and never imports fast/ directly, so a missing backend is one clear error, not an ImportError deep
+inside a run.
+"""
+import importlib
+from types import SimpleNamespace
+
+NAMES = ("ref", "cpu", "gpu")
+_MODULES = ("transformer", "optim", "ac", "equalinfo")
+_PACKAGES = {"ref": "ref", "cpu": "fast.cpu", "gpu": "fast.gpu"}
+
+
+class BackendUnavailable(RuntimeError):
+    """The named backend cannot run here (not built yet, Numba/CuPy missing, no GPU)."""
+
+
+def load(name):
+    """The backend `name` as a namespace with .name and the four modules."""
+    if name not in NAMES:
+        raise BackendUnavailable(f"unknown backend {name!r}; choose one of {', '.join(NAMES)}")
+    if name == "gpu":
+        _check_gpu()
+    modules = {}
+    for module in _MODULES:
+        try:
+            modules[module] = importlib.import_module(f"{_PACKAGES[name]}.{module}")
+        except ModuleNotFoundError as error:
+            raise BackendUnavailable(f"backend {name!r} is not available: {_PACKAGES[name]}.{module} cannot be "
+                                     f"imported ({error})") from None
+    return SimpleNamespace(name=name, **modules)
+
+
+def _check_gpu():
+    try:
+        import cupy
+    except ImportError:
+        raise BackendUnavailable("backend 'gpu' needs CuPy: pip install -e '.[gpu]'") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CuPy raises its own CUDA error types when no driver or device is present
+        raise BackendUnavailable(f"backend 'gpu' found no usable GPU ({error})") from None
+    if count == 0:
+        raise BackendUnavailable("backend 'gpu' found no GPU")
+
+
+def available():
+    """Names of the backends that load here, fastest last."""
+    names = []
+    for name in NAMES:
+        try:
+            load(name)
+        except BackendUnavailable:
+            continue
+        names.append(name)
+    return names
+
+
+def fastest_available():
+    return available()[-1]

@@ -1,0 +1,65 @@
+"""Training M1, the byte-level model that drives the coder.
+
+Batches: sequence k of step s starts at a random offset of the training symbol stream (drawn from
+np.random.default_rng([seed, s]), so a step's batch never depends on what ran before) and reads
+[BOS, x_o, ..., x_{o+T-2}] -> [x_o, ..., x_{o+T-1}]. Starting every sequence with BOS at an arbitrary point of the
+text is what M1 meets when coding: every Equal-Info window restarts it from BOS in the middle of a document.
+Validation: the validation stream cut into consecutive sequences of the same shape; bits/byte = mean NLL / ln 2
+per symbol (EOS counts as a symbol, as it is coded).
+"""
+import math
+
+import numpy as np
+
+from ref import transformer
+from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+from train.trainer import TrainSettings, train
+
+
+def make_config(size="3m", dtype="float32", **overrides):
+    """M1's config: a named size (ref.transformer.SIZES) with M1's vocabularies (258 in, 257 out)."""
+    return transformer.make_config(size, vocab_in=N_INPUTS, vocab_out=N_SYMBOLS, dtype=dtype, **overrides)
+
+
+def stream_batch(symbols, seq_len, batch_size, seed, step):
+    """(inputs, targets, weights) [B, T] of BOS-started sequences at random offsets of `symbols`."""
+    if len(symbols) < seq_len:
+        raise ValueError(f"the training text ({len(symbols)} symbols) is shorter than one sequence ({seq_len})")
+    rng = np.random.default_rng([seed, step])
+    offsets = rng.integers(0, len(symbols) - seq_len + 1, size=batch_size)
+    targets = symbols[offsets[:, None] + np.arange(seq_len)]  # [B, T]
+    inputs = np.concatenate([np.full((batch_size, 1), BOS), targets[:, :-1]], axis=1)
+    return inputs.astype(np.int64), targets.astype(np.int64), np.ones((batch_size, seq_len))
+
+
+def validation_batches(symbols, seq_len, batch_size, max_sequences):
+    """Consecutive BOS-started sequences of the validation stream, batched (the last sequence may be shorter and
+    is padded with weight 0)."""
+    n = min(max_sequences, math.ceil(len(symbols) / seq_len))
+    batches = []
+    for first in range(0, n, batch_size):
+        rows = range(first, min(first + batch_size, n))
+        targets = np.zeros((len(rows), seq_len), dtype=np.int64)
+        weights = np.zeros((len(rows), seq_len))
+        for r, index in enumerate(rows):
+            piece = symbols[index * seq_len:(index + 1) * seq_len]
+            targets[r, :len(piece)], weights[r, :len(piece)] = piece, 1.0
+        inputs = np.concatenate([np.full((len(rows), 1), BOS), targets[:, :-1]], axis=1)
+        batches.append((inputs, targets, weights))
+    return batches
+
+
+def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_len=256, batch_size=16,
+             eval_sequences=64, resume=False):
+    """Train M1 on symbol streams; writes the checkpoint to out_path and returns (params, history)."""
+    if not isinstance(settings, TrainSettings):
+        settings = TrainSettings(**settings)
+    train_symbols = np.asarray(train_symbols, dtype=np.int64)
+    params = backend.transformer.init_params(cfg, settings.seed)
+    return train(
+        cfg, params, settings, backend,
+        batch_at=lambda step: stream_batch(train_symbols, seq_len, batch_size, settings.seed, step),
+        eval_batches=validation_batches(np.asarray(val_symbols, dtype=np.int64), seq_len, batch_size,
+                                        eval_sequences),
+        checkpoint_path=out_path, resume=resume,
+        describe=lambda nll: {"val_bits_per_byte": nll / math.log(2)}, desc="train M1")

@@ -1,0 +1,140 @@
+"""One training loop for M1 and M2: deterministic batches, periodic validation, checkpoints, exact resume.
+
+Why it resumes bit for bit: the batch of step k is a pure function of (seed, k) (the caller's `batch_at`), the
+optimizer's state is saved whole in the checkpoint, and the arrays are stored exactly (.npz). So a run stopped after
+step k and resumed from its checkpoint performs the same floating-point operations on the same inputs as a run that
+never stopped; the tests compare the two.
+"""
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ref import checkpoint
+
+
+@dataclass
+class TrainSettings:
+    """How long and how to train; stored in the checkpoint so a resumed run can check it continues the same run."""
+    steps: int
+    optimizer: dict  # an optimizer's config() dict: {"name": "adafactor", ...}
+    seed: int = 0
+    eval_every: int = 0  # 0: only at the end
+    checkpoint_every: int = 0  # 0: only at the end
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.eval_every < 0 or self.checkpoint_every < 0:
+            raise ValueError("eval_every and checkpoint_every must be >= 0")
+
+
+def versions():
+    """What produced a result: Python, platform, NumPy/Numba versions and the git commit if there is one."""
+    info = {"python": sys.version.split()[0], "platform": platform.platform(), "numpy": np.__version__}
+    try:
+        import numba
+
+        info["numba"] = numba.__version__
+    except ImportError:
+        pass
+    try:
+        root = Path(__file__).resolve().parents[1]
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=5)
+        if commit.returncode == 0:
+            info["commit"] = commit.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return info
+
+
+def mean_nll(transformer, params, cfg, batches):
+    """(sum of weighted NLL in nats, sum of weights) over batches of (inputs, targets, weights); no z-loss."""
+    total, weight = 0.0, 0.0
+    for inputs, targets, weights in batches:
+        logits = np.asarray(transformer.forward(params, cfg, inputs), dtype=np.float64)  # [B, T, V]
+        top = logits.max(axis=-1, keepdims=True)
+        log_norm = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))  # [B, T]
+        picked = np.take_along_axis(logits, np.maximum(targets, 0)[..., None], axis=-1)[..., 0]
+        total += float(((log_norm - picked) * weights).sum())
+        weight += float(weights.sum())
+    return total, weight
+
+
+def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_path, resume=False,
+          describe=lambda loss: {}, desc="train"):
+    """Train `params` in place of a fresh copy; returns (params, history).
+
+    batch_at(step) -> (inputs, targets, weights) for step = 0, 1, ...; eval_batches: a list of such triples;
+    describe(mean validation NLL) -> extra figures to log (e.g. bits/byte). The checkpoint at `checkpoint_path`
+    holds params, optimizer state and meta {"step", "settings", "history"}; with resume=True training continues
+    from it (and must be the same run: same settings and model config).
+    """
+    transformer, optim = backend.transformer, backend.optim
+    optimizer = optim.from_config(settings.optimizer)
+    state, start, history = optimizer.init(params), 0, []
+    checkpoint_path = Path(checkpoint_path)
+    if resume and checkpoint_path.exists():
+        params, saved_cfg, state, meta = checkpoint.load(checkpoint_path)
+        if saved_cfg != cfg or meta.get("settings") != asdict(settings):
+            raise ValueError(f"{checkpoint_path} belongs to a different run (its model config or training "
+                             f"settings differ); start a new output directory or drop --resume")
+        start, history = int(meta["step"]), list(meta["history"])
+    elif resume:
+        raise FileNotFoundError(f"--resume given but there is no checkpoint at {checkpoint_path}")
+
+    def evaluate(step):
+        nll, weight = mean_nll(transformer, params, cfg, eval_batches)
+        record = {"step": step, "val_nll": nll / weight, **describe(nll / weight)}
+        history.append(record)
+        return record
+
+    def save(step):
+        meta = {"step": step, "settings": asdict(settings), "history": history, "versions": versions()}
+        checkpoint.save(checkpoint_path, params, cfg, opt_state=state, meta=meta)
+
+    bar = tqdm(range(start, settings.steps), desc=desc, initial=start, total=settings.steps, unit="step",
+               disable=None)
+    for step in bar:
+        inputs, targets, weights = batch_at(step)
+        loss, grads = transformer.loss_and_grads(params, cfg, inputs, targets, weights)
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the training loss became {loss} at step {step}")
+        params, state = optimizer.update(params, grads, state, step)
+        done = step + 1
+        postfix = {"loss": f"{loss:.4f}"}
+        if settings.eval_every and done % settings.eval_every == 0 and done < settings.steps:
+            postfix.update({k: f"{v:.4f}" for k, v in evaluate(done).items() if k != "step"})
+        history.append({"step": done, "train_loss": float(loss)})
+        bar.set_postfix(postfix)
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
+            save(done)
+    if start < settings.steps or not history or "val_nll" not in history[-1]:
+        evaluate(settings.steps)
+    save(settings.steps)
+    return params, history
+
+
+def write_json(path, data):
+    """Write JSON atomically (temp file + rename) so an interrupted run never leaves half a results file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + f".tmp{os.getpid()}")
+    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def timed(function, *args, **kwargs):
+    """(result, seconds) of a call."""
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
