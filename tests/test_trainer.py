@@ -21,7 +21,8 @@ def run(tmp_path, name, resume=False, **overrides):
 
 
 def test_m1_loss_falls_and_bits_per_byte_is_nll_over_ln2(tmp_path):
-    _, history = run(tmp_path, "m1.npz", steps=40, optimizer={**SETTINGS["optimizer"], "total_steps": 40})
+    _, history = run(tmp_path, "m1.npz", steps=40,
+                     optimizer={**SETTINGS["optimizer"], "peak_lr": 3e-2, "total_steps": 40})
     evals = [r for r in history if "val_nll" in r]
     assert evals[-1]["val_nll"] < evals[0]["val_nll"] - 0.5
     assert evals[-1]["val_bits_per_byte"] == pytest.approx(evals[-1]["val_nll"] / math.log(2))
