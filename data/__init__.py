@@ -1,1 +1,12 @@
-"""Text sources, packing and datasets on disk."""
+"""Text sources, packing and datasets on disk.
+
+data.sources         documents (bytes) from C4 json/json.gz shards, JSONL, plain text, directories, globs
+data.default_corpus  the embedded default corpus (Python's own documentation), no download needed
+data.corpus          open_corpus(source or None): a re-iterable corpus with a description for the record
+data.packing         EOS after each document, 128-document groups, 10,240-symbol examples, train/validation split
+data.shards          .npy shards + JSON index, atomic and resumable writes, memory-mapped reads
+Every problem with input data raises data.DataError (a ValueError).
+"""
+from data.sources import DataError
+
+__all__ = ["DataError"]

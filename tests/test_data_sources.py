@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from data import default_corpus
+from data.corpus import open_corpus
 from data.sources import DataError, iter_documents, list_files, read_json_lines, read_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,3 +165,17 @@ def test_default_corpus_deterministic_across_processes():
         outputs.add(result.stdout.strip())
     info = default_corpus.info()
     assert outputs == {f"{info['sha256']} {info['documents']}"}
+
+
+def test_open_corpus_reiterable_and_described(tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", ["one", "two"])
+    corpus = open_corpus(path)
+    assert list(corpus) == list(corpus) == [b"one", b"two"]
+    described = corpus.describe()
+    assert described["files"] == [{"path": str(path), "format": "json", "size": path.stat().st_size}]
+    default = open_corpus("default")
+    assert default.is_default and open_corpus(None).is_default
+    assert default.describe()["sha256"] == default_corpus.info()["sha256"]
+    assert next(iter(default)) == default_corpus.documents()[0]
+    with pytest.raises(DataError, match="no such file"):
+        open_corpus(tmp_path / "missing")  # at once, not when first iterated

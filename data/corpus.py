@@ -1,0 +1,51 @@
+"""One entry point for "the corpus": the embedded default, or documents read from files, re-iterable and described.
+
+Drivers pack each side of a corpus in a separate pass (`data.packing.iter_examples(corpus, "train")`, then
+"validation"), so a corpus must be iterable more than once without holding it in memory: `Corpus` re-reads its
+source on every `iter()`. `describe()` says what it is, for the record a run writes next to its results.
+"""
+import os
+
+from data import default_corpus
+from data.sources import iter_documents, list_files
+
+__all__ = ["Corpus", "open_corpus", "DEFAULT"]
+
+DEFAULT = "default"
+
+
+class Corpus:
+    """Documents (bytes) of a source, read afresh on each iteration (see data/sources.py for sources and errors)."""
+
+    def __init__(self, source=None, format="auto", text_field="text", text_split="file"):
+        self.source, self.format, self.text_field, self.text_split = source, format, text_field, text_split
+        if source is not None:
+            self._files = list_files(source, format)  # fails now, not mid-run, on a missing path or empty glob
+
+    @property
+    def is_default(self):
+        return self.source is None
+
+    def __iter__(self):
+        if self.is_default:
+            return iter(default_corpus.documents())
+        return iter_documents(self.source, self.format, self.text_field, self.text_split)
+
+    def describe(self):
+        """JSON-able description: the default corpus's info (Python version, counts, SHA-256), or the files read
+        (paths in reading order, their formats and sizes on disk) and the reading options."""
+        if self.is_default:
+            return default_corpus.info()
+        return {"name": "files", "source": [os.fspath(part) for part in self.source]
+                if isinstance(self.source, (list, tuple)) else os.fspath(self.source),
+                "format": self.format, "text_field": self.text_field, "text_split": self.text_split,
+                "files": [{"path": os.fspath(path), "format": kind, "size": os.path.getsize(path)}
+                          for path, kind in self._files]}
+
+
+def open_corpus(source=None, format="auto", text_field="text", text_split="file"):
+    """A Corpus of `source` (a path, directory, glob or list of them); None or "default" gives the embedded
+    default corpus (data/default_corpus.py). A path literally named "default" can be given as "./default"."""
+    if isinstance(source, str) and source == DEFAULT:
+        source = None
+    return Corpus(source, format, text_field, text_split)
