@@ -1,0 +1,58 @@
+"""Building M2 datasets: every example tokenized by one method, trimmed or padded to a fixed number of tokens.
+
+Rows (data/shards.py): tokens int32 [n, L] (L = 512 by default), weights float32 [n, L] (1 on real tokens, 0 on
+padding), n_bytes int64 [n] (the example's symbols, EOS counted as a byte as the paper counts it), n_tokens
+int64 [n] (its tokens before trimming) and kept_bytes float64 [n] (the bytes its kept tokens cover: exact for
+bytes, spm and equalinfo, whose tokens map to known bytes; proportional for ac, staticac and gzip, whose bits mix the
+whole example). From the totals (`summary`):
+- cr_full = bytes / tokens of the whole examples (the paper's token compression ratio);
+- cr_kept = kept bytes / kept tokens, the ratio of the data actually kept, which converts M2's loss to bits/byte.
+Examples are processed in a fixed order through a resumable ShardWriter, so an interrupted build continues where it
+stopped and ends with the same files.
+"""
+import numpy as np
+from tqdm import tqdm
+
+from data.shards import ShardWriter, open_dataset, token_columns
+
+
+def columns(seq_len):
+    return {**token_columns(seq_len), "n_tokens": ("int64", ()), "kept_bytes": ("float64", ())}
+
+
+def fit_row(tokens, seq_len):
+    """(tokens [L], weights [L]) of one example's tokens: trimmed to L or padded with token 0 at weight 0."""
+    row = np.zeros(seq_len, dtype=np.int32)
+    weights = np.zeros(seq_len, dtype=np.float32)
+    kept = min(len(tokens), seq_len)
+    row[:kept], weights[:kept] = tokens[:kept], 1.0
+    return row, weights
+
+
+def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_shard=256, desc=None):
+    """Write (or finish writing) the dataset of `examples` (data.packing.Example, fixed order) tokenized by
+    `method` (train/methods.py); returns the finished Dataset."""
+    meta = dict(meta or {})
+    meta.update({"method": method.name, "vocab_size": int(method.vocab_size), "seq_len": int(seq_len)})
+    writer = ShardWriter(out_dir, columns(seq_len), rows_per_shard=rows_per_shard, meta=meta,
+                         total_columns=("n_bytes", "n_tokens", "weights", "kept_bytes"))
+    if not writer.complete:
+        todo = list(examples)[writer.rows_done:]
+        for example in tqdm(todo, desc=desc or f"build {method.name}", unit="ex", disable=None):
+            symbols = np.asarray(example.symbols, dtype=np.int64)
+            tokens, covered = method.tokens_and_cover(symbols, seq_len)
+            row, weights = fit_row(tokens, seq_len)
+            writer.add(tokens=row, weights=weights, n_bytes=len(symbols), n_tokens=len(tokens), kept_bytes=covered)
+        writer.finish()
+    return open_dataset(out_dir)
+
+
+def summary(dataset):
+    """The figures of a built dataset: CRs over the whole and the kept data, tokens kept."""
+    totals = dataset.totals
+    n_bytes, n_tokens, kept, covered = (float(totals[k]) for k in ("n_bytes", "n_tokens", "weights", "kept_bytes"))
+    return {
+        "examples": len(dataset), "bytes": int(n_bytes), "tokens": int(n_tokens), "kept_tokens": int(kept),
+        "kept_bytes": covered, "cr_full": n_bytes / n_tokens, "cr_kept": covered / kept,
+        "kept_fraction": kept / n_tokens,
+    }

@@ -1,0 +1,94 @@
+"""Training and evaluating M2 on a built dataset (train/build.py), and the paper's figures of an M2.
+
+M2 reads [BOS, t_0, ..., t_{L-2}] and predicts [t_0, ..., t_{L-1}]: its vocabulary is the method's v tokens plus
+one BOS id (= v) for the input, so vocab_in = v + 1 and vocab_out = v. Padding positions have weight 0.
+Batches: rows in a permutation drawn from (seed, epoch), so step s reads rows s*B .. (s+1)*B-1 of the endless
+sequence of epochs: a pure function of (seed, step), which makes resume exact (train/trainer.py).
+bits/byte (PAPER.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
+validation set's compression ratio over the data actually kept (cr_kept, train/build.py).
+"""
+import math
+
+import numpy as np
+
+from ref import metrics, transformer
+from train.build import summary
+from train.trainer import TrainSettings, mean_nll, train
+
+
+def make_config(size, vocab_size, dtype="float32", **overrides):
+    return transformer.make_config(size, vocab_in=vocab_size + 1, vocab_out=vocab_size, dtype=dtype, **overrides)
+
+
+def rows_to_batch(rows, vocab_size):
+    """(inputs, targets, weights) [B, L] of dataset rows {"tokens", "weights"}."""
+    targets = np.asarray(rows["tokens"], dtype=np.int64)
+    inputs = np.concatenate([np.full((len(targets), 1), vocab_size), targets[:, :-1]], axis=1)
+    return inputs, targets, np.asarray(rows["weights"], dtype=np.float64)
+
+
+def batch_at(dataset, batch_size, seed, step, vocab_size):
+    n = len(dataset)
+    positions = np.arange(step * batch_size, (step + 1) * batch_size)
+    rows = np.empty(batch_size, dtype=np.int64)
+    for epoch in np.unique(positions // n):
+        chosen = positions // n == epoch
+        rows[chosen] = np.random.default_rng([seed, int(epoch)]).permutation(n)[positions[chosen] % n]
+    return rows_to_batch(dataset.take(rows, ["tokens", "weights"]), vocab_size)
+
+
+def eval_batches(dataset, batch_size, max_rows=None):
+    n = len(dataset) if max_rows is None else min(max_rows, len(dataset))
+    return [rows_to_batch(dataset.take(np.arange(start, min(start + batch_size, n)), ["tokens", "weights"]),
+                          dataset.meta["vocab_size"]) for start in range(0, n, batch_size)]
+
+
+def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8, eval_rows=None, resume=False):
+    """Train M2 on a dataset; returns (params, history) and writes the checkpoint to out_path."""
+    if not isinstance(settings, TrainSettings):
+        settings = TrainSettings(**settings)
+    vocab = train_set.meta["vocab_size"]
+    if cfg.vocab_out != vocab or val_set.meta["vocab_size"] != vocab:
+        raise ValueError(f"M2's vocabulary ({cfg.vocab_out}) must match the datasets' ({vocab}, "
+                         f"{val_set.meta['vocab_size']})")
+    cr = summary(val_set)["cr_kept"]
+    params = backend.transformer.init_params(cfg, settings.seed)
+    return train(
+        cfg, params, settings, backend,
+        batch_at=lambda step: batch_at(train_set, batch_size, settings.seed, step, vocab),
+        eval_batches=eval_batches(val_set, batch_size, eval_rows), checkpoint_path=out_path, resume=resume,
+        describe=lambda nll: {"val_bits_per_byte": metrics.bits_per_byte(nll, cr)}, desc="train M2")
+
+
+def unigram_bits_per_token(train_set, val_set):
+    """Cross-entropy (bits/token) of the validation tokens under the training tokens' unigram distribution,
+    add-one smoothed: the "unigram" floor of PAPER.md §3.2 before dividing by the CR."""
+    vocab = train_set.meta["vocab_size"]
+    counts = np.ones(vocab)
+    tokens, weights = train_set.column("tokens"), train_set.column("weights")
+    np.add.at(counts, tokens[weights > 0], 1)
+    log_p = np.log2(counts / counts.sum())
+    val_tokens, val_weights = val_set.column("tokens"), val_set.column("weights")
+    return float(-(log_p[val_tokens] * val_weights).sum() / val_weights.sum())
+
+
+def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0, eval_rows=None):
+    """The paper's figures of one M2 on one dataset (PAPER.md §3-4)."""
+    stats = summary(val_set)
+    nll, weight = mean_nll(backend.transformer, params, cfg, eval_batches(val_set, batch_size, eval_rows))
+    nll_per_token = nll / weight
+    cr = stats["cr_kept"]
+    vocab = val_set.meta["vocab_size"]
+    bits_per_token_of_data = math.log2(vocab)
+    n_nonembedding = transformer.count_params(cfg)["matrices"]
+    return {
+        "nll_per_token": nll_per_token,
+        "bits_per_token": nll_per_token / math.log(2),
+        "bits_per_byte": metrics.bits_per_byte(nll_per_token, cr),
+        "token_cr": cr, "token_cr_full": stats["cr_full"],
+        "bit_cr": 8 * cr / bits_per_token_of_data,
+        "uniform_bits_per_byte": bits_per_token_of_data / cr,
+        "unigram_bits_per_byte": unigram_bits_per_token(train_set, val_set) / cr,
+        "flops_per_byte": metrics.flops_per_byte(n_nonembedding, cr, m1_params),
+        "m2_nonembedding_params": int(n_nonembedding), "eval_tokens": int(weight),
+    }

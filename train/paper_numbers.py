@@ -1,0 +1,35 @@
+"""The paper's figures our results are printed beside (PAPER.md: Table 12 CRs, Tables 15-16 bits/byte at 25m and 2b,
+Table 3 uniform floors). Keys are our method labels (see `label`)."""
+
+# label: (token CR [Table 12], bits/byte of the 25m M2, bits/byte of the 2b M2) [Tables 15, 16]
+PAPER = {
+    "Bytes": (1.0, 1.29, 1.03),
+    "SentencePiece": (4.28, 1.12, 0.87),
+    "AC[v=256]": (5.49, 1.46, 1.46),
+    "AC[v=65k]": (10.98, 1.46, 1.46),
+    "StaticAC[v=256]": (1.73, 4.61, 4.61),
+    "StaticAC[v=65k]": (3.46, 4.60, 4.62),
+    "EqualInfoAC[b=16,v=256]": (2.66, 1.47, 0.99),
+    "EqualInfoAC[b=16,v=65k]": (5.31, 1.25, 0.94),
+    "EqualInfoAC[b=32,v=256]": (3.49, 2.05, 1.65),
+    "EqualInfoAC[b=32,v=65k]": (6.97, 1.95, 1.63),
+    "EqualInfoAC[b=64,v=256]": (4.16, 1.85, 1.79),
+    "EqualInfoAC[b=64,v=65k]": (8.33, 1.82, 1.76),
+    "EqualInfoAC[b=128,v=256]": (4.61, 1.71, 1.71),
+    "EqualInfoAC[b=128,v=65k]": (9.22, 1.70, 1.67),
+    "GZip[v=256]": (2.23, 2.34, 1.56),
+    "GZip[v=65k]": (4.47, 2.92, 2.26),
+}
+
+
+def label(method, window_bits=None, bits_per_token=None):
+    """The paper's name of a dataset: Bytes, SentencePiece, AC[v=256], EqualInfoAC[b=16,v=65k], ..."""
+    if method == "bytes":
+        return "Bytes"
+    if method == "spm":
+        return "SentencePiece"
+    v = {8: "256", 16: "65k"}.get(bits_per_token, str(1 << bits_per_token))
+    names = {"ac": "AC", "staticac": "StaticAC", "gzip": "GZip"}
+    if method == "equalinfo":
+        return f"EqualInfoAC[b={window_bits},v={v}]"
+    return f"{names[method]}[v={v}]"

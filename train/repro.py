@@ -1,0 +1,268 @@
+"""`equalinfo repro`: the whole pipeline from raw text to the paper's tables, driven by a preset (JSON data).
+
+Steps, each resumable from what is already in the output directory (a finished step is skipped):
+1. corpus -> examples (data/packing.py), the train side shuffled from the seed;
+2. M1 trained on the train side only (train/m1.py) -> m1.npz;
+3. the coding models: M1 (windowed and whole-example shapes), StaticAC's unigram model, SentencePiece;
+4. one dataset per method, window size and token width (train/build.py) for train and validation;
+5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does;
+6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us) and
+   bits_per_byte_vs_flops.png (like Figure 3) if matplotlib is installed.
+"""
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data.corpus import open_corpus
+from data.packing import examples_to_documents, iter_examples, shuffle
+from ref import transformer
+from ref.models import TransformerModel, UnigramModel
+from train import backends, build, m1, m2, methods
+from train.paper_numbers import PAPER, label
+from train.trainer import versions, write_json
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+class PresetError(ValueError):
+    """An unknown or invalid preset."""
+
+
+def load_preset(name_or_path):
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PRESETS / f"{name_or_path}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in PRESETS.glob("*.json"))
+        raise PresetError(f"no preset {name_or_path!r} (known: {', '.join(known)}; or give a .json path)")
+    try:
+        preset = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise PresetError(f"{path}: not valid JSON ({error})") from None
+    missing = [k for k in ("seed", "packing", "m1", "coding", "datasets", "m2") if k not in preset]
+    if missing:
+        raise PresetError(f"{path}: missing sections {missing}")
+    return preset
+
+
+def dataset_specs(preset):
+    """(label, method, window_bits, bits_per_token, extra) for every dataset the preset asks for."""
+    specs = []
+    for entry in preset["datasets"]["methods"]:
+        method = entry["method"]
+        if method not in methods.METHODS:
+            raise PresetError(f"unknown method {method!r} in the preset")
+        widths = entry.get("bits_per_token", [None])
+        windows = entry.get("window_bits", [None])
+        for b in windows:
+            for n in (widths if isinstance(widths, list) else [widths]):
+                specs.append((label(method, b, n), method, b, n, entry))
+    return specs
+
+
+class Pipeline:
+    def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print):
+        self.preset, self.out = preset, Path(out_dir)
+        self.backend = backends.load(backend_name or backends.fastest_available())
+        self.corpus = open_corpus(corpus if corpus is not None else preset.get("corpus", "default"))
+        self.seed = int(preset["seed"])
+        self.log = log
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.timings = {}
+
+    def _timed(self, name, function, *args, **kwargs):
+        started = time.perf_counter()
+        result = function(*args, **kwargs)
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
+        return result
+
+    # 1. examples
+    def examples(self):
+        packing = self.preset["packing"]
+        documents = list(self.corpus)
+        sides = {side: list(iter_examples(documents, side, packing["group_size"], packing["example_length"],
+                                          packing["validation_every"])) for side in ("train", "validation")}
+        if not sides["train"] or not sides["validation"]:
+            raise PresetError("the corpus is too small for this preset: one side of the split is empty")
+        self.train_examples = shuffle(sides["train"], self.seed)
+        self.val_examples = sides["validation"]
+        self.log(f"corpus: {len(documents)} documents -> {len(self.train_examples)} train / "
+                 f"{len(self.val_examples)} validation examples")
+
+    # 2. M1
+    def train_m1(self):
+        spec = self.preset["m1"]
+        cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
+        train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
+        val_symbols = np.concatenate([e.symbols for e in self.val_examples]).astype(np.int64)
+        path = self.out / "m1.npz"
+        params, history = self._timed("train_m1", m1.train_m1, train_symbols, val_symbols, path, self.backend, cfg,
+                                      {**spec["train"], "seed": self.seed}, spec["seq_len"], spec["batch_size"],
+                                      spec.get("eval_sequences", 64), resume=path.exists())
+        self.m1_params, self.m1_cfg = params, cfg
+        self.m1_result = {"config": cfg.to_dict(), "history": history,
+                          "val_bits_per_byte": history[-1]["val_bits_per_byte"] if "val_bits_per_byte" in
+                          history[-1] else [r for r in history if "val_bits_per_byte" in r][-1]["val_bits_per_byte"],
+                          "params": transformer.count_params(cfg)}
+        self.log(f"M1: validation {self.m1_result['val_bits_per_byte']:.3f} bits/byte")
+
+    # 3.-4. datasets
+    def method_for(self, method, window_bits, bits_per_token, entry):
+        coding = self.preset["coding"]
+        precision = coding.get("precision", 14)
+        if method == "bytes":
+            return methods.Bytes()
+        if method == "gzip":
+            return methods.Gzip(bits_per_token)
+        if method == "staticac":
+            train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
+            return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
+                                           self.backend, precision)
+        if method == "ac":
+            length = self.preset["packing"]["example_length"]
+            model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=None, sequence_length=length + 1)
+            return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision)
+        if method == "equalinfo":
+            model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=coding["max_window_symbols"])
+            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision)
+        if method == "spm":
+            if not hasattr(self, "spm"):
+                documents = examples_to_documents(self.train_examples)
+                self.spm = self._timed("train_spm", methods.train_sentencepiece, documents,
+                                       entry.get("vocab_size", 32_000), self.seed)
+                (self.out / "spm.model").write_bytes(self.spm[1])
+            return methods.SentencePiece(self.spm[0])
+        raise PresetError(f"unknown method {method!r}")
+
+    def build_datasets(self):
+        spec = self.preset["datasets"]
+        self.datasets = {}
+        for name, method, b, n, entry in dataset_specs(self.preset):
+            coder = self.method_for(method, b, n, entry)
+            meta = {"label": name, "window_bits": b, "bits_per_token": n, "backend": self.backend.name,
+                    "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
+            sets = {}
+            for side, examples, count in (("train", self.train_examples, spec["train_examples"]),
+                                          ("validation", self.val_examples, spec["val_examples"])):
+                directory = self.out / "datasets" / _slug(name) / side
+                sets[side] = self._timed(f"build {name}", build.build_dataset, examples[:count], coder, directory,
+                                         spec["seq_len"], meta, desc=f"{name} {side}")
+            self.datasets[name] = sets
+            self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
+
+    # 5. M2
+    def train_m2(self):
+        spec = self.preset["m2"]
+        m1_count = transformer.count_params(self.m1_cfg)["matrices"]
+        self.results = {}
+        for name, sets in self.datasets.items():
+            vocab = sets["train"].meta["vocab_size"]
+            uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
+            for size in spec["sizes"]:
+                cfg = m2.make_config(size, vocab, spec.get("dtype", "float32"))
+                path = self.out / "m2" / f"{_slug(name)}.{size}.npz"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                params, history = self._timed(
+                    f"train_m2 {name} {size}", m2.train_m2, sets["train"], sets["validation"], path, self.backend,
+                    cfg, {**spec["train"], "seed": self.seed}, spec["batch_size"], spec.get("eval_rows"),
+                    resume=path.exists())
+                figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"],
+                                      spec["batch_size"], m1_count if uses_m1 else 0, spec.get("eval_rows"))
+                figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
+                self.results.setdefault(name, {})[size] = figures
+                self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f} bits/byte "
+                         f"(uniform {figures['uniform_bits_per_byte']:.3f})")
+
+    # 6. reports
+    def report(self, started):
+        results = {
+            "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
+            "versions": versions(), "seconds": time.perf_counter() - started, "timings": self.timings,
+            "m1": self.m1_result,
+            "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
+                         for name, sets in self.datasets.items()},
+            "m2": self.results,
+        }
+        write_json(self.out / "results.json", results)
+        (self.out / "results.md").write_text(results_markdown(results))
+        figure(results, self.out / "bits_per_byte_vs_flops.png")
+        return results
+
+    def run(self):
+        started = time.perf_counter()
+        self.examples()
+        self.train_m1()
+        self.build_datasets()
+        self.train_m2()
+        return self.report(started)
+
+
+def _slug(name):
+    return name.replace("[", "_").replace("]", "").replace(",", "_").replace("=", "")
+
+
+def _m1_fingerprint(coder):
+    model = getattr(coder, "model", None)
+    if isinstance(model, TransformerModel):
+        from ref.fingerprint import fingerprint
+
+        return fingerprint(model.arrays())
+    return None
+
+
+def results_markdown(results):
+    sizes = results["preset"]["m2"]["sizes"]
+    lines = ["# equalinfo repro: preset results", "",
+             f"Backend `{results['backend']}`, {results['seconds'] / 60:.1f} minutes, "
+             f"{results['versions'].get('platform', '')}, Python {results['versions']['python']}.", "",
+             f"M1 ({results['m1']['config']['d_model']}-dim, {results['m1']['config']['n_layers']} layers): "
+             f"{results['m1']['val_bits_per_byte']:.3f} bits/byte on validation (the paper's M1: 1.457).", "",
+             "## Bits/byte (FLOPs/byte) by M2 size, like the paper's Tables 15-16", "",
+             "| Method | " + " | ".join(f"ours {s}" for s in sizes) + " | ours uniform | ours unigram | paper 25m | "
+             "paper 2b |", "|---" * (len(sizes) + 5) + "|"]
+    for name, by_size in results["m2"].items():
+        cells = [f"{by_size[s]['bits_per_byte']:.3f} ({by_size[s]['flops_per_byte'] / 1e3:.1f}K)" for s in sizes]
+        first = by_size[sizes[0]]
+        paper = PAPER.get(name, (None, None, None))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['uniform_bits_per_byte']:.3f} | "
+                     f"{first['unigram_bits_per_byte']:.3f} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
+    lines += ["", "## Token compression ratios, like the paper's Table 12", "",
+              "| Method | ours (whole examples) | ours (kept data) | kept fraction | paper |", "|---|---|---|---|---|"]
+    for name, sides in results["datasets"].items():
+        s = sides["validation"]
+        lines.append(f"| {name} | {s['cr_full']:.3f} | {s['cr_kept']:.3f} | {s['kept_fraction']:.2f} | "
+                     f"{_fmt(PAPER.get(name, (None,))[0])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(value):
+    return "" if value is None else f"{value:.2f}"
+
+
+def figure(results, path):
+    """bits/byte against FLOPs/byte, one line per method across M2 sizes (the paper's Figure 3); needs matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    sizes = results["preset"]["m2"]["sizes"]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for name, by_size in results["m2"].items():
+        xs = [by_size[s]["flops_per_byte"] for s in sizes]
+        ys = [by_size[s]["bits_per_byte"] for s in sizes]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("inference FLOPs/byte")
+    ax.set_ylabel("bits/byte (validation)")
+    ax.set_title("bits/byte vs FLOPs/byte (cf. the paper's Figure 3)")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return True
+
