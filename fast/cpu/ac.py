@@ -1,0 +1,200 @@
+"""Numba twin of ref/ac.py (plain AC over a whole sequence, the paper's AC[v]) and the context tables it runs on.
+
+Same signatures and the same bits as ref.ac. How the model is asked differs, never what it answers:
+- A finite-context model (context_length k = 0..7) is asked once per distinct context, in batched calls, through
+  a `ContextTable` (sorted context ids -> quantized CDF rows). Encoding looks up every row up front and codes the
+  whole sequence in one compiled call. Decoding runs a compiled loop that looks contexts up in the table and
+  returns to Python only at a context it has not seen, which is then evaluated (a MarkovModel's known contexts
+  are evaluated up front, so on text like its training text that is rare).
+  This equals ref's CdfCursor exactly because such a model's row is a deterministic function of its context
+  (the protocol in ref/models.py): the row of context c is the last row of next_probs([c]) either way.
+- A whole-prefix model (context_length None, M1) is evaluated as ref does: the encoder in one call on the whole
+  sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), the decoder once per
+  symbol on the prefix, with the coder steps compiled.
+"""
+import numpy as np
+from numba import njit
+
+from fast.cpu.arithmetic import (_check_bits, _consume, _decoder_start, _encode_rows, _find, check_precision,
+                                 quantize)
+from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+
+__all__ = ["ContextTable", "check_symbols", "compress", "decompress", "PROGRESS_EVERY"]
+
+PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback (as ref.ac)
+MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
+EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
+
+
+def check_symbols(symbols):
+    """int64 copy of a 1-D symbol array, or a ValueError naming the first symbol outside 0..256 (as ref.ac)."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
+        raise ValueError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
+    symbols = symbols.astype(np.int64)
+    bad = (symbols < 0) | (symbols >= N_SYMBOLS)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"symbol {int(symbols[index])} at position {index} is outside 0..{N_SYMBOLS - 1}")
+    return symbols
+
+
+def uses_table(model):
+    """True if the model's rows depend on a short finite context, so a ContextTable can serve them."""
+    k = getattr(model, "context_length", None)
+    return k is not None and 0 <= k <= MAX_TABLE_CONTEXT
+
+
+class ContextTable:
+    """Quantized CDFs of a finite-context model by context id: ids [R] sorted int64, cdfs [R, 258] int64.
+
+    A context is the k most recent inputs (BOS before the start), id = sum_j ctx[j] * 258^(k-1-j) (k = 0: id 0).
+    Its row is quantize(model.next_probs([ctx])[0, -1]) -- what ref's CdfCursor computes for the same context.
+    """
+
+    def __init__(self, model, precision=14):
+        if not uses_table(model):
+            raise ValueError(f"a context table needs context_length 0..{MAX_TABLE_CONTEXT}, "
+                             f"got {getattr(model, 'context_length', None)!r}")
+        self.model, self.precision, self.k = model, int(precision), int(model.context_length)
+        self.ids = np.zeros(0, dtype=np.int64)
+        self.cdfs = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64)
+        from ref.models import MarkovModel  # its known contexts are worth evaluating up front
+
+        if isinstance(model, MarkovModel) and len(model.context_ids):
+            self.add(model.context_ids)
+
+    def _evaluate(self, ids):
+        """CDFs [u, 258] of contexts ids [u], in batched model calls."""
+        k = self.k
+        out = np.empty((len(ids), N_SYMBOLS + 1), dtype=np.int64)
+        for begin in range(0, len(ids), EVALUATE_CHUNK):
+            chunk = ids[begin:begin + EVALUATE_CHUNK]
+            if k == 0:
+                inputs = np.full((len(chunk), 1), BOS, dtype=np.int64)
+            else:
+                powers = N_INPUTS ** np.arange(k - 1, -1, -1, dtype=np.int64)  # [k]
+                inputs = (chunk[:, None] // powers[None, :]) % N_INPUTS  # [u, k] context digits
+            probs = np.asarray(self.model.next_probs(inputs))[:, -1]  # [u, 257]
+            out[begin:begin + len(chunk)] = quantize(probs, self.precision)
+        return out
+
+    def add(self, ids):
+        """Evaluate the contexts among ids that the table lacks."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        new = ids[~np.isin(ids, self.ids, assume_unique=True)] if len(self.ids) else ids
+        if len(new):
+            ids = np.concatenate([self.ids, new])
+            cdfs = np.concatenate([self.cdfs, self._evaluate(new)])
+            order = np.argsort(ids, kind="stable")
+            self.ids, self.cdfs = ids[order], np.ascontiguousarray(cdfs[order])
+
+    def rows(self, ids):
+        """Table rows of context ids (added first if missing): int64, same shape as ids."""
+        self.add(ids.ravel())
+        return np.searchsorted(self.ids, ids)
+
+    def sequence_ids(self, symbols):
+        """Context id [n] of each symbol of a sequence coded from BOS with no reset (AC's contexts)."""
+        k, n = self.k, len(symbols)
+        inputs = np.concatenate([np.full(max(k, 1), BOS, dtype=np.int64), symbols[:max(n - 1, 0)]])
+        ids = np.zeros(n, dtype=np.int64)
+        for j in range(k):  # the input k-1-j places before the one that precedes symbol t
+            ids = ids * N_INPUTS + inputs[max(k, 1) - k + j:max(k, 1) - k + j + n]
+        return ids
+
+
+@njit(cache=True)
+def context_id(history, count, k):
+    """Id of the k inputs before symbol `count` of a sequence history[0..count) that starts after BOS."""
+    ident = np.int64(0)
+    for j in range(k):
+        index = count - k + j  # symbol index of this context entry; < 0 reads as BOS
+        ident = ident * N_INPUTS + (history[index] if index >= 0 else BOS)
+    return ident
+
+
+@njit(cache=True)
+def table_row(ids, ident):
+    """Row of ident in the sorted ids, or -1 if absent."""
+    row = np.searchsorted(ids, ident)
+    if row < ids.shape[0] and ids[row] == ident:
+        return row
+    return -1
+
+
+@njit(cache=True)
+def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
+    """Decode out[count:] with table rows; stops early at an unknown context. Returns (count, missing id)."""
+    offset, range_, position = state[0], state[1], state[2]
+    missing = np.int64(-1)
+    while count < out.shape[0]:
+        row = table_row(ids, context_id(out, count, k))
+        if row < 0:
+            missing = context_id(out, count, k)
+            break
+        cdf = cdfs[row]
+        symbol = _find(offset, range_, cdf, precision)
+        offset, range_, position = _consume(offset, range_, position, bits, 0, cdf, symbol, precision)
+        out[count] = symbol
+        count += 1
+    state[0], state[1], state[2] = offset, range_, position
+    return count, missing
+
+
+@njit(cache=True)
+def _decode_one(bits, state, cdf, precision):
+    """One symbol with a given CDF (the whole-prefix model path); state [offset, range, position] is updated."""
+    symbol = _find(state[0], state[1], cdf, precision)
+    state[0], state[1], state[2] = _consume(state[0], state[1], state[2], bits, 0, cdf, symbol, precision)
+    return symbol
+
+
+def _report(progress, total):
+    """Call progress in PROGRESS_EVERY steps and a remainder, as ref.ac does."""
+    if progress is not None:
+        for _ in range(total // PROGRESS_EVERY):
+            progress(PROGRESS_EVERY)
+        progress(total % PROGRESS_EVERY)
+
+
+def compress(symbols, model, precision=14, progress=None):
+    """bits (uint8 0/1) of the whole sequence coded with `model`: identical to ref.ac.compress."""
+    symbols = check_symbols(symbols)
+    check_precision(precision, N_SYMBOLS)
+    if uses_table(model):
+        table = ContextTable(model, precision)
+        rows = table.rows(table.sequence_ids(symbols))  # [n]
+        cdfs = table.cdfs
+    elif len(symbols):
+        inputs = np.concatenate([[BOS], symbols[:-1]])[None]  # [1, n]: row t is the CDF of symbol t
+        cdfs = quantize(np.asarray(model.next_probs(inputs))[0], precision)
+        rows = np.arange(len(symbols), dtype=np.int64)
+    else:
+        cdfs, rows = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bits = _encode_rows(cdfs, rows, symbols, int(precision))
+    _report(progress, len(symbols))
+    return bits
+
+
+def decompress(bits, model, n_symbols, precision=14, progress=None):
+    """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress."""
+    check_precision(precision, N_SYMBOLS)
+    bits = _check_bits(bits)
+    out = np.zeros(int(n_symbols), dtype=np.int64)
+    state = np.array(_decoder_start(bits, 0), dtype=np.int64)  # offset, range, position
+    if uses_table(model):
+        table, count = ContextTable(model, precision), 0
+        while count < len(out):
+            count, missing = _decode_with_table(bits, state, out, count, table.ids, table.cdfs, table.k,
+                                                int(precision))
+            if missing >= 0:
+                table.add(np.array([missing]))
+    else:
+        inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
+        for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
+            probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
+            out[index] = _decode_one(bits, state, quantize(probs, precision), int(precision))
+            inputs[index + 1] = out[index]
+    _report(progress, len(out))
+    return out

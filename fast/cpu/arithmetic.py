@@ -1,0 +1,431 @@
+"""Numba twin of ref/arithmetic.py: the same quantisation rule and the same integer coder, bit for bit.
+
+Everything that decides a bit is integer arithmetic on int64 (STATE_BITS = 46 keeps range * cdf < 2^62), plus the
+one float rule of `quantize`, which is evaluated here in exactly ref's order: a sequential float64 cumulative sum,
+then ((C * F) / S) + 0.5, then floor. Numba compiles without fastmath, so LLVM may neither reassociate the sum nor
+fuse the multiply into an FMA (it only contracts when the IR carries the `contract` flag, which fastmath sets);
+the tests check the integers against ref on random, extreme and float32 rows.
+
+Layout: small @njit helpers that work on plain integers (low, range, n_bits / offset, range, position) and a bit
+buffer (uint8 0/1, MSB first), shared by
+- the object API `Encoder` / `Decoder` (ref's interface, one compiled call per symbol), and
+- array kernels that code a whole stream in one call: `encode_rows(cdfs, rows, symbols)` codes symbol i with
+  CDF cdfs[rows[i]] (a table of CDFs indexed by context row, so a finite-context model costs no Python per
+  symbol), `decode_rows` is its inverse; `encode_cdfs` / `decode_cdfs` are the rows = 0..n-1 case.
+"""
+import numpy as np
+from numba import njit
+
+from ref.arithmetic import FULL, HALF, MAX_PRECISION, STATE_BITS, CoderError
+
+__all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_precision", "quantize",
+           "check_cdf", "check_cdfs", "Encoder", "Decoder", "encode_rows", "decode_rows", "encode_cdfs",
+           "decode_cdfs"]
+
+MASK = FULL - 1
+MAX_BITS_PER_SYMBOL = 64  # renormalisation emits at most ~precision + 2 bits per symbol; room to spare
+
+
+def check_precision(precision, n_symbols=None):
+    """Raise CoderError unless 1 <= precision <= 16 and (if given) n_symbols symbols fit at width >= 1."""
+    if not isinstance(precision, (int, np.integer)) or not 1 <= precision <= MAX_PRECISION:
+        raise CoderError(f"precision must be an integer from 1 to {MAX_PRECISION}, got {precision!r}")
+    if n_symbols is not None and n_symbols > (1 << precision):
+        raise CoderError(
+            f"{n_symbols} symbols cannot each get width >= 1 out of 2^{precision} = {1 << precision}; "
+            f"use precision >= {int(np.ceil(np.log2(n_symbols)))}")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# quantisation
+
+
+@njit(cache=True)
+def _quantize_rows(probs, precision):
+    """int64 CDFs [R, V+1] of float64 probs [R, V]: ref.arithmetic.quantize's rule, operation for operation."""
+    n_rows, n_symbols = probs.shape
+    free = float((1 << precision) - n_symbols)
+    top = (1 << precision) - n_symbols
+    cdf = np.empty((n_rows, n_symbols + 1), dtype=np.int64)
+    cumulative = np.empty(n_symbols, dtype=np.float64)
+    for r in range(n_rows):
+        running = 0.0
+        for k in range(n_symbols):  # sequential left-to-right sum, like np.cumsum
+            running = running + probs[r, k]
+            cumulative[k] = running
+        total = cumulative[n_symbols - 1]
+        cdf[r, 0] = 0
+        for k in range(n_symbols):
+            share = np.floor((cumulative[k] * free) / total + 0.5)
+            value = top if share >= free else np.int64(share)
+            cdf[r, k + 1] = value + k + 1
+        cdf[r, n_symbols] = 1 << precision
+    return cdf
+
+
+def quantize(probs, precision=14):
+    """Integer CDFs [..., V+1] of float probabilities [..., V]: exactly ref.arithmetic.quantize (see its rule)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim == 0 or probs.shape[-1] == 0:
+        raise CoderError(f"probs must have a non-empty last axis, got shape {probs.shape}")
+    n_symbols = probs.shape[-1]
+    check_precision(precision, n_symbols)
+    flat = np.ascontiguousarray(probs.reshape(-1, n_symbols))  # [R, V]
+    if not np.all(np.isfinite(flat)) or np.any(flat < 0):
+        raise CoderError("probabilities must be finite and non-negative")
+    if np.any(flat.sum(axis=-1) <= 0):  # non-negative entries: the sum is 0 iff every entry is 0
+        raise CoderError("probabilities must have a positive sum")
+    return _quantize_rows(flat, int(precision)).reshape(probs.shape[:-1] + (n_symbols + 1,))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# validation
+
+
+def check_cdf(cdf, precision):
+    """Raise CoderError unless cdf is a 1-D integer CDF from 0 to 2^precision with every width >= 1."""
+    cdf = np.asarray(cdf)
+    if cdf.ndim != 1 or cdf.shape[0] < 2:
+        raise CoderError(f"a CDF must be 1-D with at least 2 entries, got shape {cdf.shape}")
+    check_cdfs(cdf[None], precision)
+
+
+def check_cdfs(cdfs, precision):
+    """Raise CoderError unless every row of cdfs [R, V+1] is a valid CDF (ref's messages); returns int64 cdfs."""
+    cdfs = np.asarray(cdfs)
+    if cdfs.ndim != 2 or cdfs.shape[1] < 2:
+        raise CoderError(f"CDFs must be [rows, V+1] with V >= 1, got shape {cdfs.shape}")
+    if cdfs.dtype.kind not in "iu":
+        raise CoderError(f"a CDF must hold integers (use quantize), got dtype {cdfs.dtype}")
+    if cdfs.shape[0] == 0:
+        return np.zeros(cdfs.shape, dtype=np.int64)
+    if np.any(cdfs[:, 0] != 0) or np.any(cdfs[:, -1] != (1 << precision)):
+        row = int(np.flatnonzero((cdfs[:, 0] != 0) | (cdfs[:, -1] != (1 << precision)))[0])
+        raise CoderError(f"a CDF must run from 0 to 2^{precision} = {1 << precision}, "
+                         f"got {int(cdfs[row, 0])} .. {int(cdfs[row, -1])}")
+    cdfs = cdfs.astype(np.int64)  # int64 so that unsigned input cannot wrap around
+    widths = cdfs[:, 1:] - cdfs[:, :-1]
+    bad = widths <= 0
+    if bad.any():
+        row, symbol = (int(i[0]) for i in np.nonzero(bad))
+        kind = "zero-width" if widths[row, symbol] == 0 else "non-monotone"
+        raise CoderError(f"{kind} CDF at symbol {symbol}: every symbol needs width >= 1")
+    return np.ascontiguousarray(cdfs)
+
+
+def _check_bits(bits):
+    bits = np.asarray(bits)
+    if bits.ndim != 1 or (bits.size and (bits.dtype.kind not in "iub" or bits.min() < 0 or bits.max() > 1)):
+        raise CoderError("bits must be a 1-D array of 0/1 values")
+    return np.ascontiguousarray(bits, dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the shared interval update and the encoder's steps
+
+
+@njit(cache=True, inline="always")
+def child_bounds(range_, cdf, symbol, precision):
+    """Offsets (lo, hi) of child `symbol` inside [0, range_): the one update encoder and decoder share."""
+    return (range_ * cdf[symbol]) >> precision, (range_ * cdf[symbol + 1]) >> precision
+
+
+@njit(cache=True, inline="always")
+def _carry(buf, n_bits):
+    """Add one at bit n_bits-1: trailing ones become zeros, the last zero becomes one; returns that zero's index."""
+    position = n_bits - 1
+    while position >= 0 and buf[position] == 1:
+        buf[position] = 0
+        position -= 1
+    if position < 0:
+        raise AssertionError("a carry ran off the front: the point lies past 1")
+    buf[position] = 1
+    return position
+
+
+@njit(cache=True, inline="always")
+def _undo_carry(buf, position, n_bits):
+    """Inverse of _carry: bits [position, n_bits) go back from 100..0 to 011..1."""
+    buf[position] = 0
+    for i in range(position + 1, n_bits):
+        buf[i] = 1
+
+
+@njit(cache=True)
+def _encode_step(low, range_, n_bits, buf, cdf, symbol, precision):
+    """One symbol: (low, range, n_bits, carried_at) after it; carried_at = -1 if no carry. buf needs 64 free bits."""
+    lo, hi = child_bounds(range_, cdf, symbol, precision)
+    low += lo
+    range_ = hi - lo
+    carried_at = -1
+    if low >= FULL:
+        carried_at = _carry(buf, n_bits)
+        low -= FULL
+    while range_ <= HALF:
+        buf[n_bits] = low >> (STATE_BITS - 1)
+        n_bits += 1
+        low = (low << 1) & MASK
+        range_ <<= 1
+    return low, range_, n_bits, carried_at
+
+
+@njit(cache=True)
+def _point_bits(buf, n_bits, value, length, out):
+    """out[:length] = the first `length` bits of the point at frame position `value` (see ref's point_bits).
+
+    value may reach past the frame (< 2 * FULL): its carry goes into the copied head, never into buf.
+    """
+    for i in range(n_bits):
+        out[i] = buf[i]
+    if value >= FULL:
+        _carry(out, n_bits)
+        value -= FULL
+    for i in range(length - n_bits):  # frame bits of value, MSB first, then zeros past the frame
+        shift = STATE_BITS - 1 - i
+        out[n_bits + i] = (value >> shift) & 1 if shift >= 0 else 0
+
+
+@njit(cache=True)
+def _finish(low, range_, n_bits, buf):
+    """The shortest bit string whose dyadic interval lies inside [low, low + range) (ref's Encoder.finish)."""
+    for extra in range(3):
+        cell = np.int64(1) << (STATE_BITS - extra)
+        start = -((-low) // cell) * cell
+        if start + cell <= low + range_:
+            out = np.empty(n_bits + extra, dtype=np.uint8)
+            _point_bits(buf, n_bits, start, n_bits + extra, out)
+            return out
+    raise AssertionError("unreachable: an interval wider than half the frame holds a quarter-frame cell")
+
+
+@njit(cache=True)
+def _encode_rows(cdfs, rows, symbols, precision):
+    """bits of symbols [n], symbol i coded with cdfs[rows[i]] ([R, V+1] int64), in one call."""
+    capacity = 64 + symbols.shape[0] * 4
+    buf = np.zeros(capacity, dtype=np.uint8)
+    low, range_, n_bits = np.int64(0), np.int64(FULL), 0
+    for i in range(symbols.shape[0]):
+        if n_bits + MAX_BITS_PER_SYMBOL > capacity:  # grow the buffer by doubling
+            capacity *= 2
+            bigger = np.zeros(capacity, dtype=np.uint8)
+            bigger[:n_bits] = buf[:n_bits]
+            buf = bigger
+        low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, cdfs[rows[i]], symbols[i], precision)
+    return _finish(low, range_, n_bits, buf)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the decoder's steps
+
+
+@njit(cache=True, inline="always")
+def _next_bit(bits, position, tail_bit):
+    return np.int64(bits[position]) if position < bits.shape[0] else np.int64(tail_bit)
+
+
+@njit(cache=True)
+def _decoder_start(bits, tail_bit):
+    """(offset, range, position) of a fresh decoder: the first STATE_BITS bits read into offset."""
+    offset = np.int64(0)
+    for position in range(STATE_BITS):
+        offset = (offset << 1) | _next_bit(bits, position, tail_bit)
+    return offset, np.int64(FULL), np.int64(STATE_BITS)
+
+
+@njit(cache=True, inline="always")
+def _find(offset, range_, cdf, precision):
+    """The symbol whose child interval holds the point: the largest s with cdf[s] <= target (binary search)."""
+    # floor(range * c / 2^p) <= offset  <=>  c <= (((offset + 1) << p) - 1) // range
+    target = (((offset + 1) << precision) - 1) // range_
+    lo, hi = 0, cdf.shape[0] - 1  # invariant: cdf[lo] <= target < cdf[hi]
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if cdf[mid] <= target:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+@njit(cache=True)
+def _consume(offset, range_, position, bits, tail_bit, cdf, symbol, precision):
+    """The decoder after `symbol`: (offset, range, position). The point must lie in the symbol's child."""
+    lo, hi = child_bounds(range_, cdf, symbol, precision)
+    offset -= lo
+    range_ = hi - lo
+    while range_ <= HALF:
+        range_ <<= 1
+        offset = (offset << 1) | _next_bit(bits, position, tail_bit)
+        position += 1
+    return offset, range_, position
+
+
+@njit(cache=True)
+def _decode_rows(bits, cdfs, rows, precision):
+    """symbols [n] of bits, symbol i decoded with cdfs[rows[i]] (tail bits read as 0), in one call."""
+    offset, range_, position = _decoder_start(bits, 0)
+    symbols = np.empty(rows.shape[0], dtype=np.int64)
+    for i in range(rows.shape[0]):
+        cdf = cdfs[rows[i]]
+        symbol = _find(offset, range_, cdf, precision)
+        offset, range_, position = _consume(offset, range_, position, bits, 0, cdf, symbol, precision)
+        symbols[i] = symbol
+    return symbols
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# public array API
+
+
+def _check_symbols_for(cdfs, symbols):
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
+        raise CoderError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
+    symbols = symbols.astype(np.int64)
+    bad = (symbols < 0) | (symbols >= cdfs.shape[1] - 1)
+    if bad.any():
+        raise CoderError(f"symbol {int(symbols[bad][0])} out of range for a CDF over {cdfs.shape[1] - 1} symbols")
+    return symbols
+
+
+def _check_rows(rows, n_rows):
+    rows = np.asarray(rows, dtype=np.int64)
+    if rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= n_rows)):
+        raise CoderError(f"rows must be a 1-D array of indices below {n_rows}")
+    return rows
+
+
+def encode_rows(cdfs, rows, symbols, precision=14):
+    """bits (uint8 0/1) of symbols [n] where symbol i is coded with cdfs[rows[i]] (cdfs [R, V+1] int64).
+
+    Identical to ref's Encoder fed cdfs[rows[i]], symbols[i] for i = 0..n-1, then finish().
+    """
+    check_precision(precision)
+    cdfs = check_cdfs(cdfs, precision)
+    symbols = _check_symbols_for(cdfs, symbols)
+    rows = _check_rows(rows, cdfs.shape[0])
+    if rows.shape != symbols.shape:
+        raise CoderError(f"rows {rows.shape} and symbols {symbols.shape} must have the same length")
+    return _encode_rows(cdfs, rows, symbols, int(precision))
+
+
+def decode_rows(bits, cdfs, rows, precision=14):
+    """symbols [n] (int64) of bits, symbol i decoded with cdfs[rows[i]]: the inverse of encode_rows."""
+    check_precision(precision)
+    cdfs = check_cdfs(cdfs, precision)
+    rows = _check_rows(rows, cdfs.shape[0])
+    return _decode_rows(_check_bits(bits), cdfs, rows, int(precision))
+
+
+def encode_cdfs(cdfs, symbols, precision=14):
+    """bits of symbols [n] coded with one CDF each, cdfs [n, V+1]."""
+    return encode_rows(cdfs, np.arange(len(cdfs)), symbols, precision)
+
+
+def decode_cdfs(bits, cdfs, precision=14):
+    """symbols [n] of bits decoded with one CDF each, cdfs [n, V+1]."""
+    return decode_rows(bits, cdfs, np.arange(len(cdfs)), precision)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# object API with ref's interface
+
+
+@njit(cache=True)
+def _encode_one(state, buf, cdf, symbol, precision):
+    """Encoder.encode on the state array [low, range, n_bits]."""
+    low, range_, n_bits, _ = _encode_step(state[0], state[1], state[2], buf, cdf, symbol, precision)
+    state[0], state[1], state[2] = low, range_, n_bits
+
+
+class Encoder:
+    """Arithmetic encoder with ref.arithmetic.Encoder's interface and bits.
+
+    encode(cdf, symbol) repeatedly, then finish() -> bits. `low`, `range`, `bits`, `n_bits` read the state.
+    """
+
+    def __init__(self, precision=14):
+        check_precision(precision)
+        self.precision = int(precision)
+        self._state = np.array([0, FULL, 0], dtype=np.int64)  # low, range, n_bits
+        self._buf = np.zeros(256, dtype=np.uint8)
+
+    low = property(lambda self: int(self._state[0]))
+    range = property(lambda self: int(self._state[1]))
+    n_bits = property(lambda self: int(self._state[2]))
+    bits = property(lambda self: self._buf[:self.n_bits].copy())
+
+    def copy(self):
+        twin = Encoder(self.precision)
+        twin._state, twin._buf = self._state.copy(), self._buf.copy()
+        return twin
+
+    def encode(self, cdf, symbol):
+        cdf = np.asarray(cdf)
+        check_cdf(cdf, self.precision)
+        if not 0 <= symbol < len(cdf) - 1:
+            raise CoderError(f"symbol {symbol} out of range for a CDF over {len(cdf) - 1} symbols")
+        if self.n_bits + MAX_BITS_PER_SYMBOL > len(self._buf):
+            self._buf = np.concatenate([self._buf, np.zeros(len(self._buf), dtype=np.uint8)])
+        _encode_one(self._state, self._buf, cdf.astype(np.int64), int(symbol), self.precision)
+
+    def point_bits(self, value, length):
+        """Bits [length] of the point at frame position `value` (< 2 * FULL), as ref's Encoder.point_bits."""
+        if length < self.n_bits:
+            raise AssertionError("cannot describe a point with fewer bits than already emitted")
+        out = np.empty(int(length), dtype=np.uint8)
+        _point_bits(self._buf, self.n_bits, np.int64(value), int(length), out)
+        return out
+
+    def finish(self):
+        """The shortest bit string whose dyadic interval lies inside the final interval."""
+        return _finish(self._state[0], self._state[1], int(self._state[2]), self._buf)
+
+
+@njit(cache=True)
+def _consume_one(state, bits, tail_bit, cdf, symbol, precision):
+    """Decoder.consume on the state array [offset, range, position]; False if the point is not in the child."""
+    lo, hi = child_bounds(state[1], cdf, symbol, precision)
+    if not lo <= state[0] < hi:
+        return False
+    state[0], state[1], state[2] = _consume(state[0], state[1], state[2], bits, tail_bit, cdf, symbol, precision)
+    return True
+
+
+@njit(cache=True)
+def _find_one(state, cdf, precision):
+    return _find(state[0], state[1], cdf, precision)
+
+
+class Decoder:
+    """Arithmetic decoder with ref.arithmetic.Decoder's interface: bits past the end read as `tail_bit`.
+
+    decode(cdf) = find(cdf) then consume(cdf, symbol), split as in ref for Equal-Info's two-decoder rule.
+    """
+
+    def __init__(self, bits, precision=14, tail_bit=0):
+        check_precision(precision)
+        self.precision = int(precision)
+        self.bits = _check_bits(bits)
+        self.tail_bit = int(tail_bit)
+        self._state = np.array(_decoder_start(self.bits, self.tail_bit), dtype=np.int64)  # offset, range, position
+
+    offset = property(lambda self: int(self._state[0]))
+    range = property(lambda self: int(self._state[1]))
+    position = property(lambda self: int(self._state[2]))
+
+    def find(self, cdf):
+        cdf = np.asarray(cdf)
+        check_cdf(cdf, self.precision)
+        return int(_find_one(self._state, cdf.astype(np.int64), self.precision))
+
+    def consume(self, cdf, symbol):
+        cdf = np.asarray(cdf).astype(np.int64)
+        if not 0 <= symbol < len(cdf) - 1 or not _consume_one(self._state, self.bits, self.tail_bit, cdf,
+                                                               int(symbol), self.precision):
+            raise AssertionError("the point is not inside the chosen child")
+
+    def decode(self, cdf):
+        symbol = self.find(cdf)
+        self.consume(cdf, symbol)
+        return symbol

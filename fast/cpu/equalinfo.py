@@ -1,0 +1,598 @@
+"""Numba twin of ref/equalinfo.py: Equal-Info windows with the same rule and the same bits, plus batched coding.
+
+The window rule is ref's, step for step (read ref/equalinfo.py for why it is the rule): greedy `fits`, then the
+first `delimiting_cell` of the final interval, falling back to one symbol fewer while there is none; the input's last
+window may end on the shortest cell (the decoder gets the symbol count); the model's optional `max_window_symbols`
+cap ends a window by count. Windows of up to 128 bits and more never sit in an integer: a window's bits are a uint8
+buffer, carries run through it, and an encoder's trial step is undone in place when the symbol does not fit.
+
+Where the rows come from (never changing what they are):
+- finite-context models (context_length 0..7): a ContextTable (fast/cpu/ac.py) holds one quantized CDF per context.
+  Encoding first lists every context a window position could have -- after j = 0..k symbols of its window a
+  position's context is BOS*(k-j) + its j predecessors -- evaluates them in batched calls, and then encodes the
+  whole sequence in ONE compiled call with no Python per symbol or window. Decoding looks contexts up in the same
+  kind of table from inside the compiled loop and returns to Python only for contexts not seen yet.
+- whole-prefix models (context_length None, M1) and `compress_batch(..., use_table=False)`: streams advance in
+  lockstep; each step makes ONE model call on the prefixes of every active window ([A, T], each row
+  [BOS, window symbols...] right-padded with BOS), quantizes the rows it needs and advances every stream's coder in
+  one compiled call; windows end independently. `lookahead` rows per window and call (default: the model's
+  max_window_symbols, else 32) lets the encoder, which knows the text, get a window's next rows from one call on a
+  longer prefix; lookahead=1 asks exactly the prefixes a decoder asks.
+
+When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
+model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
+padded length T, the padding or the other rows (the protocol in ref/models.py). ref.models.TransformerModel makes it
+so by evaluating every row alone at one fixed shape. A model run at its natural batched shape (one forward pass over
+[A, T] with BLAS choosing kernels by shape) does not promise it; its rows may differ in the last bits, the quantized
+CDFs then occasionally differ, and such output must be decoded by the same batched code with the same batches, or
+not at all. The tests check the equality with models of both finite and whole-prefix context.
+"""
+import numpy as np
+from numba import njit
+
+from fast.cpu.ac import ContextTable, check_symbols, context_id, table_row, uses_table
+from fast.cpu.arithmetic import (FULL, CoderError, STATE_BITS, _check_bits, _consume, _decoder_start, _encode_step, _find,
+                                 _point_bits, _undo_carry, check_precision, quantize)
+from ref.equalinfo import Window, WindowError
+from ref.symbols import BOS, N_SYMBOLS
+
+__all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows", "compress",
+           "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
+
+NO_CAP = -1
+DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
+ERROR_NO_CELL, ERROR_NO_DELIMITER = -2, -1
+
+
+def check_window_bits(window_bits, precision):
+    """A window must hold any single symbol after a reset: a symbol of probability 2^-precision needs b >= p."""
+    check_precision(precision, N_SYMBOLS)
+    if not isinstance(window_bits, (int, np.integer)) or window_bits < precision:
+        raise WindowError(f"window_bits must be an integer >= precision ({precision}) so that a symbol of "
+                          f"probability 2^-{precision} fits in a window, got {window_bits!r}")
+
+
+def max_symbols_per_window(window_bits, precision, n_symbols=N_SYMBOLS):
+    """Upper bound on the symbols a window can hold: each costs >= -log2(largest possible probability) bits."""
+    largest = ((1 << precision) - (n_symbols - 1)) / float(1 << precision)
+    return int(np.floor(window_bits / -np.log2(largest))) + 1
+
+
+def _cap_of(model):
+    cap = getattr(model, "max_window_symbols", None)
+    return NO_CAP if cap is None else int(cap)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the window rule on one encoder state (low, range, n_bits, bit buffer); frame positions as in ref
+
+
+@njit(cache=True)
+def _fits(low, range_, n_bits, window_bits):
+    """True if [low, low + range) contains an aligned cell of width 2^-window_bits (ref's fits)."""
+    shift = n_bits + STATE_BITS - window_bits  # log2 of a cell's width in frame units
+    if shift <= 0:
+        return True
+    if shift > STATE_BITS:  # a cell wider than the frame: wider than any interval
+        return False
+    cell = np.int64(1) << shift
+    start = -((-low) // cell) * cell
+    return start + cell <= low + range_
+
+
+@njit(cache=True)
+def _delimiting_cell(low, range_, n_bits, cdf, window_bits, precision):
+    """First cell inside the interval that strictly contains a child boundary of cdf, or -1 (ref's rule)."""
+    shift = n_bits + STATE_BITS - window_bits
+    if shift <= 0 or shift > STATE_BITS:
+        return np.int64(-1)
+    cell = np.int64(1) << shift
+    for s in range(1, cdf.shape[0] - 1):  # boundary between children s-1 and s
+        boundary = low + ((range_ * cdf[s]) >> precision)
+        start = (boundary >> shift) << shift
+        if start < boundary and start >= low and start + cell <= low + range_:
+            return start
+    return np.int64(-1)
+
+
+@njit(cache=True)
+def _shortest_cell(low, range_, n_bits, window_bits):
+    """Start of the shortest dyadic cell inside the interval (at most window_bits long), or -1."""
+    for length in range(n_bits, window_bits + 1):
+        shift = n_bits + STATE_BITS - length
+        cell = np.int64(1) << shift if shift > 0 else np.int64(1)
+        start = -((-low) // cell) * cell
+        if start + cell <= low + range_:
+            return start
+    return np.int64(-1)
+
+
+@njit(cache=True)
+def _try_symbol(low, range_, n_bits, buf, cdf, symbol, window_bits, precision):
+    """Encode symbol if the window still fits afterwards: (fitted, low, range, n_bits); undone in place if not."""
+    new_low, new_range, new_bits, carried_at = _encode_step(low, range_, n_bits, buf, cdf, symbol, precision)
+    if _fits(new_low, new_range, new_bits, window_bits):
+        return True, new_low, new_range, new_bits
+    if carried_at >= 0:
+        _undo_carry(buf, carried_at, n_bits)
+    return False, low, range_, n_bits
+
+
+@njit(cache=True)
+def _end_window(cdfs, rowidx, symbols, start, greedy, at_end, capped, delimit, low, range_, n_bits, buf,
+                window_bits, precision, out):
+    """Pick the window's length and b bits (written to out [b]) after `greedy` symbols fitted.
+
+    cdfs[rowidx[j]] is the CDF of the window's symbol j (j = 0..greedy); (low, range, n_bits, buf) is the encoder
+    after `greedy` symbols. Returns (length, delimited), or length < 0 for an error (ERROR_*).
+    """
+    if not delimit or capped:
+        cell = _shortest_cell(low, range_, n_bits, window_bits)
+        if cell < 0:
+            return ERROR_NO_CELL, False
+        _point_bits(buf, n_bits, cell, window_bits, out)
+        return greedy, capped
+    for length in range(greedy, 0, -1):
+        if length < greedy:  # the fallback: re-encode the window's first `length` symbols (rare)
+            low, range_, n_bits = np.int64(0), np.int64(FULL), 0
+            for j in range(length):
+                low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, cdfs[rowidx[j]],
+                                                      symbols[start + j], precision)
+        cell = _delimiting_cell(low, range_, n_bits, cdfs[rowidx[length]], window_bits, precision)
+        if cell >= 0:
+            _point_bits(buf, n_bits, cell, window_bits, out)
+            return length, True
+        if at_end:  # the input's last window keeps all its symbols; the decoder is told the count
+            cell = _shortest_cell(low, range_, n_bits, window_bits)
+            if cell < 0:
+                return ERROR_NO_CELL, False
+            _point_bits(buf, n_bits, cell, window_bits, out)
+            return greedy, False
+    return ERROR_NO_DELIMITER, False
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoding with a context table: the whole sequence in one call
+
+
+@njit(cache=True)
+def _grow_rows(array, n_rows):
+    bigger = np.zeros((max(2 * array.shape[0], n_rows),) + array.shape[1:], dtype=array.dtype)
+    bigger[:array.shape[0]] = array
+    return bigger
+
+
+@njit(cache=True)
+def _encode_with_table(symbols, cdfs, row_of, k, cap, window_bits, delimit, precision):
+    """All windows of symbols [n]; row_of[t, j] is the table row of position t after j (<= k) window symbols.
+
+    Returns (error start or -1, error code, n_windows, bits [>= n_windows, b], meta [>= n_windows, 4]) with
+    meta rows (start, length, greedy_length, delimited).
+    """
+    n = symbols.shape[0]
+    buf = np.zeros(window_bits + 128, dtype=np.uint8)  # one window's emitted bits (+ a failed trial's)
+    rowidx = np.zeros(64, dtype=np.int64)  # table rows of the current window's positions
+    bits = np.zeros((16, window_bits), dtype=np.uint8)
+    meta = np.zeros((16, 4), dtype=np.int64)
+    start, n_windows = 0, 0
+    while start < n:
+        low, range_, n_bits, i = np.int64(0), np.int64(FULL), 0, 0
+        while True:  # greedy
+            if i + 1 >= rowidx.shape[0]:
+                rowidx = _grow_rows(rowidx, i + 2)
+            rowidx[i] = row_of[start + i, min(i, k)]
+            if start + i == n or i == cap:
+                break
+            fitted, low, range_, n_bits = _try_symbol(low, range_, n_bits, buf, cdfs[rowidx[i]],
+                                                      symbols[start + i], window_bits, precision)
+            if not fitted:
+                break
+            i += 1
+        if n_windows == bits.shape[0]:
+            bits, meta = _grow_rows(bits, n_windows + 1), _grow_rows(meta, n_windows + 1)
+        length, delimited = _end_window(cdfs, rowidx, symbols, start, i, start + i == n, i == cap, delimit,
+                                        low, range_, n_bits, buf, window_bits, precision, bits[n_windows])
+        if length < 0:
+            return start, length, n_windows, bits, meta
+        meta[n_windows, 0], meta[n_windows, 1], meta[n_windows, 2] = start, length, i
+        meta[n_windows, 3] = delimited
+        n_windows += 1
+        start += length
+    return -1, 0, n_windows, bits, meta
+
+
+def _window_context_ids(symbols, k):
+    """Context ids [n+1, k+1]: [t, j] is the context of position t after j window symbols (j clipped to t)."""
+    n = len(symbols)
+    ids = np.zeros((n + 1, k + 1), dtype=np.int64)
+    t = np.arange(n + 1)
+    for j in range(k + 1):
+        kept = np.minimum(j, t)  # real symbols in the context
+        ident = np.zeros(n + 1, dtype=np.int64)
+        for m in range(k):  # context entry m (oldest first) is the symbol k - m places back, or BOS
+            back = k - m
+            index = t - back
+            entry = np.where(back <= kept, symbols[np.maximum(index, 0)] if n else BOS, BOS)
+            ident = ident * (BOS + 1) + entry
+        ids[:, j] = ident
+    return ids
+
+
+def _raise_window_error(start, code, window_bits, precision):
+    if code == ERROR_NO_CELL:
+        raise WindowError("the interval holds no cell of the window's size")
+    raise WindowError(f"no delimiting cell for the window at symbol {start} (model too extreme for "
+                      f"window_bits={window_bits}, precision={precision})")
+
+
+def _encode_table_path(symbols, table, cap, window_bits, precision, delimit):
+    """(bits [W, b], meta [W, 4]) of one sequence through a ContextTable."""
+    rows = table.rows(_window_context_ids(symbols, table.k))  # [n+1, k+1]
+    error_start, code, n_windows, bits, meta = _encode_with_table(
+        symbols, table.cdfs, rows, table.k, cap, int(window_bits), bool(delimit), int(precision))
+    if error_start >= 0:
+        _raise_window_error(error_start, code, window_bits, precision)
+    return bits[:n_windows], meta[:n_windows]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# encoding in lockstep: many streams, one model call per step
+
+
+@njit(cache=True)
+def _advance_streams(flat, offsets, state, buf, hist, identity, cap, window_bits, delimit, precision,
+                     ended, out_bits, out_meta):
+    """Advance every live stream as far as its available rows allow; at most one window ends per stream.
+
+    flat/offsets: stream s is flat[offsets[s]:offsets[s+1]]. state [S, 6]: start, i (symbols fitted), low, range,
+    n_bits, avail (rows of the current window in hist[s, :avail]), with start = -1 once a stream is done.
+    A window that ends writes ended[s] = 1, out_bits[s] [b] and out_meta[s] (start, length, greedy, delimited);
+    ended[s] = code < 0 on an error. The stream then starts a new window with no rows.
+    """
+    for s in range(state.shape[0]):
+        ended[s] = 0
+        start = state[s, 0]
+        if start < 0:
+            continue
+        symbols = flat[offsets[s]:offsets[s + 1]]
+        n = symbols.shape[0]
+        i, low, range_, n_bits, avail = state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5]
+        finished = False
+        while True:
+            if i == cap:
+                finished = True
+                break
+            if i >= avail:
+                break  # needs the next row from the model
+            if start + i == n:
+                finished = True
+                break
+            fitted, low, range_, n_bits = _try_symbol(low, range_, n_bits, buf[s], hist[s, i], symbols[start + i],
+                                                      window_bits, precision)
+            if not fitted:
+                finished = True
+                break
+            i += 1
+        if finished:
+            length, delimited = _end_window(hist[s], identity, symbols, start, i, start + i == n, i == cap, delimit,
+                                            low, range_, n_bits, buf[s], window_bits, precision, out_bits[s])
+            if length < 0:
+                ended[s] = length
+                out_meta[s, 0] = start
+                return
+            ended[s] = 1
+            out_meta[s, 0], out_meta[s, 1], out_meta[s, 2], out_meta[s, 3] = start, length, i, delimited
+            start += length
+            i, low, range_, n_bits, avail = 0, np.int64(0), np.int64(FULL), 0, 0
+            if start == n:
+                start = -1
+        state[s, 0], state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5] = (
+            start, i, low, range_, n_bits, avail)
+
+
+def _rows_for_streams(model, flat, offsets, state, hist, lookahead, cap, precision):
+    """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist."""
+    live = np.flatnonzero(state[:, 0] >= 0)
+    start, avail = state[live, 0], state[live, 5]
+    remaining = offsets[live + 1] - offsets[live] - start
+    r_max = np.minimum(avail + lookahead - 1, remaining)  # last row wanted (row r follows r window symbols)
+    if cap != NO_CAP:
+        r_max = np.minimum(r_max, cap - 1)  # row `cap` is never used: a capped window ends on its count
+    width = int(r_max.max()) + 1
+    if width > hist.shape[1]:
+        bigger = np.zeros((hist.shape[0], max(width, 2 * hist.shape[1]), hist.shape[2]), dtype=np.int64)
+        bigger[:, :hist.shape[1]] = hist
+        hist = bigger
+    t = np.arange(width)[None, :]  # [1, T]
+    source = offsets[live, None] + start[:, None] + t - 1  # flat index of input t (input 0 is BOS)
+    valid = (t >= 1) & (t <= r_max[:, None])
+    inputs = np.where(valid, flat[np.clip(source, 0, max(len(flat) - 1, 0))] if len(flat) else BOS, BOS)
+    probs = np.asarray(model.next_probs(inputs.astype(np.int64)))  # [A, T, 257]
+    wanted = (t >= avail[:, None]) & (t <= r_max[:, None])  # [A, T]
+    which, row = np.nonzero(wanted)
+    hist[live[which], row] = quantize(probs[which, row], precision)
+    state[live, 5] = r_max + 1
+    return hist
+
+
+def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
+    """Per-stream (bits [W_s, b], meta [W_s, 4]) of many symbol sequences, coded in lockstep."""
+    cap = _cap_of(model)
+    offsets = np.zeros(len(streams) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(s) for s in streams])
+    flat = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
+    n_streams = len(streams)
+    state = np.zeros((n_streams, 6), dtype=np.int64)
+    state[:, 3] = FULL
+    state[offsets[1:] == offsets[:-1], 0] = -1  # empty streams are done
+    buf = np.zeros((n_streams, window_bits + 128), dtype=np.uint8)
+    hist = np.zeros((n_streams, min(lookahead, 64) + 1, N_SYMBOLS + 1), dtype=np.int64)
+    ended = np.zeros(n_streams, dtype=np.int64)
+    out_bits = np.zeros((n_streams, window_bits), dtype=np.uint8)
+    out_meta = np.zeros((n_streams, 4), dtype=np.int64)
+    events_stream, events_bits, events_meta = [], [], []
+    while np.any(state[:, 0] >= 0):
+        hist = _rows_for_streams(model, flat, offsets, state, hist, lookahead, cap, precision)
+        identity = np.arange(hist.shape[1], dtype=np.int64)
+        _advance_streams(flat, offsets, state, buf, hist, identity, cap, int(window_bits), bool(delimit),
+                         int(precision), ended, out_bits, out_meta)
+        if np.any(ended < 0):
+            s = int(np.flatnonzero(ended < 0)[0])
+            _raise_window_error(int(out_meta[s, 0]), int(ended[s]), window_bits, precision)
+        done = np.flatnonzero(ended == 1)
+        if len(done):
+            events_stream.append(done)
+            events_bits.append(out_bits[done].copy())
+            events_meta.append(out_meta[done].copy())
+    if not events_stream:
+        return [(np.zeros((0, window_bits), np.uint8), np.zeros((0, 4), np.int64)) for _ in streams]
+    which = np.concatenate(events_stream)
+    order = np.argsort(which, kind="stable")  # events of one stream stay in time order
+    which, all_bits, all_meta = which[order], np.concatenate(events_bits)[order], np.concatenate(events_meta)[order]
+    bounds = np.searchsorted(which, np.arange(n_streams + 1))
+    return [(all_bits[bounds[s]:bounds[s + 1]], all_meta[bounds[s]:bounds[s + 1]]) for s in range(n_streams)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# public encoding API
+
+
+def _default_lookahead(model):
+    cap = getattr(model, "max_window_symbols", None)
+    return int(cap) if cap is not None else 32
+
+
+def _encode_many(streams, model, window_bits, precision, delimit, use_table=True, lookahead=None):
+    """Per-stream (bits [W, b], meta [W, 4]): the table path for finite-context models, else lockstep."""
+    check_window_bits(window_bits, precision)
+    streams = [check_symbols(s) for s in streams]
+    if use_table and uses_table(model):
+        table = ContextTable(model, precision)
+        return [_encode_table_path(s, table, _cap_of(model), window_bits, precision, delimit) for s in streams]
+    lookahead = _default_lookahead(model) if lookahead is None else int(lookahead)
+    if lookahead < 1:
+        raise ValueError(f"lookahead must be a positive integer, got {lookahead}")
+    return _encode_streams(streams, model, int(window_bits), int(precision), delimit, lookahead)
+
+
+def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, progress=None):
+    """All windows of a symbol sequence, in order (a list of ref.equalinfo.Window), identical to ref's.
+
+    progress: optional callable, called with the number of symbols coded (once, at the end: the work is one call).
+    """
+    [(bits, meta)] = _encode_many([symbols], model, window_bits, precision, delimit)
+    windows = [Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
+    if progress is not None:
+        progress(int(meta[:, 1].sum()))
+    return windows
+
+
+def compress(symbols, model, window_bits=16, precision=14, progress=None):
+    """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows (as ref)."""
+    [(bits, meta)] = _encode_many([symbols], model, window_bits, precision, True)
+    if progress is not None:
+        progress(int(meta[:, 1].sum()))
+    return bits.reshape(-1)
+
+
+def compress_batch(symbol_arrays, model, window_bits=16, precision=14, use_table=True, lookahead=None,
+                   progress=None):
+    """Bits of many sequences (a list of uint8 arrays), each identical to compress(sequence, ...).
+
+    use_table=False forces the lockstep path (one batched model call per step for all active windows) even for a
+    finite-context model; lookahead: rows per window and model call in that path (module docstring).
+    """
+    results = _encode_many(list(symbol_arrays), model, window_bits, precision, True, use_table, lookahead)
+    if progress is not None:
+        progress(int(sum(meta[:, 1].sum() for _, meta in results)))
+    return [bits.reshape(-1) for bits, _ in results]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# decoding: windows are independent, decoded together
+
+
+RUNNING, DONE, NEED, FULL_BUFFER, OVERFLOW = 0, 1, 2, 3, 4
+
+
+@njit(cache=True)
+def _start_windows(windows):
+    """Decoder states [W, 6] (offset, range, position for tail 0, then for tail 1) of windows [W, b]."""
+    state = np.zeros((windows.shape[0], 6), dtype=np.int64)
+    for w in range(windows.shape[0]):
+        state[w, 0], state[w, 1], state[w, 2] = _decoder_start(windows[w], 0)
+        state[w, 3], state[w, 4], state[w, 5] = _decoder_start(windows[w], 1)
+    return state
+
+
+@njit(cache=True)
+def _run_windows(windows, state, counts, status, need, out, cap, bound, precision, ids, cdfs, k, provided,
+                 step_cdfs):
+    """Decode every RUNNING window until it ends (DONE), needs a row (NEED) or fills its out row (FULL_BUFFER).
+
+    Rows come from the table (ids, cdfs) by context when k >= 0 (a missing context is reported in need[w]), else
+    from step_cdfs[provided[w]], one row per call. A window ends where its cell's first point (bits past b read as
+    0) and last point (read as 1) decode different symbols, or at the cap.
+    """
+    for w in range(windows.shape[0]):
+        if status[w] != RUNNING:
+            continue
+        bits = windows[w]
+        while True:
+            count = counts[w]
+            if count == cap:
+                status[w] = DONE
+                break
+            if count > bound:
+                status[w] = OVERFLOW
+                break
+            if count == out.shape[1]:
+                status[w] = FULL_BUFFER
+                break
+            if k >= 0:
+                ident = context_id(out[w], count, k)
+                row = table_row(ids, ident)
+                if row < 0:
+                    need[w] = ident
+                    status[w] = NEED
+                    break
+                cdf = cdfs[row]
+            else:
+                if provided[w] < 0:
+                    status[w] = NEED
+                    break
+                cdf = step_cdfs[provided[w]]
+                provided[w] = -1
+            first = _find(state[w, 0], state[w, 1], cdf, precision)
+            if first != _find(state[w, 3], state[w, 4], cdf, precision):
+                status[w] = DONE  # the cell straddles a child boundary: the window's text ends here
+                break
+            state[w, 0], state[w, 1], state[w, 2] = _consume(state[w, 0], state[w, 1], state[w, 2], bits, 0, cdf,
+                                                             first, precision)
+            state[w, 3], state[w, 4], state[w, 5] = _consume(state[w, 3], state[w, 4], state[w, 5], bits, 1, cdf,
+                                                             first, precision)
+            out[w, count] = first
+            counts[w] = count + 1
+
+
+def _decode_chunk(windows, model, precision, table):
+    """Self-delimited symbols of windows [W, b] (cap respected, no count limit): (out [W, L], counts [W])."""
+    n_windows, window_bits = windows.shape
+    cap, bound = _cap_of(model), max_symbols_per_window(window_bits, precision)
+    width = min(bound + 1, max(16, 2 * window_bits))
+    if cap != NO_CAP:
+        width = min(width, cap)
+    state = _start_windows(windows)
+    counts = np.zeros(n_windows, dtype=np.int64)
+    status = np.zeros(n_windows, dtype=np.int8)
+    need = np.zeros(n_windows, dtype=np.int64)
+    provided = np.full(n_windows, -1, dtype=np.int64)
+    out = np.zeros((n_windows, width), dtype=np.int64)
+    empty = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64)
+    step_cdfs = empty
+    while True:
+        ids, cdfs, k = (table.ids, table.cdfs, table.k) if table is not None else (np.zeros(0, np.int64), empty, -1)
+        _run_windows(windows, state, counts, status, need, out, cap, bound, int(precision), ids, cdfs, k,
+                     provided, step_cdfs)
+        if np.any(status == OVERFLOW):
+            raise AssertionError("a window decoded more symbols than its bits can hold")
+        full = np.flatnonzero(status == FULL_BUFFER)
+        if len(full):
+            bigger = np.zeros((n_windows, min(bound + 1, 2 * out.shape[1])), dtype=np.int64)
+            bigger[:, :out.shape[1]] = out
+            out = bigger
+            status[full] = RUNNING
+        needing = np.flatnonzero(status == NEED)
+        if len(needing):
+            if table is not None:
+                table.add(need[needing])
+            else:  # one model call on the prefixes [BOS, window symbols so far] of every waiting window
+                length = int(counts[needing].max()) + 1
+                t = np.arange(length)[None, :]
+                inputs = np.where((t >= 1) & (t <= counts[needing, None]),
+                                  out[needing[:, None], np.clip(t - 1, 0, out.shape[1] - 1)], BOS)
+                probs = np.asarray(model.next_probs(inputs.astype(np.int64)))  # [A, T, 257]
+                step_cdfs = quantize(probs[np.arange(len(needing)), counts[needing]], precision)
+                provided[needing] = np.arange(len(needing))
+            status[needing] = RUNNING
+        if not len(full) and not len(needing):
+            return out, counts
+
+
+def decode_windows(windows, model, precision=14, progress=None):
+    """Self-delimited symbols of many windows [W, b] (any streams), as a list of int64 arrays.
+
+    Each is what ref's decode_window gives with no limit: exact for every delimited window (every window but an
+    input's last non-delimited one, which needs its count: see decompress).
+    """
+    windows = np.asarray(windows)
+    if windows.ndim != 2:
+        raise WindowError(f"windows must be [n_windows, window_bits], got shape {windows.shape}")
+    check_window_bits(windows.shape[1], precision)
+    windows = np.ascontiguousarray(windows.astype(np.uint8))
+    table = ContextTable(model, precision) if uses_table(model) else None
+    result = []
+    for begin in range(0, len(windows), DECODE_CHUNK):
+        out, counts = _decode_chunk(windows[begin:begin + DECODE_CHUNK], model, precision, table)
+        result.extend(out[w, :counts[w]] for w in range(len(counts)))
+        if progress is not None:
+            progress(int(counts.sum()))
+    return result
+
+
+def _window_array(bits, window_bits):
+    bits = np.asarray(bits, dtype=np.uint8)
+    if bits.ndim != 1 or len(bits) % window_bits:
+        raise WindowError(f"{len(bits)} bits is not a whole number of {window_bits}-bit windows")
+    if bits.size and bits.max() > 1:
+        raise CoderError("bits must be a 1-D array of 0/1 values")
+    return bits.reshape(-1, window_bits)
+
+
+def _assemble(pieces, n_symbols):
+    """Concatenate windows' symbols, applying ref's count rule (each window gets limit = n - symbols so far)."""
+    counts = np.array([len(p) for p in pieces], dtype=np.int64)
+    symbols = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, dtype=np.int64)
+    if n_symbols is None:
+        return symbols
+    before = np.cumsum(counts) - counts  # symbols before each window
+    past = np.flatnonzero(before >= n_symbols)
+    if len(past):
+        raise WindowError(f"window {int(past[0])} lies past the {n_symbols} symbols the input should hold")
+    total = int(counts.sum())
+    if total < n_symbols:
+        raise WindowError(f"the windows hold {total} symbols, expected {n_symbols} (truncated input?)")
+    return symbols[:n_symbols]  # only the last window can be cut by its limit
+
+
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, progress=None):
+    """Symbols (int64) of a sequence of windows: identical to ref.equalinfo.decompress (same errors)."""
+    check_window_bits(window_bits, precision)
+    windows = _window_array(bits, window_bits)
+    return _assemble(decode_windows(windows, model, precision, progress), n_symbols)
+
+
+def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=None, progress=None):
+    """Symbols of many compressed sequences (list), all their windows decoded together; n_symbols: list or None."""
+    check_window_bits(window_bits, precision)
+    arrays = [_window_array(bits, window_bits) for bits in bit_arrays]
+    counts = [len(a) for a in arrays]
+    pieces = decode_windows(np.concatenate(arrays) if arrays else np.zeros((0, window_bits), np.uint8), model,
+                            precision, progress)
+    n_symbols = [None] * len(arrays) if n_symbols is None else list(n_symbols)
+    result, begin = [], 0
+    for count, n in zip(counts, n_symbols):
+        result.append(_assemble(pieces[begin:begin + count], n))
+        begin += count
+    return result
+
+
+def decode_window(window_bits_array, cursor, precision=14, limit=None):
+    """Symbols (list of int) of one window from its bits alone; at most `limit` if given (ref's signature).
+
+    cursor: a ref.models.CdfCursor (its model is used) or a model.
+    """
+    model = getattr(cursor, "model", cursor)
+    window = np.asarray(window_bits_array, dtype=np.uint8)[None]
+    [symbols] = decode_windows(window, model, precision)
+    return [int(s) for s in (symbols if limit is None else symbols[:limit])]
