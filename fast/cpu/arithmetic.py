@@ -42,25 +42,37 @@ def check_precision(precision, n_symbols=None):
 
 @njit(cache=True)
 def _quantize_rows(probs, precision):
-    """int64 CDFs [R, V+1] of float64 probs [R, V]: ref.arithmetic.quantize's rule, operation for operation."""
+    """(int64 CDFs [R, V+1], error) of float64 probs [R, V]: ref.arithmetic.quantize's rule, operation for operation.
+
+    Validation rides along in the same pass: error 1 = a non-finite or negative entry, 2 = a row summing to 0
+    (ref checks the first before the second, so 1 wins).
+    """
     n_rows, n_symbols = probs.shape
     free = float((1 << precision) - n_symbols)
     top = (1 << precision) - n_symbols
     cdf = np.empty((n_rows, n_symbols + 1), dtype=np.int64)
     cumulative = np.empty(n_symbols, dtype=np.float64)
+    error = 0
     for r in range(n_rows):
         running = 0.0
         for k in range(n_symbols):  # sequential left-to-right sum, like np.cumsum
-            running = running + probs[r, k]
+            value = probs[r, k]
+            if not (value >= 0.0 and value <= np.inf) or value == np.inf:
+                error = 1
+            running = running + value
             cumulative[k] = running
         total = cumulative[n_symbols - 1]
+        if error:
+            continue
+        if not total > 0.0:
+            error = 2
+            continue
         cdf[r, 0] = 0
         for k in range(n_symbols):
             share = np.floor((cumulative[k] * free) / total + 0.5)
-            value = top if share >= free else np.int64(share)
-            cdf[r, k + 1] = value + k + 1
+            cdf[r, k + 1] = (top if share >= free else np.int64(share)) + k + 1
         cdf[r, n_symbols] = 1 << precision
-    return cdf
+    return cdf, error
 
 
 def quantize(probs, precision=14):
@@ -71,11 +83,12 @@ def quantize(probs, precision=14):
     n_symbols = probs.shape[-1]
     check_precision(precision, n_symbols)
     flat = np.ascontiguousarray(probs.reshape(-1, n_symbols))  # [R, V]
-    if not np.all(np.isfinite(flat)) or np.any(flat < 0):
+    cdf, error = _quantize_rows(flat, int(precision))
+    if error == 1:
         raise CoderError("probabilities must be finite and non-negative")
-    if np.any(flat.sum(axis=-1) <= 0):  # non-negative entries: the sum is 0 iff every entry is 0
+    if error == 2:
         raise CoderError("probabilities must have a positive sum")
-    return _quantize_rows(flat, int(precision)).reshape(probs.shape[:-1] + (n_symbols + 1,))
+    return cdf.reshape(probs.shape[:-1] + (n_symbols + 1,))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,6 +103,19 @@ def check_cdf(cdf, precision):
     check_cdfs(cdf[None], precision)
 
 
+@njit(cache=True)
+def _cdfs_error(cdfs, precision):
+    """(code, row, symbol) of the first invalid CDF row: 0 fine, 1 wrong ends, 2 zero-width, 3 non-monotone."""
+    for r in range(cdfs.shape[0]):
+        if cdfs[r, 0] != 0 or cdfs[r, cdfs.shape[1] - 1] != (1 << precision):
+            return 1, r, 0
+    for r in range(cdfs.shape[0]):
+        for s in range(cdfs.shape[1] - 1):
+            if cdfs[r, s + 1] <= cdfs[r, s]:
+                return (2 if cdfs[r, s + 1] == cdfs[r, s] else 3), r, s
+    return 0, 0, 0
+
+
 def check_cdfs(cdfs, precision):
     """Raise CoderError unless every row of cdfs [R, V+1] is a valid CDF (ref's messages); returns int64 cdfs."""
     cdfs = np.asarray(cdfs)
@@ -97,20 +123,17 @@ def check_cdfs(cdfs, precision):
         raise CoderError(f"CDFs must be [rows, V+1] with V >= 1, got shape {cdfs.shape}")
     if cdfs.dtype.kind not in "iu":
         raise CoderError(f"a CDF must hold integers (use quantize), got dtype {cdfs.dtype}")
-    if cdfs.shape[0] == 0:
-        return np.zeros(cdfs.shape, dtype=np.int64)
-    if np.any(cdfs[:, 0] != 0) or np.any(cdfs[:, -1] != (1 << precision)):
-        row = int(np.flatnonzero((cdfs[:, 0] != 0) | (cdfs[:, -1] != (1 << precision)))[0])
+    if cdfs.dtype.kind == "u" and cdfs.size and cdfs.max() >= 1 << 62:
+        raise CoderError("CDF values out of range")
+    cdfs = np.ascontiguousarray(cdfs, dtype=np.int64)  # a no-op for int64 input
+    code, row, symbol = _cdfs_error(cdfs, precision)
+    if code == 1:
         raise CoderError(f"a CDF must run from 0 to 2^{precision} = {1 << precision}, "
                          f"got {int(cdfs[row, 0])} .. {int(cdfs[row, -1])}")
-    cdfs = cdfs.astype(np.int64)  # int64 so that unsigned input cannot wrap around
-    widths = cdfs[:, 1:] - cdfs[:, :-1]
-    bad = widths <= 0
-    if bad.any():
-        row, symbol = (int(i[0]) for i in np.nonzero(bad))
-        kind = "zero-width" if widths[row, symbol] == 0 else "non-monotone"
+    if code:
+        kind = "zero-width" if code == 2 else "non-monotone"
         raise CoderError(f"{kind} CDF at symbol {symbol}: every symbol needs width >= 1")
-    return np.ascontiguousarray(cdfs)
+    return cdfs
 
 
 def _check_bits(bits):
