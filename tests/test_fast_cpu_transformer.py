@@ -1,0 +1,201 @@
+"""Conformance of fast/cpu/transformer.py with ref/transformer.py (DESIGN.md "Backends with identical interfaces").
+
+As llm.c's test_gpt2.c checks its C model against PyTorch: the same random parameters and batch go through both
+backends, and the logits, the loss and every gradient tensor must agree. In float64 the only differences are rounding
+order, so each tensor must match to 1e-9 relative (max abs difference / max abs value); in float32 to float32
+tolerances. Shapes cover T <= 16 (exact buckets only), T > 16 (logarithmic buckets), a short max distance (the
+clipped last bucket), one head and several, B = 1, T = 1, and padded batches (weight 0 with target -1).
+"""
+import numpy as np
+import pytest
+
+from fast.cpu import transformer as ft
+from ref import transformer as tr
+
+
+def make_cfg(dtype="float64", **overrides):
+    base = dict(vocab_in=11, vocab_out=7, d_model=16, n_heads=4, n_layers=2, d_ff=24, z_loss=0.05, dtype=dtype)
+    return tr.Config(**{**base, **overrides})
+
+
+# (config overrides, B, T): each row exercises a different part of the attention and bucket code
+SHAPES = [
+    (dict(), 2, 40),  # T > 16: exact and logarithmic buckets
+    (dict(num_buckets=8, max_distance=20), 2, 40),  # the clipped last bucket too
+    (dict(), 3, 9),  # exact buckets only
+    (dict(n_heads=1, d_model=12, d_ff=20, n_layers=1), 1, 23),  # one head, one layer, B = 1
+    (dict(n_heads=2, d_model=8, n_layers=3, vocab_in=300, vocab_out=257), 2, 17),  # M1's vocabularies
+    (dict(), 2, 1),  # a single position
+]
+SHAPE_IDS = ["T40", "T40_clipped", "T9", "one_head_B1", "vocab257", "T1"]
+
+
+def perturbed_params(cfg, seed):
+    """Random params with norms and relative biases moved off their init so every path carries signal."""
+    rng = np.random.default_rng(seed + 1000)
+    params = tr.init_params(cfg, seed)
+    for name in params:
+        if name.endswith("norm"):
+            params[name] = (params[name] + 0.3 * rng.standard_normal(params[name].shape)).astype(cfg.dtype)
+        if name.endswith("rel_bias"):
+            params[name] = rng.standard_normal(params[name].shape).astype(cfg.dtype)
+    return params
+
+
+def batch(cfg, seed, B, T, padded):
+    """Inputs, targets and weights; padded batches have fractional weights, trailing zeros and target -1 there."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, cfg.vocab_in, (B, T))
+    targets = rng.integers(0, cfg.vocab_out, (B, T))
+    if not padded:
+        return inputs, targets, None
+    weights = rng.uniform(0.2, 2.0, (B, T))
+    for b in range(B):
+        weights[b, max(1, T - 3 - 5 * b):] = 0.0
+    return inputs, np.where(weights == 0, -1, targets), weights
+
+
+def rel_err(got, want):
+    """max |got - want| / max |want| over a tensor (0 for two all-zero tensors)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = np.abs(want).max()
+    return float(np.abs(got - want).max() / scale) if scale > 0 else float(np.abs(got).max())
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unweighted", "padded"])
+@pytest.mark.parametrize("overrides,B,T", SHAPES, ids=SHAPE_IDS)
+def test_float64_matches_ref(overrides, B, T, padded):
+    cfg = make_cfg(**overrides)
+    params = perturbed_params(cfg, 1)
+    inputs, targets, weights = batch(cfg, 2, B, T, padded)
+    before = {name: value.copy() for name, value in params.items()}
+
+    logits = ft.forward(params, cfg, inputs)
+    assert logits.shape == (B, T, cfg.vocab_out) and logits.dtype == np.float64
+    assert rel_err(logits, tr.forward(params, cfg, inputs)) < 1e-9
+
+    loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
+    ref_loss, ref_grads = tr.loss_and_grads(params, cfg, inputs, targets, weights)
+    assert isinstance(loss, float) and abs(loss - ref_loss) <= 1e-9 * abs(ref_loss)
+    assert list(grads) == list(params)  # same names, same order
+    for name in params:
+        assert grads[name].shape == params[name].shape and grads[name].dtype == np.float64, name
+        assert rel_err(grads[name], ref_grads[name]) < 1e-9, (name, rel_err(grads[name], ref_grads[name]))
+    assert all(np.array_equal(params[name], before[name]) for name in params)  # inputs are not modified
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["unweighted", "padded"])
+def test_input_path_gradient_matches_ref(padded):
+    cfg = make_cfg()
+    params = perturbed_params(cfg, 3)
+    inputs, targets, weights = batch(cfg, 4, 2, 40, padded)
+    x = params["embed"][inputs]
+    loss, grads, dx = ft.loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
+    ref_loss, ref_grads, ref_dx = tr.loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
+    assert abs(loss - ref_loss) <= 1e-9 * abs(ref_loss)
+    assert set(grads) == set(ref_grads) and "embed" not in grads
+    assert rel_err(dx, ref_dx) < 1e-9
+    for name in grads:
+        assert rel_err(grads[name], ref_grads[name]) < 1e-9, name
+
+
+def test_float32_matches_ref():
+    """float32 against ref in float32 (same dtype) and in float64 (the truth): float32 rounding only."""
+    cfg64 = make_cfg()
+    cfg32 = make_cfg("float32")
+    p64 = perturbed_params(cfg64, 5)
+    p32 = {name: value.astype(np.float32) for name, value in p64.items()}
+    inputs, targets, weights = batch(cfg64, 6, 3, 40, padded=True)
+
+    logits = ft.forward(p32, cfg32, inputs)
+    assert logits.dtype == np.float32
+    assert rel_err(logits, tr.forward(p32, cfg32, inputs)) < 1e-5
+    assert rel_err(logits, tr.forward(p64, cfg64, inputs)) < 1e-5
+
+    loss, grads = ft.loss_and_grads(p32, cfg32, inputs, targets, weights)
+    loss32, grads32 = tr.loss_and_grads(p32, cfg32, inputs, targets, weights)
+    loss64, grads64 = tr.loss_and_grads(p64, cfg64, inputs, targets, weights)
+    assert loss == pytest.approx(loss64, rel=1e-5) and loss == pytest.approx(loss32, rel=1e-5)
+    for name in p32:
+        assert grads[name].dtype == np.float32, name
+        assert rel_err(grads[name], grads64[name]) < 1e-4, (name, rel_err(grads[name], grads64[name]))
+        assert rel_err(grads[name], grads32[name]) < 1e-4, name
+
+
+def test_m1_shape_float32_at_length_512():
+    """A "tiny" M1 on a full 512-position sequence: the buckets up to the last, at the training length."""
+    cfg = tr.make_config("tiny", dtype="float32")
+    params = tr.init_params(cfg, 7)
+    rng = np.random.default_rng(8)
+    inputs = rng.integers(0, cfg.vocab_in, (2, 512))
+    targets = rng.integers(0, cfg.vocab_out, (2, 512))
+    loss, grads = ft.loss_and_grads(params, cfg, inputs, targets)
+    ref_loss, ref_grads = tr.loss_and_grads(params, cfg, inputs, targets)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for name in params:
+        assert rel_err(grads[name], ref_grads[name]) < 2e-4, (name, rel_err(grads[name], ref_grads[name]))
+
+
+def test_embedding_gradient_accumulates_repeated_ids():
+    cfg = make_cfg()
+    params = perturbed_params(cfg, 9)
+    inputs = np.array([[3, 3, 3, 1, 3, 0, 1, 3]])  # repeated ids, and ids that never occur
+    targets = np.arange(8)[None] % cfg.vocab_out
+    _, grads, dx = ft.loss_and_grads_from_embeddings(params, cfg, params["embed"][inputs], targets)
+    _, full = ft.loss_and_grads(params, cfg, inputs, targets)
+    for v in range(cfg.vocab_in):
+        np.testing.assert_allclose(full["embed"][v], dx[inputs == v].sum(axis=0), rtol=1e-12, atol=1e-15)
+
+
+def test_integer_weights_and_default_weights():
+    cfg = make_cfg()
+    params = perturbed_params(cfg, 10)
+    inputs, targets, _ = batch(cfg, 11, 2, 20, padded=False)
+    ones = np.ones(inputs.shape, dtype=np.int64)
+    assert ft.loss_and_grads(params, cfg, inputs, targets, ones)[0] == pytest.approx(
+        ft.loss_and_grads(params, cfg, inputs, targets)[0], rel=1e-15)
+
+
+def bad_calls(cfg, params):
+    """(description, function of a backend module) for every bad input the reference rejects."""
+    good_in = np.zeros((1, 3), int)
+    good_tg = np.zeros((1, 3), int)
+    return [
+        ("input id too large", lambda m: m.forward(params, cfg, np.array([[0, cfg.vocab_in]]))),
+        ("negative input id", lambda m: m.loss_and_grads(params, cfg, np.array([[0, -1, 2]]), good_tg)),
+        ("1-D inputs", lambda m: m.forward(params, cfg, np.array([1, 2]))),
+        ("empty time axis", lambda m: m.forward(params, cfg, np.zeros((2, 0), int))),
+        ("float inputs", lambda m: m.forward(params, cfg, np.zeros((1, 3)))),
+        ("target too large", lambda m: m.loss_and_grads(params, cfg, good_in, np.array([[0, 1, cfg.vocab_out]]))),
+        ("weighted negative target", lambda m: m.loss_and_grads(params, cfg, good_in, np.array([[0, -1, 1]]))),
+        ("target shape", lambda m: m.loss_and_grads(params, cfg, good_in, np.zeros((1, 4), int))),
+        ("weight shape", lambda m: m.loss_and_grads(params, cfg, good_in, good_tg, np.ones((2, 3)))),
+        ("negative weight", lambda m: m.loss_and_grads(params, cfg, good_in, good_tg, np.array([[1, -1, 1]]))),
+        ("nan weight", lambda m: m.loss_and_grads(params, cfg, good_in, good_tg, np.array([[1, np.nan, 1]]))),
+        ("zero total weight", lambda m: m.loss_and_grads(params, cfg, good_in, good_tg, np.zeros((1, 3)))),
+        ("float32 params, float64 config",
+         lambda m: m.forward({n: v.astype(np.float32) for n, v in params.items()}, cfg, good_in)),
+        ("float32 params in the loss",
+         lambda m: m.loss_and_grads({n: v.astype(np.float32) for n, v in params.items()}, cfg, good_in, good_tg)),
+    ]
+
+
+def test_bad_inputs_raise_the_same_errors_as_ref():
+    cfg = make_cfg()
+    params = tr.init_params(cfg, 0)
+    for description, call in bad_calls(cfg, params):
+        with pytest.raises(Exception) as ref_error:
+            call(tr)
+        with pytest.raises(Exception) as fast_error:
+            call(ft)
+        assert type(fast_error.value) is type(ref_error.value), description
+        assert str(fast_error.value) == str(ref_error.value), description
+
+
+def test_shared_definitions_are_ref_s():
+    """Config, sizes, initialisation and counting are ref's own objects, not copies that could drift."""
+    for name in ("Config", "SIZES", "make_config", "init_params", "count_params", "flops_per_token", "param_shapes",
+                 "check_params", "relative_position_bucket", "bucket_table"):
+        assert getattr(ft, name) is getattr(tr, name), name
+    from fast.cpu import kernels_nn
+    assert kernels_nn.RMS_EPS == tr.RMS_EPS
