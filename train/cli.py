@@ -1,4 +1,5 @@
-"""The `equalinfo` command line: compress and decompress files, fit models for them.
+"""The `equalinfo` command line: compress and decompress files, fit models for them; the pipeline's commands
+(repro, train-m1, build, train-m2, eval) live in train/commands.py.
 
     equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
                               [--model markov2|markovK|unigram|MODEL.npz]
@@ -31,6 +32,7 @@ from ref.fingerprint import fingerprint
 from ref.models import MarkovModel, UnigramModel
 from ref.symbols import N_SYMBOLS, bytes_to_symbols
 from train import codec, fileformat
+from train.backends import BackendUnavailable
 
 PROG = "equalinfo"
 DEFAULT_WINDOW_BITS = 16
@@ -259,6 +261,10 @@ def build_parser():
     kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
     kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")
     fit.set_defaults(run=fit_model_command)
+
+    from train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
+
+    pipeline_commands.add_commands(commands)
     return parser
 
 
@@ -267,7 +273,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, OSError) as error:  # FormatError, ModelError, WindowError, CoderError, CliError are ValueErrors
+    except (ValueError, OSError, BackendUnavailable) as error:  # FormatError, ModelError, WindowError, CoderError,
+        # CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:

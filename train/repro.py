@@ -70,6 +70,7 @@ class Pipeline:
         self.seed = int(preset["seed"])
         self.log = log
         self.out.mkdir(parents=True, exist_ok=True)
+        self.m1_path = self.out / "m1.npz"
         self.timings = {}
 
     def _timed(self, name, function, *args, **kwargs):
@@ -92,19 +93,20 @@ class Pipeline:
                  f"{len(self.val_examples)} validation examples")
 
     # 2. M1
-    def train_m1(self):
+    def train_m1(self, resume=None):
+        """Train M1 (or finish training it: by default a checkpoint already at m1_path is resumed)."""
         spec = self.preset["m1"]
         cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
         train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
         val_symbols = np.concatenate([e.symbols for e in self.val_examples]).astype(np.int64)
-        path = self.out / "m1.npz"
+        path = self.m1_path
         params, history = self._timed("train_m1", m1.train_m1, train_symbols, val_symbols, path, self.backend, cfg,
                                       {**spec["train"], "seed": self.seed}, spec["seq_len"], spec["batch_size"],
-                                      spec.get("eval_sequences", 64), resume=path.exists())
+                                      spec.get("eval_sequences", 64),
+                                      resume=path.exists() if resume is None else resume)
         self.m1_params, self.m1_cfg = params, cfg
         self.m1_result = {"config": cfg.to_dict(), "history": history,
-                          "val_bits_per_byte": history[-1]["val_bits_per_byte"] if "val_bits_per_byte" in
-                          history[-1] else [r for r in history if "val_bits_per_byte" in r][-1]["val_bits_per_byte"],
+                          "val_bits_per_byte": [r for r in history if "val_bits_per_byte" in r][-1]["val_bits_per_byte"],
                           "params": transformer.count_params(cfg)}
         self.log(f"M1: validation {self.m1_result['val_bits_per_byte']:.3f} bits/byte")
 
@@ -137,20 +139,23 @@ class Pipeline:
         raise PresetError(f"unknown method {method!r}")
 
     def build_datasets(self):
-        spec = self.preset["datasets"]
         self.datasets = {}
         for name, method, b, n, entry in dataset_specs(self.preset):
-            coder = self.method_for(method, b, n, entry)
-            meta = {"label": name, "window_bits": b, "bits_per_token": n, "backend": self.backend.name,
-                    "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
-            sets = {}
-            for side, examples, count in (("train", self.train_examples, spec["train_examples"]),
-                                          ("validation", self.val_examples, spec["val_examples"])):
-                directory = self.out / "datasets" / _slug(name) / side
-                sets[side] = self._timed(f"build {name}", build.build_dataset, examples[:count], coder, directory,
-                                         spec["seq_len"], meta, desc=f"{name} {side}")
-            self.datasets[name] = sets
-            self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
+            self.datasets[name] = self.build_one(name, method, b, n, entry, self.out / "datasets" / _slug(name))
+
+    def build_one(self, name, method, window_bits, bits_per_token, entry, directory):
+        """The train and validation datasets of one method in directory/train and directory/validation."""
+        spec = self.preset["datasets"]
+        coder = self.method_for(method, window_bits, bits_per_token, entry)
+        meta = {"label": name, "window_bits": window_bits, "bits_per_token": bits_per_token,
+                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
+        sets = {}
+        for side, examples, count in (("train", self.train_examples, spec["train_examples"]),
+                                      ("validation", self.val_examples, spec["val_examples"])):
+            sets[side] = self._timed(f"build {name}", build.build_dataset, examples[:count], coder,
+                                     Path(directory) / side, spec["seq_len"], meta, desc=f"{name} {side}")
+        self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
+        return sets
 
     # 5. M2
     def train_m2(self):

@@ -1,0 +1,149 @@
+"""The pipeline's subcommands of `equalinfo`: repro, train-m1, build, train-m2, eval.
+
+Each step reads its settings from a preset (train/presets/*.json; `--preset demo` by default) and lets a few flags
+override them, so a step run alone does exactly what the same step does inside `equalinfo repro`.
+"""
+import json
+import sys
+from pathlib import Path
+
+from data.shards import open_dataset
+from ref import checkpoint
+from train import backends, m2, repro
+from train.paper_numbers import label
+from train.trainer import write_json
+
+
+def _pipeline(args, out_dir):
+    preset = repro.load_preset(args.preset)
+    if getattr(args, "seed", None) is not None:
+        preset["seed"] = args.seed
+    return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr))
+
+
+def repro_command(args):
+    pipeline = _pipeline(args, args.out)
+    results = pipeline.run()
+    print(f"wrote {Path(args.out) / 'results.md'} and results.json ({results['seconds'] / 60:.1f} minutes, "
+          f"backend {results['backend']})")
+    return 0
+
+
+def train_m1_command(args):
+    pipeline = _pipeline(args, Path(args.out).parent)
+    spec = pipeline.preset["m1"]
+    if args.size:
+        spec["size"] = args.size
+    if args.steps:
+        spec["train"]["steps"] = args.steps
+        spec["train"]["optimizer"]["total_steps"] = args.steps
+    pipeline.examples()
+    pipeline.m1_path = Path(args.out)
+    pipeline.train_m1(resume=args.resume)
+    print(f"M1: {pipeline.m1_result['val_bits_per_byte']:.4f} bits/byte on validation; wrote {args.out}")
+    return 0
+
+
+def build_command(args):
+    if args.method in ("ac", "equalinfo") and not args.m1:
+        raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
+    pipeline = _pipeline(args, args.out)
+    if args.m1:
+        pipeline.m1_params, pipeline.m1_cfg, _, _ = checkpoint.load(args.m1)
+    pipeline.examples()
+    entry = {"method": args.method, "vocab_size": args.vocab_size}
+    name = label(args.method, args.window_bits, args.bits_per_token)
+    sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out))
+    summary = {side: repro.build.summary(d) for side, d in sets.items()}
+    print(json.dumps({"dataset": name, **summary}, indent=1))
+    return 0
+
+
+def train_m2_command(args):
+    train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
+    preset = repro.load_preset(args.preset)["m2"]
+    settings = dict(preset["train"], seed=args.seed or 0)
+    if args.steps:
+        settings["steps"] = args.steps
+        settings["optimizer"] = dict(settings["optimizer"], total_steps=args.steps)
+    cfg = m2.make_config(args.size, train_set.meta["vocab_size"], preset.get("dtype", "float32"))
+    _, history = m2.train_m2(train_set, val_set, args.out, backends.load(args.backend or
+                                                                          backends.fastest_available()),
+                             cfg, settings, preset["batch_size"], preset.get("eval_rows"), resume=args.resume)
+    last = [r for r in history if "val_bits_per_byte" in r][-1]
+    print(f"M2 {args.size}: {last['val_bits_per_byte']:.4f} bits/byte on validation; wrote {args.out}")
+    return 0
+
+
+def eval_command(args):
+    train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
+    params, cfg, _, _ = checkpoint.load(args.m2)
+    if cfg.vocab_out != val_set.meta["vocab_size"]:
+        raise ValueError(f"{args.m2} predicts {cfg.vocab_out} tokens but {args.data} has "
+                         f"{val_set.meta['vocab_size']}: wrong model for this dataset")
+    m1_params = 0
+    if val_set.meta["method"] in ("ac", "equalinfo"):
+        if not args.m1:
+            raise ValueError("this dataset was made with M1: give --m1 CHECKPOINT so FLOPs/byte can count it")
+        _, m1_cfg, _, _ = checkpoint.load(args.m1)
+        m1_params = repro.transformer.count_params(m1_cfg)["matrices"]
+    backend = backends.load(args.backend or backends.fastest_available())
+    figures = m2.evaluate(params, cfg, backend, train_set, val_set, args.batch_size, m1_params)
+    if args.json:
+        write_json(args.json, figures)
+    print(json.dumps(figures, indent=1))
+    return 0
+
+
+def add_commands(commands):
+    """Register the pipeline subcommands on an argparse subparsers object."""
+    def common(parser, corpus=True):
+        parser.add_argument("--preset", default="demo", help="a preset name (train/presets) or a .json path")
+        parser.add_argument("--backend", choices=backends.NAMES, default=None,
+                            help="ref, cpu or gpu (default: the fastest available)")
+        parser.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+        if corpus:
+            parser.add_argument("--corpus", default=None,
+                                help="C4 json/json.gz, JSONL, text files, a directory or a glob "
+                                     "(default: the embedded default corpus)")
+
+    run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
+    run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
+    common(run)
+    run.set_defaults(run=repro_command)
+
+    m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
+    m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
+    m1.add_argument("--size", default=None, help="model size (3m, tiny, micro, ...; default from the preset)")
+    m1.add_argument("--steps", type=int, default=None)
+    m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
+    common(m1)
+    m1.set_defaults(run=train_m1_command)
+
+    build = commands.add_parser("build", help="compress the corpus's examples into an M2 dataset")
+    build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
+    build.add_argument("--method", required=True, choices=repro.methods.METHODS)
+    build.add_argument("--m1", default=None, help="M1 checkpoint (ac, equalinfo)")
+    build.add_argument("--window-bits", type=int, default=16, help="equalinfo window size b (16, 24, 32, 64, 128)")
+    build.add_argument("--bits-per-token", type=int, default=8, help="token width N: v = 2^N (1..16)")
+    build.add_argument("--vocab-size", type=int, default=32_000, help="SentencePiece vocabulary (spm)")
+    common(build)
+    build.set_defaults(run=build_command)
+
+    m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")
+    m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
+    m2_parser.add_argument("--out", required=True, help="checkpoint to write (.npz)")
+    m2_parser.add_argument("--size", default="tiny", help="M2 size (micro, tiny, 25m, ...)")
+    m2_parser.add_argument("--steps", type=int, default=None)
+    m2_parser.add_argument("--resume", action="store_true")
+    common(m2_parser, corpus=False)
+    m2_parser.set_defaults(run=train_m2_command)
+
+    evaluate = commands.add_parser("eval", help="bits/byte, CRs and FLOPs/byte of an M2 on its dataset")
+    evaluate.add_argument("--data", required=True)
+    evaluate.add_argument("--m2", required=True, help="M2 checkpoint")
+    evaluate.add_argument("--m1", default=None, help="M1 checkpoint (counted in FLOPs/byte for ac, equalinfo)")
+    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--json", default=None, help="also write the figures to this file")
+    evaluate.add_argument("--backend", choices=backends.NAMES, default=None)
+    evaluate.set_defaults(run=eval_command)
