@@ -40,7 +40,7 @@ def train_m1_command(args):
     pipeline.examples()
     pipeline.m1_path = Path(args.out)
     pipeline.train_m1(resume=args.resume)
-    print(f"M1: {pipeline.m1_result['val_bits_per_byte']:.4f} bits/byte on validation; wrote {args.out}")
+    print(f"wrote {args.out}")
     return 0
 
 
