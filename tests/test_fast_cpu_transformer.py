@@ -84,6 +84,45 @@ def test_float64_matches_ref(overrides, B, T, padded):
     assert all(np.array_equal(params[name], before[name]) for name in params)  # inputs are not modified
 
 
+@pytest.mark.parametrize("block", [16, 7, 1])
+def test_causal_attention_blocks(monkeypatch, block):
+    """The attention products run in blocks of ATTN_BLOCK queries/keys (128); smaller blocks, including ones that
+    do not divide T, must give the reference's results, with padding, for logits and every gradient."""
+    monkeypatch.setattr(ft, "ATTN_BLOCK", block)
+    cfg = make_cfg()
+    params = perturbed_params(cfg, 12)
+    inputs, targets, weights = batch(cfg, 13, 2, 40, padded=True)
+    assert rel_err(ft.forward(params, cfg, inputs), tr.forward(params, cfg, inputs)) < 1e-9
+    loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
+    ref_loss, ref_grads = tr.loss_and_grads(params, cfg, inputs, targets, weights)
+    assert abs(loss - ref_loss) <= 1e-9 * abs(ref_loss)
+    for name in params:
+        assert rel_err(grads[name], ref_grads[name]) < 1e-9, name
+
+
+def test_repeated_calls_and_returned_arrays_are_independent():
+    """Work buffers are kept between calls: results must not change with the call history, and nothing returned
+    may alias them (a second call must not overwrite the first call's gradients or logits)."""
+    cfg = make_cfg()
+    params = perturbed_params(cfg, 14)
+    inputs, targets, weights = batch(cfg, 15, 2, 40, padded=True)
+    logits = ft.forward(params, cfg, inputs)
+    loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
+    kept_logits, kept_grads = logits.copy(), {name: g.copy() for name, g in grads.items()}
+    other_inputs, other_targets, _ = batch(cfg, 16, 3, 17, padded=False)  # another shape in between
+    ft.forward(params, cfg, other_inputs)
+    ft.loss_and_grads(params, cfg, other_inputs, other_targets)
+    ft.forward(params, cfg, inputs[:, ::-1])  # the same shape, other values
+    ft.loss_and_grads(params, cfg, inputs[:, ::-1], targets, weights)
+    assert np.array_equal(logits, kept_logits)
+    assert all(np.array_equal(grads[name], kept_grads[name]) for name in grads)
+    again_loss, again = ft.loss_and_grads(params, cfg, inputs, targets, weights)
+    assert again_loss == loss and all(np.array_equal(again[name], grads[name]) for name in grads)
+    assert np.array_equal(ft.forward(params, cfg, inputs), logits)
+    ft.release_buffers()
+    assert np.array_equal(ft.forward(params, cfg, inputs), logits)
+
+
 @pytest.mark.parametrize("padded", [False, True], ids=["unweighted", "padded"])
 def test_input_path_gradient_matches_ref(padded):
     cfg = make_cfg()

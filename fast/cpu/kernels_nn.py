@@ -158,12 +158,14 @@ def merge_qkv_grads(dq, dk, dv, q_scale, dqkv):
 
 
 @njit(parallel=True, cache=True)
-def attention_softmax(scores, bias_by_offset, n_heads):
-    """In place: scores[bh, i, j] <- softmax over j <= i of (scores + bias), and 0 for j > i (the future).
+def attention_softmax(scores, bias_by_offset, n_heads, block):
+    """In place: scores[bh, i, j] <- softmax over j <= i of (scores + bias); 0 for i < j < the end of i's block.
 
-    scores [B*H, T, T] hold q.k / sqrt(dh). bias_by_offset [H, T] holds the relative bias of query i and key j at
-    index T - 1 - i + j (that is rel_bias[bucket(i - j), h]), so that along a row the bias is read forwards.
-    Normalised as the reference does: subtract the row max, exponentiate, divide by the sum.
+    scores [B*H, T, T] hold q.k / sqrt(dh) for j up to the end of i's block (of `block` rows; see _causal_scores in
+    transformer.py); columns past that are neither read nor written. bias_by_offset [H, T] holds the relative bias
+    of query i and key j at index T - 1 - i + j (that is rel_bias[bucket(i - j), h]), so a row reads it forwards.
+    Normalised as the reference does: subtract the row max, exponentiate (in the data's dtype), divide by the sum
+    (accumulated in float64).
     """
     BH, T, _ = scores.shape
     for bh in prange(BH):
@@ -171,12 +173,11 @@ def attention_softmax(scores, bias_by_offset, n_heads):
         for i in range(T):
             row = scores[bh, i]
             offset = T - 1 - i
-            top = -np.inf
+            top = row[0] + bias[offset]
             for j in range(i + 1):
                 value = row[j] + bias[offset + j]
                 row[j] = value
-                if value > top:
-                    top = value
+                top = max(top, value)
             total = 0.0
             for j in range(i + 1):
                 e = math.exp(row[j] - top)
@@ -185,13 +186,14 @@ def attention_softmax(scores, bias_by_offset, n_heads):
             norm = row.dtype.type(total)
             for j in range(i + 1):
                 row[j] = row[j] / norm
-            for j in range(i + 1, T):
+            for j in range(i + 1, min(T, (i // block + 1) * block)):
                 row[j] = 0.0
 
 
 @njit(parallel=True, cache=True)
-def attention_softmax_backward(probs, dprobs, dbias_by_offset):
-    """In place: dprobs[bh, i, j] <- P_ij * (dP_ij - sum_k P_ik dP_ik) for j <= i, 0 for j > i (dscores).
+def attention_softmax_backward(probs, dprobs, dbias_by_offset, block):
+    """In place: dprobs[bh, i, j] <- P_ij * (dP_ij - sum_k P_ik dP_ik) for j <= i (dscores), 0 for i < j < the end
+    of i's block (as in attention_softmax).
 
     Also dbias_by_offset[bh, T - 1 - i + j] accumulates dscores[bh, i, j] (float64): the gradient of the bias at
     each query-key offset, which the caller folds into relative-position buckets.
@@ -213,7 +215,7 @@ def attention_softmax_backward(probs, dprobs, dbias_by_offset):
                 ds = p[j] * (dp[j] - dot_t)
                 dp[j] = ds
                 acc[offset + j] += ds
-            for j in range(i + 1, T):
+            for j in range(i + 1, min(T, (i // block + 1) * block)):
                 dp[j] = 0.0
 
 

@@ -24,7 +24,9 @@ accumulate in float64), so float64 results agree with ref to ~1e-12 relative and
 Row-wise kernels compute each row the same way whatever the batch, and forward has no fastmath (its logits feed the
 coder). The matrix products are BLAS's: their rounding may depend on the matrix shapes.
 """
+import contextlib
 import math
+import threading
 
 import numpy as np
 
@@ -35,6 +37,56 @@ from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, n
 from . import kernels_nn as K
 
 assert K.RMS_EPS == RMS_EPS
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Buffers kept between calls
+# ----------------------------------------------------------------------------------------------------------------------
+
+ATTN_BLOCK = 128  # query/key block size of the causal attention products (see _causal_scores)
+
+
+class _Arena:
+    """Named work buffers that survive from one call to the next (llm.c allocates its activations once, too).
+
+    A training step at "25m", batch 4 x 512 needs ~0.5 GB of activations; allocating them afresh on every call
+    costs a page fault per 4 KiB page (the kernel zeroes each one), about a tenth of the step's time. A buffer is
+    reallocated only when its shape or dtype changes. Buffers never leave this module: everything returned to the
+    caller (logits, gradients, dx) is a new array. `release_buffers()` frees them.
+    """
+
+    def __init__(self):
+        self.buffers = {}
+
+    def get(self, name, shape, dtype):
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.shape != tuple(shape) or buffer.dtype != dtype:
+            self.buffers.pop(name, None)  # free the old one before allocating the new
+            buffer = self.buffers[name] = np.empty(shape, dtype)
+        return buffer
+
+
+_ARENAS = {"forward": _Arena(), "train": _Arena()}
+_ARENA_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _arena(kind):
+    """The shared arena of this kind, or a private one if another thread is using the shared ones."""
+    if _ARENA_LOCK.acquire(blocking=False):
+        try:
+            yield _ARENAS[kind]
+        finally:
+            _ARENA_LOCK.release()
+    else:
+        yield _Arena()
+
+
+def release_buffers():
+    """Free the work buffers kept between calls (they are rebuilt on the next call)."""
+    with _ARENA_LOCK:
+        for arena in _ARENAS.values():
+            arena.buffers.clear()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -58,23 +110,33 @@ def _fold_bias_grad(dbias_by_offset, B, T, cfg, dtype):
     return grad.astype(dtype)
 
 
-def _fused_weights(params, prefix):
-    """[wq | wk | wv] [d, 3*H*dh] and [w_gate | w_up] [d, 2*ff] for one block."""
-    wqkv = np.concatenate([params[prefix + "wq"], params[prefix + "wk"], params[prefix + "wv"]], axis=1)
-    wgu = np.concatenate([params[prefix + "w_gate"], params[prefix + "w_up"]], axis=1)
-    return wqkv, wgu
+def _blocks(T):
+    """(start, stop) of the ATTN_BLOCK-sized blocks of range(T)."""
+    return [(start, min(T, start + ATTN_BLOCK)) for start in range(0, T, ATTN_BLOCK)]
 
 
-class _Workspace:
-    """Buffers reused by every layer of one call (the per-layer saved tensors are allocated separately)."""
+# The attention matrices [B*H, T, T] are causal: row i uses columns j <= i only. Their products are done block by
+# block so that BLAS skips the blocks above the diagonal: with 4 blocks it does 10/16 of the full products' work.
+# Entries of a diagonal block above the diagonal are zeros (the kernels write them); blocks further right are never
+# read or written.
 
-    def __init__(self, cfg, B, T, dtype, backward=False):
-        N, d, inner, ff, H, dh = B * T, cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.d_ff, cfg.n_heads, cfg.head_dim
-        self.h = np.empty((N, d), dtype)  # normalised activations
-        self.proj = np.empty((N, d), dtype)  # output of wo or w_down before the residual add
-        self.ctx = np.empty((B * H, T, dh), dtype)  # attention output per head
-        self.act = np.empty((N, ff), dtype)  # relu(gate) * up
-        self.scores = np.empty((B * H, T, T), dtype) if backward else None  # dprobs -> dscores
+
+def _causal_scores(a, b, out):
+    """out[:, i, j] = a[:, i] . b[:, j] for j up to the end of i's block.   a, b [BH, T, dh] -> out [BH, T, T]"""
+    for start, stop in _blocks(a.shape[1]):
+        np.matmul(a[:, start:stop], b[:, :stop].transpose(0, 2, 1), out=out[:, start:stop, :stop])
+
+
+def _causal_rows_times(p, b, out):
+    """out[:, i] = sum_j p[:, i, j] b[:, j] (p causal).   p [BH, T, T], b [BH, T, dh] -> out [BH, T, dh]"""
+    for start, stop in _blocks(p.shape[1]):
+        np.matmul(p[:, start:stop, :stop], b[:, :stop], out=out[:, start:stop])
+
+
+def _causal_columns_times(p, a, out):
+    """out[:, j] = sum_i p[:, i, j] a[:, i] (p causal: i from j's block on).   -> out [BH, T, dh]"""
+    for start, stop in _blocks(p.shape[1]):
+        np.matmul(p[:, start:, start:stop].transpose(0, 2, 1), a[:, start:], out=out[:, start:stop])
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -82,63 +144,76 @@ class _Workspace:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _block_forward(x, params, prefix, cfg, B, T, ws, keep):
-    """One block, in place on the residual stream x [B*T, d]. Returns what the backward needs (None if not keep)."""
-    dtype = x.dtype
-    N, H, dh = B * T, cfg.n_heads, cfg.head_dim
-    wqkv, wgu = _fused_weights(params, prefix)
+def _block_forward(x, params, layer, cfg, B, T, arena, keep):
+    """One block, in place on the residual stream x [B*T, d]; with keep, what the backward needs stays in the arena
+    under names "{layer}.*" (without, one set of buffers serves every layer)."""
+    dtype, prefix = x.dtype, f"blocks.{layer}."
+    N, d, H, dh, ff = B * T, cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.d_ff
+    inner = H * dh
+    slot = f"{layer}." if keep else "layer."
+
+    def buf(name, shape):
+        return arena.get(slot + name, shape, dtype)
+
+    h, proj = arena.get("h", (N, d), dtype), arena.get("proj", (N, d), dtype)
 
     # attention
-    x_in = x.copy() if keep else None
-    rrms1 = np.empty(N, dtype)
-    K.rmsnorm_forward(x, params[prefix + "attn_norm"], ws.h, rrms1)
-    qkv = ws.h @ wqkv  # [N, 3*inner]
-    q, k, v = (np.empty((B * H, T, dh), dtype) for _ in range(3))
-    q_scale = 1.0 / math.sqrt(dh)
-    K.split_qkv(qkv, H, q_scale, q, k, v)
-    del qkv
-    probs = np.matmul(q, k.transpose(0, 2, 1))  # [B*H, T, T] scores
-    K.attention_softmax(probs, _bias_by_offset(params[prefix + "rel_bias"], T, cfg), H)
-    np.matmul(probs, v, out=ws.ctx)  # [B*H, T, dh]
-    attended = np.empty((N, H * dh), dtype)
-    K.merge_heads(ws.ctx, attended)
-    np.matmul(attended, params[prefix + "wo"], out=ws.proj)
-    K.add_into(x, ws.proj)
+    if keep:
+        np.copyto(buf("x_in", (N, d)), x)
+    rrms1 = buf("rrms1", (N,))
+    K.rmsnorm_forward(x, params[prefix + "attn_norm"], h, rrms1)
+    wqkv = np.concatenate([params[prefix + "wq"], params[prefix + "wk"], params[prefix + "wv"]], axis=1,
+                          out=buf("wqkv", (d, 3 * inner)))
+    qkv = np.matmul(h, wqkv, out=arena.get("qkv", (N, 3 * inner), dtype))  # [N, 3*inner]
+    q, k, v = (buf(name, (B * H, T, dh)) for name in ("q", "k", "v"))
+    K.split_qkv(qkv, H, 1.0 / math.sqrt(dh), q, k, v)  # q comes out scaled by 1/sqrt(dh)
+    probs = buf("probs", (B * H, T, T))
+    _causal_scores(q, k, probs)  # scores
+    K.attention_softmax(probs, _bias_by_offset(params[prefix + "rel_bias"], T, cfg), H, ATTN_BLOCK)
+    ctx = arena.get("ctx", (B * H, T, dh), dtype)
+    _causal_rows_times(probs, v, ctx)
+    attended = buf("attended", (N, inner))
+    K.merge_heads(ctx, attended)
+    np.matmul(attended, params[prefix + "wo"], out=proj)
+    K.add_into(x, proj)
 
     # MLP
-    x_mid = x.copy() if keep else None
-    rrms2 = np.empty(N, dtype)
-    K.rmsnorm_forward(x, params[prefix + "mlp_norm"], ws.h, rrms2)
-    gate_up = ws.h @ wgu  # [N, 2*ff]
-    K.gated_relu(gate_up, ws.act)
-    np.matmul(ws.act, params[prefix + "w_down"], out=ws.proj)
-    K.add_into(x, ws.proj)
-    if not keep:
-        return None
-    return dict(x_in=x_in, rrms1=rrms1, q=q, k=k, v=v, probs=probs, attended=attended, x_mid=x_mid, rrms2=rrms2,
-                gate_up=gate_up, wqkv=wqkv, wgu=wgu, q_scale=q_scale)
+    if keep:
+        np.copyto(buf("x_mid", (N, d)), x)
+    rrms2 = buf("rrms2", (N,))
+    K.rmsnorm_forward(x, params[prefix + "mlp_norm"], h, rrms2)
+    wgu = np.concatenate([params[prefix + "w_gate"], params[prefix + "w_up"]], axis=1, out=buf("wgu", (d, 2 * ff)))
+    gate_up = np.matmul(h, wgu, out=buf("gate_up", (N, 2 * ff)))  # [N, 2*ff]
+    act = arena.get("act", (N, ff), dtype)
+    K.gated_relu(gate_up, act)
+    np.matmul(act, params[prefix + "w_down"], out=proj)
+    K.add_into(x, proj)
 
 
-def _hidden_forward(params, cfg, x, keep):
-    """Blocks and final norm on x [B, T, d] (not modified). Returns (final normed hidden [B*T, d], caches)."""
+def _hidden_forward(params, cfg, x, arena, keep):
+    """Blocks and final norm on x [B, T, d] (not modified). Returns (final normed hidden [B*T, d], residual stream
+    [B*T, d], its 1/rms [B*T]), all arena buffers."""
     B, T, d = x.shape
-    stream = np.array(x, dtype=x.dtype, order="C").reshape(B * T, d)  # the residual stream, updated in place
-    ws = _Workspace(cfg, B, T, x.dtype)
-    caches = [_block_forward(stream, params, f"blocks.{i}.", cfg, B, T, ws, keep) for i in range(cfg.n_layers)]
-    h = np.empty_like(stream)
-    rrms = np.empty(B * T, x.dtype)
+    stream = arena.get("stream", (B * T, d), x.dtype)  # the residual stream, updated in place
+    np.copyto(stream, x.reshape(B * T, d))
+    for layer in range(cfg.n_layers):
+        _block_forward(stream, params, layer, cfg, B, T, arena, keep)
+    h = arena.get("final_h", (B * T, d), x.dtype)
+    rrms = arena.get("final_rrms", (B * T,), x.dtype)
     K.rmsnorm_forward(stream, params["final_norm"], h, rrms)
-    return h, (caches, stream, rrms)
+    return h, stream, rrms
 
 
 def forward(params, cfg, inputs):
     """Logits [B, T, vocab_out] for int inputs [B, T]; row t predicts the id after input t (causal)."""
-    _dtype_of(params, cfg)
+    dtype = _dtype_of(params, cfg)
     inputs = _check_inputs(inputs, cfg)
     B, T = inputs.shape
-    x = params["embed"][inputs]  # [B, T, d]
-    h, _ = _hidden_forward(params, cfg, x, keep=False)
-    return (h @ params["unembed"]).reshape(B, T, cfg.vocab_out)
+    with _arena("forward") as arena:
+        x = params["embed"][inputs]  # [B, T, d]
+        h, _, _ = _hidden_forward(params, cfg, x, arena, keep=False)
+        logits = np.matmul(h, params["unembed"])  # a new array: never hand out an arena buffer
+    return logits.reshape(B, T, cfg.vocab_out).astype(dtype, copy=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -154,53 +229,54 @@ def _rmsnorm_backward_add(dy, x, rrms, scale, dx):
     return partial.sum(axis=0).astype(x.dtype)
 
 
-def _block_backward(dx, cache, params, prefix, cfg, B, T, ws, grads):
+def _block_backward(dx, params, layer, cfg, B, T, arena, grads):
     """Backward of one block, in place on dx [B*T, d] (the gradient of the residual stream); fills grads."""
-    N, H, dh, ff = B * T, cfg.n_heads, cfg.head_dim, cfg.d_ff
-    c = cache
+    dtype, prefix, slot = dx.dtype, f"blocks.{layer}.", f"{layer}."
+    N, d, H, dh, ff = B * T, cfg.d_model, cfg.n_heads, cfg.head_dim, cfg.d_ff
+    inner = H * dh
+    saved = {name[len(slot):]: value for name, value in arena.buffers.items() if name.startswith(slot)}
+    h, act = arena.get("h", (N, d), dtype), arena.get("act", (N, ff), dtype)
+    dnormed = arena.get("dnormed", (N, d), dtype)
 
     # MLP: x_out = x_mid + act @ w_down, act = relu(gate) * up, gate|up = norm(x_mid) @ [w_gate | w_up]
-    K.gated_relu(c["gate_up"], ws.act)
-    grads[prefix + "w_down"] = ws.act.T @ dx  # [ff, d]
-    dact = dx @ params[prefix + "w_down"].T  # [N, ff]
-    K.gated_relu_backward(dact, c["gate_up"])  # gate_up now holds dgate | dup
-    del dact
-    K.rmsnorm_apply(c["x_mid"], params[prefix + "mlp_norm"], c["rrms2"], ws.h)
-    dwgu = ws.h.T @ c["gate_up"]  # [d, 2*ff]
-    grads[prefix + "w_gate"], grads[prefix + "w_up"] = np.ascontiguousarray(dwgu[:, :ff]), np.ascontiguousarray(
-        dwgu[:, ff:])
-    del dwgu
-    dnormed = c["gate_up"] @ c["wgu"].T  # [N, d]
-    grads[prefix + "mlp_norm"] = _rmsnorm_backward_add(dnormed, c["x_mid"], c["rrms2"], params[prefix + "mlp_norm"],
-                                                       dx)
-    del dnormed
+    gate_up = saved["gate_up"]
+    K.gated_relu(gate_up, act)  # recomputed rather than kept
+    grads[prefix + "w_down"] = act.T @ dx  # [ff, d]
+    dact = np.matmul(dx, params[prefix + "w_down"].T, out=act)  # [N, ff]; act is no longer needed
+    K.gated_relu_backward(dact, gate_up)  # gate_up now holds dgate | dup
+    K.rmsnorm_apply(saved["x_mid"], params[prefix + "mlp_norm"], saved["rrms2"], h)
+    dwgu = np.matmul(h.T, gate_up, out=arena.get("dwgu", (d, 2 * ff), dtype))  # [d, 2*ff]
+    grads[prefix + "w_gate"], grads[prefix + "w_up"] = dwgu[:, :ff].copy(), dwgu[:, ff:].copy()
+    np.matmul(gate_up, saved["wgu"].T, out=dnormed)  # [N, d]
+    grads[prefix + "mlp_norm"] = _rmsnorm_backward_add(dnormed, saved["x_mid"], saved["rrms2"],
+                                                       params[prefix + "mlp_norm"], dx)
 
-    # attention: x_mid = x_in + attended @ wo
-    grads[prefix + "wo"] = c["attended"].T @ dx  # [inner, d]
-    dattended = dx @ params[prefix + "wo"].T  # [N, inner]
-    dctx = np.empty_like(c["q"])
+    # attention: x_mid = x_in + attended @ wo, attended = merged heads of softmax(q k^T + bias) v
+    grads[prefix + "wo"] = saved["attended"].T @ dx  # [inner, d]
+    dattended = np.matmul(dx, params[prefix + "wo"].T, out=arena.get("dattended", (N, inner), dtype))
+    dctx = arena.get("dctx", (B * H, T, dh), dtype)
     K.split_heads(dattended, dctx)  # [B*H, T, dh]
-    del dattended
-    probs, q, k, v = c["probs"], c["q"], c["k"], c["v"]
-    dprobs = np.matmul(dctx, v.transpose(0, 2, 1), out=ws.scores)  # [B*H, T, T]
-    dv = np.matmul(probs.transpose(0, 2, 1), dctx)  # [B*H, T, dh]
+    probs, q, k, v = saved["probs"], saved["q"], saved["k"], saved["v"]
+    dscores = arena.get("dscores", (B * H, T, T), dtype)
+    _causal_scores(dctx, v, dscores)  # dprobs
+    dv = arena.get("dv", (B * H, T, dh), dtype)
+    _causal_columns_times(probs, dctx, dv)
     dbias = np.empty((B * H, T))
-    K.attention_softmax_backward(probs, dprobs, dbias)  # dprobs now holds dscores
-    grads[prefix + "rel_bias"] = _fold_bias_grad(dbias, B, T, cfg, dx.dtype)
-    dq = np.matmul(dprobs, k, out=dctx)  # [B*H, T, dh], times q_scale in merge_qkv_grads
-    dk = np.matmul(dprobs.transpose(0, 2, 1), q)  # [B*H, T, dh]
-    del dprobs
-    dqkv = np.empty((N, 3 * H * dh), dx.dtype)
-    K.merge_qkv_grads(dq, dk, dv, c["q_scale"], dqkv)
-    del dq, dk, dv
-    K.rmsnorm_apply(c["x_in"], params[prefix + "attn_norm"], c["rrms1"], ws.h)
-    dwqkv = ws.h.T @ dqkv  # [d, 3*inner]
-    inner = H * dh
+    K.attention_softmax_backward(probs, dscores, dbias, ATTN_BLOCK)  # dprobs -> dscores, in place
+    grads[prefix + "rel_bias"] = _fold_bias_grad(dbias, B, T, cfg, dtype)
+    dq = dctx  # dctx is no longer needed
+    _causal_rows_times(dscores, k, dq)  # times 1/sqrt(dh) in merge_qkv_grads
+    dk = arena.get("dk", (B * H, T, dh), dtype)
+    _causal_columns_times(dscores, q, dk)  # q was scaled in the forward, so dk needs no scale
+    dqkv = arena.get("dqkv", (N, 3 * inner), dtype)
+    K.merge_qkv_grads(dq, dk, dv, 1.0 / math.sqrt(dh), dqkv)
+    K.rmsnorm_apply(saved["x_in"], params[prefix + "attn_norm"], saved["rrms1"], h)
+    dwqkv = np.matmul(h.T, dqkv, out=arena.get("dwqkv", (d, 3 * inner), dtype))  # [d, 3*inner]
     for j, name in enumerate(("wq", "wk", "wv")):
-        grads[prefix + name] = np.ascontiguousarray(dwqkv[:, j * inner:(j + 1) * inner])
-    del dwqkv
-    dnormed = dqkv @ c["wqkv"].T  # [N, d]
-    grads[prefix + "attn_norm"] = _rmsnorm_backward_add(dnormed, c["x_in"], c["rrms1"], params[prefix + "attn_norm"], dx)
+        grads[prefix + name] = dwqkv[:, j * inner:(j + 1) * inner].copy()
+    np.matmul(dqkv, saved["wqkv"].T, out=dnormed)  # [N, d]
+    grads[prefix + "attn_norm"] = _rmsnorm_backward_add(dnormed, saved["x_in"], saved["rrms1"],
+                                                        params[prefix + "attn_norm"], dx)
 
 
 def _check_targets(targets, weights, shape, cfg, dtype):
@@ -230,26 +306,23 @@ def loss_and_grads_from_embeddings(params, cfg, x, targets, weights=None):
     B, T, d = x.shape
     targets, weights, total_weight = _check_targets(targets, weights, (B, T), cfg, dtype)
     x = np.asarray(x, dtype=dtype)
+    with _arena("train") as arena:
+        # forward
+        h, stream, rrms = _hidden_forward(params, cfg, x, arena, keep=True)  # [N, d] each
+        # logits [N, V_out], turned into their gradient in place
+        dlogits = np.matmul(h, params["unembed"], out=arena.get("logits", (B * T, cfg.vocab_out), dtype))
+        row_terms = np.empty((B * T, 2))
+        K.cross_entropy_backward(dlogits, targets, weights, total_weight, float(cfg.z_loss), row_terms)
+        sums = row_terms.sum(axis=0)
+        loss = (sums[0] + cfg.z_loss * sums[1]) / total_weight
 
-    # forward
-    h, (caches, stream, rrms) = _hidden_forward(params, cfg, x, keep=True)  # h [N, d]
-    dlogits = h @ params["unembed"]  # [N, V_out]: logits, turned into their gradient in place
-    row_terms = np.empty((B * T, 2))
-    K.cross_entropy_backward(dlogits, targets, weights, total_weight, float(cfg.z_loss), row_terms)
-    sums = row_terms.sum(axis=0)
-    loss = (sums[0] + cfg.z_loss * sums[1]) / total_weight
-
-    # backward
-    grads = {"unembed": h.T @ dlogits}  # [d, V_out]
-    dh = dlogits @ params["unembed"].T  # [N, d]
-    del dlogits
-    dx = np.zeros_like(stream)
-    grads["final_norm"] = _rmsnorm_backward_add(dh, stream, rrms, params["final_norm"], dx)
-    del dh, h, stream
-    ws = _Workspace(cfg, B, T, dtype, backward=True)
-    for i in reversed(range(cfg.n_layers)):
-        _block_backward(dx, caches[i], params, f"blocks.{i}.", cfg, B, T, ws, grads)
-        caches[i] = None  # free this layer's saved tensors as soon as they are used
+        # backward
+        grads = {"unembed": h.T @ dlogits}  # [d, V_out]
+        dh = np.matmul(dlogits, params["unembed"].T, out=arena.get("dnormed", (B * T, d), dtype))  # [N, d]
+        dx = np.zeros((B * T, d), dtype)  # returned: not an arena buffer
+        grads["final_norm"] = _rmsnorm_backward_add(dh, stream, rrms, params["final_norm"], dx)
+        for layer in reversed(range(cfg.n_layers)):
+            _block_backward(dx, params, layer, cfg, B, T, arena, grads)
     return float(loss), grads, dx.reshape(B, T, d)
 
 
