@@ -17,6 +17,7 @@ from numba import njit
 
 from fast.cpu.arithmetic import (_check_bits, _consume, _decoder_start, _encode_rows, _find, check_precision,
                                  quantize)
+from ref.ac import check_symbols  # noqa: F401 (shared validation, re-exported)
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
 __all__ = ["ContextTable", "check_symbols", "compress", "decompress", "PROGRESS_EVERY"]
@@ -24,19 +25,6 @@ __all__ = ["ContextTable", "check_symbols", "compress", "decompress", "PROGRESS_
 PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback (as ref.ac)
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
-
-
-def check_symbols(symbols):
-    """int64 copy of a 1-D symbol array, or a ValueError naming the first symbol outside 0..256 (as ref.ac)."""
-    symbols = np.asarray(symbols)
-    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
-        raise ValueError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
-    symbols = symbols.astype(np.int64)
-    bad = (symbols < 0) | (symbols >= N_SYMBOLS)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"symbol {int(symbols[index])} at position {index} is outside 0..{N_SYMBOLS - 1}")
-    return symbols
 
 
 def uses_table(model):

@@ -16,7 +16,7 @@ buffer (uint8 0/1, MSB first), shared by
 import numpy as np
 from numba import njit
 
-from ref.arithmetic import FULL, HALF, MAX_PRECISION, STATE_BITS, CoderError
+from ref.arithmetic import FULL, HALF, MAX_PRECISION, STATE_BITS, CoderError, check_precision  # noqa: F401 (re-exported)
 
 __all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_precision", "quantize",
            "check_cdf", "check_cdfs", "Encoder", "Decoder", "encode_rows", "decode_rows", "encode_cdfs",
@@ -24,16 +24,6 @@ __all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_p
 
 MASK = FULL - 1
 MAX_BITS_PER_SYMBOL = 64  # renormalisation emits at most ~precision + 2 bits per symbol; room to spare
-
-
-def check_precision(precision, n_symbols=None):
-    """Raise CoderError unless 1 <= precision <= 16 and (if given) n_symbols symbols fit at width >= 1."""
-    if not isinstance(precision, (int, np.integer)) or not 1 <= precision <= MAX_PRECISION:
-        raise CoderError(f"precision must be an integer from 1 to {MAX_PRECISION}, got {precision!r}")
-    if n_symbols is not None and n_symbols > (1 << precision):
-        raise CoderError(
-            f"{n_symbols} symbols cannot each get width >= 1 out of 2^{precision} = {1 << precision}; "
-            f"use precision >= {int(np.ceil(np.log2(n_symbols)))}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

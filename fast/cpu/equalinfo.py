@@ -31,9 +31,9 @@ import numpy as np
 from numba import njit
 
 from fast.cpu.ac import ContextTable, check_symbols, context_id, table_row, uses_table
-from fast.cpu.arithmetic import (FULL, CoderError, STATE_BITS, _check_bits, _consume, _decoder_start, _encode_step, _find,
-                                 _point_bits, _undo_carry, check_precision, quantize)
-from ref.equalinfo import Window, WindowError
+from fast.cpu.arithmetic import (FULL, CoderError, STATE_BITS, _consume, _decoder_start, _encode_step, _find,
+                                 _point_bits, _undo_carry, quantize)
+from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
 from ref.symbols import BOS, N_SYMBOLS
 
 __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows", "compress",
@@ -42,20 +42,6 @@ __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window
 NO_CAP = -1
 DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
 ERROR_NO_CELL, ERROR_NO_DELIMITER = -2, -1
-
-
-def check_window_bits(window_bits, precision):
-    """A window must hold any single symbol after a reset: a symbol of probability 2^-precision needs b >= p."""
-    check_precision(precision, N_SYMBOLS)
-    if not isinstance(window_bits, (int, np.integer)) or window_bits < precision:
-        raise WindowError(f"window_bits must be an integer >= precision ({precision}) so that a symbol of "
-                          f"probability 2^-{precision} fits in a window, got {window_bits!r}")
-
-
-def max_symbols_per_window(window_bits, precision, n_symbols=N_SYMBOLS):
-    """Upper bound on the symbols a window can hold: each costs >= -log2(largest possible probability) bits."""
-    largest = ((1 << precision) - (n_symbols - 1)) / float(1 << precision)
-    return int(np.floor(window_bits / -np.log2(largest))) + 1
 
 
 def _cap_of(model):
