@@ -5,25 +5,27 @@
 
 A training step is forward + backward + one optimizer update (Adafactor as in T5X by default, or AdamW), in float32
 on a batch x seq batch of random ids with M1's vocabularies. The three implementations start from the same weights;
-the script checks that their first losses agree before timing. Timings are the best of `--repeats` steps per
-implementation, interleaved (fast, PyTorch, ref, fast, ...) so that load from other processes on the machine hits
-all of them alike; the median is printed beside the best. ref is slow, so it gets at most 3 repeats.
+the script checks that their first losses agree before timing. Each implementation runs in a worker process of its
+own (PyTorch's OpenMP runtime and MKL must not share a process with NumPy's OpenBLAS and Numba's pool: together they
+oversubscribe the cores); the parent interleaves their steps (fast, PyTorch, ref, fast, ...) so that load from
+other processes on the machine hits all of them alike. Timings are the best of `--repeats` steps, the median beside
+it. ref is slow, so it gets at most 3 repeats. On a loaded 2-core machine compare with --threads 1 too: thread
+pools that spin-wait suffer most from other processes, and single-threaded figures are the stable ones.
 
 PyTorch's step uses autograd and `torch.optim.Adafactor` (PyTorch's own Adafactor, which factors every matrix and
 differs from T5X's in details; it does the same kind and amount of work) or `torch.optim.AdamW`, both `foreach`.
 PyTorch is a bench-only dependency (pip install torch): the package never imports it.
 
-Peak memory of one "25m" training step (or the largest size asked for) is measured in fresh subprocesses, one per
-implementation: the peak resident set (VmHWM) minus the resident set just before the step (after the model,
-batch, optimizer state and compiled kernels exist), and for the NumPy implementations also tracemalloc's peak of
-the arrays allocated during the step.
+Peak memory of one "25m" training step (or the largest size asked for) is measured in each worker after the timed
+steps: the process's peak resident set during one more step (VmHWM, reset just before it), that peak minus the
+resident set before the step (parameters, optimizer state, compiled kernels and the fast backend's kept work buffers
+are already there), and for the NumPy implementations tracemalloc's peak of the arrays allocated during the step.
 """
 import argparse
 import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -42,7 +44,7 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=None, help="limit BLAS, Numba and PyTorch to N threads")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-ref", action="store_true", help="skip the (slow) reference")
-    parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)  # internal: impl:size
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: impl:size
     return parser.parse_args()
 
 
@@ -157,60 +159,70 @@ def make_steppers(size, names=("fast.cpu", "PyTorch", "ref")):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Timing and memory
+# Workers: one process per implementation
 # ----------------------------------------------------------------------------------------------------------------------
+# Each implementation runs in a process of its own, so that thread pools do not meet in one process (PyTorch brings
+# its own OpenMP runtime and MKL; NumPy's OpenBLAS and Numba's OpenMP pool are the fast backend's) and each process's
+# peak memory is its own. The parent interleaves their steps over pipes: an idle worker blocks on its pipe.
 
 
-def time_size(size):
-    cfg, steppers, versions = make_steppers(size, ("fast.cpu", "PyTorch") + (() if ARGS.no_ref else ("ref",)))
-    tokens = ARGS.batch * ARGS.seq
-    flops = tr.flops_per_token(cfg, ARGS.seq)["training"] * tokens
-    first = {name: step() for name, step in steppers.items()}  # warm-up (compilation, allocations) and loss check
-    reference_loss = first.get("ref", first["fast.cpu"])
-    for name, loss in first.items():
-        if abs(loss - reference_loss) > 1e-4 * abs(reference_loss):
-            raise SystemExit(f"{name}'s loss {loss} differs from {reference_loss}: the models are not the same")
-    times = {name: [] for name in steppers}
-    for repeat in range(ARGS.repeats):
-        for name, step in steppers.items():
-            if name == "ref" and repeat >= 3:
-                continue
-            start = time.perf_counter()
-            step()
-            times[name].append(time.perf_counter() - start)
-    print(f"\nmodel {size}: {tr.count_params(cfg)['non_embedding']:,} non-embedding params, batch {ARGS.batch} x "
-          f"{ARGS.seq}, float32, forward + backward + {ARGS.optimizer}; first-step loss {reference_loss:.6f} "
-          f"(all agree to 1e-4)")
-    rates = {name: tokens / min(values) for name, values in times.items()}
-    for name, values in times.items():
-        best = min(values)
-        print(f"  {name:9s} {rates[name]:9,.0f} tokens/s   best {best * 1e3:8.1f} ms  median "
-              f"{float(np.median(values)) * 1e3:8.1f} ms  ({len(values)} steps, {flops / best / 1e9:6.1f} GFLOP/s, "
-              f"{versions[name]})")
-    ratios = "   ".join(f"fast.cpu / {name} = {rates['fast.cpu'] / rates[name]:.2f}x"
-                        for name in rates if name != "fast.cpu")
-    print(f"  {ratios}")
-    return rates
-
-
-def memory_child(spec):
-    """In a fresh process: build one implementation, run a warm-up step, then measure one more step."""
+def worker(spec):
+    """Serve steps over stdin/stdout: prints the first step's loss, then for each "step" line the step's seconds;
+    "memory" measures the peak resident set of one more step (VmHWM reset first) and the arrays it allocated."""
     import tracemalloc
 
     name, size = spec.split(":")
-    cfg, steppers, _ = make_steppers(size, (name,))
+    _, steppers, versions = make_steppers(size, (name,))
     step = steppers[name]
-    step()  # compile, allocate the optimizer state's successors, warm caches
-    rss_before = _current_rss()
-    tracing = name != "PyTorch"
-    if tracing:
-        tracemalloc.start()
-    step()
-    result = {"maxrss": _peak_rss(), "rss_before": rss_before}
-    if tracing:
-        result["traced_peak"] = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-    print(json.dumps(result))
+    print(json.dumps({"loss": step(), "version": versions[name]}), flush=True)  # warm-up: compile, allocate
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "step":
+            start = time.perf_counter()
+            step()
+            print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        elif command == "memory":
+            rss_before = _current_rss()
+            with open("/proc/self/clear_refs", "w") as clear:
+                clear.write("5")  # reset VmHWM to the current resident set
+            tracing = name != "PyTorch"  # tracemalloc sees NumPy's allocations, not PyTorch's
+            if tracing:
+                tracemalloc.start()
+            step()
+            result = {"peak": _peak_rss(), "before": rss_before}
+            if tracing:
+                result["traced"] = tracemalloc.get_traced_memory()[1]
+                tracemalloc.stop()
+            print(json.dumps(result), flush=True)
+        else:
+            break
+
+
+class Worker:
+    def __init__(self, name, size):
+        command = [sys.executable, os.path.abspath(__file__), "--worker", f"{name}:{size}", "--batch",
+                   str(ARGS.batch), "--seq", str(ARGS.seq), "--optimizer", ARGS.optimizer]
+        if ARGS.threads:
+            command += ["--threads", str(ARGS.threads)]
+        self.name = name
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        self.first = self._read()
+
+    def _read(self):
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"the {self.name} worker failed (see its error above)")
+        return json.loads(line)
+
+    def ask(self, command):
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def close(self):
+        self.process.stdin.write("quit\n")
+        self.process.stdin.flush()
+        self.process.wait()
 
 
 def _current_rss():
@@ -219,49 +231,87 @@ def _current_rss():
 
 
 def _peak_rss():
-    """VmHWM, this process's peak resident set. (ru_maxrss would not do: Linux carries it over from the parent
-    across fork + exec, so a child started by a big parent reports the parent's peak.)"""
+    """VmHWM, this process's peak resident set since the last reset (ru_maxrss cannot be reset)."""
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) * 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def measure_memory(size, names):
-    print(f"\npeak memory of one {size} training step (fresh process each; RSS = peak resident set, growth = peak minus "
-          f"the resident set before the step; traced = NumPy arrays allocated during the step, tracemalloc):")
-    for name in names:
-        command = [sys.executable, os.path.abspath(__file__), "--memory-child", f"{name}:{size}",
-                   "--batch", str(ARGS.batch), "--seq", str(ARGS.seq), "--optimizer", ARGS.optimizer]
-        if ARGS.threads:
-            command += ["--threads", str(ARGS.threads)]
-        output = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
-        if output.returncode:
-            print(f"  {name}: failed: {output.stderr.strip().splitlines()[-1:]}")
-            continue
-        result = json.loads(output.stdout.strip().splitlines()[-1])
-        traced = f", traced {result['traced_peak'] / 2**20:7.1f} MiB" if "traced_peak" in result else ""
-        print(f"  {name:9s} peak RSS {result['maxrss'] / 2**20:7.1f} MiB, growth during the step "
-              f"{(result['maxrss'] - result['rss_before']) / 2**20:7.1f} MiB{traced}")
+# ----------------------------------------------------------------------------------------------------------------------
+# Timing and memory
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def available(names):
+    """The implementations that can run here (PyTorch is optional)."""
+    try:
+        import importlib.util
+        has_torch = importlib.util.find_spec("torch") is not None
+    except ImportError:
+        has_torch = False
+    if not has_torch:
+        print("PyTorch is not installed: no comparison (pip install torch==2.13.0)")
+    return [name for name in names if name != "PyTorch" or has_torch]
+
+
+def run_size(size, names, memory):
+    cfg = tr.make_config(size, dtype="float32")
+    workers = [Worker(name, size) for name in names]
+    try:
+        tokens = ARGS.batch * ARGS.seq
+        flops = tr.flops_per_token(cfg, ARGS.seq)["training"] * tokens
+        losses = {w.name: w.first["loss"] for w in workers}
+        reference_loss = losses.get("ref", losses["fast.cpu"])
+        for name, loss in losses.items():
+            if abs(loss - reference_loss) > 1e-4 * abs(reference_loss):
+                raise SystemExit(f"{name}'s loss {loss} differs from {reference_loss}: the models are not the same")
+        times = {w.name: [] for w in workers}
+        for repeat in range(ARGS.repeats):
+            for w in workers:
+                if w.name == "ref" and repeat >= 3:
+                    continue
+                times[w.name].append(w.ask("step")["seconds"])
+        print(f"\nmodel {size}: {tr.count_params(cfg)['non_embedding']:,} non-embedding params, batch {ARGS.batch} x "
+              f"{ARGS.seq}, float32, forward + backward + {ARGS.optimizer}; first-step loss {reference_loss:.6f} "
+              f"(all agree to 1e-4); load average now {os.getloadavg()[0]:.2f}")
+        rates = {name: tokens / min(values) for name, values in times.items()}
+        for w in workers:
+            values = times[w.name]
+            best = min(values)
+            print(f"  {w.name:9s} {rates[w.name]:9,.0f} tokens/s   best {best * 1e3:8.1f} ms  median "
+                  f"{float(np.median(values)) * 1e3:8.1f} ms  ({len(values)} steps, {flops / best / 1e9:6.1f} "
+                  f"GFLOP/s, {w.first['version']})")
+        print("  " + "   ".join(f"fast.cpu / {name} = {rates['fast.cpu'] / rates[name]:.2f}x"
+                                for name in rates if name != "fast.cpu"))
+        if memory:
+            print(f"  peak memory of one {size} training step (resident set; 'step' = peak during the step minus the "
+                  f"resident set before it; 'arrays' = tracemalloc's peak of NumPy arrays allocated in the step):")
+            for w in workers:
+                result = w.ask("memory")
+                traced = f", arrays {result['traced'] / 2**20:7.1f} MiB" if "traced" in result else ""
+                print(f"    {w.name:9s} process peak {result['peak'] / 2**20:7.1f} MiB, step "
+                      f"{(result['peak'] - result['before']) / 2**20:7.1f} MiB{traced}")
+    finally:
+        for w in workers:
+            w.close()
 
 
 def main():
-    if ARGS.memory_child:
-        memory_child(ARGS.memory_child)
+    if ARGS.worker:
+        worker(ARGS.worker)
         return
     import numba
 
     print(f"{os.cpu_count()} CPUs ({platform.machine()} {platform.processor()}), load average "
-          f"{os.getloadavg()[0]:.2f}; numpy {np.__version__}, numba {numba.__version__} "
-          f"({numba.config.NUMBA_NUM_THREADS} threads), threads limit {ARGS.threads or 'none'}; "
-          f"best of {ARGS.repeats} interleaved steps (ref: of at most 3)")
+          f"{os.getloadavg()[0]:.2f}; numpy {np.__version__}, numba {numba.__version__}; threads limit "
+          f"{ARGS.threads or 'none'}; one process per implementation, best of {ARGS.repeats} interleaved steps "
+          f"(ref: of at most 3)")
+    names = available(["fast.cpu", "PyTorch"] + ([] if ARGS.no_ref else ["ref"]))
+    memory_size = None if ARGS.no_memory else ("25m" if "25m" in ARGS.sizes else ARGS.sizes[-1])
     for size in ARGS.sizes:
-        time_size(size)
-    if not ARGS.no_memory:
-        size = "25m" if "25m" in ARGS.sizes else ARGS.sizes[-1]
-        names = ["fast.cpu", "PyTorch"] + ([] if ARGS.no_ref else ["ref"])
-        measure_memory(size, names)
+        run_size(size, names, memory=(size == memory_size))
 
 
 if __name__ == "__main__":

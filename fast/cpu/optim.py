@@ -20,6 +20,9 @@ from ref.optim import decays, rsqrt_schedule, warmup_cosine_schedule  # noqa: F4
 
 from . import kernels_optim as K
 
+__all__ = ["Adafactor", "AdamW", "OPTIMIZERS", "from_config", "global_norm", "clip_by_global_norm", "decays",
+           "rsqrt_schedule", "warmup_cosine_schedule"]
+
 
 def _flat(array):
     """A 1-D contiguous view (or copy, for non-contiguous input) of an array."""

@@ -38,6 +38,10 @@ from . import kernels_nn as K
 
 assert K.RMS_EPS == RMS_EPS
 
+__all__ = ["forward", "loss_and_grads", "loss_and_grads_from_embeddings", "release_buffers", "ATTN_BLOCK",
+           "Config", "SIZES", "make_config", "param_shapes", "init_params", "check_params", "count_params",
+           "flops_per_token", "relative_position_bucket", "bucket_table", "RMS_EPS"]
+
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Buffers kept between calls
