@@ -238,3 +238,36 @@ def test_shared_definitions_are_ref_s():
         assert getattr(ft, name) is getattr(tr, name), name
     from fast.cpu import kernels_nn
     assert kernels_nn.RMS_EPS == tr.RMS_EPS
+
+
+def test_results_do_not_depend_on_the_thread_count(monkeypatch):
+    """The kernels' cross-row sums use fixed chunks, so one Numba thread and several give the same logits, gradients
+    and optimizer updates. PARALLEL_MIN_ELEMENTS = 0 makes even this small problem run its kernels in parallel.
+    (Equality is asserted to 1e-12, not bit for bit: BLAS may round its products differently between calls.)"""
+    import numba
+
+    from fast.cpu import kernels_nn
+    from fast.cpu import optim as fo
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("Numba has one thread only")
+    monkeypatch.setattr(kernels_nn, "PARALLEL_MIN_ELEMENTS", 0)
+    cfg = make_cfg(d_model=32, n_heads=2, d_ff=40)
+    params = perturbed_params(cfg, 17)
+    inputs, targets, weights = batch(cfg, 18, 3, 150, padded=True)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            logits = ft.forward(params, cfg, inputs)
+            loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
+            opt = fo.Adafactor(min_dim_size_to_factor=16, clip_norm=0.1)
+            new_params, state = opt.update(params, grads, opt.init(params), 0)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        results.append((logits, loss, grads, new_params, state))
+    (l1, loss1, g1, p1, s1), (l2, loss2, g2, p2, s2) = results
+    assert rel_err(l1, l2) < 1e-12 and loss1 == pytest.approx(loss2, rel=1e-13)
+    for first, second in ((g1, g2), (p1, p2), (s1, s2)):
+        worst = {key: rel_err(first[key], second[key]) for key in first}
+        assert max(worst.values()) < 1e-12, worst

@@ -19,6 +19,7 @@ from ref import optim as _ref
 from ref.optim import decays, rsqrt_schedule, warmup_cosine_schedule  # noqa: F401  (re-exported)
 
 from . import kernels_optim as K
+from .kernels_nn import threads_for
 
 __all__ = ["Adafactor", "AdamW", "OPTIMIZERS", "from_config", "global_norm", "clip_by_global_norm", "decays",
            "rsqrt_schedule", "warmup_cosine_schedule"]
@@ -29,9 +30,14 @@ def _flat(array):
     return np.ascontiguousarray(array).reshape(-1)
 
 
+def _sum_squares(g):
+    with threads_for(g.size):
+        return K.sum_squares(_flat(g), 1.0)
+
+
 def global_norm(grads):
     """sqrt of the sum of squares of every gradient entry, accumulated in float64 (as ref.optim.global_norm)."""
-    return math.sqrt(sum(K.sum_squares(_flat(g), 1.0) for g in grads.values()))
+    return math.sqrt(sum(_sum_squares(g) for g in grads.values()))
 
 
 def _clip_factor(grads, max_norm):
@@ -70,10 +76,11 @@ class Adafactor(_ref.Adafactor):
                 new_params.update(p_new)
                 new_state.update(s_new)
                 continue
-            if self.is_factored(p.shape):
-                new_params[name] = self._factored(name, p, g, grad_scale, state, new_state, lr, beta2)
-            else:
-                new_params[name] = self._unfactored(name, p, g, grad_scale, state, new_state, lr, beta2)
+            with threads_for(p.size):
+                if self.is_factored(p.shape):
+                    new_params[name] = self._factored(name, p, g, grad_scale, state, new_state, lr, beta2)
+                else:
+                    new_params[name] = self._unfactored(name, p, g, grad_scale, state, new_state, lr, beta2)
         return new_params, new_state
 
     def _step_coefficient(self, lr, sum_u2, sum_p2, size):
@@ -126,9 +133,10 @@ class AdamW(_ref.AdamW):
         for name, p in params.items():
             decay = self.weight_decay if (self.weight_decay and decays(name, p.shape)) else 0.0
             m_out, v_out, p_out = (np.empty(p.shape, p.dtype) for _ in range(3))
-            K.adamw_update(_flat(grads[name]), grad_scale, _flat(state["m/" + name]), _flat(state["v/" + name]),
-                           _flat(p), self.b1, self.b2, correction1, correction2, self.eps, lr, decay,
-                           m_out.reshape(-1), v_out.reshape(-1), p_out.reshape(-1))
+            with threads_for(p.size):
+                K.adamw_update(_flat(grads[name]), grad_scale, _flat(state["m/" + name]), _flat(state["v/" + name]),
+                               _flat(p), self.b1, self.b2, correction1, correction2, self.eps, lr, decay,
+                               m_out.reshape(-1), v_out.reshape(-1), p_out.reshape(-1))
             new_params[name], new_state["m/" + name], new_state["v/" + name] = p_out, m_out, v_out
         return new_params, new_state
 

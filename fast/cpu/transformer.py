@@ -213,7 +213,7 @@ def forward(params, cfg, inputs):
     dtype = _dtype_of(params, cfg)
     inputs = _check_inputs(inputs, cfg)
     B, T = inputs.shape
-    with _arena("forward") as arena:
+    with _arena("forward") as arena, K.threads_for(B * T * cfg.d_model):
         x = params["embed"][inputs]  # [B, T, d]
         h, _, _ = _hidden_forward(params, cfg, x, arena, keep=False)
         logits = np.matmul(h, params["unembed"])  # a new array: never hand out an arena buffer
@@ -310,7 +310,7 @@ def loss_and_grads_from_embeddings(params, cfg, x, targets, weights=None):
     B, T, d = x.shape
     targets, weights, total_weight = _check_targets(targets, weights, (B, T), cfg, dtype)
     x = np.asarray(x, dtype=dtype)
-    with _arena("train") as arena:
+    with _arena("train") as arena, K.threads_for(B * T * d):
         # forward
         h, stream, rrms = _hidden_forward(params, cfg, x, arena, keep=True)  # [N, d] each
         # logits [N, V_out], turned into their gradient in place
@@ -340,5 +340,6 @@ def loss_and_grads(params, cfg, inputs, targets, weights=None):
     x = params["embed"][inputs]  # [B, T, d]
     loss, grads, dx = loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
     d = cfg.d_model
-    grads["embed"] = K.embedding_backward(dx.reshape(-1, d), inputs.reshape(-1), cfg.vocab_in, min(d, 16))
+    with K.threads_for(dx.size):
+        grads["embed"] = K.embedding_backward(dx.reshape(-1, d), inputs.reshape(-1), cfg.vocab_in, min(d, 16))
     return loss, {name: grads[name] for name in params}
