@@ -301,16 +301,19 @@ def cross_entropy_backward(logits, targets, weights, total_weight, z_loss, row_t
         for c in range(V):
             if row[c] > top:
                 top = row[c]
-        total = 0.0
-        for c in range(V):
-            total += math.exp(np.float64(row[c]) - top)
-        lse = top + math.log(total)
         target = targets[n]
-        row_terms[n, 0] = w * (lse - row[target])
+        target_logit = np.float64(row[target])
+        total = 0.0
+        for c in range(V):  # one exp per entry: keep exp(logit - max) in the row, rescale it below
+            e = math.exp(np.float64(row[c]) - top)
+            row[c] = e
+            total += e
+        lse = top + math.log(total)
+        row_terms[n, 0] = w * (lse - target_logit)
         row_terms[n, 1] = w * lse * lse
-        factor = (1.0 + 2.0 * z_loss * lse) * (w / total_weight)
+        factor = (1.0 + 2.0 * z_loss * lse) * (w / total_weight) / total
         for c in range(V):
-            row[c] = math.exp(np.float64(row[c]) - lse) * factor
+            row[c] = row[c] * factor
         row[target] -= w / total_weight
 
 
