@@ -226,13 +226,15 @@ class AdamW:
 OPTIMIZERS = {"adafactor": Adafactor, "adamw": AdamW}
 
 
-def from_config(config):
-    """Rebuild an optimizer from its `config()` dict."""
+def from_config(config, optimizers=None):
+    """Rebuild an optimizer from its `config()` dict (`optimizers`: name -> class, this module's by default; a
+    backend passes its own classes, which take the same settings)."""
+    optimizers = OPTIMIZERS if optimizers is None else optimizers
     config = dict(config)
     name = config.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}")
+    if name not in optimizers:
+        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(optimizers)}")
     try:
-        return OPTIMIZERS[name](**config)
+        return optimizers[name](**config)
     except TypeError as error:
         raise ValueError(f"invalid {name} settings: {error}") from None

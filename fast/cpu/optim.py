@@ -146,11 +146,4 @@ OPTIMIZERS = {"adafactor": Adafactor, "adamw": AdamW}
 
 def from_config(config):
     """Rebuild a fast optimizer from its `config()` dict (the same dicts as ref's)."""
-    config = dict(config)
-    name = config.pop("name", None)
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}")
-    try:
-        return OPTIMIZERS[name](**config)
-    except TypeError as error:
-        raise ValueError(f"invalid {name} settings: {error}") from None
+    return _ref.from_config(config, OPTIMIZERS)
