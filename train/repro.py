@@ -72,6 +72,7 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         self.m1_path = self.out / "m1.npz"
         self.timings = {}
+        self.bit_caches = {}  # (method, window bits) -> {example: bits}, see methods.BitMethod
 
     def _timed(self, name, function, *args, **kwargs):
         started = time.perf_counter()
@@ -114,21 +115,22 @@ class Pipeline:
     def method_for(self, method, window_bits, bits_per_token, entry):
         coding = self.preset["coding"]
         precision = coding.get("precision", 14)
+        cache = self.bit_caches.setdefault((method, window_bits), {})  # shared by the v=256 and v=65k datasets
         if method == "bytes":
             return methods.Bytes()
         if method == "gzip":
-            return methods.Gzip(bits_per_token)
+            return methods.Gzip(bits_per_token, cache)
         if method == "staticac":
             train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
             return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
-                                           self.backend, precision)
+                                           self.backend, precision, cache)
         if method == "ac":
             length = self.preset["packing"]["example_length"]
             model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=None, sequence_length=length + 1)
-            return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision)
+            return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
         if method == "equalinfo":
             model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=coding["max_window_symbols"])
-            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision)
+            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache)
         if method == "spm":
             if not hasattr(self, "spm"):
                 documents = examples_to_documents(self.train_examples)
