@@ -258,11 +258,13 @@ def figure(results, path):
     except ImportError:
         return False
     sizes = results["preset"]["m2"]["sizes"]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for name, by_size in results["m2"].items():
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for index, (name, by_size) in enumerate(results["m2"].items()):
         xs = [by_size[s]["flops_per_byte"] for s in sizes]
         ys = [by_size[s]["bits_per_byte"] for s in sizes]
-        ax.plot(xs, ys, marker="o", label=name)
+        ax.plot(xs, ys, marker="o", color=colors[index % len(colors)], linestyle="-" if index < 20 else "--",
+                label=name)
     ax.set_xscale("log")
     ax.set_xlabel("inference FLOPs/byte")
     ax.set_ylabel("bits/byte (validation)")
