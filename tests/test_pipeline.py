@@ -139,3 +139,14 @@ def test_bad_pipeline_input_gives_one_clear_line(argv, message, capsys, tmp_path
     error = capsys.readouterr().err
     last = error.strip().splitlines()[-1]
     assert last.startswith("equalinfo: error:") and message in last and "Traceback" not in error
+
+
+def test_repro_without_sentencepiece_skips_that_row_and_says_so(corpus_dir, tmp_path, monkeypatch):
+    preset = copy.deepcopy(TINY)
+    preset["datasets"]["methods"] = [{"method": "bytes"}, {"method": "spm", "vocab_size": 400}]
+    preset["datasets"]["seq_len"] = 64
+    monkeypatch.setattr(methods, "sentencepiece_available", lambda: False)
+    run = repro.Pipeline(preset, tmp_path, "ref", str(corpus_dir), log=lambda text: None)
+    results = run.run()
+    assert set(results["m2"]) == {"Bytes"} and "sentencepiece" in results["skipped"]["SentencePiece"]
+    assert "| SentencePiece | skipped:" in (tmp_path / "results.md").read_text()

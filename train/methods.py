@@ -13,6 +13,7 @@ An example is a symbol array (bytes 0-255 and EOS 256, data/packing.py). Methods
   `equalinfo`: Equal-Info windows of b bits with M1. Bits cut into N-bit tokens (the last one zero-padded).
 Coders come from the chosen backend (ref or fast), so a dataset records which one built it.
 """
+import importlib.util
 import re
 import zlib
 
@@ -226,6 +227,11 @@ class SentencePiece:
         return np.array(symbols, dtype=np.int64)
 
 
+def sentencepiece_available():
+    """True if the optional sentencepiece package (extra `spm`) is installed."""
+    return importlib.util.find_spec("sentencepiece") is not None
+
+
 def train_sentencepiece(documents, vocab_size=32_000, seed=0):
     """A SentencePiece unigram model (byte fallback) trained on documents (bytes); returns (processor, bytes).
 
@@ -236,7 +242,7 @@ def train_sentencepiece(documents, vocab_size=32_000, seed=0):
     try:
         import sentencepiece
     except ImportError:
-        raise RuntimeError("the spm method needs the sentencepiece package: pip install -e '.[spm]'") from None
+        raise ValueError("the spm method needs the sentencepiece package: pip install -e '.[spm]'") from None
     import io
 
     texts = [d.decode("utf-8", errors="replace") for d in documents if d]

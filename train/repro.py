@@ -141,8 +141,12 @@ class Pipeline:
         raise PresetError(f"unknown method {method!r}")
 
     def build_datasets(self):
-        self.datasets = {}
+        self.datasets, self.skipped = {}, {}
         for name, method, b, n, entry in dataset_specs(self.preset):
+            if method == "spm" and not methods.sentencepiece_available():
+                self.skipped[name] = "the sentencepiece package is not installed (pip install -e '.[spm]')"
+                self.log(f"skipping {name}: {self.skipped[name]}")
+                continue
             self.datasets[name] = self.build_one(name, method, b, n, entry, self.out / "datasets" / _slug(name))
 
     def build_one(self, name, method, window_bits, bits_per_token, entry, directory):
@@ -190,7 +194,7 @@ class Pipeline:
             "m1": self.m1_result,
             "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
                          for name, sets in self.datasets.items()},
-            "m2": self.results,
+            "m2": self.results, "skipped": self.skipped,
         }
         write_json(self.out / "results.json", results)
         (self.out / "results.md").write_text(results_markdown(results))
@@ -235,6 +239,8 @@ def results_markdown(results):
         paper = PAPER.get(name, (None, None, None))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['uniform_bits_per_byte']:.3f} | "
                      f"{first['unigram_bits_per_byte']:.3f} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
+    for name, reason in results.get("skipped", {}).items():
+        lines.append(f"| {name} | skipped: {reason} |")
     lines += ["", "## Token compression ratios, like the paper's Table 12", "",
               "| Method | ours (whole examples) | ours (kept data) | kept fraction | paper |", "|---|---|---|---|---|"]
     for name, sides in results["datasets"].items():
