@@ -36,14 +36,13 @@ complete, every file's presence, .npy header, dtype, shape, row count and exact 
 import hashlib
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from data.sources import DataError
+from ref.atomic import write_atomically
 
 __all__ = ["ShardWriter", "Dataset", "open_dataset", "rows_done", "is_complete", "token_columns", "FORMAT",
            "VERSION", "INDEX"]
@@ -93,21 +92,7 @@ def _index_bytes(index):
 
 def _atomic_write(path, data):
     """Write bytes to `path` so that it holds its old content or all of `data`, never a part."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    write_atomically(path, lambda stream: stream.write(data))
 
 
 def _write_index(directory, index):

@@ -15,12 +15,11 @@ Every way a file can be wrong (missing members, truncated, corrupt, not a zip, a
 format version, arrays that do not fit the config) raises `CheckpointError` with a message that names the cause.
 """
 import json
-import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from ref.atomic import write_atomically
 from ref.fingerprint import fingerprint
 from ref.transformer import Config, check_params
 
@@ -68,21 +67,7 @@ def save(path, params, cfg, opt_state=None, meta=None):
             raise ValueError(f"optimizer state {key!r} is not a numeric array")
         members[OPT_PREFIX + key] = value
 
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp_path, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual permissions
-        with os.fdopen(handle, "wb") as stream:
-            np.savez(stream, **members)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        if os.path.exists(temp_path):
-            os.unlink(temp_path)
-        raise
+    write_atomically(path, lambda stream: np.savez(stream, **members))
 
 
 def _read_members(path):

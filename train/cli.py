@@ -24,9 +24,9 @@ import argparse
 import os
 import re
 import sys
-import tempfile
 
 from ref.arithmetic import check_precision
+from ref.atomic import write_atomically
 from ref.equalinfo import check_window_bits
 from ref.fingerprint import fingerprint
 from ref.models import MarkovModel, UnigramModel
@@ -56,38 +56,12 @@ def read_input(path):
 
 
 def write_atomic(path, data):
-    """Write bytes to `path` so that it holds either its old content or all of `data`, never a part.
-
-    The temp file lives in the same directory (os.replace is atomic only within one file system); it gets the
-    mode a plain open() would give (or the replaced file's mode), and is removed on any failure.
-    """
-    directory = os.path.dirname(os.path.abspath(path))
+    """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
+    (ref/atomic.py); an OSError becomes a CliError naming the file."""
     try:
-        mode = os.stat(path).st_mode & 0o7777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    try:
-        handle = tempfile.NamedTemporaryFile(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                             delete=False)
+        write_atomically(path, lambda stream: stream.write(data))
     except OSError as error:
         raise CliError(f"cannot write {path}: {error.strerror or error}") from None
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(handle.name, mode)
-        os.replace(handle.name, path)
-    except BaseException as error:
-        try:
-            os.unlink(handle.name)
-        except OSError:
-            pass
-        if isinstance(error, OSError):
-            raise CliError(f"cannot write {path}: {error.strerror or error}") from None
-        raise
 
 
 # ------------------------------------------------------------------------------------------------------ models

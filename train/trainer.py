@@ -7,7 +7,6 @@ never stopped; the tests compare the two.
 """
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ref import checkpoint
+from ref.atomic import write_atomically
 
 
 @dataclass
@@ -125,12 +125,11 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
 
 
 def write_json(path, data):
-    """Write JSON atomically (temp file + rename) so an interrupted run never leaves half a results file."""
+    """Write JSON atomically (ref/atomic.py) so an interrupted run never leaves half a results file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    write_atomically(path, lambda stream: stream.write(text.encode("utf-8")))
 
 
 def timed(function, *args, **kwargs):
