@@ -8,7 +8,6 @@ BLAS (if threadpoolctl is installed, else via the environment variables set befo
 limited to N threads.
 """
 import argparse
-import math
 import os
 import platform
 import sys
@@ -35,6 +34,7 @@ if ARGS.threads:
 import numpy as np  # noqa: E402
 
 from ref import transformer as tr  # noqa: E402
+from torch_reference import torch_loss_fn  # noqa: E402
 
 
 def time_it(function, repeats):
@@ -50,31 +50,7 @@ def time_it(function, repeats):
 def torch_model(params, cfg, torch):
     """The same architecture in PyTorch (autograd for the backward), reading our parameter dict by name."""
     weights = {name: torch.tensor(value, requires_grad=True) for name, value in params.items()}
-    T = ARGS.seq
-    buckets = torch.tensor(tr.bucket_table(T, cfg.num_buckets, cfg.max_distance))
-    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
-    H, dh = cfg.n_heads, cfg.head_dim
-
-    def norm(x, scale):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + tr.RMS_EPS) * scale
-
-    def loss_fn(inputs, targets):
-        x = weights["embed"][inputs]
-        B = x.shape[0]
-        for i in range(cfg.n_layers):
-            p = f"blocks.{i}."
-            h = norm(x, weights[p + "attn_norm"])
-            q, k, v = ((h @ weights[p + w]).view(B, T, H, dh).transpose(1, 2) for w in ("wq", "wk", "wv"))
-            bias = weights[p + "rel_bias"][buckets].permute(2, 0, 1)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias + mask
-            ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H * dh)
-            x = x + ctx @ weights[p + "wo"]
-            h = norm(x, weights[p + "mlp_norm"])
-            x = x + (torch.relu(h @ weights[p + "w_gate"]) * (h @ weights[p + "w_up"])) @ weights[p + "w_down"]
-        logits = norm(x, weights["final_norm"]) @ weights["unembed"]
-        lse = torch.logsumexp(logits, -1)
-        ce = lse - logits.gather(-1, targets[..., None])[..., 0]
-        return (ce + cfg.z_loss * lse * lse).mean()
+    loss_fn = torch_loss_fn(weights, cfg, ARGS.seq, torch)
 
     def step(inputs, targets):
         for w in weights.values():

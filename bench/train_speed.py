@@ -23,7 +23,6 @@ are already there), and for the NumPy implementations tracemalloc's peak of the 
 """
 import argparse
 import json
-import math
 import os
 import platform
 import subprocess
@@ -57,6 +56,7 @@ import numpy as np  # noqa: E402
 
 from ref import optim as ro  # noqa: E402
 from ref import transformer as tr  # noqa: E402
+from torch_reference import torch_loss_fn  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -95,32 +95,11 @@ def torch_stepper(cfg, params, inputs, targets):
     if ARGS.threads:
         torch.set_num_threads(ARGS.threads)
     weights = {name: torch.tensor(value, requires_grad=True) for name, value in params.items()}
-    T = inputs.shape[1]
-    buckets = torch.tensor(tr.bucket_table(T, cfg.num_buckets, cfg.max_distance))
-    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
-    H, dh = cfg.n_heads, cfg.head_dim
     t_inputs, t_targets = torch.tensor(inputs), torch.tensor(targets)
-
-    def norm(x, scale):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + tr.RMS_EPS) * scale
+    model_loss = torch_loss_fn(weights, cfg, inputs.shape[1], torch)
 
     def loss_fn():
-        x = weights["embed"][t_inputs]
-        B = x.shape[0]
-        for i in range(cfg.n_layers):
-            p = f"blocks.{i}."
-            h = norm(x, weights[p + "attn_norm"])
-            q, k, v = ((h @ weights[p + w]).view(B, T, H, dh).transpose(1, 2) for w in ("wq", "wk", "wv"))
-            bias = weights[p + "rel_bias"][buckets].permute(2, 0, 1)
-            scores = q @ k.transpose(-1, -2) / math.sqrt(dh) + bias + mask
-            ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, H * dh)
-            x = x + ctx @ weights[p + "wo"]
-            h = norm(x, weights[p + "mlp_norm"])
-            x = x + (torch.relu(h @ weights[p + "w_gate"]) * (h @ weights[p + "w_up"])) @ weights[p + "w_down"]
-        logits = norm(x, weights["final_norm"]) @ weights["unembed"]
-        lse = torch.logsumexp(logits, -1)
-        ce = lse - logits.gather(-1, t_targets[..., None])[..., 0]
-        return (ce + cfg.z_loss * lse * lse).mean()
+        return model_loss(t_inputs, t_targets)
 
     if ARGS.optimizer == "adafactor":
         opt = torch.optim.Adafactor(weights.values(), lr=0.01, foreach=True)
