@@ -112,3 +112,12 @@ def english_text(n_bytes):
     text = "\n\n".join(pydoc_data.topics.topics[key] for key in sorted(pydoc_data.topics.topics)).encode("utf-8")
     assert len(text) >= n_bytes, "this Python's help topics are too short"
     return text[:n_bytes]
+
+
+def simple_models():
+    """The unigram and order-2 Markov models fitted on 60 KB of English, by name (shared by the coder tests)."""
+    from ref.models import MarkovModel, UnigramModel
+    from ref.symbols import bytes_to_symbols
+
+    training = bytes_to_symbols(english_text(60_000))
+    return training, {"unigram": UnigramModel.fit(training), "markov2": MarkovModel.fit(training, 2)}

@@ -4,14 +4,12 @@ import math
 import numpy as np
 import pytest
 
-from helpers import cell_inside, english_text, exact_final_interval, ideal_bits
+from helpers import simple_models, cell_inside, english_text, exact_final_interval, ideal_bits
 from ref import ac
 from ref.arithmetic import STATE_BITS, quantize
-from ref.models import MarkovModel, UnigramModel
 from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
 
-TRAINING = bytes_to_symbols(english_text(60_000))
-MODELS = {"unigram": UnigramModel.fit(TRAINING), "markov2": MarkovModel.fit(TRAINING, 2)}
+TRAINING, MODELS = simple_models()
 
 
 def cases():

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from helpers import AdversarialModel, cell_inside, english_text, exact_final_interval
+from helpers import simple_models, AdversarialModel, cell_inside, english_text, exact_final_interval
 from ref import equalinfo
 from ref.arithmetic import quantize
 from ref.equalinfo import WindowError
@@ -10,8 +10,7 @@ from ref.models import CdfCursor, MarkovModel, UnigramModel
 from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
 
 WINDOW_SIZES = [16, 24, 32, 64, 128]
-TRAINING = bytes_to_symbols(english_text(60_000))
-MODELS = {"unigram": UnigramModel.fit(TRAINING), "markov2": MarkovModel.fit(TRAINING, 2)}
+TRAINING, MODELS = simple_models()
 
 
 def cases():
