@@ -6,7 +6,8 @@
    the first --symbols bytes of tinyshakespeare, one float64 row per symbol. Coded by
    - ref: ref.arithmetic Encoder/Decoder, one Python call per symbol, on the first --ref-symbols symbols;
    - fast.cpu: quantize once, then encode_cdfs / decode_cdfs (CDFs validated) and the bare kernels;
-     also "quantize + encode" from the floats, which is what constriction does;
+     also "quantize + encode" from the floats, which is what constriction does, and the fused encode_probs /
+     decode_probs, which evaluate the quantize rule only at the CDF entries the coder reads (same bits);
    - constriction: queue.RangeEncoder/RangeDecoder with model.Categorical(perfect=False) on the float rows
      (it quantizes each row internally, to its own fixed point: its bits differ from ours by design).
 2. Equal-Info compression/decompression of tinyshakespeare (b = 16, precision 14, order-2 Markov model), bytes/s of
@@ -89,13 +90,19 @@ def main():
                                                      args.repeats)[0] / n
     timings["fast quantize + encode"] = best_time(
         lambda: fast_arith.encode_cdfs(fast_arith.quantize(probs, 14), symbols), args.repeats)[0] / n
+    timings["fast.cpu fused quantize+code from floats encode"] = best_time(
+        lambda: fast_arith.encode_probs(probs, symbols, 14), args.repeats)[0] / n
+    assert np.array_equal(fast_arith.encode_probs(probs, symbols, 14), bits)
     timings["fast decode (CDFs, validated)"] = best_time(lambda: fast_arith.decode_cdfs(bits, cdfs),
                                                         args.repeats)[0] / n
     timings["fast decode (kernel only)"] = best_time(lambda: fast_arith._decode_rows(bits, cdfs, rows, 14),
                                                      args.repeats)[0] / n
     timings["fast quantize + decode"] = best_time(
         lambda: fast_arith.decode_cdfs(bits, fast_arith.quantize(probs, 14)), args.repeats)[0] / n
+    timings["fast.cpu fused quantize+code from floats decode"] = best_time(
+        lambda: fast_arith.decode_probs(bits, probs, 14), args.repeats)[0] / n
     assert np.array_equal(fast_arith.decode_cdfs(bits, cdfs), symbols)
+    assert np.array_equal(fast_arith.decode_probs(bits, probs, 14), symbols)
 
     family = constriction.stream.model.Categorical(perfect=False)
     symbols32 = symbols.astype(np.int32)
@@ -113,12 +120,12 @@ def main():
     timings["constriction decode (floats)"] = best_time(lambda: c_decode(compressed), args.repeats)[0] / n
     assert np.array_equal(c_decode(compressed), symbols32)
 
-    print(f"{'coder':34s} {'Msymbols/s':>11s} {'vs ref':>8s} {'vs constriction':>16s}")
+    print(f"{'coder':48s} {'Msymbols/s':>11s} {'vs ref':>8s} {'vs constriction':>16s}")
     for kind in ("encode", "decode"):
         c = timings[f"constriction {kind} (floats)"]
         for name, seconds in timings.items():
             if kind in name:
-                print(f"{name:34s} {1e-6 / seconds:11.2f} {timings['ref ' + kind] / seconds:7.0f}x "
+                print(f"{name:48s} {1e-6 / seconds:11.2f} {timings['ref ' + kind] / seconds:7.0f}x "
                       f"{c / seconds:15.2f}x")
     print(f"bits/symbol: ours {len(bits) / n:.4f}, constriction {32 * len(compressed) / n:.4f}\n")
 

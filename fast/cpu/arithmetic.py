@@ -11,7 +11,9 @@ buffer (uint8 0/1, MSB first), shared by
 - the object API `Encoder` / `Decoder` (ref's interface, one compiled call per symbol), and
 - array kernels that code a whole stream in one call: `encode_rows(cdfs, rows, symbols)` codes symbol i with
   CDF cdfs[rows[i]] (a table of CDFs indexed by context row, so a finite-context model costs no Python per
-  symbol), `decode_rows` is its inverse; `encode_cdfs` / `decode_cdfs` are the rows = 0..n-1 case.
+  symbol), `decode_rows` is its inverse; `encode_cdfs` / `decode_cdfs` are the rows = 0..n-1 case;
+- a fused path from float rows, `encode_probs` / `decode_probs`: quantize's rule evaluated only at the CDF
+  entries the coder reads, same integers and bits as quantize followed by encode_cdfs / decode_cdfs.
 """
 import numpy as np
 from numba import njit
@@ -20,7 +22,7 @@ from ref.arithmetic import FULL, HALF, MAX_PRECISION, STATE_BITS, CoderError, ch
 
 __all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_precision", "quantize",
            "check_cdf", "check_cdfs", "Encoder", "Decoder", "encode_rows", "decode_rows", "encode_cdfs",
-           "decode_cdfs"]
+           "decode_cdfs", "encode_probs", "decode_probs"]
 
 MASK = FULL - 1
 MAX_BITS_PER_SYMBOL = 64  # renormalisation emits at most ~precision + 2 bits per symbol; room to spare
@@ -442,3 +444,202 @@ class Decoder:
         symbol = self.find(cdf)
         self.consume(cdf, symbol)
         return symbol
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fused path: code straight from float probability rows, without building whole CDFs
+#
+# quantize + encode_cdfs spends most of its time on the 257 divisions per row that build the integer CDF, yet the
+# encoder reads only cdf[s] and cdf[s+1] and the decoder's binary search about log2(V) entries. The rule's
+# cumulative sum C_k must still run over the whole row (its total S = C_V enters every entry), but
+# cdf_k = k + min(F, floor(((C_k * F) / S) + 0.5)) is evaluated only where it is read. Same float operations in the
+# same order as _quantize_rows (no fastmath: no reassociation, no FMA), so the integers and the bits are identical.
+
+
+@njit(cache=True, inline="always")
+def _cdf_entry(cumulative_k, k, total, n_symbols, precision):
+    """cdf_k of the quantize rule from C_k (k = 0..V), in _quantize_rows's exact operation order."""
+    if k == n_symbols:
+        return np.int64(1) << precision
+    if k == 0:
+        return np.int64(0)
+    top = (1 << precision) - n_symbols
+    free = float(top)
+    share = np.floor((cumulative_k * free) / total + 0.5)
+    return (top if share >= free else np.int64(share)) + k
+
+
+BLOCK = 4  # rows summed side by side: one row's sum is a chain of V dependent adds, four chains overlap
+
+
+@njit(cache=True)
+def _cumulate_block(probs, first, cumulative, totals):
+    """Rule sums of rows first..first+3 side by side: cumulative[j, k] = C_{k+1} of row first+j, totals[j] = S.
+
+    Each row is still summed sequentially left to right (the rule); interleaving four independent rows only hides
+    the add latency that bounds a single row. Rows past the end repeat the last row (harmless, ignored). Returns
+    True if an entry is negative; NaN and infinities need no test of their own, since they make the total
+    non-finite, which _row_ok checks.
+    """
+    last = probs.shape[0] - 1
+    row0, row1, row2, row3 = probs[min(first, last)], probs[min(first + 1, last)], \
+        probs[min(first + 2, last)], probs[min(first + 3, last)]
+    sum0 = sum1 = sum2 = sum3 = 0.0
+    for k in range(probs.shape[1]):
+        value0, value1 = np.float64(row0[k]), np.float64(row1[k])  # float32 -> float64 is exact
+        value2, value3 = np.float64(row2[k]), np.float64(row3[k])
+        sum0, sum1, sum2, sum3 = sum0 + value0, sum1 + value1, sum2 + value2, sum3 + value3
+        cumulative[0, k], cumulative[1, k], cumulative[2, k], cumulative[3, k] = sum0, sum1, sum2, sum3
+    totals[0], totals[1], totals[2], totals[3] = sum0, sum1, sum2, sum3
+    return _any_negative(probs, first, min(first + BLOCK, last + 1))
+
+
+@njit(cache=True, inline="always")
+def _any_negative(probs, begin, end):
+    """True if rows begin..end-1 hold a negative entry: a separate loop over data still in cache, which LLVM
+    vectorises (folding the test into the summing loop above costs about a quarter of its speed)."""
+    negative = 0
+    for r in range(begin, end):
+        row = probs[r]
+        for k in range(row.shape[0]):
+            negative |= np.float64(row[k]) < 0.0
+    return negative != 0
+
+
+@njit(cache=True, inline="always")
+def _row_ok(total, negative):
+    """True if a row summed to a finite positive total with no negative entry (in its block).
+
+    A False row stops the kernel and the caller reruns the unfused quantize + coder, which raises quantize's error
+    (its precedence over rows included) or, for finite entries whose sum overflows to inf, does whatever that path
+    does; either way the fused path behaves exactly like the unfused one.
+    """
+    return (not negative) and total > 0.0 and total < np.inf
+
+
+@njit(cache=True)
+def _encode_probs(probs, symbols, precision):
+    """(bits, ok) of symbols [n] coded with quantize(probs [n, V]) rows, without building CDFs; ok False: a bad row.
+
+    Per row only cdf_s and cdf_{s+1} are evaluated, from C_s, C_{s+1} and S; they go to the shared _encode_step as
+    a 2-entry CDF with symbol 0, so the interval update is the very one encode_cdfs runs.
+    """
+    n_rows, n_symbols = probs.shape
+    capacity = 64 + n_rows * 4
+    buf = np.zeros(capacity, dtype=np.uint8)
+    low, range_, n_bits = np.int64(0), np.int64(FULL), 0
+    cumulative = np.empty((BLOCK, n_symbols), dtype=np.float64)
+    totals = np.empty(BLOCK, dtype=np.float64)
+    pair = np.empty(2, dtype=np.int64)
+    for first in range(0, n_rows, BLOCK):
+        negative = _cumulate_block(probs, first, cumulative, totals)
+        for j in range(min(BLOCK, n_rows - first)):
+            s, total = symbols[first + j], totals[j]
+            if not _row_ok(total, negative):
+                return buf[:0], False
+            below = cumulative[j, s - 1] if s > 0 else 0.0  # C_s (cdf_0 = 0 reads no sum)
+            pair[0] = _cdf_entry(below, s, total, n_symbols, precision)
+            pair[1] = _cdf_entry(cumulative[j, s], s + 1, total, n_symbols, precision)
+            if n_bits + MAX_BITS_PER_SYMBOL > capacity:  # grow the buffer by doubling
+                capacity *= 2
+                bigger = np.zeros(capacity, dtype=np.uint8)
+                bigger[:n_bits] = buf[:n_bits]
+                buf = bigger
+            low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, pair, 0, precision)
+    return _finish(low, range_, n_bits, buf), True
+
+
+@njit(cache=True, inline="always")
+def _find_in_row(offset, range_, cumulative, total, precision):
+    """(symbol, cdf[symbol], cdf[symbol+1]): _find's binary search, evaluating cdf_k only at the probed k.
+
+    cumulative[k] holds C_{k+1}; the ends cdf_0 = 0 and cdf_V = 2^p are known, so about log2(V) entries are
+    computed instead of V.
+    """
+    n_symbols = cumulative.shape[0]
+    target = (((offset + 1) << precision) - 1) // range_
+    lo, hi = 0, n_symbols  # invariant: cdf_lo <= target < cdf_hi
+    cdf_lo, cdf_hi = np.int64(0), np.int64(1) << precision
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        cdf_mid = _cdf_entry(cumulative[mid - 1], mid, total, n_symbols, precision)
+        if cdf_mid <= target:
+            lo, cdf_lo = mid, cdf_mid
+        else:
+            hi, cdf_hi = mid, cdf_mid
+    return lo, cdf_lo, cdf_hi
+
+
+@njit(cache=True)
+def _decode_probs(bits, probs, precision):
+    """(symbols [n], ok): the inverse of _encode_probs (tail bits read as 0); ok False: a bad row.
+
+    The rows are known up front, so their sums are taken four at a time like the encoder's; the search then
+    evaluates cdf_k only where it probes.
+    """
+    n_rows, n_symbols = probs.shape
+    offset, range_, position = _decoder_start(bits, 0)
+    symbols = np.empty(n_rows, dtype=np.int64)
+    cumulative = np.empty((BLOCK, n_symbols), dtype=np.float64)
+    totals = np.empty(BLOCK, dtype=np.float64)
+    pair = np.empty(2, dtype=np.int64)
+    for first in range(0, n_rows, BLOCK):
+        negative = _cumulate_block(probs, first, cumulative, totals)
+        for j in range(min(BLOCK, n_rows - first)):
+            if not _row_ok(totals[j], negative):
+                return symbols[:0], False
+            symbol, pair[0], pair[1] = _find_in_row(offset, range_, cumulative[j], totals[j], precision)
+            offset, range_, position = _consume(offset, range_, position, bits, 0, pair, 0, precision)
+            symbols[first + j] = symbol
+    return symbols, True
+
+
+def _check_probs(probs, precision):
+    """probs as a C-contiguous [n, V] float32/float64 array, after quantize's shape and precision checks."""
+    probs = np.asarray(probs)
+    if probs.dtype not in (np.float32, np.float64):
+        probs = probs.astype(np.float64)
+    if probs.ndim == 0 or probs.shape[-1] == 0:
+        raise CoderError(f"probs must have a non-empty last axis, got shape {probs.shape}")
+    if probs.ndim != 2:
+        raise CoderError(f"probs must be [n, V] (one row per symbol), got shape {probs.shape}")
+    check_precision(precision, probs.shape[1])
+    return np.ascontiguousarray(probs)
+
+
+def encode_probs(probs, symbols, precision=14):
+    """bits (uint8 0/1) of symbols [n], symbol i coded with quantize(probs[i], precision): fused, one pass per row.
+
+    Identical to encode_cdfs(quantize(probs, precision), symbols, precision) -- and so to ref's Encoder -- but only
+    the two CDF entries the coder reads are computed. probs [n, V] float32 or float64 (other dtypes are converted),
+    unnormalised rows allowed; the same CoderErrors as quantize for non-finite, negative or zero-sum rows.
+    """
+    probs = _check_probs(probs, precision)
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
+        raise CoderError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
+    if len(symbols) != len(probs):
+        raise CoderError(f"probs {probs.shape} and symbols {symbols.shape} must have the same length")
+    symbols = symbols.astype(np.int64)
+    bad = (symbols < 0) | (symbols >= probs.shape[1])
+    if bad.any():
+        raise CoderError(f"symbol {int(symbols[bad][0])} out of range for a CDF over {probs.shape[1]} symbols")
+    bits, ok = _encode_probs(probs, symbols, int(precision))
+    if not ok:  # the unfused path gives quantize's error (see _row_ok)
+        return encode_cdfs(quantize(probs, precision), symbols, precision)
+    return bits
+
+
+def decode_probs(bits, probs, precision=14):
+    """symbols [n] (int64) of bits decoded with quantize(probs[i], precision) rows: the inverse of encode_probs.
+
+    Equal to decode_cdfs(bits, quantize(probs, precision), precision); each row's CDF entries are evaluated only
+    where the binary search probes. The rows must be known up front (a model whose next row depends on the decoded
+    symbol needs the per-symbol path, fast.cpu.ac.decompress).
+    """
+    probs = _check_probs(probs, precision)
+    bits = _check_bits(bits)
+    symbols, ok = _decode_probs(bits, probs, int(precision))
+    if not ok:  # the unfused path gives quantize's error (see _row_ok)
+        return decode_cdfs(bits, quantize(probs, precision), precision)
+    return symbols
