@@ -32,6 +32,16 @@ MAX_BITS_PER_SYMBOL = 64  # renormalisation emits at most ~precision + 2 bits pe
 # quantisation
 
 
+@njit(cache=True, inline="always")
+def _room_for_a_symbol(buf, n_bits):
+    """buf, or a copy twice as long, so that one more symbol's bits (at most MAX_BITS_PER_SYMBOL) fit after n_bits."""
+    if n_bits + MAX_BITS_PER_SYMBOL <= buf.shape[0]:
+        return buf
+    bigger = np.zeros(2 * buf.shape[0] + MAX_BITS_PER_SYMBOL, dtype=np.uint8)
+    bigger[:n_bits] = buf[:n_bits]
+    return bigger
+
+
 @njit(cache=True)
 def _quantize_rows(probs, precision):
     """(int64 CDFs [R, V+1], error) of float64 probs [R, V]: ref.arithmetic.quantize's rule, operation for operation.
@@ -216,15 +226,10 @@ def _finish(low, range_, n_bits, buf):
 @njit(cache=True)
 def _encode_rows(cdfs, rows, symbols, precision):
     """bits of symbols [n], symbol i coded with cdfs[rows[i]] ([R, V+1] int64), in one call."""
-    capacity = 64 + symbols.shape[0] * 4
-    buf = np.zeros(capacity, dtype=np.uint8)
+    buf = np.zeros(64 + symbols.shape[0] * 4, dtype=np.uint8)  # grown by _room_for_a_symbol if need be
     low, range_, n_bits = np.int64(0), np.int64(FULL), 0
     for i in range(symbols.shape[0]):
-        if n_bits + MAX_BITS_PER_SYMBOL > capacity:  # grow the buffer by doubling
-            capacity *= 2
-            bigger = np.zeros(capacity, dtype=np.uint8)
-            bigger[:n_bits] = buf[:n_bits]
-            buf = bigger
+        buf = _room_for_a_symbol(buf, n_bits)
         low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, cdfs[rows[i]], symbols[i], precision)
     return _finish(low, range_, n_bits, buf)
 
@@ -525,8 +530,7 @@ def _encode_probs(probs, symbols, precision):
     a 2-entry CDF with symbol 0, so the interval update is the very one encode_cdfs runs.
     """
     n_rows, n_symbols = probs.shape
-    capacity = 64 + n_rows * 4
-    buf = np.zeros(capacity, dtype=np.uint8)
+    buf = np.zeros(64 + n_rows * 4, dtype=np.uint8)  # grown by _room_for_a_symbol if need be
     low, range_, n_bits = np.int64(0), np.int64(FULL), 0
     cumulative = np.empty((BLOCK, n_symbols), dtype=np.float64)
     totals = np.empty(BLOCK, dtype=np.float64)
@@ -540,11 +544,7 @@ def _encode_probs(probs, symbols, precision):
             below = cumulative[j, s - 1] if s > 0 else 0.0  # C_s (cdf_0 = 0 reads no sum)
             pair[0] = _cdf_entry(below, s, total, n_symbols, precision)
             pair[1] = _cdf_entry(cumulative[j, s], s + 1, total, n_symbols, precision)
-            if n_bits + MAX_BITS_PER_SYMBOL > capacity:  # grow the buffer by doubling
-                capacity *= 2
-                bigger = np.zeros(capacity, dtype=np.uint8)
-                bigger[:n_bits] = buf[:n_bits]
-                buf = bigger
+            buf = _room_for_a_symbol(buf, n_bits)
             low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, pair, 0, precision)
     return _finish(low, range_, n_bits, buf), True
 
