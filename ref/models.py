@@ -159,11 +159,15 @@ class CdfCursor:
     - a finite-context model's CDFs are cached by context, so each distinct context is evaluated and quantized once
       (a row of such a model depends on its context only);
     - prefetch(upcoming) lets an encoder, which knows the symbols to come, get the rows of a whole-prefix model
-      (M1) for all of them from ONE call on the longer prefix; the protocol makes row t depend on inputs 0..t
-      only, so these rows equal the ones a decoder gets one call per symbol. They are used while the pushed
-      symbols follow `upcoming`, and dropped at the first that does not (or at reset).
+      (M1) for many of them from ONE call on a longer prefix; the protocol makes row t depend on inputs 0..t
+      only, so these rows equal the ones a decoder gets one call per symbol. The rows are evaluated lazily, for
+      the first PREFETCH_ROWS symbols and then for twice as many each time the pushed symbols run past them (a
+      window rarely uses all of `upcoming`), and dropped at the first pushed symbol that does not follow
+      `upcoming` (or at reset).
     Otherwise a whole-prefix model is evaluated on the whole prefix at every step, as a decoder must.
     """
+
+    PREFETCH_ROWS = 16
 
     def __init__(self, model, precision=14):
         self.model = model
@@ -174,26 +178,37 @@ class CdfCursor:
 
     def reset(self):
         self.inputs = [BOS]
-        self.ahead = None  # (inputs the prefetched rows assume [n], their CDFs [n, V+1]) or None
+        self.assumed = None  # the inputs prefetch() announced, while the pushed ones follow them
+        self.ahead = None  # CDFs [n, V+1] of the rows after assumed[:1], ..., assumed[:n]
 
     def push(self, symbol):
         self.inputs.append(int(symbol))
-        if self.ahead is not None:
-            assumed, cdfs = self.ahead
-            if len(self.inputs) > len(cdfs) or assumed[len(self.inputs) - 1] != self.inputs[-1]:
-                self.ahead = None
+        if self.assumed is not None and (len(self.inputs) > len(self.assumed)
+                                         or self.assumed[len(self.inputs) - 1] != self.inputs[-1]):
+            self.assumed = self.ahead = None
 
     def prefetch(self, upcoming):
-        """Evaluate now the CDFs after each of the next len(upcoming) symbols, assuming they come in this order."""
+        """Announce the next symbols (in this order) so that their rows come from few calls on longer prefixes."""
         if self.context_length is not None:
             return  # the context cache already makes every step cheap
-        assumed = self.inputs + [int(s) for s in upcoming]
-        probs = self.model.next_probs(np.array([assumed], dtype=np.int64))[0]  # [len(assumed), V]
-        self.ahead = (assumed, quantize(probs, self.precision))
+        self.assumed = self.inputs + [int(s) for s in upcoming]
+        self.ahead = None
+
+    def _prefetched(self):
+        """The CDF after the current inputs from the announced prefix's rows, or None if none was announced."""
+        if self.assumed is None:
+            return None
+        needed = len(self.inputs)
+        if self.ahead is None or len(self.ahead) < needed:
+            size = max(self.PREFETCH_ROWS, 2 * (0 if self.ahead is None else len(self.ahead)), needed)
+            prefix = np.array([self.assumed[:size]], dtype=np.int64)
+            self.ahead = quantize(self.model.next_probs(prefix)[0], self.precision)  # [size, V+1]
+        return self.ahead[needed - 1]
 
     def cdf(self):
-        if self.ahead is not None:
-            return self.ahead[1][len(self.inputs) - 1]
+        ahead = self._prefetched()
+        if ahead is not None:
+            return ahead
         if self.context_length is None:
             return self._evaluate(self.inputs)
         width = self.context_length
@@ -209,44 +224,28 @@ class CdfCursor:
 
 
 class TransformerModel:
-    """M1: the reference Transformer (ref/transformer.py) as a coding model, with bit-reproducible rows.
+    """M1: a Transformer (ref/transformer.py's parameters) as a coding model, with bit-reproducible rows.
 
     Determinism (DESIGN.md, "Determinism of M1's probabilities"): the coders quantise every row into an integer CDF,
     and the decoder, which sees a window's prefix one symbol at a time, must get exactly the rows the encoder got,
-    whatever the length T or batch size B of the calls that produced them. Float arithmetic does not promise that
-    across shapes (BLAS picks kernels and blockings by shape; SIMD loops treat array tails differently), so this
-    model evaluates every sequence alone on ONE fixed shape, [1, sequence_length], whatever the call:
-    - each input row is padded with BOS up to sequence_length positions and run through `forward`;
-    - causal masking makes row t independent of the padding bit for bit: masked scores are -inf, their softmax
-      weights exactly 0, and 0 * (finite value) adds exactly 0 to the weighted sum, while every other operation
-      is row-wise or a matrix product whose row t reads only row t of its left operand;
-    - the softmax to probabilities runs in float64 on the whole fixed-shape [sequence_length, 257] block;
-    - a batch of B rows is B separate fixed-shape evaluations (a loop over sequences, not tokens).
-    So a row depends only on its own prefix, the weights, this code and the machine's NumPy/BLAS build. Compressed
-    files must record that backend (and `sequence_length`, which `arrays()` includes, so it is part of the model's
-    fingerprint); other backends or BLAS builds may differ in the last bits and must not be trusted to decode.
+    whatever the batch size B or length T of the calls that produced them, and whichever backend or machine made
+    them. Ordinary float code promises none of that, so the rows come from ref/exact_m1.py, which fixes the order of
+    every rounding (no BLAS, no library exp): row t depends on inputs 0..t of its own sequence and the weights alone.
+    `rows` picks the implementation of that one rule: ref.exact_m1.next_probs (NumPy, the default) or a fast twin
+    (fast.cpu.exact_m1.next_probs) -- tested bit for bit against each other, so a file compressed with one decodes
+    with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
+    another rule is refused rather than decoded into garbage.
 
-    The fixed shape needs a bound on the prefix: `max_window_symbols` (the Equal-Info coders end a window at
-    window_bits OR this many symbols, whichever comes first) gives sequence_length = max_window_symbols + 1. The
-    default 64 suits b = 16 (windows of a trained M1 hold about 5 bytes on average, PAPER.md §3.1); for b >= 64
-    choose a larger cap. Calls with T > sequence_length raise ModelError. For plain AC over long examples (no
-    windows) pass max_window_symbols=None and sequence_length=example length + 1.
-
-    Cost (bench/bench_m1_model.py, "3m" float32, cap 64, one BLAS thread, 2-core CPU): a call costs the same
-    ~7.7 ms whatever T, against 1.0 / 1.9 / 3.2 / 7.2 ms at the natural shape [1, T] for T = 1 / 4 / 16 / 65, i.e.
-    4-8x for the short prefixes of b = 16 windows; an Equal-Info b = 16 encode with a random-init 3m M1 (about one
-    symbol per window) ran 8x slower end to end. A smaller cap shrinks the cost proportionally (it is linear in
-    sequence_length) at the price of capping more windows. On the same machine the natural-shape rows differed in
-    the last bits from the fixed-shape rows for 60 of 65 prefix lengths, so the fixed shape is not optional; the
-    fixed-shape rows were identical with 1 and 2 BLAS threads. Multi-threaded BLAS on these small products is slow
-    on a busy machine (up to 20x here): run coding with OPENBLAS_NUM_THREADS=1 (or OMP_NUM_THREADS=1).
+    `max_window_symbols` optionally caps the symbols of one Equal-Info window (the window then ends at window_bits
+    or at the cap, whichever comes first; ref/equalinfo.py); it changes the windows, so it is part of `arrays()` too.
+    With exact rows there is no fixed evaluation shape, so no cap is needed for determinism (default: none).
     """
 
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, max_window_symbols=64, sequence_length=None):
-        from ref import transformer
+    def __init__(self, params, cfg, max_window_symbols=None, rows=None):
+        from ref import exact_m1, transformer
 
         if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
             raise ModelError(f"an M1 transformer must read {N_INPUTS} ids and predict {N_SYMBOLS}, this one reads "
@@ -256,19 +255,11 @@ class TransformerModel:
         except ValueError as error:
             raise ModelError(str(error)) from None
         if max_window_symbols is not None and (not isinstance(max_window_symbols, (int, np.integer))
-                                               or max_window_symbols < 1):
+                                               or isinstance(max_window_symbols, bool) or max_window_symbols < 1):
             raise ModelError(f"max_window_symbols must be a positive integer or None, got {max_window_symbols!r}")
-        if sequence_length is None:
-            if max_window_symbols is None:
-                raise ModelError("give max_window_symbols or sequence_length: the fixed evaluation shape needs one")
-            sequence_length = int(max_window_symbols) + 1
-        if not isinstance(sequence_length, (int, np.integer)) or sequence_length < 1 or (
-                max_window_symbols is not None and sequence_length < max_window_symbols + 1):
-            raise ModelError(f"sequence_length must be an integer >= max_window_symbols + 1, got {sequence_length!r}")
         self.params, self.cfg = params, cfg
         self.max_window_symbols = None if max_window_symbols is None else int(max_window_symbols)
-        self.sequence_length = int(sequence_length)
-        self._forward = transformer.forward
+        self._rows = exact_m1.next_probs if rows is None else rows
 
     @classmethod
     def from_checkpoint(cls, path, **options):
@@ -279,41 +270,36 @@ class TransformerModel:
         return cls(params, cfg, **options)
 
     def next_probs(self, inputs):
-        """float64 probabilities [B, T, 257] for int inputs [B, T] (T <= sequence_length), row t after input t."""
-        inputs = _check_inputs(inputs)
-        batch, length = inputs.shape
-        if length > self.sequence_length:
-            raise ModelError(f"this M1 evaluates at most {self.sequence_length} inputs (its fixed shape), got "
-                             f"{length}; raise max_window_symbols or sequence_length")
-        probs = np.empty((batch, length, N_SYMBOLS), dtype=np.float64)
-        padded = np.full((1, self.sequence_length), BOS, dtype=np.int64)
-        for row in range(batch):
-            padded[0, :length] = inputs[row]
-            padded[0, length:] = BOS
-            logits = self._forward(self.params, self.cfg, padded)[0].astype(np.float64)  # [L, 257]
-            logits -= logits.max(axis=-1, keepdims=True)
-            block = np.exp(logits)
-            block /= block.sum(axis=-1, keepdims=True)
-            probs[row] = block[:length]
-        return probs
+        """float64 probabilities [B, T, 257] for int inputs [B, T]; row t depends on inputs[b, :t+1] alone."""
+        return self._rows(self.params, self.cfg, _check_inputs(inputs))
 
     def arrays(self):
-        """The parameters plus what else fixes the rows: the settings the shapes do not show, and the fixed shape."""
+        """The parameters plus what else fixes the rows and windows: unshaped settings, the cap, the rule's version."""
+        from ref.exact_m1 import EXACT_M1_VERSION
+
         arrays = {"params." + name: value for name, value in self.params.items()}
         arrays.update({
             "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
             "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
-            "coding.sequence_length": np.array(self.sequence_length, dtype=np.int64),
+            "coding.exact_m1_version": np.array(EXACT_M1_VERSION, dtype=np.int64),
             "coding.max_window_symbols": np.array(-1 if self.max_window_symbols is None else self.max_window_symbols,
                                                   dtype=np.int64),
         })
         return arrays
 
     @classmethod
-    def from_arrays(cls, arrays, dtype=None):
+    def from_arrays(cls, arrays, dtype=None, rows=None):
         """Inverse of `arrays()` (the config is rebuilt from the shapes and the stored settings)."""
         from ref import transformer
+        from ref.exact_m1 import EXACT_M1_VERSION
 
+        if "coding.exact_m1_version" not in arrays:
+            raise ModelError("this M1 was stored by an older equalinfo whose rows came from a fixed-shape BLAS "
+                             "evaluation; they cannot be reproduced exactly here, so its data cannot be decoded")
+        version = int(arrays["coding.exact_m1_version"])
+        if version != EXACT_M1_VERSION:
+            raise ModelError(f"this M1's rows follow version {version} of the exact arithmetic "
+                             f"(ref/exact_m1.py), this build computes version {EXACT_M1_VERSION}")
         try:
             params = {name[len("params."):]: value for name, value in arrays.items() if name.startswith("params.")}
             n_layers = len({name.split(".")[1] for name in params if name.startswith("blocks.")})
@@ -323,6 +309,6 @@ class TransformerModel:
                 d_ff=params["blocks.0.w_gate"].shape[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
                 max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
             cap = int(arrays["coding.max_window_symbols"])
-            return cls(params, cfg, None if cap < 0 else cap, int(arrays["coding.sequence_length"]))
+            return cls(params, cfg, None if cap < 0 else cap, rows)
         except (KeyError, IndexError, ValueError) as error:
             raise ModelError(f"transformer model arrays are malformed: {error}") from None

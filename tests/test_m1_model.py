@@ -3,7 +3,10 @@ randomly initialised Transformer (ref.models.TransformerModel)."""
 import numpy as np
 import pytest
 
-from ref import checkpoint, equalinfo
+from fast.cpu import ac as fast_ac
+from fast.cpu import equalinfo as fast_ei
+from fast.cpu import exact_m1 as fast_exact
+from ref import ac, checkpoint, equalinfo, exact_m1
 from ref import transformer as tr
 from ref.fingerprint import fingerprint
 from ref.models import ModelError, TransformerModel
@@ -25,43 +28,62 @@ def sample_text(model, n, seed):
     rng = np.random.default_rng(seed)
     symbols = []
     while len(symbols) < n:
-        width = model.max_window_symbols  # restart the context every `width` symbols, as windows do
+        width = model.max_window_symbols or 16  # restart the context every `width` symbols, as windows do
         context = [BOS] + symbols[len(symbols) - len(symbols) % width:]
         probs = model.next_probs(np.array([context]))[0, -1]
         symbols.append(int(rng.choice(N_SYMBOLS, p=probs)))
     return np.array(symbols, dtype=np.int64)
 
 
-def test_rows_are_bit_identical_whatever_the_shape():
+def test_rows_are_the_exact_rule_and_independent_of_the_call():
     model = make_model()
     rng = np.random.default_rng(1)
-    inputs = np.concatenate([np.full((3, 1), BOS), rng.integers(0, 257, (3, model.sequence_length - 1))], axis=1)
+    inputs = np.concatenate([np.full((3, 1), BOS), rng.integers(0, 257, (3, 30))], axis=1)
     full = model.next_probs(inputs)
-    assert full.dtype == np.float64 and full.shape == (3, model.sequence_length, N_SYMBOLS)
-    for length in (1, 2, 7, model.sequence_length - 1):
-        assert np.array_equal(model.next_probs(inputs[:, :length]), full[:, :length])
+    assert full.dtype == np.float64 and full.shape == (3, 31, N_SYMBOLS)
+    assert np.array_equal(full, exact_m1.next_probs(model.params, model.cfg, inputs))
+    for length in (1, 2, 7, 30):
         assert np.array_equal(model.next_probs(inputs[1:2, :length])[0], full[1, :length])
-    # changing later inputs changes nothing before them, bit for bit
-    other = inputs.copy()
-    other[:, 5:] = rng.integers(0, 257, other[:, 5:].shape)
-    assert np.array_equal(model.next_probs(other)[:, :5], full[:, :5])
-    # and the padded evaluation is the model itself: it agrees with an unpadded forward to float32 rounding
-    logits = tr.forward(model.params, model.cfg, inputs[:, :9]).astype(np.float64)
-    direct = np.exp(logits - logits.max(-1, keepdims=True))
-    direct /= direct.sum(-1, keepdims=True)
-    np.testing.assert_allclose(full[:, :9], direct, rtol=1e-4, atol=1e-7)
-    np.testing.assert_allclose(full.sum(-1), 1.0, rtol=1e-12)
+    fast = TransformerModel(model.params, model.cfg, model.max_window_symbols, rows=fast_exact.next_probs)
+    assert np.array_equal(fast.next_probs(inputs), full)
+    assert fingerprint(fast.arrays()) == fingerprint(model.arrays())  # same rule, same model
 
 
-def test_too_long_inputs_and_bad_models_raise():
-    model = make_model(cap=4)
-    with pytest.raises(ModelError, match="at most 5 inputs"):
-        model.next_probs(np.full((1, 6), BOS))
+def test_bad_models_and_inputs_raise():
     cfg = tr.Config(vocab_in=10, vocab_out=9, d_model=8, n_heads=2, n_layers=1, d_ff=8)
     with pytest.raises(ModelError, match="258"):
         TransformerModel(tr.init_params(cfg, 0), cfg)
-    with pytest.raises(ModelError, match="max_window_symbols or sequence_length"):
-        TransformerModel(make_model().params, CFG, max_window_symbols=None)
+    with pytest.raises(ModelError, match="max_window_symbols"):
+        TransformerModel(make_model().params, CFG, max_window_symbols=0)
+    with pytest.raises(ModelError):
+        make_model().next_probs(np.array([[BOS, 300]]))
+
+
+def test_arrays_of_another_rule_are_refused():
+    arrays = make_model().arrays()
+    TransformerModel.from_arrays(arrays)  # its own arrays load
+    older = {name: value for name, value in arrays.items() if name != "coding.exact_m1_version"}
+    with pytest.raises(ModelError, match="older equalinfo"):
+        TransformerModel.from_arrays(older)
+    newer = {**arrays, "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION + 1)}
+    with pytest.raises(ModelError, match="version"):
+        TransformerModel.from_arrays(newer)
+
+
+def test_fast_and_ref_coders_read_each_other():
+    """The Numba rows and lockstep batches make the same bits as ref one window at a time, and decode ref's bits."""
+    model = make_model(sharpness=3.0, cap=None, seed=5)
+    fast = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs)
+    texts = [documents_to_symbols(["Equal-Info windows decode alone."]), sample_text(make_model(3.0, seed=5), 90, 6),
+             documents_to_symbols(["x"])]
+    batched = fast_ei.compress_batch(texts, fast, window_bits=16)
+    for symbols, bits in zip(texts, batched):
+        assert np.array_equal(bits, equalinfo.compress(symbols, model, window_bits=16))
+        assert np.array_equal(equalinfo.decompress(bits, model, 16, n_symbols=len(symbols)), symbols)
+        assert np.array_equal(fast_ei.decompress(bits, fast, 16, n_symbols=len(symbols)), symbols)
+    ac_bits = fast_ac.compress(texts[1], fast)
+    assert np.array_equal(ac_bits, ac.compress(texts[1], model))
+    assert np.array_equal(ac.decompress(ac_bits, model, len(texts[1])), texts[1])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -101,4 +123,4 @@ def test_from_checkpoint_and_fingerprint(tmp_path):
     rebuilt = TransformerModel.from_arrays(model.arrays())
     assert rebuilt.cfg == model.cfg and fingerprint(rebuilt.arrays()) == fingerprint(model.arrays())
     other_cap = TransformerModel.from_checkpoint(tmp_path / "m1.npz", max_window_symbols=32)
-    assert fingerprint(other_cap.arrays()) != fingerprint(model.arrays())  # the fixed shape is part of the model
+    assert fingerprint(other_cap.arrays()) != fingerprint(model.arrays())  # the cap changes the windows

@@ -128,3 +128,17 @@ def test_prefetch_gives_the_per_step_rows_in_one_call():
     fresh.push(5)
     fresh.push(3)
     assert np.array_equal(cursor.cdf(), fresh.cdf())
+
+
+def test_prefetch_grows_lazily_and_keeps_the_rows():
+    """A long announcement is evaluated in doubling chunks (16, 32, 64 rows), each row as a decoder would get it."""
+    model = WholePrefixModel()
+    upcoming = list(np.random.default_rng(0).integers(0, 256, 50))
+    cursor, reference = CdfCursor(model, 14), CdfCursor(model, 14)
+    cursor.prefetch(upcoming)
+    model.calls = 0
+    for symbol in upcoming:
+        assert np.array_equal(cursor.cdf(), reference.cdf())
+        cursor.push(symbol)
+        reference.push(symbol)
+    assert model.calls == 50 + 3  # the reference's 50 one-row calls and the cursor's three chunks

@@ -63,3 +63,28 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
                                         eval_sequences),
         checkpoint_path=out_path, resume=resume,
         describe=lambda nll: {"val_bits_per_byte": nll / math.log(2)}, desc="train M1")
+
+
+_EXACT_M1_MODULES = {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}
+
+
+def exact_rows(backend_name):
+    """The backend's implementation of M1's exact rule (ref/exact_m1.py); every one gives the same bits.
+
+    A backend without its own twin (gpu, until it has one) codes with the fastest CPU twin that imports."""
+    import importlib
+
+    candidates = [_EXACT_M1_MODULES[backend_name], "fast.cpu.exact_m1", "ref.exact_m1"]
+    for name in candidates[candidates.index(_EXACT_M1_MODULES[backend_name]):]:
+        try:
+            return importlib.import_module(name).next_probs
+        except ImportError:
+            continue
+    raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
+
+
+def coding_model(params, cfg, backend_name, max_window_symbols=None):
+    """M1 as a coding model (ref.models.TransformerModel) whose rows come from the backend's exact-rule twin."""
+    from ref.models import TransformerModel
+
+    return TransformerModel(params, cfg, max_window_symbols, rows=exact_rows(backend_name))

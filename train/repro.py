@@ -125,11 +125,11 @@ class Pipeline:
             return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
                                            self.backend, precision, cache)
         if method == "ac":
-            length = self.preset["packing"]["example_length"]
-            model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=None, sequence_length=length + 1)
+            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name)
             return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
         if method == "equalinfo":
-            model = TransformerModel(self.m1_params, self.m1_cfg, max_window_symbols=coding["max_window_symbols"])
+            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name,
+                                    coding.get("max_window_symbols"))
             return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache)
         if method == "spm":
             if not hasattr(self, "spm"):

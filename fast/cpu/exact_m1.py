@@ -1,0 +1,191 @@
+"""Numba twin of ref/exact_m1.py: M1's probabilities by the exact rule, bit for bit, many rows at once.
+
+Read ref/exact_m1.py for the rule and why it exists. This file computes the same roundings in the same order with
+compiled loops: every reduction is a plain `acc += a * b` loop (Numba emits no fused multiply-add without fastmath,
+and fastmath is never used here), `exp64` is the same polynomial, and scalar constants arrive already converted to
+the parameters' dtype so that float32 stays float32. The tests (tests/test_exact_m1.py) compare the probabilities
+with ref's bit for bit on several shapes and dtypes.
+
+Speed comes from loop order, never from reordering a sum:
+- `matmul` walks k in order for each output, but streams weight row k once for a block of ROW_BLOCK rows and
+  updates that block's outputs across j in a vectorisable inner loop (each y[r, j] still sees k = 0, 1, ... in
+  order); blocks run in parallel;
+- attention runs one (sequence, head) pair per parallel task and visits only keys j <= i (the reference's extra
+  future terms are exact zeros, so skipping them changes nothing).
+"""
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ref.exact_m1 import EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS  # noqa: F401
+from ref.transformer import bucket_table
+
+ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
+_COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
+
+
+@njit(cache=True)
+def _exp64(x):
+    """ref.exact_m1.exp64 on one float64."""
+    if x < EXP_UNDERFLOW:
+        return 0.0
+    n = math.floor(x * INV_LN2 + 0.5)
+    r = (x - n * LN2_HI) - n * LN2_LO
+    poly = _COEFFS[0]
+    for i in range(1, _COEFFS.size):
+        poly = poly * r + _COEFFS[i]
+    return math.ldexp(poly, int(n))
+
+
+@njit(cache=True)
+def _exp64_array(x, out):
+    for i in range(x.size):
+        out[i] = _exp64(x[i])
+
+
+def exp64(x):
+    """e^x for a float64 array by the exact rule (same values as ref.exact_m1.exp64)."""
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    _exp64_array(x.reshape(-1), out.reshape(-1))
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _matmul(x, w, y):
+    n_rows, n = x.shape
+    for block in prange((n_rows + ROW_BLOCK - 1) // ROW_BLOCK):
+        first = block * ROW_BLOCK
+        last = min(first + ROW_BLOCK, n_rows)
+        for r in range(first, last):
+            y[r, :] = 0
+        for k in range(n):
+            w_row = w[k]
+            for r in range(first, last):
+                x_rk, y_row = x[r, k], y[r]  # 1-D row views: LLVM vectorises the j loop only on these
+                for j in range(y_row.size):
+                    y_row[j] += x_rk * w_row[j]
+
+
+def matmul(x, w):
+    """y = x @ w with k summed in order.   x [N, n], w [n, m] -> y [N, m]"""
+    y = np.empty((x.shape[0], w.shape[1]), dtype=w.dtype)
+    _matmul(np.ascontiguousarray(x, dtype=w.dtype), np.ascontiguousarray(w), y)
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _rms_norm(x, scale, width, zero, one, eps, y):
+    for r in prange(x.shape[0]):
+        total = zero
+        for i in range(x.shape[1]):
+            total += x[r, i] * x[r, i]
+        inv = one / np.sqrt(total / width + eps)
+        for i in range(x.shape[1]):
+            y[r, i] = (x[r, i] * inv) * scale[i]
+
+
+def rms_norm(x, scale):
+    """RMSNorm by the exact rule.   x [N, d] -> [N, d]"""
+    dtype = x.dtype.type
+    y = np.empty_like(x)
+    _rms_norm(x, scale, dtype(x.shape[1]), dtype(0), dtype(1), dtype(RMS_EPS), y)
+    return y
+
+
+@njit(parallel=True, cache=True)
+def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
+    """out[b, i, h] = softmax-weighted sum of v[b, j <= i, h] by the exact rule.   q, k, v, out [B, T, H, dh]"""
+    batch, length, n_heads, head_dim = q.shape
+    for task in prange(batch * n_heads):
+        b, h = task // n_heads, task % n_heads
+        scores = np.empty(length, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
+        acc = np.empty(head_dim, dtype=q.dtype)
+        for i in range(length):
+            top = -np.inf
+            for j in range(i + 1):
+                s = zero
+                for c in range(head_dim):
+                    s += q[b, i, h, c] * k[b, j, h, c]
+                s = s * scale + rel_bias[buckets[i, j], h]
+                scores[j] = s
+                top = max(top, s)  # exact in any width
+            total = zero
+            for c in range(head_dim):
+                acc[c] = zero
+            for j in range(i + 1):
+                scores[j] = _exp64(np.float64(scores[j]) - top)  # storing rounds float64 to the dtype
+                weight = scores[j]
+                total += weight
+                for c in range(head_dim):
+                    acc[c] += weight * v[b, j, h, c]
+            for c in range(head_dim):
+                out[b, i, h, c] = acc[c] / total
+
+
+def attention(h, params, prefix, cfg, batch, length):
+    """Causal multi-head attention with relative bias by the exact rule.   h [B*T, d] -> [B*T, d]"""
+    shape = (batch, length, cfg.n_heads, cfg.head_dim)
+    q, k, v = (matmul(h, params[prefix + name]).reshape(shape) for name in ("wq", "wk", "wv"))
+    buckets = np.ascontiguousarray(bucket_table(length, cfg.num_buckets, cfg.max_distance))  # [T, T]
+    dtype = h.dtype.type
+    out = np.empty(shape, dtype=h.dtype)
+    _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets, dtype(1.0 / math.sqrt(cfg.head_dim)),
+            dtype(0), out)
+    return matmul(out.reshape(batch * length, -1), params[prefix + "wo"])
+
+
+@njit(parallel=True, cache=True)
+def _gated_relu(gate, up, zero):
+    """gate <- max(gate, 0) * up, in place.   gate, up [N, ff]"""
+    for r in prange(gate.shape[0]):
+        for i in range(gate.shape[1]):
+            g = gate[r, i]
+            gate[r, i] = (g if g > zero else zero) * up[r, i]
+
+
+def mlp(h, params, prefix):
+    """(relu(h W_gate) * (h W_up)) W_down.   h [N, d] -> [N, d]"""
+    gate = matmul(h, params[prefix + "w_gate"])
+    _gated_relu(gate, matmul(h, params[prefix + "w_up"]), gate.dtype.type(0))
+    return matmul(gate, params[prefix + "w_down"])
+
+
+def logits(params, cfg, inputs):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by the exact rule."""
+    batch, length = inputs.shape
+    x = params["embed"][inputs.reshape(-1)]  # [B*T, d]
+    for layer in range(cfg.n_layers):
+        prefix = f"blocks.{layer}."
+        x += attention(rms_norm(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length)
+        x += mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix)
+    out = matmul(rms_norm(x, params["final_norm"]), params["unembed"])
+    return out.reshape(batch, length, -1)
+
+
+@njit(parallel=True, cache=True)
+def _softmax64(rows, out):
+    for r in prange(rows.shape[0]):
+        top = -np.inf
+        for i in range(rows.shape[1]):
+            top = max(top, np.float64(rows[r, i]))
+        total = 0.0
+        for i in range(rows.shape[1]):
+            out[r, i] = _exp64(np.float64(rows[r, i]) - top)
+            total += out[r, i]
+        for i in range(rows.shape[1]):
+            out[r, i] = out[r, i] / total
+
+
+def softmax64(logit_rows):
+    """float64 probabilities of logit rows [..., V] by the exact rule."""
+    rows = np.ascontiguousarray(logit_rows)
+    out = np.empty(rows.shape, dtype=np.float64)
+    _softmax64(rows.reshape(-1, rows.shape[-1]), out.reshape(-1, rows.shape[-1]))
+    return out
+
+
+def next_probs(params, cfg, inputs):
+    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.exact_m1.next_probs."""
+    return softmax64(logits(params, cfg, np.asarray(inputs, dtype=np.int64)))

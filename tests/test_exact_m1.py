@@ -1,0 +1,94 @@
+"""The exact M1 arithmetic (ref/exact_m1.py) and its Numba twin: the same bits, rows independent of the call's shape,
+and values close to the ordinary forward pass (it is the same model, only with fixed rounding orders)."""
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from fast.cpu import exact_m1 as fast_exact
+from ref import exact_m1 as ref_exact
+from ref import transformer as tr
+from ref.symbols import BOS
+
+SHAPES = [(1, 1), (3, 17), (2, 150)]  # 150 > max_distance 128: the log-bucket range and the shared last bucket
+
+
+def tiny(dtype="float32", seed=0, **overrides):
+    cfg = tr.Config(**{**dict(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48),
+                       "dtype": dtype, **overrides})
+    params = tr.init_params(cfg, seed)
+    rng = np.random.default_rng(seed + 1)
+    for name in params:  # non-trivial norms and biases, so that every parameter matters
+        if name.endswith("norm") or name.endswith("rel_bias"):
+            params[name] = (1.0 + rng.normal(size=params[name].shape)).astype(cfg.dtype)
+    return params, cfg
+
+
+def random_inputs(shape, seed=2):
+    inputs = np.random.default_rng(seed).integers(0, 257, shape)
+    inputs[:, 0] = BOS
+    return inputs
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_fast_twin_is_bit_identical(dtype, shape):
+    params, cfg = tiny(dtype)
+    inputs = random_inputs(shape)
+    expected = ref_exact.next_probs(params, cfg, inputs)
+    got = fast_exact.next_probs(params, cfg, inputs)
+    assert got.dtype == np.float64 and got.shape == shape + (257,)
+    assert np.array_equal(got, expected)
+    # the pieces too, so that a failure points at the layer that drifted
+    x = params["embed"][inputs.reshape(-1)]
+    assert np.array_equal(fast_exact.rms_norm(x, params["final_norm"]), ref_exact.rms_norm(x, params["final_norm"]))
+    assert np.array_equal(fast_exact.matmul(x, params["unembed"]), ref_exact.matmul(x, params["unembed"]))
+    assert np.array_equal(fast_exact.attention(x, params, "blocks.0.", cfg, *shape),
+                          ref_exact.attention(x, params, "blocks.0.", cfg, *shape))
+
+
+def test_fast_twin_with_odd_widths():
+    """Widths that are not multiples of a SIMD vector or of the row block exercise the loops' tails."""
+    params, cfg = tiny(d_model=24, n_heads=3, d_ff=37)
+    inputs = random_inputs((5, 13), seed=3)
+    assert np.array_equal(fast_exact.next_probs(params, cfg, inputs), ref_exact.next_probs(params, cfg, inputs))
+
+
+@pytest.mark.parametrize("backend", [ref_exact, fast_exact], ids=["ref", "fast"])
+def test_rows_do_not_depend_on_the_call(backend):
+    """Row t of a sequence is the same bits whatever the batch, the length, the padding and the other rows."""
+    params, cfg = tiny()
+    inputs = random_inputs((4, 40))
+    full = backend.next_probs(params, cfg, inputs)
+    for length in (1, 2, 9, 39):
+        assert np.array_equal(backend.next_probs(params, cfg, inputs[:, :length]), full[:, :length])
+        assert np.array_equal(backend.next_probs(params, cfg, inputs[2:3, :length])[0], full[2, :length])
+    changed = inputs.copy()
+    changed[:, 11:] = (changed[:, 11:] + 1) % 257  # later inputs and other rows change nothing before them
+    changed[0] = random_inputs((1, 40), seed=9)[0]
+    assert np.array_equal(backend.next_probs(params, cfg, changed)[1:, :11], full[1:, :11])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_close_to_the_ordinary_forward_pass(dtype):
+    params, cfg = tiny(dtype)
+    inputs = random_inputs((2, 150))
+    logits = ref_exact.logits(params, cfg, inputs)
+    expected = tr.forward(params, cfg, inputs)
+    tolerance = 1e-4 if dtype == "float32" else 1e-11
+    np.testing.assert_allclose(logits, expected, rtol=tolerance, atol=tolerance)
+    probs = ref_exact.softmax64(logits)
+    np.testing.assert_allclose(probs.sum(axis=-1), 1.0, rtol=1e-13)
+
+
+def test_exp64_is_accurate_and_identical():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-rng.exponential(30.0, 2000), [0.0, -1e-300, -0.5, -699.9, -700.0, -700.1, -np.inf]])
+    ours = ref_exact.exp64(x)
+    assert np.array_equal(fast_exact.exp64(x), ours)
+    mpmath.mp.prec = 80
+    for value, got in zip(x[:200], ours[:200]):
+        exact = float(mpmath.exp(mpmath.mpf(value)))
+        assert abs(got - exact) <= 4 * math.ulp(exact)
+    assert ours[-1] == 0.0 and ours[-2] == 0.0 and ours[-3] > 0.0
