@@ -4,6 +4,10 @@ A backend bundles four modules with the same public functions: `transformer` (fo
 `optim` (Adafactor, AdamW, from_config, ...), `ac` and `equalinfo` (compress, decompress). The pipeline asks for a
 backend by name and never imports fast/ directly, so a missing backend is one clear error, not an ImportError deep
 inside a run.
+
+The gpu backend's transformer module also has `to_device`/`to_host` (dicts of arrays to CuPy and back): the
+training loop (train/trainer.py) uses them, when present, to keep parameters and optimizer state on the GPU between
+steps while checkpoints stay NumPy. Its coder (`ac`, `equalinfo`) is fast.cpu's: coding runs on the CPU.
 """
 import importlib
 from types import SimpleNamespace

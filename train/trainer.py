@@ -4,6 +4,10 @@ Why it resumes bit for bit: the batch of step k is a pure function of (seed, k) 
 optimizer's state is saved whole in the checkpoint, and the arrays are stored exactly (.npz). So a run stopped after
 step k and resumed from its checkpoint performs the same floating-point operations on the same inputs as a run that
 never stopped; the tests compare the two.
+
+Where arrays live: the gpu backend's transformer module has `to_device`/`to_host` (fast/gpu/device.py), and the
+loop keeps the parameters and the optimizer state on the GPU from the first step to the last; checkpoints and the
+returned parameters are NumPy whatever the backend. ref and cpu have no such functions: their arrays are NumPy.
 """
 import json
 import math
@@ -46,6 +50,8 @@ def versions():
         info["numba"] = numba.__version__
     except ImportError:
         pass
+    if "cupy" in sys.modules:  # the gpu backend was used
+        info["cupy"] = sys.modules["cupy"].__version__
     try:
         root = Path(__file__).resolve().parents[1]
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -57,14 +63,32 @@ def versions():
     return info
 
 
+def _placement(transformer):
+    """(to_device, to_host) of a backend's transformer module: identities unless it keeps arrays on a device."""
+    def identity(arrays):
+        return arrays
+
+    return getattr(transformer, "to_device", identity), getattr(transformer, "to_host", identity)
+
+
+def _array_module(array):
+    """numpy, or cupy for a CuPy array (the gpu backend's logits stay on the GPU)."""
+    cupy = sys.modules.get("cupy")
+    return cupy if cupy is not None and isinstance(array, cupy.ndarray) else np
+
+
 def mean_nll(transformer, params, cfg, batches):
     """(sum of weighted NLL in nats, sum of weights) over batches of (inputs, targets, weights); no z-loss."""
+    params = _placement(transformer)[0](params)
     total, weight = 0.0, 0.0
     for inputs, targets, weights in batches:
-        logits = np.asarray(transformer.forward(params, cfg, inputs), dtype=np.float64)  # [B, T, V]
+        logits = transformer.forward(params, cfg, inputs)  # [B, T, V]
+        xp = _array_module(logits)
+        logits = logits.astype(xp.float64)
+        targets, weights = xp.asarray(np.maximum(targets, 0)), xp.asarray(weights)
         top = logits.max(axis=-1, keepdims=True)
-        log_norm = top[..., 0] + np.log(np.exp(logits - top).sum(axis=-1))  # [B, T]
-        picked = np.take_along_axis(logits, np.maximum(targets, 0)[..., None], axis=-1)[..., 0]
+        log_norm = top[..., 0] + xp.log(xp.exp(logits - top).sum(axis=-1))  # [B, T]
+        picked = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
         total += float(((log_norm - picked) * weights).sum())
         weight += float(weights.sum())
     return total, weight
@@ -80,6 +104,7 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     from it (and must be the same run: same settings and model config).
     """
     transformer, optim = backend.transformer, backend.optim
+    to_device, to_host = _placement(transformer)
     optimizer = optim.from_config(settings.optimizer)
     state, start, history = optimizer.init(params), 0, []
     checkpoint_path = Path(checkpoint_path)
@@ -91,6 +116,7 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
         start, history = int(meta["step"]), list(meta["history"])
     elif resume:
         raise FileNotFoundError(f"--resume given but there is no checkpoint at {checkpoint_path}")
+    params, state = to_device(params), to_device(state)
 
     def evaluate(step):
         nll, weight = mean_nll(transformer, params, cfg, eval_batches)
@@ -100,7 +126,7 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
 
     def save(step):
         meta = {"step": step, "settings": asdict(settings), "history": history, "versions": versions()}
-        checkpoint.save(checkpoint_path, params, cfg, opt_state=state, meta=meta)
+        checkpoint.save(checkpoint_path, to_host(params), cfg, opt_state=to_host(state), meta=meta)
 
     bar = tqdm(range(start, settings.steps), desc=desc, initial=start, total=settings.steps, unit="step",
                disable=None)
@@ -121,7 +147,7 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     if start < settings.steps or not history or "val_nll" not in history[-1]:
         evaluate(settings.steps)
     save(settings.steps)
-    return params, history
+    return to_host(params), history
 
 
 def write_json(path, data):
