@@ -41,7 +41,8 @@ def _check_gpu():
     try:
         import cupy
     except ImportError:
-        raise BackendUnavailable("backend 'gpu' needs CuPy: pip install -e '.[gpu]'") from None
+        raise BackendUnavailable("backend 'gpu' needs CuPy and a CUDA GPU, and CuPy is not installed: "
+                                 "pip install -e '.[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)") from None
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as error:  # CuPy raises its own CUDA error types when no driver or device is present
