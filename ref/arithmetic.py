@@ -31,6 +31,10 @@ HALF = 1 << (STATE_BITS - 1)
 MAX_PRECISION = 16
 
 
+TOO_LARGE = ("probabilities too large to quantize: a row's sum times (2^precision - V) overflows float64; "
+             "scale the row down")
+
+
 class CoderError(ValueError):
     """Invalid input to the coder: a malformed CDF, a symbol out of range, an unsupported precision."""
 
@@ -59,7 +63,10 @@ def quantize(probs, precision=14):
     rounding error over all symbols (each width is off by less than one unit), and needs no sort or tie-break.
     Every step is a correctly rounded IEEE operation in a fixed order, so any backend that does the same sequence
     (sequential sum, no fused multiply-add) gets the same integers. Inputs need not be normalised; they must be
-    finite, non-negative and have a positive sum. float32 inputs are converted to float64 exactly first.
+    finite, non-negative and have a positive sum, and S * F must be finite: since every C_k <= S, that keeps every
+    product C_k * F finite, so the shares stay proportional (a row near the float64 maximum would otherwise turn
+    C_k * F into inf and its CDF into a staircase). float32 inputs are converted to float64 exactly first.
+    Each violated condition raises a CoderError, checked in this order over all rows: entries, sums, size.
     """
     probs = np.asarray(probs, dtype=np.float64)
     if probs.ndim == 0 or probs.shape[-1] == 0:
@@ -68,11 +75,15 @@ def quantize(probs, precision=14):
     check_precision(precision, n_symbols)
     if not np.all(np.isfinite(probs)) or np.any(probs < 0):
         raise CoderError("probabilities must be finite and non-negative")
-    cumulative = np.cumsum(probs, axis=-1)  # np.cumsum is a sequential left-to-right sum along the axis
-    total = cumulative[..., -1:]
+    with np.errstate(over="ignore"):  # an overflowing sum is reported below, not warned about
+        cumulative = np.cumsum(probs, axis=-1)  # np.cumsum is a sequential left-to-right sum along the axis
+        total = cumulative[..., -1:]
+        free = float((1 << precision) - n_symbols)
+        too_large = not np.all(np.isfinite(total * free))
     if np.any(total <= 0):
         raise CoderError("probabilities must have a positive sum")
-    free = float((1 << precision) - n_symbols)
+    if too_large:
+        raise CoderError(TOO_LARGE)
     shares = np.floor((cumulative * free) / total + 0.5)
     shares = np.minimum(shares, free).astype(np.int64)
     cdf = np.zeros(probs.shape[:-1] + (n_symbols + 1,), dtype=np.int64)

@@ -1,6 +1,8 @@
 """The integer coder: quantisation rule, round trips, exact-interval oracle, invariants, bad input."""
 import math
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -62,6 +64,24 @@ def test_quantize_is_scale_free_and_float32_exact():
 def test_quantize_rejects_bad_probabilities(bad, message):
     with pytest.raises(CoderError, match=message):
         quantize(bad, 14)
+
+
+def test_quantize_rejects_rows_too_large_to_quantize_faithfully():
+    """Rows whose sum times F = 2^p - V overflows float64 would make C_k * F inf (a staircase CDF, not a proportional
+    one): rejected with a clear error, checked after the entries and the sums, and without a RuntimeWarning."""
+    free = (1 << 14) - 257
+    limit = np.finfo(np.float64).max / free / 257  # 257 equal entries of this size: sum * F ~ float64's maximum
+    last_only = np.full(257, 1e-3)
+    last_only[-1] = 1.7e308  # finite entries, only the total (and its products) overflow
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for row in (np.full(257, 1e308), np.full(257, 1e305), last_only, np.full(257, limit * 1.001)):
+            with pytest.raises(CoderError, match="too large to quantize"):
+                quantize(np.stack([np.ones(257), row]), 14)
+        with pytest.raises(CoderError, match="positive sum"):  # a zero-sum row is reported first
+            quantize(np.stack([np.full(257, 1e308), np.zeros(257)]), 14)
+        cdf = quantize(np.full(257, limit * 0.999), 14)  # just inside: proportional, equal widths within one unit
+    assert np.ptp(np.diff(cdf)) <= 1 and cdf[-1] == 1 << 14
 
 
 def test_quantize_rejects_bad_precision():

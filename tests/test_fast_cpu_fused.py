@@ -1,4 +1,6 @@
 """fast.cpu fused path (encode_probs / decode_probs): the same bits as ref's quantize + Encoder, the same errors."""
+import re
+
 import numpy as np
 import pytest
 
@@ -7,15 +9,23 @@ from ref import arithmetic as ref_arith
 from ref.arithmetic import CoderError
 
 
+def largest_entry(n_symbols, dtype):
+    """A value near the largest that a row of n_symbols equal entries may hold and still quantize at any precision
+    up to 16 (its sum times F < 2^16 must stay finite in float64), or dtype's own range if that is smaller."""
+    return min(float(np.finfo(dtype).max) / 1e3, float(np.finfo(np.float64).max) / 2.0 ** 17 / n_symbols)
+
+
 def stress_rows(rng, n_symbols, dtype):
     """Rows that stress the float rule: one-hot, tiny, huge, subnormal, dyadic, all-but-one zero, ties.
 
-    The extremes are those of dtype, so that float32 rows are neither inf nor all zero.
+    The extremes are those of dtype, so that float32 rows are neither inf nor all zero; huge rows stay just inside
+    what quantize accepts (largest_entry).
     """
     info = np.finfo(dtype)
     eye = np.eye(n_symbols)
     return np.stack([eye[0], eye[-1], eye[n_symbols // 2], np.full(n_symbols, float(info.tiny) * 1e3),
-                     np.full(n_symbols, float(info.smallest_subnormal)), np.full(n_symbols, float(info.max) / 1e3),
+                     np.full(n_symbols, float(info.smallest_subnormal)),
+                     np.full(n_symbols, largest_entry(n_symbols, dtype)),
                      np.r_[1.0, np.full(n_symbols - 1, 1e-17)], 2.0 ** -rng.integers(0, 60, n_symbols).astype(float),
                      rng.integers(0, 3, n_symbols).astype(float) + eye[0], np.arange(n_symbols, dtype=float) ** 4,
                      np.r_[1.0, rng.dirichlet(np.full(n_symbols - 1, 0.01))] * float(info.tiny)]).astype(dtype)
@@ -137,23 +147,71 @@ def test_bad_shapes_symbols_and_precisions_raise():
         fast_arith.decode_probs(np.array([0, 2]), probs)
 
 
-def outcome(function):
-    """('bits', result) or ('error', message): what a call does, for comparing two paths on odd input."""
-    try:
-        return "bits", function().tolist()
-    except CoderError as error:
-        return "error", str(error)
+def test_rows_too_large_to_quantize_raise_everywhere():
+    """Rows whose sum times F overflows float64: ref, fast quantize and the fused kernels raise the same error.
 
-
-def test_overflowing_sum_behaves_like_the_unfused_path():
-    """Finite entries whose float64 sum overflows: quantize lets them through, the fused kernel falls back to it."""
+    Three ways to get there: the sum overflows to inf from finite entries; the sum is finite but sum * F is not;
+    only the last prefix overflows. A row just inside the limit still quantizes, proportionally (equal entries,
+    equal widths within one unit), and the same everywhere.
+    """
     rng = np.random.default_rng(4)
-    probs = rng.dirichlet(np.ones(257), 6)
-    probs[2] = 1e308  # every prefix beyond the second is inf: a broken CDF, which the coder rejects
-    probs[4, :] = 1e-3
-    probs[4, -1] = 1.7e308  # only the total overflows: every share is 0, a valid CDF
-    symbols = rng.integers(0, 257, 6)
-    for rows in ([2], [4], [0, 2, 4]):
-        fused = outcome(lambda: fast_arith.encode_probs(probs[rows], symbols[rows]))
-        unfused = outcome(lambda: fast_arith.encode_cdfs(fast_arith.quantize(probs[rows]), symbols[rows]))
-        assert fused == unfused
+    n_symbols, precision = 257, 14
+    free = (1 << precision) - n_symbols
+    limit = float(np.finfo(np.float64).max) / free / n_symbols  # equal entries of this size: sum * F ~ max
+    good = rng.dirichlet(np.ones(n_symbols), 6)
+    symbols = rng.integers(0, n_symbols, 6)
+    last_only = np.full(n_symbols, 1e-3)
+    last_only[-1] = 1.7e308
+    for row in (np.full(n_symbols, 1e308), np.full(n_symbols, 1e305), last_only, np.full(n_symbols, limit * 1.001)):
+        probs = good.copy()
+        probs[3] = row
+        message = ref_error(probs, precision)
+        assert "too large" in message
+        with pytest.raises(CoderError, match=re.escape(message)):
+            fast_arith.quantize(probs, precision)
+        bits = fast_arith.encode_probs(good, symbols, precision)
+        with pytest.raises(CoderError, match=re.escape(message)):
+            fast_arith.encode_probs(probs, symbols, precision)
+        with pytest.raises(CoderError, match=re.escape(message)):
+            fast_arith.decode_probs(bits, probs, precision)
+    inside = np.full((1, n_symbols), limit * 0.999)
+    cdf = ref_arith.quantize(inside, precision)
+    assert np.ptp(np.diff(cdf[0])) <= 1
+    assert np.array_equal(fast_arith.quantize(inside, precision), cdf)
+    bits = fast_arith.encode_probs(inside, [100], precision)
+    assert np.array_equal(bits, ref_bits(inside, [100], precision))
+    assert np.array_equal(fast_arith.decode_probs(bits, inside, precision), [100])
+
+
+def test_error_precedence_over_rows_is_quantizes():
+    """A too-large row before a zero-sum row reports the zero sum; a NaN anywhere wins over both (ref's order)."""
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(257), 12)
+    symbols = rng.integers(0, 257, 12)
+    bits = fast_arith.encode_probs(probs, symbols)
+    probs[1] = 1e308
+    probs[10] = 0.0
+    for expected in ("positive sum", "finite and non-negative"):
+        assert expected in ref_error(probs)
+        for call in (lambda: fast_arith.quantize(probs), lambda: fast_arith.encode_probs(probs, symbols),
+                     lambda: fast_arith.decode_probs(bits, probs)):
+            with pytest.raises(CoderError, match=expected):
+                call()
+        probs[11, 7] = np.nan
+
+
+def test_one_row_decoder_step_equals_the_cdf_decoder():
+    """decode_one_probs (the per-symbol fused step) gives the symbols and the decoder state of _find + _consume."""
+    rng = np.random.default_rng(6)
+    for dtype in (np.float64, np.float32):
+        rows = random_rows(rng, 300, 257, dtype)
+        symbols = symbols_for(rng, rows.astype(np.float64))
+        bits = fast_arith.encode_probs(rows, symbols)
+        state = np.array(fast_arith._decoder_start(bits, 0), dtype=np.int64)
+        decoder = ref_arith.Decoder(bits)
+        for row, symbol in zip(rows, symbols):
+            assert fast_arith.decode_one_probs(bits, state, row) == decoder.decode(ref_arith.quantize(row)) == symbol
+            assert (int(state[0]), int(state[1]), int(state[2])) == (decoder.offset, decoder.range, decoder.position)
+    for bad, message in ((np.full(257, 1e306), "too large"), (np.zeros(257), "positive sum")):
+        with pytest.raises(CoderError, match=message):
+            fast_arith.decode_one_probs(bits, state, bad)

@@ -10,13 +10,15 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
   (the protocol in ref/models.py): the row of context c is the last row of next_probs([c]) either way.
 - A whole-prefix model (context_length None, M1) is evaluated as ref does: the encoder in one call on the whole
   sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), the decoder once per
-  symbol on the prefix, with the coder steps compiled.
+  symbol on the prefix. Its float rows go to the fused coder (fast.cpu.arithmetic.encode_probs /
+  decode_one_probs): quantize's rule evaluated only at the CDF entries the coder reads, the same bits and errors
+  as quantize + coder, without building 258-entry CDFs the coder mostly ignores.
 """
 import numpy as np
 from numba import njit
 
 from fast.cpu.arithmetic import (_check_bits, _consume, _decoder_start, _encode_rows, _find, check_precision,
-                                 quantize)
+                                 decode_one_probs, encode_probs, quantize)
 from ref.ac import check_symbols  # noqa: F401 (shared validation, re-exported)
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
@@ -130,14 +132,6 @@ def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
     return count, missing
 
 
-@njit(cache=True)
-def _decode_one(bits, state, cdf, precision):
-    """One symbol with a given CDF (the whole-prefix model path); state [offset, range, position] is updated."""
-    symbol = _find(state[0], state[1], cdf, precision)
-    state[0], state[1], state[2] = _consume(state[0], state[1], state[2], bits, 0, cdf, symbol, precision)
-    return symbol
-
-
 def _report(progress, total):
     """Call progress in PROGRESS_EVERY steps and a remainder, as ref.ac does."""
     if progress is not None:
@@ -153,14 +147,13 @@ def compress(symbols, model, precision=14, progress=None):
     if uses_table(model):
         table = ContextTable(model, precision)
         rows = table.rows(table.sequence_ids(symbols))  # [n]
-        cdfs = table.cdfs
+        bits = _encode_rows(table.cdfs, rows, symbols, int(precision))
     elif len(symbols):
-        inputs = np.concatenate([[BOS], symbols[:-1]])[None]  # [1, n]: row t is the CDF of symbol t
-        cdfs = quantize(np.asarray(model.next_probs(inputs))[0], precision)
-        rows = np.arange(len(symbols), dtype=np.int64)
+        inputs = np.concatenate([[BOS], symbols[:-1]])[None]  # [1, n]: row t is the distribution of symbol t
+        bits = encode_probs(np.asarray(model.next_probs(inputs))[0], symbols, precision)
     else:
-        cdfs, rows = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    bits = _encode_rows(cdfs, rows, symbols, int(precision))
+        bits = _encode_rows(np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64), symbols,
+                            int(precision))
     _report(progress, len(symbols))
     return bits
 
@@ -182,7 +175,7 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
         for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
             probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
-            out[index] = _decode_one(bits, state, quantize(probs, precision), int(precision))
+            out[index] = decode_one_probs(bits, state, probs, precision)
             inputs[index + 1] = out[index]
     _report(progress, len(out))
     return out

@@ -12,17 +12,22 @@ buffer (uint8 0/1, MSB first), shared by
 - array kernels that code a whole stream in one call: `encode_rows(cdfs, rows, symbols)` codes symbol i with
   CDF cdfs[rows[i]] (a table of CDFs indexed by context row, so a finite-context model costs no Python per
   symbol), `decode_rows` is its inverse; `encode_cdfs` / `decode_cdfs` are the rows = 0..n-1 case;
-- a fused path from float rows, `encode_probs` / `decode_probs`: quantize's rule evaluated only at the CDF
-  entries the coder reads, same integers and bits as quantize followed by encode_cdfs / decode_cdfs.
+- a fused path from float rows, `encode_probs` / `decode_probs` (and `decode_one_probs`, one row per call, for
+  decoders whose next row depends on the last symbol): quantize's rule evaluated only at the CDF entries the
+  coder reads, same integers, bits and errors as quantize followed by encode_cdfs / decode_cdfs.
 """
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from ref.arithmetic import FULL, HALF, MAX_PRECISION, STATE_BITS, CoderError, check_precision  # noqa: F401 (re-exported)
+from ref.arithmetic import (FULL, HALF, MAX_PRECISION, STATE_BITS, TOO_LARGE, CoderError,  # noqa: F401
+                             check_precision)  # (re-exported)
 
 __all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_precision", "quantize",
            "check_cdf", "check_cdfs", "Encoder", "Decoder", "encode_rows", "decode_rows", "encode_cdfs",
-           "decode_cdfs", "encode_probs", "decode_probs"]
+           "decode_cdfs", "encode_probs", "decode_probs", "decode_one_probs"]
 
 MASK = FULL - 1
 MAX_BITS_PER_SYMBOL = 64  # renormalisation emits at most ~precision + 2 bits per symbol; room to spare
@@ -46,35 +51,34 @@ def _room_for_a_symbol(buf, n_bits):
 def _quantize_rows(probs, precision):
     """(int64 CDFs [R, V+1], error) of float64 probs [R, V]: ref.arithmetic.quantize's rule, operation for operation.
 
-    Validation rides along in the same pass: error 1 = a non-finite or negative entry, 2 = a row summing to 0
-    (ref checks the first before the second, so 1 wins).
+    Validation rides along in the same pass, with ref's precedence over all rows: error 1 = a non-finite or
+    negative entry anywhere, else 2 = a row summing to 0, else 3 = a row whose sum times F overflows (TOO_LARGE).
     """
     n_rows, n_symbols = probs.shape
     free = float((1 << precision) - n_symbols)
     top = (1 << precision) - n_symbols
     cdf = np.empty((n_rows, n_symbols + 1), dtype=np.int64)
     cumulative = np.empty(n_symbols, dtype=np.float64)
-    error = 0
+    bad_entry = zero_sum = too_large = False
     for r in range(n_rows):
         running = 0.0
         for k in range(n_symbols):  # sequential left-to-right sum, like np.cumsum
             value = probs[r, k]
             if not (value >= 0.0 and value <= np.inf) or value == np.inf:
-                error = 1
+                bad_entry = True
             running = running + value
             cumulative[k] = running
         total = cumulative[n_symbols - 1]
-        if error:
-            continue
-        if not total > 0.0:
-            error = 2
-            continue
+        zero_sum |= not total > 0.0
+        too_large |= not total * free < np.inf
+        if bad_entry or zero_sum or too_large:
+            continue  # an error will be raised: no CDF needed
         cdf[r, 0] = 0
         for k in range(n_symbols):
             share = np.floor((cumulative[k] * free) / total + 0.5)
             cdf[r, k + 1] = (top if share >= free else np.int64(share)) + k + 1
         cdf[r, n_symbols] = 1 << precision
-    return cdf, error
+    return cdf, (1 if bad_entry else 2 if zero_sum else 3 if too_large else 0)
 
 
 def quantize(probs, precision=14):
@@ -90,6 +94,8 @@ def quantize(probs, precision=14):
         raise CoderError("probabilities must be finite and non-negative")
     if error == 2:
         raise CoderError("probabilities must have a positive sum")
+    if error == 3:
+        raise CoderError(TOO_LARGE)
     return cdf.reshape(probs.shape[:-1] + (n_symbols + 1,))
 
 
@@ -455,10 +461,39 @@ class Decoder:
 # fused path: code straight from float probability rows, without building whole CDFs
 #
 # quantize + encode_cdfs spends most of its time on the 257 divisions per row that build the integer CDF, yet the
-# encoder reads only cdf[s] and cdf[s+1] and the decoder's binary search about log2(V) entries. The rule's
-# cumulative sum C_k must still run over the whole row (its total S = C_V enters every entry), but
+# encoder reads only cdf[s] and cdf[s+1] and the decoder about two entries near the symbol. The rule's cumulative
+# sum C_k must still run over the whole row (its total S = C_V enters every entry), but
 # cdf_k = k + min(F, floor(((C_k * F) / S) + 0.5)) is evaluated only where it is read. Same float operations in the
 # same order as _quantize_rows (no fastmath: no reassociation, no FMA), so the integers and the bits are identical.
+#
+# What bounds it (bench/coder_speed.py, README "Backends and speed"): a 257-entry float64 row is 2 KB, so a long
+# stream is read from L3/RAM at roughly a vectorised read's speed, and the rule's sum is a chain of 257 dependent
+# adds per row. The kernels below keep both busy at once: rows are summed BLOCK at a time (BLOCK independent chains
+# fill the adder's pipeline), each block is first read by a vectorised sign check (one sequential stream, which
+# brings it into L1 for the sum), and the sum loop prefetches the block after next, so the memory traffic of later
+# rows overlaps the arithmetic of this one.
+
+
+@intrinsic
+def _prefetch(typingctx, array, index):
+    """Hint the CPU to start loading array[index] into cache (llvm.prefetch; read, keep in L2). No effect on values.
+
+    Numba has no prefetch of its own. A prefetch never faults, so an index past the end would be harmless, but the
+    callers clamp it anyway.
+    """
+    def codegen(context, builder, signature, args):
+        array_type = signature.args[0]
+        handle = context.make_array(array_type)(context, builder, args[0])
+        pointer = cgutils.get_item_pointer(context, builder, array_type, handle, [args[1]], wraparound=False)
+        byte_pointer = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        function = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [byte_pointer, i32, i32, i32]), "llvm.prefetch.p0i8")
+        # arguments: address, 0 = read, locality 2 (L2 and outer caches), 1 = data cache
+        builder.call(function, [builder.bitcast(pointer, byte_pointer), ir.Constant(i32, 0), ir.Constant(i32, 2),
+                                ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+    return types.void(array, index), codegen
 
 
 @njit(cache=True, inline="always")
@@ -474,52 +509,61 @@ def _cdf_entry(cumulative_k, k, total, n_symbols, precision):
     return (top if share >= free else np.int64(share)) + k
 
 
-BLOCK = 4  # rows summed side by side: one row's sum is a chain of V dependent adds, four chains overlap
+BLOCK = 8  # rows summed side by side: one row's sum is a chain of V dependent adds; eight chains fill the adders
 
 
 @njit(cache=True)
-def _cumulate_block(probs, first, cumulative, totals):
-    """Rule sums of rows first..first+3 side by side: cumulative[j, k] = C_{k+1} of row first+j, totals[j] = S.
+def _any_negative(probs, begin, end):
+    """True if rows begin..end-1 hold a negative entry (-0.0 is not negative).
 
-    Each row is still summed sequentially left to right (the rule); interleaving four independent rows only hides
-    the add latency that bounds a single row. Rows past the end repeat the last row (harmless, ignored). Returns
-    True if an entry is negative; NaN and infinities need no test of their own, since they make the total
-    non-finite, which _row_ok checks.
+    Not inlined and written as an integer count so that LLVM vectorises it; it runs just before the block's sum
+    and, reading the block as one sequential stream, also brings it into L1 for that sum. NaN and infinities need
+    no test here: they make the row's total non-finite, which _row_ok checks.
+    """
+    count = 0
+    for r in range(begin, end):
+        row = probs[r]
+        for k in range(row.shape[0]):
+            count += np.int64(np.float64(row[k]) < 0.0)
+    return count != 0
+
+
+@njit(cache=True, inline="always")
+def _cumulate_block(probs, first, cumulative, totals):
+    """Rule sums of rows first..first+7 side by side: cumulative[k, j] = C_{k+1} of row first+j, totals[j] = S.
+
+    Each row is still summed sequentially left to right in float64 (the rule; float32 entries widen exactly);
+    interleaving eight independent rows only hides the add latency that bounds a single row. Rows past the end
+    repeat the last row (harmless, ignored). The layout [k, j] keeps one k's eight stores in one cache line.
     """
     last = probs.shape[0] - 1
     row0, row1, row2, row3 = probs[min(first, last)], probs[min(first + 1, last)], \
         probs[min(first + 2, last)], probs[min(first + 3, last)]
-    sum0 = sum1 = sum2 = sum3 = 0.0
+    row4, row5, row6, row7 = probs[min(first + 4, last)], probs[min(first + 5, last)], \
+        probs[min(first + 6, last)], probs[min(first + 7, last)]
+    flat = probs.reshape(-1)
+    ahead, end = (first + 2 * BLOCK) * probs.shape[1], flat.shape[0] - 1  # the block after next, as one stream
+    sum0 = sum1 = sum2 = sum3 = sum4 = sum5 = sum6 = sum7 = 0.0
     for k in range(probs.shape[1]):
-        value0, value1 = np.float64(row0[k]), np.float64(row1[k])  # float32 -> float64 is exact
-        value2, value3 = np.float64(row2[k]), np.float64(row3[k])
-        sum0, sum1, sum2, sum3 = sum0 + value0, sum1 + value1, sum2 + value2, sum3 + value3
-        cumulative[0, k], cumulative[1, k], cumulative[2, k], cumulative[3, k] = sum0, sum1, sum2, sum3
+        _prefetch(flat, min(ahead + BLOCK * k, end))  # BLOCK * V entries ahead over V steps: the whole block
+        sum0, sum1 = sum0 + np.float64(row0[k]), sum1 + np.float64(row1[k])
+        sum2, sum3 = sum2 + np.float64(row2[k]), sum3 + np.float64(row3[k])
+        sum4, sum5 = sum4 + np.float64(row4[k]), sum5 + np.float64(row5[k])
+        sum6, sum7 = sum6 + np.float64(row6[k]), sum7 + np.float64(row7[k])
+        out = cumulative[k]
+        out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7] = sum0, sum1, sum2, sum3, sum4, sum5, sum6, sum7
     totals[0], totals[1], totals[2], totals[3] = sum0, sum1, sum2, sum3
-    return _any_negative(probs, first, min(first + BLOCK, last + 1))
+    totals[4], totals[5], totals[6], totals[7] = sum4, sum5, sum6, sum7
 
 
 @njit(cache=True, inline="always")
-def _any_negative(probs, begin, end):
-    """True if rows begin..end-1 hold a negative entry: a separate loop over data still in cache, which LLVM
-    vectorises (folding the test into the summing loop above costs about a quarter of its speed)."""
-    negative = 0
-    for r in range(begin, end):
-        row = probs[r]
-        for k in range(row.shape[0]):
-            negative |= np.float64(row[k]) < 0.0
-    return negative != 0
+def _row_ok(total, n_symbols, precision):
+    """True if a row's total can be quantized: positive, and total * F finite (so every C_k * F is: C_k <= S).
 
-
-@njit(cache=True, inline="always")
-def _row_ok(total, negative):
-    """True if a row summed to a finite positive total with no negative entry (in its block).
-
-    A False row stops the kernel and the caller reruns the unfused quantize + coder, which raises quantize's error
-    (its precedence over rows included) or, for finite entries whose sum overflows to inf, does whatever that path
-    does; either way the fused path behaves exactly like the unfused one.
+    A False row (or a negative entry in its block) stops the kernel and the caller reruns quantize, which raises
+    the row's CoderError with quantize's precedence over rows; the fused path thus fails exactly like the unfused.
     """
-    return (not negative) and total > 0.0 and total < np.inf
+    return total > 0.0 and total * float((1 << precision) - n_symbols) < np.inf
 
 
 @njit(cache=True)
@@ -532,32 +576,33 @@ def _encode_probs(probs, symbols, precision):
     n_rows, n_symbols = probs.shape
     buf = np.zeros(64 + n_rows * 4, dtype=np.uint8)  # grown by _room_for_a_symbol if need be
     low, range_, n_bits = np.int64(0), np.int64(FULL), 0
-    cumulative = np.empty((BLOCK, n_symbols), dtype=np.float64)
+    cumulative = np.empty((n_symbols, BLOCK), dtype=np.float64)
     totals = np.empty(BLOCK, dtype=np.float64)
     pair = np.empty(2, dtype=np.int64)
     for first in range(0, n_rows, BLOCK):
-        negative = _cumulate_block(probs, first, cumulative, totals)
-        for j in range(min(BLOCK, n_rows - first)):
+        stop = min(first + BLOCK, n_rows)
+        if _any_negative(probs, first, stop):
+            return buf[:0], False
+        _cumulate_block(probs, first, cumulative, totals)
+        for j in range(stop - first):
             s, total = symbols[first + j], totals[j]
-            if not _row_ok(total, negative):
+            if not _row_ok(total, n_symbols, precision):
                 return buf[:0], False
-            below = cumulative[j, s - 1] if s > 0 else 0.0  # C_s (cdf_0 = 0 reads no sum)
+            below = cumulative[s - 1, j] if s > 0 else 0.0  # C_s (cdf_0 = 0 reads no sum)
             pair[0] = _cdf_entry(below, s, total, n_symbols, precision)
-            pair[1] = _cdf_entry(cumulative[j, s], s + 1, total, n_symbols, precision)
+            pair[1] = _cdf_entry(cumulative[s, j], s + 1, total, n_symbols, precision)
             buf = _room_for_a_symbol(buf, n_bits)
             low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, pair, 0, precision)
     return _finish(low, range_, n_bits, buf), True
 
 
-@njit(cache=True, inline="always")
-def _find_in_row(offset, range_, cumulative, total, precision):
-    """(symbol, cdf[symbol], cdf[symbol+1]): _find's binary search, evaluating cdf_k only at the probed k.
+@njit(cache=True)
+def _search_exact(target, cumulative, total, precision):
+    """(symbol, cdf[symbol], cdf[symbol+1]) by _find's binary search, evaluating the exact cdf_k at each probe.
 
-    cumulative[k] holds C_{k+1}; the ends cdf_0 = 0 and cdf_V = 2^p are known, so about log2(V) entries are
-    computed instead of V.
+    cumulative[k] holds C_{k+1}; the ends cdf_0 = 0 and cdf_V = 2^p are known. The fallback of _find_in_row.
     """
     n_symbols = cumulative.shape[0]
-    target = (((offset + 1) << precision) - 1) // range_
     lo, hi = 0, n_symbols  # invariant: cdf_lo <= target < cdf_hi
     cdf_lo, cdf_hi = np.int64(0), np.int64(1) << precision
     while hi - lo > 1:
@@ -570,28 +615,95 @@ def _find_in_row(offset, range_, cumulative, total, precision):
     return lo, cdf_lo, cdf_hi
 
 
+@njit(cache=True, inline="always")
+def _find_in_row(offset, range_, cumulative, total, precision):
+    """(symbol, cdf[symbol], cdf[symbol+1]): _find's answer for the row's quantized CDF, cumulative[k] = C_{k+1}.
+
+    An exact binary search costs a division per probe, each waiting on the last. Instead a division-free guess:
+    a_k = k + C_k * (F / S) is within about 0.5 of cdf_k and non-decreasing in k, so a branchless binary search for
+    the largest k with a_k <= target lands on the answer or next to it. The guess is then checked with the exact
+    rule (cdf_k <= target < cdf_{k+1}, two independent divisions); if the check fails -- a neighbour, or a row whose
+    F / S is not finite (a subnormal total) -- the exact search decides. The guess only saves time: the answer is
+    always the exact rule's, the same as _find on quantize's CDF.
+    """
+    n_symbols = cumulative.shape[0]
+    target = (((offset + 1) << precision) - 1) // range_
+    scale, goal = float((1 << precision) - n_symbols) / total, float(target)
+    guess, step = 0, 1
+    while 2 * step < n_symbols:
+        step *= 2
+    while step > 0:  # largest k in 0..V-1 with a_k <= target (a_0 = 0 <= target)
+        probe = guess + step
+        inside = min(probe, n_symbols - 1)
+        guess = probe if probe < n_symbols and cumulative[inside - 1] * scale + probe <= goal else guess
+        step >>= 1
+    below = cumulative[guess - 1] if guess > 0 else 0.0
+    cdf_lo = _cdf_entry(below, guess, total, n_symbols, precision)
+    cdf_hi = _cdf_entry(cumulative[guess], guess + 1, total, n_symbols, precision)
+    if cdf_lo <= target < cdf_hi:
+        return guess, cdf_lo, cdf_hi
+    return _search_exact(target, cumulative, total, precision)
+
+
 @njit(cache=True)
 def _decode_probs(bits, probs, precision):
     """(symbols [n], ok): the inverse of _encode_probs (tail bits read as 0); ok False: a bad row.
 
-    The rows are known up front, so their sums are taken four at a time like the encoder's; the search then
-    evaluates cdf_k only where it probes.
+    The rows are known up front, so their sums are taken BLOCK at a time like the encoder's; the search then
+    evaluates cdf_k only near the answer.
     """
     n_rows, n_symbols = probs.shape
     offset, range_, position = _decoder_start(bits, 0)
     symbols = np.empty(n_rows, dtype=np.int64)
-    cumulative = np.empty((BLOCK, n_symbols), dtype=np.float64)
+    cumulative = np.empty((n_symbols, BLOCK), dtype=np.float64)
     totals = np.empty(BLOCK, dtype=np.float64)
     pair = np.empty(2, dtype=np.int64)
     for first in range(0, n_rows, BLOCK):
-        negative = _cumulate_block(probs, first, cumulative, totals)
-        for j in range(min(BLOCK, n_rows - first)):
-            if not _row_ok(totals[j], negative):
+        stop = min(first + BLOCK, n_rows)
+        if _any_negative(probs, first, stop):
+            return symbols[:0], False
+        _cumulate_block(probs, first, cumulative, totals)
+        for j in range(stop - first):
+            if not _row_ok(totals[j], n_symbols, precision):
                 return symbols[:0], False
-            symbol, pair[0], pair[1] = _find_in_row(offset, range_, cumulative[j], totals[j], precision)
+            symbol, pair[0], pair[1] = _find_in_row(offset, range_, cumulative[:, j], totals[j], precision)
             offset, range_, position = _consume(offset, range_, position, bits, 0, pair, 0, precision)
             symbols[first + j] = symbol
     return symbols, True
+
+
+@njit(cache=True)
+def _decode_one_probs(bits, state, row, precision):
+    """(symbol, ok): one symbol decoded with quantize(row) (a [V] float row); state [offset, range, position].
+
+    For decoders that get one row per symbol (a whole-prefix model's next row depends on the symbol just
+    decoded): the row's rule sum, then the same search and update as _decode_probs. ok False: a bad row, the
+    state is unchanged.
+    """
+    n_symbols = row.shape[0]
+    cumulative = np.empty(n_symbols, dtype=np.float64)
+    running, negative = 0.0, False
+    for k in range(n_symbols):
+        value = np.float64(row[k])
+        negative |= value < 0.0
+        running = running + value
+        cumulative[k] = running
+    if negative or not _row_ok(running, n_symbols, precision):
+        return -1, False
+    pair = np.empty(2, dtype=np.int64)
+    symbol, pair[0], pair[1] = _find_in_row(state[0], state[1], cumulative, running, precision)
+    state[0], state[1], state[2] = _consume(state[0], state[1], state[2], bits, 0, pair, 0, precision)
+    return symbol, True
+
+
+def _raise_quantize_error(probs, precision):
+    """Raise the CoderError quantize raises for probs: a fused kernel stopped at a row it cannot quantize (_row_ok).
+
+    Rerunning quantize gives its message and its precedence over rows, so the fused path fails exactly like
+    quantize + coder.
+    """
+    quantize(probs, precision)
+    raise AssertionError("a fused kernel rejected rows that quantize accepts")
 
 
 def _check_probs(probs, precision):
@@ -612,7 +724,8 @@ def encode_probs(probs, symbols, precision=14):
 
     Identical to encode_cdfs(quantize(probs, precision), symbols, precision) -- and so to ref's Encoder -- but only
     the two CDF entries the coder reads are computed. probs [n, V] float32 or float64 (other dtypes are converted),
-    unnormalised rows allowed; the same CoderErrors as quantize for non-finite, negative or zero-sum rows.
+    unnormalised rows allowed; the same CoderErrors as quantize (non-finite, negative, zero-sum or too-large rows).
+    float32 rows are widened to float64 exactly, as quantize does, so they code like the same values in float64.
     """
     probs = _check_probs(probs, precision)
     symbols = np.asarray(symbols)
@@ -625,8 +738,8 @@ def encode_probs(probs, symbols, precision=14):
     if bad.any():
         raise CoderError(f"symbol {int(symbols[bad][0])} out of range for a CDF over {probs.shape[1]} symbols")
     bits, ok = _encode_probs(probs, symbols, int(precision))
-    if not ok:  # the unfused path gives quantize's error (see _row_ok)
-        return encode_cdfs(quantize(probs, precision), symbols, precision)
+    if not ok:
+        _raise_quantize_error(probs, precision)
     return bits
 
 
@@ -640,6 +753,22 @@ def decode_probs(bits, probs, precision=14):
     probs = _check_probs(probs, precision)
     bits = _check_bits(bits)
     symbols, ok = _decode_probs(bits, probs, int(precision))
-    if not ok:  # the unfused path gives quantize's error (see _row_ok)
-        return decode_cdfs(bits, quantize(probs, precision), precision)
+    if not ok:
+        _raise_quantize_error(probs, precision)
     return symbols
+
+
+def decode_one_probs(bits, state, row, precision=14):
+    """One symbol decoded with quantize(row) ([V] floats), state [offset, range, position] (int64) updated in place.
+
+    The per-symbol fused step for decoders whose next row depends on the symbol just decoded (fast.cpu.ac with a
+    whole-prefix model); state starts as np.array(_decoder_start(bits, 0)). Same symbol and state as _find and
+    _consume on quantize(row); a row quantize rejects raises its CoderError.
+    """
+    row = np.asarray(row)
+    if row.dtype not in (np.float32, np.float64):
+        row = row.astype(np.float64)
+    symbol, ok = _decode_one_probs(bits, state, row, int(precision))
+    if not ok:
+        _raise_quantize_error(row[None], precision)
+    return int(symbol)
