@@ -1,6 +1,6 @@
 """Coder speed, measured side by side in one run: ref vs fast.cpu vs the `constriction` range coder.
 
-    python bench/coder_speed.py [--symbols 50000] [--ref-symbols 4000] [--repeats 3]
+    python bench/coder_speed.py [--symbols 50000] [--ref-symbols 4000] [--rounds 9] [--repeats 3]
 
 1. A stream of 257-symbol distributions: the order-2 Markov rows (ref.models.MarkovModel.fit on tinyshakespeare) of
    the first --symbols bytes of tinyshakespeare, one float64 row per symbol. Coded by
@@ -10,6 +10,8 @@
      decode_probs, which evaluate the quantize rule only at the CDF entries the coder reads (same bits);
    - constriction: queue.RangeEncoder/RangeDecoder with model.Categorical(perfect=False) on the float rows
      (it quantizes each row internally, to its own fixed point: its bits differ from ours by design).
+   The same rows as float32 (what a float32 model hands over) go to the fused path and to constriction.
+   Contenders of one group run in turn, round after round (interleaved_times), and each ratio is taken per round.
 2. Equal-Info compression/decompression of tinyshakespeare (b = 16, precision 14, order-2 Markov model), bytes/s of
    fast.cpu vs ref (ref on the first --ref-bytes bytes).
 constriction is a bench-only dependency (pip install constriction); the package never imports it.
@@ -46,6 +48,23 @@ def best_time(function, repeats):
     return min(times), result
 
 
+def interleaved_times(functions, rounds):
+    """{name: [seconds] * rounds}: every function called once per round, round after round (after a warm-up call).
+
+    On a shared machine the load changes from second to second; calling the contenders in turn exposes them to the
+    same load, so the per-round ratios are steadier than ratios of separately taken times.
+    """
+    for function in functions.values():
+        function()
+    times = {name: [] for name in functions}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            begin = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - begin)
+    return times
+
+
 def ref_encode(cdfs, symbols):
     encoder = ref_arith.Encoder(14)
     for cdf, symbol in zip(cdfs, symbols):
@@ -63,7 +82,8 @@ def main():
     parser.add_argument("--symbols", type=int, default=50_000)
     parser.add_argument("--ref-symbols", type=int, default=4_000)
     parser.add_argument("--ref-bytes", type=int, default=20_000)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="Equal-Info timings: best of this many")
+    parser.add_argument("--rounds", type=int, default=9, help="interleaved rounds of the coder comparison")
     args = parser.parse_args()
     import constriction
 
@@ -79,54 +99,69 @@ def main():
 
     rows = np.arange(n, dtype=np.int64)
     bits = fast_arith.encode_cdfs(cdfs, symbols)
-    assert np.array_equal(bits, ref_encode(cdfs[:n], symbols)) if n <= 20_000 else True
-    timings = {}
-    timings["ref encode"] = best_time(lambda: ref_encode(cdfs[:n_ref], symbols[:n_ref]), 1)[0] / n_ref
     ref_bits = ref_encode(cdfs[:n_ref], symbols[:n_ref])
-    timings["ref decode"] = best_time(lambda: ref_decode(ref_bits, cdfs[:n_ref]), 1)[0] / n_ref
-    timings["fast encode (CDFs, validated)"] = best_time(lambda: fast_arith.encode_cdfs(cdfs, symbols),
-                                                        args.repeats)[0] / n
-    timings["fast encode (kernel only)"] = best_time(lambda: fast_arith._encode_rows(cdfs, rows, symbols, 14),
-                                                     args.repeats)[0] / n
-    timings["fast quantize + encode"] = best_time(
-        lambda: fast_arith.encode_cdfs(fast_arith.quantize(probs, 14), symbols), args.repeats)[0] / n
-    timings["fast.cpu fused quantize+code from floats encode"] = best_time(
-        lambda: fast_arith.encode_probs(probs, symbols, 14), args.repeats)[0] / n
+    assert np.array_equal(bits[:len(ref_bits) - 2], ref_bits[:-2])  # the same stream (finish() may differ)
+    probs32 = probs.astype(np.float32)  # the same distributions as float32 rows (what a float32 M1 hands over)
+    bits32 = fast_arith.encode_probs(probs32, symbols, 14)
     assert np.array_equal(fast_arith.encode_probs(probs, symbols, 14), bits)
-    timings["fast decode (CDFs, validated)"] = best_time(lambda: fast_arith.decode_cdfs(bits, cdfs),
-                                                        args.repeats)[0] / n
-    timings["fast decode (kernel only)"] = best_time(lambda: fast_arith._decode_rows(bits, cdfs, rows, 14),
-                                                     args.repeats)[0] / n
-    timings["fast quantize + decode"] = best_time(
-        lambda: fast_arith.decode_cdfs(bits, fast_arith.quantize(probs, 14)), args.repeats)[0] / n
-    timings["fast.cpu fused quantize+code from floats decode"] = best_time(
-        lambda: fast_arith.decode_probs(bits, probs, 14), args.repeats)[0] / n
-    assert np.array_equal(fast_arith.decode_cdfs(bits, cdfs), symbols)
     assert np.array_equal(fast_arith.decode_probs(bits, probs, 14), symbols)
-
+    assert np.array_equal(fast_arith.decode_probs(bits32, probs32, 14), symbols)
+    assert np.array_equal(bits32, fast_arith.encode_cdfs(fast_arith.quantize(probs32, 14), symbols))
     family = constriction.stream.model.Categorical(perfect=False)
     symbols32 = symbols.astype(np.int32)
 
-    def c_encode():
+    def c_encode(rows_):
         encoder = constriction.stream.queue.RangeEncoder()
-        encoder.encode(symbols32, family, probs)
+        encoder.encode(symbols32, family, rows_)
         return encoder.get_compressed()
 
-    def c_decode(compressed):
-        return constriction.stream.queue.RangeDecoder(compressed).decode(family, probs)
+    def c_decode(compressed, rows_):
+        return constriction.stream.queue.RangeDecoder(compressed).decode(family, rows_)
 
-    timings["constriction encode (floats)"], compressed = best_time(c_encode, args.repeats)
-    timings["constriction encode (floats)"] /= n
-    timings["constriction decode (floats)"] = best_time(lambda: c_decode(compressed), args.repeats)[0] / n
-    assert np.array_equal(c_decode(compressed), symbols32)
+    compressed, compressed32 = c_encode(probs), c_encode(probs32)
+    assert np.array_equal(c_decode(compressed, probs), symbols32)
+    assert np.array_equal(c_decode(compressed32, probs32), symbols32)
 
-    print(f"{'coder':48s} {'Msymbols/s':>11s} {'vs ref':>8s} {'vs constriction':>16s}")
-    for kind in ("encode", "decode"):
-        c = timings[f"constriction {kind} (floats)"]
-        for name, seconds in timings.items():
-            if kind in name:
-                print(f"{name:48s} {1e-6 / seconds:11.2f} {timings['ref ' + kind] / seconds:7.0f}x "
-                      f"{c / seconds:15.2f}x")
+    per_symbol = {"ref": {}, "fast": {}}  # seconds per symbol
+    per_symbol["ref"]["encode"] = best_time(lambda: ref_encode(cdfs[:n_ref], symbols[:n_ref]), 1)[0] / n_ref
+    per_symbol["ref"]["decode"] = best_time(lambda: ref_decode(ref_bits, cdfs[:n_ref]), 1)[0] / n_ref
+    contenders = {  # (kind, row dtype) -> {name: call}; one interleaved measurement per group
+        ("encode", "float64"): {
+            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith._encode_rows(cdfs, rows, symbols, 14),
+            "fast.cpu, CDF array validated first": lambda: fast_arith.encode_cdfs(cdfs, symbols),
+            "fast.cpu, quantize from floats + code": lambda: fast_arith.encode_cdfs(fast_arith.quantize(probs, 14),
+                                                                                    symbols),
+            "fast.cpu, fused from floats (encode_probs)": lambda: fast_arith.encode_probs(probs, symbols, 14),
+            "constriction": lambda: c_encode(probs)},
+        ("decode", "float64"): {
+            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith._decode_rows(bits, cdfs, rows, 14),
+            "fast.cpu, CDF array validated first": lambda: fast_arith.decode_cdfs(bits, cdfs),
+            "fast.cpu, quantize from floats + code": lambda: fast_arith.decode_cdfs(bits,
+                                                                                    fast_arith.quantize(probs, 14)),
+            "fast.cpu, fused from floats (decode_probs)": lambda: fast_arith.decode_probs(bits, probs, 14),
+            "constriction": lambda: c_decode(compressed, probs)},
+        ("encode", "float32"): {
+            "fast.cpu, fused from floats (encode_probs)": lambda: fast_arith.encode_probs(probs32, symbols, 14),
+            "constriction": lambda: c_encode(probs32)},
+        ("decode", "float32"): {
+            "fast.cpu, fused from floats (decode_probs)": lambda: fast_arith.decode_probs(bits32, probs32, 14),
+            "constriction": lambda: c_decode(compressed32, probs32)},
+    }
+    print(f"{args.rounds} interleaved rounds per group; median Msymbols/s, and the median and range over rounds of "
+          f"the time ratio constriction / this (above 1: faster than constriction)")
+    print(f"{'rows':8s} {'':7s} {'coder':46s} {'Msym/s':>7s} {'vs ref':>7s} {'vs constriction (range)':>26s}")
+    for (kind, dtype), functions in contenders.items():
+        times = interleaved_times(functions, args.rounds)
+        theirs = np.array(times["constriction"])
+        if dtype == "float64":
+            print(f"{dtype:8s} {kind:7s} {'ref (one Python call per symbol, CDFs given)':46s} "
+                  f"{1e-6 / per_symbol['ref'][kind]:7.2f} {1:6.0f}x")
+        for name, seconds in times.items():
+            seconds = np.array(seconds)
+            ratios = theirs / seconds
+            median = float(np.median(seconds)) / n
+            print(f"{dtype:8s} {kind:7s} {name:46s} {1e-6 / median:7.2f} {per_symbol['ref'][kind] / median:6.0f}x "
+                  f"{np.median(ratios):10.2f}x ({ratios.min():.2f}-{ratios.max():.2f})")
     print(f"bits/symbol: ours {len(bits) / n:.4f}, constriction {32 * len(compressed) / n:.4f}\n")
 
     # Equal-Info on tinyshakespeare
