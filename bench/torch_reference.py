@@ -6,14 +6,15 @@ import math
 from ref import transformer as tr
 
 
-def torch_loss_fn(weights, cfg, seq_len, torch):
+def torch_loss_fn(weights, cfg, seq_len, torch, device=None):
     """loss(inputs, targets) -> scalar tensor (mean CE + z-loss, all weights 1), autograd for the backward.
 
-    weights: dict name -> torch tensor (requires_grad) with DESIGN.md's names; inputs/targets: long tensors [B, T].
+    weights: dict name -> torch tensor (requires_grad) with DESIGN.md's names; inputs/targets: long tensors [B, T];
+    device: where the bucket table and mask live (that of the weights; None: the CPU).
     """
     T = seq_len
-    buckets = torch.tensor(tr.bucket_table(T, cfg.num_buckets, cfg.max_distance))
-    mask = torch.triu(torch.full((T, T), float("-inf")), diagonal=1)
+    buckets = torch.tensor(tr.bucket_table(T, cfg.num_buckets, cfg.max_distance), device=device)
+    mask = torch.triu(torch.full((T, T), float("-inf"), device=device), diagonal=1)
     H, dh = cfg.n_heads, cfg.head_dim
 
     def norm(x, scale):

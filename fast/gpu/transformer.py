@@ -25,7 +25,7 @@ from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, n
     RMS_EPS, SIZES, Config, _check_inputs, _dtype_of, bucket_table, check_params, count_params, flops_per_token,
     init_params, make_config, param_shapes, relative_position_bucket)
 
-from . import blas, device
+from . import device
 from . import kernels_nn as K
 from .blas import matmul, matmul_precision, set_matmul_precision  # noqa: F401  (re-exported)
 from .device import GPUUnavailable, to_device, to_host  # noqa: F401  (re-exported)
