@@ -84,8 +84,7 @@ def matmul(a, b, out=None, trans_a=False, trans_b=False, alpha=1.0, accumulate=F
 def _gemm_float32(a, b, out, trans_a, trans_b, alpha, accumulate):
     """cublasGemmEx / cublasGemmStridedBatchedEx on float32 arrays with the chosen compute type."""
     import cupy
-    from cupy_backends.cuda.api import runtime
-    from cupy_backends.cuda.libs import cublas
+    from cupy.cuda import cublas, runtime  # CuPy's wrappers of cuBLAS and the CUDA runtime (cupy_backends)
 
     batched = a.ndim == 3
     if b.ndim != a.ndim or a.ndim not in (2, 3) or (batched and a.shape[0] != b.shape[0]):
