@@ -11,10 +11,17 @@ Speed comes from loop order, never from reordering a sum:
   updates that block's outputs across j in a vectorisable inner loop (each y[r, j] still sees k = 0, 1, ... in
   order); blocks run in parallel;
 - attention runs one (sequence, head) pair per parallel task and visits only keys j <= i (the reference's extra
-  future terms are exact zeros, so skipping them changes nothing).
+  future terms are exact zeros, so skipping them changes nothing);
+- parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
+  scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
+  afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
+  multiply-adds. Thread counts never change a value (each output's loop order is fixed).
 """
+import contextlib
+
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -22,6 +29,7 @@ from ref.exact_m1 import EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, L
 from ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
+PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
 
 
@@ -68,16 +76,29 @@ def _matmul(x, w, y):
                     y_row[j] += x_rk * w_row[j]
 
 
+@contextlib.contextmanager
+def _threads_for(work):
+    """Numba's thread count for a call of `work` multiply-adds: all threads if it is large, else one."""
+    before = numba.get_num_threads()
+    if work < PARALLEL_WORK and before > 1:
+        numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def matmul(x, w):
     """y = x @ w with k summed in order.   x [N, n], w [n, m] -> y [N, m]"""
     y = np.empty((x.shape[0], w.shape[1]), dtype=w.dtype)
-    _matmul(np.ascontiguousarray(x, dtype=w.dtype), np.ascontiguousarray(w), y)
+    with _threads_for(y.size * w.shape[0]):
+        _matmul(np.ascontiguousarray(x, dtype=w.dtype), np.ascontiguousarray(w), y)
     return y
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _rms_norm(x, scale, width, zero, one, eps, y):
-    for r in prange(x.shape[0]):
+    for r in range(x.shape[0]):
         total = zero
         for i in range(x.shape[1]):
             total += x[r, i] * x[r, i]
@@ -131,15 +152,16 @@ def attention(h, params, prefix, cfg, batch, length):
     buckets = np.ascontiguousarray(bucket_table(length, cfg.num_buckets, cfg.max_distance))  # [T, T]
     dtype = h.dtype.type
     out = np.empty(shape, dtype=h.dtype)
-    _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets, dtype(1.0 / math.sqrt(cfg.head_dim)),
-            dtype(0), out)
+    with _threads_for(batch * cfg.n_heads * length * length * cfg.head_dim):
+        _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets, dtype(1.0 / math.sqrt(cfg.head_dim)),
+                dtype(0), out)
     return matmul(out.reshape(batch * length, -1), params[prefix + "wo"])
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _gated_relu(gate, up, zero):
     """gate <- max(gate, 0) * up, in place.   gate, up [N, ff]"""
-    for r in prange(gate.shape[0]):
+    for r in range(gate.shape[0]):
         for i in range(gate.shape[1]):
             g = gate[r, i]
             gate[r, i] = (g if g > zero else zero) * up[r, i]
@@ -164,9 +186,9 @@ def logits(params, cfg, inputs):
     return out.reshape(batch, length, -1)
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def _softmax64(rows, out):
-    for r in prange(rows.shape[0]):
+    for r in range(rows.shape[0]):
         top = -np.inf
         for i in range(rows.shape[1]):
             top = max(top, np.float64(rows[r, i]))
