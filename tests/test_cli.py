@@ -212,3 +212,41 @@ def test_subprocess_error_has_status_2_and_no_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("equalinfo: error: truncated file") and "Traceback" not in result.stderr
     assert result.stdout == "" and not (tmp_path / "o").exists()
+
+
+# ------------------------------------------------------------------------------------------------------- threads
+
+def test_threads_option_sets_both_pools(capsys, files, tmp_path):
+    """--threads N sets Numba's pool and NumPy's OpenBLAS to N for the command; out of range: a clear error."""
+    import numba
+
+    from fast.cpu import threads
+
+    packed, unpacked = tmp_path / "t.eqi", tmp_path / "t.out"
+    before = numba.get_num_threads(), threads.blas_threads()
+    try:
+        assert run(capsys, "compress", files["text"], packed, "--threads", 1)[0] == 0
+        assert numba.get_num_threads() == 1 and threads.blas_threads() in (1, None)
+        assert run(capsys, "decompress", packed, unpacked, "--threads", 1)[0] == 0
+        assert unpacked.read_bytes() == files["text"].read_bytes()
+        fails(capsys, "compress", files["text"], packed, "--threads", 0, says="--threads must be 1 to")
+        fails(capsys, "decompress", packed, unpacked, "--threads", 10_000, says="--threads must be 1 to")
+    finally:
+        threads.set_threads(before[0])
+    parser = cli.build_parser()
+    for argv in (["repro", "--out", "o"], ["train-m1", "--out", "o"], ["build", "--out", "o", "--method", "gzip"],
+                 ["train-m2", "--data", "d", "--out", "o"], ["eval", "--data", "d", "--m2", "m"]):
+        assert parser.parse_args(argv + ["--threads", "2"]).threads == 2
+
+
+def test_cli_quiets_idle_blas_threads_before_numpy_loads():
+    """The CLI sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS (fast/cpu/threads.py says why)."""
+    code = ("import os, sys; import train.cli; "
+            "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules)")
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.stdout.split() == ["4", "True"], result.stderr
+    code = "import numpy; from fast.cpu import threads; print(threads.quiet_idle_blas_threads())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr  # too late once NumPy is loaded, and it says so

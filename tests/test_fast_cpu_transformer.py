@@ -243,11 +243,13 @@ def test_shared_definitions_are_ref_s():
 def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     """The kernels' cross-row sums use fixed chunks, so one Numba thread and several give the same logits, gradients
     and optimizer updates. PARALLEL_MIN_ELEMENTS = 0 makes even this small problem run its kernels in parallel.
-    (Equality is asserted to 1e-12, not bit for bit: BLAS may round its products differently between calls.)"""
+    set_threads sets OpenBLAS's threads too (the CLI's --threads). (Equality is asserted to 1e-12, not bit for bit:
+    BLAS may round its products differently between calls and thread counts.)"""
     import numba
 
     from fast.cpu import kernels_nn
     from fast.cpu import optim as fo
+    from fast.cpu.threads import blas_threads, set_threads
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread only")
@@ -257,14 +259,15 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     inputs, targets, weights = batch(cfg, 18, 3, 150, padded=True)
     results = []
     for threads in (1, 2):
-        numba.set_num_threads(threads)
+        set_threads(threads)
+        assert numba.get_num_threads() == threads and blas_threads() in (threads, None)
         try:
             logits = ft.forward(params, cfg, inputs)
             loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
             opt = fo.Adafactor(min_dim_size_to_factor=16, clip_norm=0.1)
             new_params, state = opt.update(params, grads, opt.init(params), 0)
         finally:
-            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            set_threads(numba.config.NUMBA_NUM_THREADS)
         results.append((logits, loss, grads, new_params, state))
     (l1, loss1, g1, p1, s1), (l2, loss2, g2, p2, s2) = results
     assert rel_err(l1, l2) < 1e-12 and loss1 == pytest.approx(loss2, rel=1e-13)

@@ -25,14 +25,18 @@ import os
 import re
 import sys
 
-from ref.arithmetic import check_precision
-from ref.atomic import write_atomically
-from ref.equalinfo import check_window_bits
-from ref.fingerprint import fingerprint
-from ref.models import MarkovModel, UnigramModel
-from ref.symbols import N_SYMBOLS, bytes_to_symbols
-from train import codec, fileformat
-from train.backends import BackendUnavailable
+from fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
+
+threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of spinning (read when NumPy loads it)
+
+from ref.arithmetic import check_precision  # noqa: E402 (after the line above on purpose)
+from ref.atomic import write_atomically  # noqa: E402
+from ref.equalinfo import check_window_bits  # noqa: E402
+from ref.fingerprint import fingerprint  # noqa: E402
+from ref.models import MarkovModel, UnigramModel  # noqa: E402
+from ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
+from train import codec, fileformat  # noqa: E402
+from train.backends import BackendUnavailable  # noqa: E402
 
 PROG = "equalinfo"
 DEFAULT_WINDOW_BITS = 16
@@ -217,6 +221,7 @@ def build_parser():
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
                                "embedded in the file; or a model file from fit-model: only its fingerprint is "
                                f"stored (default {DEFAULT_MODEL})")
+    add_threads_option(compress)
     compress.set_defaults(run=compress_command)
 
     decompress = commands.add_parser("decompress", help="decompress an .eqi file",
@@ -225,6 +230,7 @@ def build_parser():
     decompress.add_argument("output", metavar="OUT")
     decompress.add_argument("--model", metavar="PATH", default=None,
                             help="the model file the input was compressed with, if it does not embed its model")
+    add_threads_option(decompress)
     decompress.set_defaults(run=decompress_command)
 
     fit = commands.add_parser("fit-model", help="fit a model on a text and save it",
@@ -238,14 +244,22 @@ def build_parser():
 
     from train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
 
-    pipeline_commands.add_commands(commands)
+    pipeline_commands.add_commands(commands, add_threads_option)
     return parser
+
+
+def add_threads_option(parser):
+    """--threads N: the cores the command's Numba kernels and BLAS products use (fast/cpu/threads.py)."""
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="run Numba's kernels and OpenBLAS's products on N threads each (default: all cores)")
 
 
 def main(argv=None):
     """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr."""
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "threads", None) is not None:
+            threads.set_threads(args.threads)
         return args.run(args)
     except (ValueError, OSError, BackendUnavailable) as error:  # FormatError, ModelError, WindowError, CoderError,
         # CliError, DataError, PresetError, CheckpointError are ValueErrors

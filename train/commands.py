@@ -95,13 +95,17 @@ def eval_command(args):
     return 0
 
 
-def add_commands(commands):
-    """Register the pipeline subcommands on an argparse subparsers object."""
+def add_commands(commands, add_threads_option):
+    """Register the pipeline subcommands on an argparse subparsers object.
+
+    add_threads_option(parser) adds the CLI's shared --threads N (train/cli.py applies it before a command runs).
+    """
     def common(parser, corpus=True):
         parser.add_argument("--preset", default="demo", help="a preset name (train/presets) or a .json path")
         parser.add_argument("--backend", choices=backends.NAMES, default=None,
                             help="ref, cpu or gpu (default: the fastest available)")
         parser.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+        add_threads_option(parser)
         if corpus:
             parser.add_argument("--corpus", default=None,
                                 help="C4 json/json.gz, JSONL, text files, a directory or a glob "
@@ -146,4 +150,5 @@ def add_commands(commands):
     evaluate.add_argument("--batch-size", type=int, default=8)
     evaluate.add_argument("--json", default=None, help="also write the figures to this file")
     evaluate.add_argument("--backend", choices=backends.NAMES, default=None)
+    add_threads_option(evaluate)
     evaluate.set_defaults(run=eval_command)
