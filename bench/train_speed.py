@@ -1,7 +1,7 @@
 """Training-step throughput of the Transformer: fast.cpu vs ref vs the same model in PyTorch (CPU, fp32), side by side.
 
     python bench/train_speed.py [--sizes 3m 25m] [--batch 4] [--seq 512] [--repeats 5] [--optimizer adafactor]
-                                [--no-memory] [--threads N]
+                                [--no-memory] [--threads N [N ...]] [--openblas-spin]
 
 A training step is forward + backward + one optimizer update (Adafactor as in T5X by default, or AdamW), in float32
 on a batch x seq batch of random ids with M1's vocabularies. The three implementations start from the same weights;
@@ -9,8 +9,11 @@ the script checks that their first losses agree before timing. Each implementati
 own (PyTorch's OpenMP runtime and MKL must not share a process with NumPy's OpenBLAS and Numba's pool: together they
 oversubscribe the cores); the parent interleaves their steps (fast, PyTorch, ref, fast, ...) so that load from
 other processes on the machine hits all of them alike. Timings are the best of `--repeats` steps, the median beside
-it. ref is slow, so it gets at most 3 repeats. On a loaded 2-core machine compare with --threads 1 too: thread
-pools that spin-wait suffer most from other processes, and single-threaded figures are the stable ones.
+it. ref is slow, so it gets at most 3 repeats. `--threads 1 2` runs every implementation at 1 and at 2 threads,
+all interleaved in one run (each worker gets its own BLAS, Numba and PyTorch thread limit). Thread pools that
+spin-wait suffer most from other processes on a loaded machine; single-threaded figures are the stable ones.
+Like the `equalinfo` CLI, the workers make OpenBLAS's idle threads sleep at once (fast/cpu/threads.py);
+`--openblas-spin` keeps OpenBLAS's default spin-wait, to see what that costs.
 
 PyTorch's step uses autograd and `torch.optim.Adafactor` (PyTorch's own Adafactor, which factors every matrix and
 differs from T5X's in details; it does the same kind and amount of work) or `torch.optim.AdamW`, both `foreach`.
@@ -40,7 +43,10 @@ def parse_args():
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--optimizer", choices=["adafactor", "adamw"], default="adafactor")
-    parser.add_argument("--threads", type=int, default=None, help="limit BLAS, Numba and PyTorch to N threads")
+    parser.add_argument("--threads", type=int, nargs="+", default=None,
+                        help="limit BLAS, Numba and PyTorch to N threads; several N: side by side in one run")
+    parser.add_argument("--openblas-spin", action="store_true",
+                        help="keep OpenBLAS's default spin-wait of idle threads (2^28 cycles)")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     parser.add_argument("--no-ref", action="store_true", help="skip the (slow) reference")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: impl:size
@@ -48,9 +54,13 @@ def parse_args():
 
 
 ARGS = parse_args()
-if ARGS.threads:
+if ARGS.worker and ARGS.threads:  # a worker gets one thread count (the parent may have several)
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ[variable] = str(ARGS.threads)
+        os.environ[variable] = str(ARGS.threads[0])
+if not ARGS.openblas_spin:
+    from fast.cpu.threads import quiet_idle_blas_threads  # before NumPy loads OpenBLAS
+
+    quiet_idle_blas_threads()
 
 import numpy as np  # noqa: E402
 
@@ -93,7 +103,7 @@ def torch_stepper(cfg, params, inputs, targets):
     import torch
 
     if ARGS.threads:
-        torch.set_num_threads(ARGS.threads)
+        torch.set_num_threads(ARGS.threads[0])
     weights = {name: torch.tensor(value, requires_grad=True) for name, value in params.items()}
     t_inputs, t_targets = torch.tensor(inputs), torch.tensor(targets)
     model_loss = torch_loss_fn(weights, cfg, inputs.shape[1], torch)
@@ -178,11 +188,15 @@ def worker(spec):
 
 
 class Worker:
-    def __init__(self, name, size):
+    def __init__(self, name, size, threads=None):
         command = [sys.executable, os.path.abspath(__file__), "--worker", f"{name}:{size}", "--batch",
                    str(ARGS.batch), "--seq", str(ARGS.seq), "--optimizer", ARGS.optimizer]
-        if ARGS.threads:
-            command += ["--threads", str(ARGS.threads)]
+        if threads:
+            command += ["--threads", str(threads)]
+        if ARGS.openblas_spin:
+            command += ["--openblas-spin"]
+        self.impl, self.threads = name, threads
+        name = f"{name} {threads}T" if threads else name
         self.name = name
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
         self.first = self._read()
@@ -237,19 +251,19 @@ def available(names):
 
 def run_size(size, names, memory):
     cfg = tr.make_config(size, dtype="float32")
-    workers = [Worker(name, size) for name in names]
+    workers = [Worker(name, size, threads) for threads in (ARGS.threads or [None]) for name in names]
     try:
         tokens = ARGS.batch * ARGS.seq
         flops = tr.flops_per_token(cfg, ARGS.seq)["training"] * tokens
         losses = {w.name: w.first["loss"] for w in workers}
-        reference_loss = losses.get("ref", losses["fast.cpu"])
+        reference_loss = [w.first["loss"] for w in workers if w.impl in ("ref", "fast.cpu")][-1]
         for name, loss in losses.items():
             if abs(loss - reference_loss) > 1e-4 * abs(reference_loss):
                 raise SystemExit(f"{name}'s loss {loss} differs from {reference_loss}: the models are not the same")
         times = {w.name: [] for w in workers}
         for repeat in range(ARGS.repeats):
             for w in workers:
-                if w.name == "ref" and repeat >= 3:
+                if w.impl == "ref" and repeat >= 3:
                     continue
                 times[w.name].append(w.ask("step")["seconds"])
         print(f"\nmodel {size}: {tr.count_params(cfg)['non_embedding']:,} non-embedding params, batch {ARGS.batch} x "
@@ -259,18 +273,21 @@ def run_size(size, names, memory):
         for w in workers:
             values = times[w.name]
             best = min(values)
-            print(f"  {w.name:9s} {rates[w.name]:9,.0f} tokens/s   best {best * 1e3:8.1f} ms  median "
+            print(f"  {w.name:12s} {rates[w.name]:9,.0f} tokens/s   best {best * 1e3:8.1f} ms  median "
                   f"{float(np.median(values)) * 1e3:8.1f} ms  ({len(values)} steps, {flops / best / 1e9:6.1f} "
                   f"GFLOP/s, {w.first['version']})")
-        print("  " + "   ".join(f"fast.cpu / {name} = {rates['fast.cpu'] / rates[name]:.2f}x"
-                                for name in rates if name != "fast.cpu"))
+        for threads in ARGS.threads or [None]:
+            same = {w.impl: w.name for w in workers if w.threads == threads}
+            print("  " + (f"{threads} thread(s): " if threads else "") + "   ".join(
+                f"fast.cpu / {impl} = {rates[same['fast.cpu']] / rates[name]:.2f}x"
+                for impl, name in same.items() if impl != "fast.cpu"))
         if memory:
             print(f"  peak memory of one {size} training step (resident set; 'step' = peak during the step minus the "
                   f"resident set before it; 'arrays' = tracemalloc's peak of NumPy arrays allocated in the step):")
             for w in workers:
                 result = w.ask("memory")
                 traced = f", arrays {result['traced'] / 2**20:7.1f} MiB" if "traced" in result else ""
-                print(f"    {w.name:9s} process peak {result['peak'] / 2**20:7.1f} MiB, step "
+                print(f"    {w.name:12s} process peak {result['peak'] / 2**20:7.1f} MiB, step "
                       f"{(result['peak'] - result['before']) / 2**20:7.1f} MiB{traced}")
     finally:
         for w in workers:
@@ -285,7 +302,8 @@ def main():
 
     print(f"{os.cpu_count()} CPUs ({platform.machine()} {platform.processor()}), load average "
           f"{os.getloadavg()[0]:.2f}; numpy {np.__version__}, numba {numba.__version__}; threads limit "
-          f"{ARGS.threads or 'none'}; one process per implementation, best of {ARGS.repeats} interleaved steps "
+          f"{ARGS.threads or 'none'}; OpenBLAS idle threads "
+          f"{'spin (its default)' if ARGS.openblas_spin else 'sleep'}; one process per implementation, best of {ARGS.repeats} interleaved steps "
           f"(ref: of at most 3)")
     names = available(["fast.cpu", "PyTorch"] + ([] if ARGS.no_ref else ["ref"]))
     memory_size = None if ARGS.no_memory else ("25m" if "25m" in ARGS.sizes else ARGS.sizes[-1])
