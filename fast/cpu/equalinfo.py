@@ -15,9 +15,10 @@ Where the rows come from (never changing what they are):
 - whole-prefix models (context_length None, M1) and `compress_batch(..., use_table=False)`: streams advance in
   lockstep; each step makes ONE model call on the prefixes of every active window ([A, T], each row
   [BOS, window symbols...] right-padded with BOS), quantizes the rows it needs and advances every stream's coder in
-  one compiled call; windows end independently. `lookahead` rows per window and call (default: the model's
-  max_window_symbols, else 32) lets the encoder, which knows the text, get a window's next rows from one call on a
-  longer prefix; lookahead=1 asks exactly the prefixes a decoder asks.
+  one compiled call; windows end independently. `lookahead` rows per window and call lets the encoder, which
+  knows the text, get a window's next rows from one call on a longer prefix; lookahead=1 asks exactly the
+  prefixes a decoder asks. By default it adapts: a little more than the mean rows the windows so far needed
+  (symbols + 1), so that most windows need one call and few rows are evaluated past a window's end.
 
 When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
 model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
@@ -301,9 +302,30 @@ def _rows_for_streams(model, flat, offsets, state, hist, lookahead, cap, precisi
     return hist
 
 
+class _Lookahead:
+    """Rows per window and call: fixed if given, else 1.25x the mean rows that ended windows used, plus one."""
+
+    FIRST, MOST = 8, 64
+
+    def __init__(self, fixed, cap):
+        self.fixed, self.cap = fixed, cap
+        self.rows, self.windows = 0, 0
+
+    def record(self, greedy_counts):
+        self.rows += int(np.sum(greedy_counts)) + len(greedy_counts)  # a window reads greedy + 1 rows
+        self.windows += len(greedy_counts)
+
+    def __int__(self):
+        if self.fixed is not None:
+            return self.fixed
+        size = self.FIRST if not self.windows else min(self.MOST, int(1.25 * self.rows / self.windows) + 1)
+        return size if self.cap == NO_CAP else min(size, self.cap)
+
+
 def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     """Per-stream (bits [W_s, b], meta [W_s, 4]) of many symbol sequences, coded in lockstep."""
     cap = _cap_of(model)
+    lookahead = _Lookahead(lookahead, cap)
     offsets = np.zeros(len(streams) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in streams])
     flat = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
@@ -312,13 +334,13 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     state[:, 3] = FULL
     state[offsets[1:] == offsets[:-1], 0] = -1  # empty streams are done
     buf = np.zeros((n_streams, window_bits + 128), dtype=np.uint8)
-    hist = np.zeros((n_streams, min(lookahead, 64) + 1, N_SYMBOLS + 1), dtype=np.int64)
+    hist = np.zeros((n_streams, min(int(lookahead), 64) + 1, N_SYMBOLS + 1), dtype=np.int64)
     ended = np.zeros(n_streams, dtype=np.int64)
     out_bits = np.zeros((n_streams, window_bits), dtype=np.uint8)
     out_meta = np.zeros((n_streams, 4), dtype=np.int64)
     events_stream, events_bits, events_meta = [], [], []
     while np.any(state[:, 0] >= 0):
-        hist = _rows_for_streams(model, flat, offsets, state, hist, lookahead, cap, precision)
+        hist = _rows_for_streams(model, flat, offsets, state, hist, int(lookahead), cap, precision)
         identity = np.arange(hist.shape[1], dtype=np.int64)
         _advance_streams(flat, offsets, state, buf, hist, identity, cap, int(window_bits), bool(delimit),
                          int(precision), ended, out_bits, out_meta)
@@ -327,6 +349,7 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
             _raise_window_error(int(out_meta[s, 0]), int(ended[s]), window_bits, precision)
         done = np.flatnonzero(ended == 1)
         if len(done):
+            lookahead.record(out_meta[done, 2])
             events_stream.append(done)
             events_bits.append(out_bits[done].copy())
             events_meta.append(out_meta[done].copy())
@@ -343,11 +366,6 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
 # public encoding API
 
 
-def _default_lookahead(model):
-    cap = getattr(model, "max_window_symbols", None)
-    return int(cap) if cap is not None else 32
-
-
 def _encode_many(streams, model, window_bits, precision, delimit, use_table=True, lookahead=None):
     """Per-stream (bits [W, b], meta [W, 4]): the table path for finite-context models, else lockstep."""
     check_window_bits(window_bits, precision)
@@ -355,9 +373,9 @@ def _encode_many(streams, model, window_bits, precision, delimit, use_table=True
     if use_table and uses_table(model):
         table = ContextTable(model, precision)
         return [_encode_table_path(s, table, _cap_of(model), window_bits, precision, delimit) for s in streams]
-    lookahead = _default_lookahead(model) if lookahead is None else int(lookahead)
-    if lookahead < 1:
-        raise ValueError(f"lookahead must be a positive integer, got {lookahead}")
+    if lookahead is not None and (int(lookahead) != lookahead or lookahead < 1):
+        raise ValueError(f"lookahead must be a positive integer or None, got {lookahead}")
+    lookahead = None if lookahead is None else int(lookahead)
     return _encode_streams(streams, model, int(window_bits), int(precision), delimit, lookahead)
 
 
