@@ -166,6 +166,12 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, p
     return windows
 
 
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, progress=None):
+    """encode_windows of each sequence (a list of lists of Window). Here one after another; the fast backends code
+    them together (one M1 call per step for every active window), with the same windows."""
+    return [encode_windows(symbols, model, window_bits, precision, progress=progress) for symbols in symbol_arrays]
+
+
 def compress(symbols, model, window_bits=16, precision=14, progress=None):
     """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows."""
     windows = encode_windows(symbols, model, window_bits, precision, progress=progress)

@@ -81,6 +81,11 @@ def test_fast_and_ref_coders_read_each_other():
         assert np.array_equal(bits, equalinfo.compress(symbols, model, window_bits=16))
         assert np.array_equal(equalinfo.decompress(bits, model, 16, n_symbols=len(symbols)), symbols)
         assert np.array_equal(fast_ei.decompress(bits, fast, 16, n_symbols=len(symbols)), symbols)
+    ref_windows = equalinfo.encode_windows_batch(texts, model, 32)
+    for ours, theirs in zip(fast_ei.encode_windows_batch(texts, fast, 32), ref_windows):
+        assert [(w.start, w.length, w.greedy_length, w.delimited) for w in ours] == \
+            [(w.start, w.length, w.greedy_length, w.delimited) for w in theirs]
+        assert all(np.array_equal(a.bits, b.bits) for a, b in zip(ours, theirs))
     ac_bits = fast_ac.compress(texts[1], fast)
     assert np.array_equal(ac_bits, ac.compress(texts[1], model))
     assert np.array_equal(ac.decompress(ac_bits, model, len(texts[1])), texts[1])

@@ -20,6 +20,9 @@ def columns(seq_len):
     return {**token_columns(seq_len), "n_tokens": ("int64", ()), "kept_bytes": ("float64", ())}
 
 
+PREPARE_EXAMPLES = 256  # examples coded together by a method's `prepare` (bounds memory; one M1 batch per step)
+
+
 def fit_row(tokens, seq_len):
     """(tokens [L], weights [L]) of one example's tokens: trimmed to L or padded with token 0 at weight 0."""
     row = np.zeros(seq_len, dtype=np.int32)
@@ -38,7 +41,10 @@ def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_sh
                          total_columns=("n_bytes", "n_tokens", "weights", "kept_bytes"))
     if not writer.complete:
         todo = list(examples)[writer.rows_done:]
-        for example in tqdm(todo, desc=desc or f"build {method.name}", unit="ex", disable=None):
+        prepare = getattr(method, "prepare", None)  # batched coding of many examples at once, where a method has it
+        for index, example in enumerate(tqdm(todo, desc=desc or f"build {method.name}", unit="ex", disable=None)):
+            if prepare is not None and index % PREPARE_EXAMPLES == 0:
+                prepare([e.symbols for e in todo[index:index + PREPARE_EXAMPLES]])
             symbols = np.asarray(example.symbols, dtype=np.int64)
             tokens, covered = method.tokens_and_cover(symbols, seq_len)
             row, weights = fit_row(tokens, seq_len)

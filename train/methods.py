@@ -144,6 +144,18 @@ class EqualInfo(BitMethod):
     def bits(self, symbols):
         return self.backend.equalinfo.compress(symbols, self.model, self.window_bits, self.precision)
 
+    def prepare(self, examples):
+        """Code many examples' windows together (fast backends batch M1 over every active window); later calls
+        for these examples read the result from the cache."""
+        if self.cache is None:
+            self.cache = {}
+        todo = [np.asarray(symbols, dtype=np.int64) for symbols in examples]
+        todo = [symbols for symbols in todo if ("windows", symbols.tobytes()) not in self.cache]
+        if todo:
+            coded = self.backend.equalinfo.encode_windows_batch(todo, self.model, self.window_bits, self.precision)
+            for symbols, windows in zip(todo, coded):
+                self.cache[("windows", symbols.tobytes())] = windows
+
     def tokens_and_cover(self, symbols, kept):
         """Exact: the kept tokens hold whole windows (plus a part of one), whose symbol counts are known."""
         windows = self.cached("windows", symbols, lambda: self.backend.equalinfo.encode_windows(

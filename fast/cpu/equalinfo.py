@@ -37,8 +37,8 @@ from fast.cpu.arithmetic import (FULL, CoderError, STATE_BITS, _consume, _decode
 from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
 from ref.symbols import BOS, N_SYMBOLS
 
-__all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows", "compress",
-           "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
+__all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows",
+           "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
 
 NO_CAP = -1
 DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
@@ -389,6 +389,15 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, p
     if progress is not None:
         progress(int(meta[:, 1].sum()))
     return windows
+
+
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, progress=None):
+    """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows)."""
+    results = _encode_many(list(symbol_arrays), model, window_bits, precision, True)
+    if progress is not None:
+        progress(int(sum(meta[:, 1].sum() for _, meta in results)))
+    return [[Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
+            for bits, meta in results]
 
 
 def compress(symbols, model, window_bits=16, precision=14, progress=None):
