@@ -1,4 +1,9 @@
-"""Plain AC for the gpu backend: fast.cpu's coder, re-exported. The coder is sequential integer arithmetic and runs
-on the CPU whatever the backend; only M1's probabilities could come from the GPU (a later step)."""
+"""Plain AC for the gpu backend: fast.cpu's coder, re-exported.
+
+The coder is a sequential integer loop (each symbol narrows the interval the previous one left) and runs on the
+CPU whatever the backend. With M1 as the model, the rows it codes with come from the GPU
+(fast.gpu.exact_m1.next_probs via train.m1.exact_rows('gpu')), bit-identical to the CPU's, so the bits do not
+depend on where the rows were computed (fast/gpu/equalinfo.py says more).
+"""
 from fast.cpu.ac import *  # noqa: F401,F403
 from fast.cpu.ac import __all__  # noqa: F401

@@ -56,7 +56,9 @@ if SIMULATED:
 else:
     BY, BX, RM, RN, TK = 16, 16, 4, 4, 16
 TM, TN = BY * RM, BX * RN
-ROW_THREADS = device.THREADS  # threads per block of the one-thread-per-row / per-element kernels
+# threads per block and most blocks of the one-thread-per-row / per-element (grid-stride) kernels; the simulator
+# starts a Python thread per GPU thread and launch, so it gets few (any launch shape gives the same values)
+ROW_THREADS, ROW_BLOCKS = (2, 2) if SIMULATED else (device.THREADS, device.MAX_BLOCKS)
 MAX_HEAD_DIM = 256  # attention keeps one query's output row in a per-thread array of this size
 _N_COEFFS = len(EXP_COEFFS)
 
@@ -267,7 +269,8 @@ def _kernels(dtype_name):
 
 def _launch_rows(kernel, n_items, *args):
     """A grid-stride kernel over n_items (rows or elements)."""
-    kernel[device.blocks_for(n_items, ROW_THREADS), ROW_THREADS](*kernel_arrays(*args))
+    blocks = max(1, min(ROW_BLOCKS, -(-n_items // ROW_THREADS)))
+    kernel[blocks, ROW_THREADS](*kernel_arrays(*args))
 
 
 def _matmul_dev(x, w):
@@ -281,7 +284,7 @@ def _matmul_dev(x, w):
         y[...] = 0
         return y
     col_tiles = -(-w.shape[1] // TN)
-    grid = (col_tiles, device.blocks_for(x.shape[0], TM)) if not SIMULATED else (min(col_tiles, 2), 2)
+    grid = (col_tiles, device.blocks_for(x.shape[0], TM)) if not SIMULATED else (min(col_tiles, 2), 1)
     _kernels(w.dtype.name)["matmul"][grid, (BX, BY)](*kernel_arrays(x, xp.ascontiguousarray(w), y))
     return y
 
