@@ -1,0 +1,245 @@
+"""Equal-Info compression with M1's exact rows on the GPU and the coder on the CPU: MB/s of text, and where time goes.
+
+Usage (from the repository root, on a machine where CuPy sees a GPU):
+    python bench/gpu_equalinfo_speed.py [--checkpoint M1.npz] [--size 3m] [--streams 2048] [--stream-bytes 10240]
+                                        [--lookahead 8] [--window-bits 16] [--cpu-streams 8] [--cpu-bytes 1024]
+                                        [--text tinyshakespeare.txt] [--peak-tflops 67] [--out results.json]
+
+What it measures, in one run:
+- GPU rows + CPU coder: fast.cpu.equalinfo.compress_batch / decompress_batch (lockstep: one model call per step for
+  every active window) with fast.gpu.exact_m1's rows, on --streams examples of --stream-bytes bytes (10,240: the
+  paper's example length) coded at once. Time is split into M1 rows (the forward pass on the GPU, synchronised),
+  host transfer (the float64 rows copied to the host) and the coder (everything else: quantizing the rows and
+  advancing every stream's integer coder on the CPU, plus the Python of the lockstep loop). The decoded text is
+  checked against the input.
+- CPU rows side by side: the same coder with fast.cpu.exact_m1's rows on a small slice (--cpu-streams x
+  --cpu-bytes; the CPU is slow), and the GPU path on the same slice: their bits must be identical. GPU and CPU rows
+  are also compared bit for bit on one batch of real prefixes.
+- The FLOP ceiling: positions evaluated per byte (counted) x FLOPs per position (2 x multiply-adds of M1; 6.4 MFLOP
+  for "3m") against the GPU's FP32 non-tensor peak (--peak-tflops, 67 for an H100 SXM, counted with FMA). The exact
+  rule forbids FMA (one rounding per multiply and per add: two instructions per multiply-add) and tensor cores, so
+  its ceiling is about half that peak. Each byte needs at least one position, so this bounds MB/s honestly.
+
+Text: the held-out last 10% of tinyshakespeare (--text; the file lives outside the repository, in shared/data),
+else the repository's embedded default corpus (data/default_corpus.py: text that ships with Python). The held-out
+part is far shorter than thousands of 10 KB examples, so example k starts at k x STRIDE bytes into it, read
+cyclically: every stream is real text with its own window boundaries (M1 restarts at every window, so repeats cannot
+help it). M1: --checkpoint, or a random "3m" (seed 0): an untrained M1 puts ~8 bits on a byte (2 symbols per
+16-bit window), a trained one ~2-3, which changes windows per byte and so positions per byte; say which one ran.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fast.cpu import equalinfo as cpu_ei  # noqa: E402
+from fast.cpu import exact_m1 as cpu_exact  # noqa: E402
+from fast.gpu import device  # noqa: E402
+from fast.gpu import exact_m1 as gpu_exact  # noqa: E402
+from ref import checkpoint  # noqa: E402
+from ref import transformer as tr  # noqa: E402
+from ref.atomic import write_atomically  # noqa: E402
+from ref.models import TransformerModel  # noqa: E402
+from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
+from train import m1  # noqa: E402
+
+DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+EXAMPLE_BYTES = 10_240
+STRIDE = 997  # bytes between the starts of consecutive examples in the (cyclic) held-out text
+
+
+def held_out_text(path):
+    """(bytes, description): the last 10% of the text file, else of the embedded default corpus."""
+    if path and Path(path).exists():
+        data = Path(path).read_bytes()
+        return data[len(data) * 9 // 10:], f"{Path(path).name}, last 10%"
+    from data import default_corpus
+
+    data = b"\n".join(default_corpus.documents())
+    return data[len(data) * 9 // 10:], "embedded default corpus (Python's own text), last 10%"
+
+
+def examples_from(text, n, length):
+    """n examples of `length` bytes, example k starting k * STRIDE bytes into the text, read cyclically."""
+    reps = -(-(n * STRIDE + length) // len(text)) + 1
+    cyclic = np.frombuffer(text * reps, dtype=np.uint8)
+    return [bytes_to_symbols(cyclic[k * STRIDE:k * STRIDE + length].tobytes()) for k in range(n)]
+
+
+def synchronize():
+    if not device.SIMULATED:
+        device.xp().cuda.Device().synchronize()
+
+
+class TimedRows:
+    """next_probs by fast.gpu.exact_m1, timing the forward pass and the copy to the host, counting positions."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.rows_s = self.transfer_s = 0.0
+        self.positions = self.calls = 0
+
+    def __call__(self, params, cfg, inputs):
+        inputs = np.asarray(inputs, dtype=np.int64)
+        started = time.perf_counter()
+        probs = gpu_exact.next_probs_on_device(params, cfg, inputs)  # [B*T, V] on the device
+        synchronize()
+        computed = time.perf_counter()
+        host = np.asarray(device.host(probs))
+        self.rows_s += computed - started
+        self.transfer_s += time.perf_counter() - computed
+        self.positions += inputs.size
+        self.calls += 1
+        return host.reshape(inputs.shape + (cfg.vocab_out,))
+
+
+class CountedRows:
+    """fast.cpu.exact_m1's next_probs with the same accounting (no transfer)."""
+
+    def __init__(self):
+        self.rows_s, self.positions = 0.0, 0
+
+    def __call__(self, params, cfg, inputs):
+        started = time.perf_counter()
+        out = cpu_exact.next_probs(params, cfg, inputs)
+        self.rows_s += time.perf_counter() - started
+        self.positions += np.asarray(inputs).size
+        return out
+
+
+def timed(function, *args, **kwargs):
+    started = time.perf_counter()
+    result = function(*args, **kwargs)
+    return result, time.perf_counter() - started
+
+
+def macs_per_position(cfg, mean_length):
+    """Multiply-adds of one position: the products, plus attention's q.k and weights.v over ~mean_length keys."""
+    d, ff, width = cfg.d_model, cfg.d_ff, cfg.n_heads * cfg.head_dim
+    per_layer = 4 * d * width + 3 * d * ff + 2 * width * mean_length
+    return cfg.n_layers * per_layer + d * cfg.vocab_out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", default=None, help="M1 checkpoint (.npz); default: random init, seed 0")
+    parser.add_argument("--size", default="3m", help="M1 size when no checkpoint is given")
+    parser.add_argument("--text", default=str(DEFAULT_TEXT))
+    parser.add_argument("--streams", type=int, default=2048, help="examples coded at once on the GPU path")
+    parser.add_argument("--stream-bytes", type=int, default=EXAMPLE_BYTES)
+    parser.add_argument("--lookahead", type=int, default=8, help="encoder rows per window and model call")
+    parser.add_argument("--window-bits", type=int, default=16)
+    parser.add_argument("--cpu-streams", type=int, default=8)
+    parser.add_argument("--cpu-bytes", type=int, default=1024)
+    parser.add_argument("--peak-tflops", type=float, default=67.0,
+                        help="FP32 non-tensor peak counted with FMA (H100 SXM: 67; PCIe: 51)")
+    parser.add_argument("--probe", type=int, default=64, help="sequences (of 64 inputs) in the rows comparison")
+    parser.add_argument("--out", default=None, help="write the results as JSON here")
+    args = parser.parse_args()
+    if device.SIMULATED:  # a smoke test of the script (NUMBA_ENABLE_CUDASIM=1, tiny sizes): see tests/gpu_support.py
+        sys.setswitchinterval(1e-4)
+
+    device.xp()  # a clear GPUUnavailable now rather than mid-run
+    if args.checkpoint:
+        params, cfg, _, _ = checkpoint.load(args.checkpoint)
+        model_name = f"{args.checkpoint} ({cfg.d_model}d x {cfg.n_layers})"
+    else:
+        cfg = m1.make_config(args.size)
+        params = tr.init_params(cfg, 0)
+        model_name = f"random {args.size} (seed 0)"
+    b = args.window_bits
+    text, text_name = held_out_text(args.text)
+    gpu_rows, cpu_rows = TimedRows(), CountedRows()
+    gpu_model = TransformerModel(params, cfg, rows=gpu_rows)
+    cpu_model = TransformerModel(params, cfg, rows=cpu_rows)
+    gpu_device = "CUDA simulator" if device.SIMULATED else device.xp().cuda.runtime.getDeviceProperties(0)[
+        "name"].decode()
+
+    # 1. GPU and CPU rows bit for bit on a batch of real prefixes
+    probe = np.stack(examples_from(text, args.probe, 63))  # [P, 63]
+    probe = np.concatenate([np.full((args.probe, 1), BOS), probe], axis=1)  # [P, 64]
+    rows_equal = bool(np.array_equal(gpu_exact.next_probs(params, cfg, probe), cpu_exact.next_probs(params, cfg, probe)))
+
+    # 2. the small slice: CPU rows vs GPU rows, same coder; bits must be identical
+    small = examples_from(text, args.cpu_streams, args.cpu_bytes)
+    small_bytes = sum(len(s) for s in small)
+    cpu_ei.compress_batch([small[0][:32]], cpu_model, b, lookahead=args.lookahead)  # compile the coder
+    cpu_rows.__init__()
+    cpu_bits, cpu_enc = timed(cpu_ei.compress_batch, small, cpu_model, b, lookahead=args.lookahead)
+    cpu_enc_rows, cpu_enc_positions = cpu_rows.rows_s, cpu_rows.positions
+    cpu_rows.__init__()
+    cpu_back, cpu_dec = timed(cpu_ei.decompress_batch, cpu_bits, cpu_model, b, n_symbols=[len(s) for s in small])
+    cpu_dec_rows = cpu_rows.rows_s
+    gpu_rows.reset()
+    gpu_small_bits, gpu_small_enc = timed(cpu_ei.compress_batch, small, gpu_model, b, lookahead=args.lookahead)
+    bits_equal = all(np.array_equal(g, c) for g, c in zip(gpu_small_bits, cpu_bits))
+    small_ok = all(np.array_equal(d, s) for d, s in zip(cpu_back, small))
+
+    # 3. the GPU path on thousands of streams
+    streams = examples_from(text, args.streams, args.stream_bytes)
+    n_bytes = sum(len(s) for s in streams)
+    results = {}
+    gpu_rows.reset()
+    bits, total = timed(cpu_ei.compress_batch, streams, gpu_model, b, lookahead=args.lookahead)
+    results["compress"] = dict(seconds=total, rows_s=gpu_rows.rows_s, transfer_s=gpu_rows.transfer_s,
+                               positions=gpu_rows.positions, calls=gpu_rows.calls)
+    gpu_rows.reset()
+    back, total = timed(cpu_ei.decompress_batch, bits, gpu_model, b, n_symbols=[len(s) for s in streams])
+    results["decompress"] = dict(seconds=total, rows_s=gpu_rows.rows_s, transfer_s=gpu_rows.transfer_s,
+                                 positions=gpu_rows.positions, calls=gpu_rows.calls)
+    round_trip = all(np.array_equal(d, s) for d, s in zip(back, streams))
+    n_windows = sum(len(x) // b for x in bits)
+
+    mean_window = n_bytes / max(n_windows, 1)
+    flops = 2 * macs_per_position(cfg, mean_window / 2 + 1)
+    peak_exact = args.peak_tflops * 1e12 / 2  # no FMA: one multiply and one add instruction per multiply-add
+    for name, r in results.items():
+        r["mb_per_s"] = n_bytes / r["seconds"] / 1e6
+        r["coder_s"] = r["seconds"] - r["rows_s"] - r["transfer_s"]
+        r["positions_per_byte"] = r["positions"] / n_bytes
+        r["ceiling_mb_per_s"] = peak_exact / (flops * r["positions_per_byte"]) / 1e6
+        r["achieved_tflops"] = flops * r["positions"] / max(r["rows_s"], 1e-12) / 1e12
+
+    print(f"\nEqual-Info b={b}, M1 {model_name}, {cfg.dtype}, exact rows; GPU: {gpu_device}; CPU: "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"text: {text_name}; {args.streams:,} streams x {args.stream_bytes:,} bytes = {n_bytes / 1e6:.2f} MB, "
+          f"{n_windows:,} windows ({mean_window:.2f} bytes/window), lookahead {args.lookahead}")
+    print(f"rows GPU == CPU on a [{args.probe}, 64] batch of prefixes: {rows_equal}; slice bits GPU rows == CPU rows: "
+          f"{bits_equal}; round trips: slice {small_ok}, GPU path {round_trip}")
+    print(f"FLOPs per position {flops / 1e6:.2f} M (2 x multiply-adds); exact-rule ceiling = {args.peak_tflops:.0f} / 2 "
+          f"TFLOP/s / (FLOPs per position x positions per byte)")
+    print(f"\n{'':>11} {'MB/s':>8} {'rows s':>8} {'xfer s':>8} {'coder s':>8} {'pos/byte':>9} {'TFLOP/s':>8} "
+          f"{'ceiling MB/s':>13}")
+    for name, r in results.items():
+        print(f"{name:>11} {r['mb_per_s']:8.4f} {r['rows_s']:8.2f} {r['transfer_s']:8.2f} {r['coder_s']:8.2f} "
+              f"{r['positions_per_byte']:9.2f} {r['achieved_tflops']:8.2f} {r['ceiling_mb_per_s']:13.2f}")
+    side = dict(cpu_compress_mb_per_s=small_bytes / cpu_enc / 1e6, cpu_decompress_mb_per_s=small_bytes / cpu_dec / 1e6,
+                gpu_compress_small_mb_per_s=small_bytes / gpu_small_enc / 1e6,
+                cpu_compress_rows_share=cpu_enc_rows / cpu_enc, cpu_decompress_rows_share=cpu_dec_rows / cpu_dec,
+                cpu_positions_per_byte=cpu_enc_positions / small_bytes)
+    print(f"{'CPU rows':>11} compress {side['cpu_compress_mb_per_s']:.4f} MB/s ({side['cpu_compress_rows_share']:.0%} "
+          f"in rows), decompress {side['cpu_decompress_mb_per_s']:.4f} MB/s, on {small_bytes:,} bytes; GPU rows on "
+          f"that slice: compress {side['gpu_compress_small_mb_per_s']:.4f} MB/s")
+    print(f"GPU vs CPU rows, compress: {results['compress']['mb_per_s'] / side['cpu_compress_mb_per_s']:.1f}x "
+          f"(GPU on {args.streams:,} streams, CPU on {args.cpu_streams}); goal >= 20 MB/s")
+    if args.out:
+        record = dict(args=vars(args), model=model_name, dtype=cfg.dtype, gpu=gpu_device, text=text_name,
+                      n_bytes=n_bytes, n_windows=n_windows, flops_per_position=flops, rows_equal=rows_equal,
+                      bits_equal=bits_equal, round_trip=round_trip and small_ok, results=results, cpu_side=side,
+                      python=platform.python_version(), numpy=np.__version__)
+        write_atomically(args.out, lambda stream: stream.write(json.dumps(record, indent=1).encode()))
+    if not (rows_equal and bits_equal and round_trip and small_ok):
+        raise SystemExit("GPU rows differ from CPU rows or a round trip failed: the timings above are not valid")
+
+
+if __name__ == "__main__":
+    main()
