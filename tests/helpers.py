@@ -121,3 +121,37 @@ def simple_models():
 
     training = bytes_to_symbols(english_text(60_000))
     return training, {"unigram": UnigramModel.fit(training), "markov2": MarkovModel.fit(training, 2)}
+
+
+def perturbed_params(cfg, seed):
+    """Random Transformer params with norms and relative biases moved off their init so every path carries signal."""
+    from ref import transformer as tr
+
+    rng = np.random.default_rng(seed + 1000)
+    params = tr.init_params(cfg, seed)
+    for name in params:
+        if name.endswith("norm"):
+            params[name] = (params[name] + 0.3 * rng.standard_normal(params[name].shape)).astype(cfg.dtype)
+        if name.endswith("rel_bias"):
+            params[name] = rng.standard_normal(params[name].shape).astype(cfg.dtype)
+    return params
+
+
+def training_batch(cfg, seed, B, T, padded):
+    """Inputs, targets and weights; padded batches have fractional weights, trailing zeros and target -1 there."""
+    rng = np.random.default_rng(seed)
+    inputs = rng.integers(0, cfg.vocab_in, (B, T))
+    targets = rng.integers(0, cfg.vocab_out, (B, T))
+    if not padded:
+        return inputs, targets, None
+    weights = rng.uniform(0.2, 2.0, (B, T))
+    for b in range(B):
+        weights[b, max(1, T - 3 - 5 * b):] = 0.0
+    return inputs, np.where(weights == 0, -1, targets), weights
+
+
+def m1_inputs(shape, seed=2):
+    """Random M1 inputs [B, T] that start with BOS, as every coded window does."""
+    inputs = np.random.default_rng(seed).integers(0, N_SYMBOLS, shape)
+    inputs[:, 0] = BOS
+    return inputs

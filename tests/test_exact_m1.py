@@ -5,11 +5,11 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from helpers import m1_inputs
 
 from fast.cpu import exact_m1 as fast_exact
 from ref import exact_m1 as ref_exact
 from ref import transformer as tr
-from ref.symbols import BOS
 
 SHAPES = [(1, 1), (3, 17), (2, 150)]  # 150 > max_distance 128: the log-bucket range and the shared last bucket
 
@@ -25,17 +25,11 @@ def tiny(dtype="float32", seed=0, **overrides):
     return params, cfg
 
 
-def random_inputs(shape, seed=2):
-    inputs = np.random.default_rng(seed).integers(0, 257, shape)
-    inputs[:, 0] = BOS
-    return inputs
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_fast_twin_is_bit_identical(dtype, shape):
     params, cfg = tiny(dtype)
-    inputs = random_inputs(shape)
+    inputs = m1_inputs(shape)
     expected = ref_exact.next_probs(params, cfg, inputs)
     got = fast_exact.next_probs(params, cfg, inputs)
     assert got.dtype == np.float64 and got.shape == shape + (257,)
@@ -51,7 +45,7 @@ def test_fast_twin_is_bit_identical(dtype, shape):
 def test_fast_twin_with_odd_widths():
     """Widths that are not multiples of a SIMD vector or of the row block exercise the loops' tails."""
     params, cfg = tiny(d_model=24, n_heads=3, d_ff=37)
-    inputs = random_inputs((5, 13), seed=3)
+    inputs = m1_inputs((5, 13), seed=3)
     assert np.array_equal(fast_exact.next_probs(params, cfg, inputs), ref_exact.next_probs(params, cfg, inputs))
 
 
@@ -59,21 +53,21 @@ def test_fast_twin_with_odd_widths():
 def test_rows_do_not_depend_on_the_call(backend):
     """Row t of a sequence is the same bits whatever the batch, the length, the padding and the other rows."""
     params, cfg = tiny()
-    inputs = random_inputs((4, 40))
+    inputs = m1_inputs((4, 40))
     full = backend.next_probs(params, cfg, inputs)
     for length in (1, 2, 9, 39):
         assert np.array_equal(backend.next_probs(params, cfg, inputs[:, :length]), full[:, :length])
         assert np.array_equal(backend.next_probs(params, cfg, inputs[2:3, :length])[0], full[2, :length])
     changed = inputs.copy()
     changed[:, 11:] = (changed[:, 11:] + 1) % 257  # later inputs and other rows change nothing before them
-    changed[0] = random_inputs((1, 40), seed=9)[0]
+    changed[0] = m1_inputs((1, 40), seed=9)[0]
     assert np.array_equal(backend.next_probs(params, cfg, changed)[1:, :11], full[1:, :11])
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_close_to_the_ordinary_forward_pass(dtype):
     params, cfg = tiny(dtype)
-    inputs = random_inputs((2, 150))
+    inputs = m1_inputs((2, 150))
     logits = ref_exact.logits(params, cfg, inputs)
     expected = tr.forward(params, cfg, inputs)
     tolerance = 1e-4 if dtype == "float32" else 1e-11

@@ -8,6 +8,7 @@ clipped last bucket), one head and several, B = 1, T = 1, and padded batches (we
 """
 import numpy as np
 import pytest
+from helpers import perturbed_params, training_batch
 
 from fast.cpu import transformer as ft
 from ref import transformer as tr
@@ -30,31 +31,6 @@ SHAPES = [
 SHAPE_IDS = ["T40", "T40_clipped", "T9", "one_head_B1", "vocab257", "T1"]
 
 
-def perturbed_params(cfg, seed):
-    """Random params with norms and relative biases moved off their init so every path carries signal."""
-    rng = np.random.default_rng(seed + 1000)
-    params = tr.init_params(cfg, seed)
-    for name in params:
-        if name.endswith("norm"):
-            params[name] = (params[name] + 0.3 * rng.standard_normal(params[name].shape)).astype(cfg.dtype)
-        if name.endswith("rel_bias"):
-            params[name] = rng.standard_normal(params[name].shape).astype(cfg.dtype)
-    return params
-
-
-def batch(cfg, seed, B, T, padded):
-    """Inputs, targets and weights; padded batches have fractional weights, trailing zeros and target -1 there."""
-    rng = np.random.default_rng(seed)
-    inputs = rng.integers(0, cfg.vocab_in, (B, T))
-    targets = rng.integers(0, cfg.vocab_out, (B, T))
-    if not padded:
-        return inputs, targets, None
-    weights = rng.uniform(0.2, 2.0, (B, T))
-    for b in range(B):
-        weights[b, max(1, T - 3 - 5 * b):] = 0.0
-    return inputs, np.where(weights == 0, -1, targets), weights
-
-
 def rel_err(got, want):
     """max |got - want| / max |want| over a tensor (0 for two all-zero tensors)."""
     got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
@@ -67,7 +43,7 @@ def rel_err(got, want):
 def test_float64_matches_ref(overrides, B, T, padded):
     cfg = make_cfg(**overrides)
     params = perturbed_params(cfg, 1)
-    inputs, targets, weights = batch(cfg, 2, B, T, padded)
+    inputs, targets, weights = training_batch(cfg, 2, B, T, padded)
     before = {name: value.copy() for name, value in params.items()}
 
     logits = ft.forward(params, cfg, inputs)
@@ -91,7 +67,7 @@ def test_causal_attention_blocks(monkeypatch, block):
     monkeypatch.setattr(ft, "ATTN_BLOCK", block)
     cfg = make_cfg()
     params = perturbed_params(cfg, 12)
-    inputs, targets, weights = batch(cfg, 13, 2, 40, padded=True)
+    inputs, targets, weights = training_batch(cfg, 13, 2, 40, padded=True)
     assert rel_err(ft.forward(params, cfg, inputs), tr.forward(params, cfg, inputs)) < 1e-9
     loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
     ref_loss, ref_grads = tr.loss_and_grads(params, cfg, inputs, targets, weights)
@@ -105,11 +81,11 @@ def test_repeated_calls_and_returned_arrays_are_independent():
     may alias them (a second call must not overwrite the first call's gradients or logits)."""
     cfg = make_cfg()
     params = perturbed_params(cfg, 14)
-    inputs, targets, weights = batch(cfg, 15, 2, 40, padded=True)
+    inputs, targets, weights = training_batch(cfg, 15, 2, 40, padded=True)
     logits = ft.forward(params, cfg, inputs)
     loss, grads = ft.loss_and_grads(params, cfg, inputs, targets, weights)
     kept_logits, kept_grads = logits.copy(), {name: g.copy() for name, g in grads.items()}
-    other_inputs, other_targets, _ = batch(cfg, 16, 3, 17, padded=False)  # another shape in between
+    other_inputs, other_targets, _ = training_batch(cfg, 16, 3, 17, padded=False)  # another shape in between
     ft.forward(params, cfg, other_inputs)
     ft.loss_and_grads(params, cfg, other_inputs, other_targets)
     ft.forward(params, cfg, inputs[:, ::-1])  # the same shape, other values
@@ -127,7 +103,7 @@ def test_repeated_calls_and_returned_arrays_are_independent():
 def test_input_path_gradient_matches_ref(padded):
     cfg = make_cfg()
     params = perturbed_params(cfg, 3)
-    inputs, targets, weights = batch(cfg, 4, 2, 40, padded)
+    inputs, targets, weights = training_batch(cfg, 4, 2, 40, padded)
     x = params["embed"][inputs]
     loss, grads, dx = ft.loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
     ref_loss, ref_grads, ref_dx = tr.loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
@@ -144,7 +120,7 @@ def test_float32_matches_ref():
     cfg32 = make_cfg("float32")
     p64 = perturbed_params(cfg64, 5)
     p32 = {name: value.astype(np.float32) for name, value in p64.items()}
-    inputs, targets, weights = batch(cfg64, 6, 3, 40, padded=True)
+    inputs, targets, weights = training_batch(cfg64, 6, 3, 40, padded=True)
 
     logits = ft.forward(p32, cfg32, inputs)
     assert logits.dtype == np.float32
@@ -189,7 +165,7 @@ def test_embedding_gradient_accumulates_repeated_ids():
 def test_integer_weights_and_default_weights():
     cfg = make_cfg()
     params = perturbed_params(cfg, 10)
-    inputs, targets, _ = batch(cfg, 11, 2, 20, padded=False)
+    inputs, targets, _ = training_batch(cfg, 11, 2, 20, padded=False)
     ones = np.ones(inputs.shape, dtype=np.int64)
     assert ft.loss_and_grads(params, cfg, inputs, targets, ones)[0] == pytest.approx(
         ft.loss_and_grads(params, cfg, inputs, targets)[0], rel=1e-15)
@@ -256,7 +232,7 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     monkeypatch.setattr(kernels_nn, "PARALLEL_MIN_ELEMENTS", 0)
     cfg = make_cfg(d_model=32, n_heads=2, d_ff=40)
     params = perturbed_params(cfg, 17)
-    inputs, targets, weights = batch(cfg, 18, 3, 150, padded=True)
+    inputs, targets, weights = training_batch(cfg, 18, 3, 150, padded=True)
     results = []
     for threads in (1, 2):
         set_threads(threads)

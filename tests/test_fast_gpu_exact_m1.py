@@ -8,6 +8,7 @@ whether NVVM and ptxas keep every rounding (no FMA contraction, IEEE division an
 """
 import numpy as np
 import pytest
+from helpers import m1_inputs
 
 from fast.cpu import equalinfo as cpu_equalinfo
 from fast.cpu import exact_m1 as cpu_exact
@@ -15,7 +16,6 @@ from ref import equalinfo as ref_equalinfo
 from ref import exact_m1 as ref_exact
 from ref import transformer as tr
 from ref.models import TransformerModel
-from ref.symbols import BOS
 from gpu_support import MODE, gpu_only, needs_kernels, quick_simulator_threads  # noqa: F401
 
 pytestmark = needs_kernels
@@ -39,17 +39,11 @@ def small(dtype="float32", seed=0, **overrides):
     return params, cfg
 
 
-def random_inputs(shape, seed=2):
-    inputs = np.random.default_rng(seed).integers(0, 257, shape)
-    inputs[:, 0] = BOS
-    return inputs
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(1, 1), (2, 16)])  # 16 > max_distance 6: every bucket
 def test_next_probs_bit_identical(dtype, shape):
     params, cfg = small(dtype)
-    inputs = random_inputs(shape)
+    inputs = m1_inputs(shape)
     got = gpu_exact.next_probs(params, cfg, inputs)
     assert got.dtype == np.float64 and got.shape == shape + (257,)
     assert np.array_equal(got, ref_exact.next_probs(params, cfg, inputs))
@@ -60,7 +54,7 @@ def test_pieces_bit_identical(dtype):
     """Each piece alone, so that a failure names the kernel that drifted."""
     params, cfg = small(dtype, d_model=12, n_heads=3, d_ff=10)
     batch, length = 2, 9
-    inputs = random_inputs((batch, length), seed=4)
+    inputs = m1_inputs((batch, length), seed=4)
     x = params["embed"][inputs.reshape(-1)]  # [B*T, d]
     assert np.array_equal(gpu_exact.rms_norm(x, params["final_norm"]), ref_exact.rms_norm(x, params["final_norm"]))
     assert np.array_equal(gpu_exact.attention(x, params, "blocks.0.", cfg, batch, length),
@@ -95,14 +89,14 @@ def test_the_test_model_of_the_cpu_twin():
 
     for overrides, shape in (({}, (1, 3)), (dict(d_model=24, n_heads=3, d_ff=37), (1, 4))):
         params, cfg = tiny(**overrides)
-        inputs = random_inputs(shape, seed=3)
+        inputs = m1_inputs(shape, seed=3)
         assert np.array_equal(gpu_exact.next_probs(params, cfg, inputs), ref_exact.next_probs(params, cfg, inputs))
 
 
 def test_rows_do_not_depend_on_the_call():
     """Row t of a sequence is the same bits whatever the batch, the length and the other rows."""
     params, cfg = small()
-    inputs = random_inputs((2, 12))
+    inputs = m1_inputs((2, 12))
     full = gpu_exact.next_probs(params, cfg, inputs)
     for length in (1, 7):
         assert np.array_equal(gpu_exact.next_probs(params, cfg, inputs[1:2, :length])[0], full[1, :length])
@@ -114,7 +108,7 @@ def test_rows_do_not_depend_on_the_call():
 def test_a_wrong_rounding_would_be_seen():
     """The comparison can fail: the same model with one weight moved by one ulp gives other bits."""
     params, cfg = small()
-    inputs = random_inputs((1, 5))
+    inputs = m1_inputs((1, 5))
     moved = dict(params)
     moved["unembed"] = params["unembed"].copy()
     moved["unembed"][3, 7] = np.nextafter(moved["unembed"][3, 7], np.float32(np.inf))
@@ -157,7 +151,7 @@ def test_gpu_backend_codes_with_gpu_rows():
 def test_ptx_has_no_fused_multiply_add():
     """Every compiled kernel's PTX is free of fma: NVVM did not contract a multiply and an add (module docstring)."""
     params, cfg = small()
-    gpu_exact.next_probs(params, cfg, random_inputs((2, 5)))  # compiles the float32 kernels
+    gpu_exact.next_probs(params, cfg, m1_inputs((2, 5)))  # compiles the float32 kernels
     gpu_exact.exp64(np.array([-1.0]))  # and the float64 exp64
     checked = 0
     for dtype_name in ("float32", "float64"):
@@ -176,5 +170,5 @@ def test_real_shapes_match_the_cpu_twin(dtype):
 
     cfg = make_config("3m", dtype=dtype)
     params = tr.init_params(cfg, 0)
-    inputs = random_inputs((48, 150), seed=5)  # 150 > max_distance: every bucket
+    inputs = m1_inputs((48, 150), seed=5)  # 150 > max_distance: every bucket
     assert np.array_equal(gpu_exact.next_probs(params, cfg, inputs), cpu_exact.next_probs(params, cfg, inputs))

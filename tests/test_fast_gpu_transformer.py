@@ -10,6 +10,7 @@ The same random parameters and batch go through both; logits, loss and every gra
 """
 import numpy as np
 import pytest
+from helpers import perturbed_params, training_batch
 from gpu_support import gpu_only, needs_kernels, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
 from fast.gpu import device
@@ -23,30 +24,6 @@ def make_cfg(dtype="float64", **overrides):
     base = dict(vocab_in=11, vocab_out=7, d_model=16, n_heads=2, n_layers=1, d_ff=24, z_loss=0.05, dtype=dtype,
                 num_buckets=8, max_distance=12)
     return tr.Config(**{**base, **overrides})
-
-
-def perturbed_params(cfg, seed):
-    """Random params with norms and relative biases moved off their init so every path carries signal."""
-    rng = np.random.default_rng(seed + 1000)
-    params = tr.init_params(cfg, seed)
-    for name in params:
-        if name.endswith("norm"):
-            params[name] = (params[name] + 0.3 * rng.standard_normal(params[name].shape)).astype(cfg.dtype)
-        if name.endswith("rel_bias"):
-            params[name] = rng.standard_normal(params[name].shape).astype(cfg.dtype)
-    return params
-
-
-def batch(cfg, seed, B, T, padded):
-    rng = np.random.default_rng(seed)
-    inputs = rng.integers(0, cfg.vocab_in, (B, T))
-    targets = rng.integers(0, cfg.vocab_out, (B, T))
-    if not padded:
-        return inputs, targets, None
-    weights = rng.uniform(0.2, 2.0, (B, T))
-    for b in range(B):
-        weights[b, max(1, T - 3 - 2 * b):] = 0.0
-    return inputs, np.where(weights == 0, -1, targets), weights
 
 
 def compare(cfg, params, inputs, targets, weights, logit_tol, loss_tol, grad_tol):
@@ -76,7 +53,7 @@ def test_float64_matches_ref(overrides, B, T, padded):
     cfg = make_cfg(**overrides)
     params = perturbed_params(cfg, 1)
     before = {name: value.copy() for name, value in params.items()}
-    inputs, targets, weights = batch(cfg, 2, B, T, padded)
+    inputs, targets, weights = training_batch(cfg, 2, B, T, padded)
     logits, _, grads = compare(cfg, params, inputs, targets, weights, 1e-9, 1e-9, 1e-9)
     assert isinstance(logits, np.ndarray) and all(isinstance(g, np.ndarray) for g in grads.values())  # NumPy in,
     assert all(np.array_equal(params[name], before[name]) for name in params)  # NumPy out, params untouched
@@ -124,7 +101,7 @@ def test_float32_on_the_gpu_matches_ref(precision):
     cfg = make_cfg("float32", d_model=64, n_heads=4, n_layers=2, d_ff=96, vocab_in=258, vocab_out=257,
                    num_buckets=32, max_distance=128)
     params = perturbed_params(cfg, 7)
-    inputs, targets, weights = batch(cfg, 8, 3, 150, padded=True)
+    inputs, targets, weights = training_batch(cfg, 8, 3, 150, padded=True)
     logit_tol, grad_tol = PRECISION_TOL[precision]
     with gt.matmul_precision(precision):
         compare(cfg, params, inputs, targets, weights, logit_tol, logit_tol, grad_tol)
@@ -135,7 +112,7 @@ def test_device_params_give_device_results_and_repeat_bit_for_bit():
     cfg = make_cfg("float32", d_model=32, n_heads=2, n_layers=2, d_ff=48)
     host_params = perturbed_params(cfg, 9)
     params = gt.to_device(host_params)
-    inputs, targets, weights = batch(cfg, 10, 2, 40, padded=True)
+    inputs, targets, weights = training_batch(cfg, 10, 2, 40, padded=True)
     first_loss, first = gt.loss_and_grads(params, cfg, inputs, targets, weights)
     second_loss, second = gt.loss_and_grads(params, cfg, inputs, targets, weights)
     assert all(device.is_device_array(g) for g in first.values())

@@ -25,6 +25,8 @@ from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, n
     RMS_EPS, SIZES, Config, _check_inputs, _dtype_of, bucket_table, check_params, count_params, flops_per_token,
     init_params, make_config, param_shapes, relative_position_bucket)
 
+from fast.cpu import transformer as cpu_transformer
+
 from . import device
 from . import kernels_nn as K
 from .blas import matmul, matmul_precision, set_matmul_precision  # noqa: F401  (re-exported)
@@ -201,22 +203,11 @@ def _block_backward(dx, params, layer, cfg, B, T, saved, grads):
 
 
 def _check_targets(targets, weights, shape, cfg, dtype):
-    """ref's checks of targets and weights, with its messages, on the host; returns device arrays [N]."""
-    targets = np.asarray(device.host(targets))
-    weights = (np.ones(targets.shape, dtype=dtype) if weights is None
-               else np.asarray(device.host(weights), dtype=dtype))
-    if targets.shape != shape or weights.shape != shape:
-        raise ValueError(f"targets {targets.shape} and weights {weights.shape} must have the inputs' shape {shape}")
-    if np.any(weights < 0) or not np.all(np.isfinite(weights)):
-        raise ValueError("loss weights must be finite and non-negative")
-    used = targets[weights != 0]
-    if used.size and (used.min() < 0 or used.max() >= cfg.vocab_out):
-        raise ValueError(f"targets with non-zero weight must lie in [0, {cfg.vocab_out})")
-    total_weight = float(weights.sum(dtype=np.float64))
-    if not total_weight > 0:
-        raise ValueError("the loss weights sum to zero: there is no position to compute a loss on")
-    safe_targets = np.where(weights != 0, targets, 0).astype(np.int64).reshape(-1)
-    return device.asarray(safe_targets), device.asarray(np.ascontiguousarray(weights).reshape(-1)), total_weight
+    """ref's checks of targets and weights, with its messages, on the host (fast.cpu's); returns device arrays [N]."""
+    weights = None if weights is None else device.host(weights)
+    safe_targets, flat_weights, total_weight = cpu_transformer._check_targets(device.host(targets), weights, shape,
+                                                                              cfg, dtype)
+    return device.asarray(safe_targets), device.asarray(flat_weights), total_weight
 
 
 def _loss_and_grads_on_device(params, cfg, x, targets, weights):
