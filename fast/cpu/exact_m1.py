@@ -117,21 +117,31 @@ def rms_norm(x, scale):
 
 @njit(parallel=True, cache=True)
 def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
-    """out[b, i, h] = softmax-weighted sum of v[b, j <= i, h] by the exact rule.   q, k, v, out [B, T, H, dh]"""
+    """out[b, i, h] = softmax-weighted sum of v[b, j <= i, h] by the exact rule.   q, k, v, out [B, T, H, dh]
+
+    Each score q_i . k_j still sums c = 0 .. dh-1 in order; the loops run c outside and j inside over keys stored
+    [dh, T], so the inner loop is a vectorisable sweep over independent scores instead of one latency-bound sum.
+    """
     batch, length, n_heads, head_dim = q.shape
     for task in prange(batch * n_heads):
         b, h = task // n_heads, task % n_heads
+        keys = np.empty((head_dim, length), dtype=q.dtype)  # [dh, T]
+        for j in range(length):
+            for c in range(head_dim):
+                keys[c, j] = k[b, j, h, c]
         scores = np.empty(length, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
         acc = np.empty(head_dim, dtype=q.dtype)
         for i in range(length):
+            for j in range(i + 1):
+                scores[j] = zero
+            for c in range(head_dim):
+                q_ic, key_row = q[b, i, h, c], keys[c]
+                for j in range(i + 1):
+                    scores[j] += q_ic * key_row[j]
             top = -np.inf
             for j in range(i + 1):
-                s = zero
-                for c in range(head_dim):
-                    s += q[b, i, h, c] * k[b, j, h, c]
-                s = s * scale + rel_bias[buckets[i, j], h]
-                scores[j] = s
-                top = max(top, s)  # exact in any width
+                scores[j] = scores[j] * scale + rel_bias[buckets[i, j], h]
+                top = max(top, scores[j])  # exact in any width
             total = zero
             for c in range(head_dim):
                 acc[c] = zero
