@@ -10,7 +10,8 @@ backend (or loads --checkpoint; a trained one is saved there for the next run). 
 - ref: ref.equalinfo.compress / decompress, one window at a time, rows from ref/exact_m1.py (NumPy), on the first
   --ref-bytes bytes (ref is slow: its decoder evaluates the whole window prefix for every symbol);
 - fast: fast.cpu.equalinfo.compress_batch / decompress_batch on --fast-bytes bytes cut into 10,240-byte examples
-  (the paper's example length), rows from fast/cpu/exact_m1.py, every active window in one call per step.
+  (the paper's example length), rows from fast/cpu/exact_m1.py, every active window in one call per step (the
+  decoder grows each window's prefix with cached keys/values: fast/cpu/exact_m1.PrefixRows).
 Both sides use the same exact rule, so the bench also checks that fast's bits for ref's slice equal ref's bits and
 that each decodes the other's. Ratios are of bytes/s measured in this one run.
 """
@@ -78,7 +79,7 @@ def main():
     params, cfg = trained_m1(args, train_symbols, bytes_to_symbols(held_out[-20_000:]))
     b = args.window_bits
     ref_model = TransformerModel(params, cfg)
-    fast_model = TransformerModel(params, cfg, rows=fast_exact.next_probs)
+    fast_model = TransformerModel(params, cfg, rows=fast_exact.next_probs, prefix_rows=fast_exact.PrefixRows)
 
     ref_text = bytes_to_symbols(held_out[:args.ref_bytes])
     ref_bits, ref_enc = timed(equalinfo.compress, ref_text, ref_model, b)

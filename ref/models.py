@@ -244,7 +244,7 @@ class TransformerModel:
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, max_window_symbols=None, rows=None):
+    def __init__(self, params, cfg, max_window_symbols=None, rows=None, prefix_rows=None):
         from ref import exact_m1, transformer
 
         if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
@@ -260,6 +260,7 @@ class TransformerModel:
         self.params, self.cfg = params, cfg
         self.max_window_symbols = None if max_window_symbols is None else int(max_window_symbols)
         self._rows = exact_m1.next_probs if rows is None else rows
+        self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
 
     @classmethod
     def from_checkpoint(cls, path, **options):
@@ -272,6 +273,11 @@ class TransformerModel:
     def next_probs(self, inputs):
         """float64 probabilities [B, T, 257] for int inputs [B, T]; row t depends on inputs[b, :t+1] alone."""
         return self._rows(self.params, self.cfg, _check_inputs(inputs))
+
+    def prefix_rows(self, n_slots):
+        """A grower of n_slots prefixes, one input at a time with cached keys/values (its `extend(slots, inputs)`
+        gives the rows next_probs would), or None if this model's rows come without one."""
+        return None if self._prefix_rows is None else self._prefix_rows(self.params, self.cfg, n_slots)
 
     def arrays(self):
         """The parameters plus what else fixes the rows and windows: unshaped settings, the cap, the rule's version."""

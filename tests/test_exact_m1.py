@@ -86,3 +86,23 @@ def test_exp64_is_accurate_and_identical():
         exact = float(mpmath.exp(mpmath.mpf(value)))
         assert abs(got - exact) <= 4 * math.ulp(exact)
     assert ours[-1] == 0.0 and ours[-2] == 0.0 and ours[-3] > 0.0
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prefix_rows_equal_full_evaluations(dtype):
+    """Growing slots one input at a time (with resets and slots that wait) gives next_probs' rows bit for bit,
+    also past the cache's first capacity and past max_distance."""
+    params, cfg = tiny(dtype)
+    inputs = m1_inputs((3, 140), seed=4)
+    full = ref_exact.next_probs(params, cfg, inputs)
+    rows = fast_exact.PrefixRows(params, cfg, n_slots=3, capacity=8)
+    for t in range(140):
+        slots = [0, 2] if t % 3 else [0, 1, 2]  # slot 1 waits now and then: it falls behind
+        for slot in slots:
+            assert rows.lengths[slot] <= t
+        got = rows.extend(slots, inputs[slots, rows.lengths[slots]])
+        for a, slot in enumerate(slots):
+            assert np.array_equal(got[a], full[slot, rows.lengths[slot] - 1])
+    rows.reset([2])
+    again = rows.extend([2], inputs[2, :1])
+    assert np.array_equal(again[0], full[2, 0])

@@ -73,14 +73,16 @@ def test_arrays_of_another_rule_are_refused():
 def test_fast_and_ref_coders_read_each_other():
     """The Numba rows and lockstep batches make the same bits as ref one window at a time, and decode ref's bits."""
     model = make_model(sharpness=3.0, cap=None, seed=5)
-    fast = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs)
+    fast = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs, prefix_rows=fast_exact.PrefixRows)
     texts = [documents_to_symbols(["Equal-Info windows decode alone."]), sample_text(make_model(3.0, seed=5), 90, 6),
              documents_to_symbols(["x"])]
+    without_cache = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs)
     batched = fast_ei.compress_batch(texts, fast, window_bits=16)
     for symbols, bits in zip(texts, batched):
         assert np.array_equal(bits, equalinfo.compress(symbols, model, window_bits=16))
         assert np.array_equal(equalinfo.decompress(bits, model, 16, n_symbols=len(symbols)), symbols)
-        assert np.array_equal(fast_ei.decompress(bits, fast, 16, n_symbols=len(symbols)), symbols)
+        assert np.array_equal(fast_ei.decompress(bits, fast, 16, n_symbols=len(symbols)), symbols)  # KV-cached
+        assert np.array_equal(fast_ei.decompress(bits, without_cache, 16, n_symbols=len(symbols)), symbols)
     ref_windows = equalinfo.encode_windows_batch(texts, model, 32)
     for ours, theirs in zip(fast_ei.encode_windows_batch(texts, fast, 32), ref_windows):
         assert [(w.start, w.length, w.greedy_length, w.delimited) for w in ours] == \

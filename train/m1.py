@@ -68,7 +68,7 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
 _EXACT_M1_MODULES = {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}
 
 
-def exact_rows(backend_name):
+def exact_m1_module(backend_name):
     """The backend's implementation of M1's exact rule (ref/exact_m1.py); every one gives the same bits.
 
     Called with the name of a backend that train.backends.load() accepted (so 'gpu' has CuPy and a device). If a
@@ -78,14 +78,22 @@ def exact_rows(backend_name):
     candidates = [_EXACT_M1_MODULES[backend_name], "fast.cpu.exact_m1", "ref.exact_m1"]
     for name in candidates:
         try:
-            return importlib.import_module(name).next_probs
+            return importlib.import_module(name)
         except ImportError:
             continue
     raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
 
 
+def exact_rows(backend_name):
+    """next_probs of the backend's exact-rule module (see exact_m1_module)."""
+    return exact_m1_module(backend_name).next_probs
+
+
 def coding_model(params, cfg, backend_name, max_window_symbols=None):
-    """M1 as a coding model (ref.models.TransformerModel) whose rows come from the backend's exact-rule twin."""
+    """M1 as a coding model (ref.models.TransformerModel) whose rows come from the backend's exact-rule twin, with
+    its key/value-cached grower for decoders where it has one."""
     from ref.models import TransformerModel
 
-    return TransformerModel(params, cfg, max_window_symbols, rows=exact_rows(backend_name))
+    module = exact_m1_module(backend_name)
+    return TransformerModel(params, cfg, max_window_symbols, rows=module.next_probs,
+                            prefix_rows=getattr(module, "PrefixRows", None))

@@ -19,6 +19,8 @@ Where the rows come from (never changing what they are):
   knows the text, get a window's next rows from one call on a longer prefix; lookahead=1 asks exactly the
   prefixes a decoder asks. By default it adapts: a little more than the mean rows the windows so far needed
   (symbols + 1), so that most windows need one call and few rows are evaluated past a window's end.
+  Decoding a model that offers `prefix_rows` (M1 with fast/cpu/exact_m1.PrefixRows) grows one slot per window by
+  one position per step, keeping keys and values, instead of re-evaluating every prefix: the same rows.
 
 When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
 model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
@@ -503,6 +505,9 @@ def _decode_chunk(windows, model, precision, table):
     out = np.zeros((n_windows, width), dtype=np.int64)
     empty = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64)
     step_cdfs = empty
+    grower = None
+    if table is None and hasattr(model, "prefix_rows"):
+        grower = model.prefix_rows(n_windows)  # one slot per window: each step adds one position, not a prefix
     while True:
         ids, cdfs, k = (table.ids, table.cdfs, table.k) if table is not None else (np.zeros(0, np.int64), empty, -1)
         _run_windows(windows, state, counts, status, need, out, cap, bound, int(precision), ids, cdfs, k,
@@ -519,6 +524,11 @@ def _decode_chunk(windows, model, precision, table):
         if len(needing):
             if table is not None:
                 table.add(need[needing])
+            elif grower is not None:  # each waiting window's newest input: BOS, then its last decoded symbol
+                assert np.array_equal(grower.lengths[needing], counts[needing])
+                newest = np.where(counts[needing] == 0, BOS, out[needing, np.maximum(counts[needing] - 1, 0)])
+                step_cdfs = quantize(grower.extend(needing, newest), precision)
+                provided[needing] = np.arange(len(needing))
             else:  # one model call on the prefixes [BOS, window symbols so far] of every waiting window
                 length = int(counts[needing].max()) + 1
                 t = np.arange(length)[None, :]

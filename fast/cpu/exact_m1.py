@@ -221,3 +221,101 @@ def softmax64(logit_rows):
 def next_probs(params, cfg, inputs):
     """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.exact_m1.next_probs."""
     return softmax64(logits(params, cfg, np.asarray(inputs, dtype=np.int64)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# growing many prefixes one input at a time (a key/value cache), with the same bits
+
+
+@njit(parallel=True, cache=True)
+def _attend_newest(q, keys, values, slots, lengths, rel_bias, bucket_of_distance, scale, zero, out):
+    """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
+
+    q, out [A, H, dh]; keys, values [S, capacity, H, dh] (position i already written). The loops visit j and c in
+    the order _attend does for query i, so the result is the row a full evaluation gives.
+    """
+    n_rows, n_heads, head_dim = q.shape
+    for task in prange(n_rows * n_heads):
+        a, h = task // n_heads, task % n_heads
+        slot, i = slots[a], lengths[a]
+        scores = np.empty(i + 1, dtype=q.dtype)
+        top = -np.inf
+        for j in range(i + 1):
+            s = zero
+            for c in range(head_dim):
+                s += q[a, h, c] * keys[slot, j, h, c]
+            scores[j] = s * scale + rel_bias[bucket_of_distance[i - j], h]
+            top = max(top, scores[j])
+        total = zero
+        for c in range(head_dim):
+            out[a, h, c] = zero
+        for j in range(i + 1):
+            scores[j] = _exp64(np.float64(scores[j]) - top)  # storing rounds float64 to the dtype
+            weight = scores[j]
+            total += weight
+            for c in range(head_dim):
+                out[a, h, c] += weight * values[slot, j, h, c]
+        for c in range(head_dim):
+            out[a, h, c] = out[a, h, c] / total
+
+
+class PrefixRows:
+    """Rows of many sequences ("slots") grown one input at a time, each layer's keys and values kept.
+
+    A decoder learns a window's symbols one by one; re-evaluating the whole prefix for each costs L^2/2 positions
+    per window of L symbols, keeping each position's keys and values costs L. Every operation of the exact rule is
+    per position except attention, which reads the cached keys and values of earlier positions -- the same values a
+    full evaluation computes -- in the same order, so `extend` returns exactly next_probs' rows (tested).
+    """
+
+    def __init__(self, params, cfg, n_slots, capacity=32):
+        self.params, self.cfg = params, cfg
+        dtype = params["embed"].dtype
+        self.shape = (n_slots, capacity, cfg.n_heads, cfg.head_dim)
+        self.keys = [np.zeros(self.shape, dtype=dtype) for _ in range(cfg.n_layers)]
+        self.values = [np.zeros(self.shape, dtype=dtype) for _ in range(cfg.n_layers)]
+        self.lengths = np.zeros(n_slots, dtype=np.int64)
+        self.buckets = None
+        self._grow(capacity)
+
+    def _grow(self, capacity):
+        if capacity > self.shape[1]:
+            self.shape = (self.shape[0], capacity) + self.shape[2:]
+            for cache in (self.keys, self.values):
+                for layer, old in enumerate(cache):
+                    cache[layer] = np.zeros(self.shape, dtype=old.dtype)
+                    cache[layer][:, :old.shape[1]] = old
+        distances = np.arange(self.shape[1])
+        self.buckets = np.ascontiguousarray(bucket_table(self.shape[1], self.cfg.num_buckets,
+                                                         self.cfg.max_distance)[distances, 0])  # [capacity]
+
+    def reset(self, slots):
+        """Start these slots' sequences afresh (their next input is position 0)."""
+        self.lengths[slots] = 0
+
+    def extend(self, slots, inputs):
+        """float64 rows [A, vocab_out] after appending inputs [A] to slots [A] (distinct slots)."""
+        slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
+        lengths = self.lengths[slots]
+        if len(lengths) and lengths.max() >= self.shape[1]:
+            self._grow(2 * self.shape[1])
+        params, cfg = self.params, self.cfg
+        dtype = params["embed"].dtype.type
+        n_rows = len(slots)
+        x = params["embed"][inputs]  # [A, d]
+        for layer in range(cfg.n_layers):
+            prefix = f"blocks.{layer}."
+            h = rms_norm(x, params[prefix + "attn_norm"])
+            q, k, v = (matmul(h, params[prefix + name]).reshape(n_rows, cfg.n_heads, cfg.head_dim)
+                       for name in ("wq", "wk", "wv"))
+            self.keys[layer][slots, lengths] = k
+            self.values[layer][slots, lengths] = v
+            attended = np.empty_like(q)
+            with _threads_for(n_rows * cfg.n_heads * (int(lengths.max(initial=0)) + 1) * cfg.head_dim):
+                _attend_newest(q, self.keys[layer], self.values[layer], slots, lengths,
+                               np.ascontiguousarray(params[prefix + "rel_bias"]), self.buckets,
+                               dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
+            x += matmul(attended.reshape(n_rows, -1), params[prefix + "wo"])
+            x += mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix)
+        self.lengths[slots] = lengths + 1
+        return softmax64(matmul(rms_norm(x, params["final_norm"]), params["unembed"]))
