@@ -155,3 +155,28 @@ def m1_inputs(shape, seed=2):
     inputs = np.random.default_rng(seed).integers(0, N_SYMBOLS, shape)
     inputs[:, 0] = BOS
     return inputs
+
+
+def optimizer_trajectory(model, optim_module, make_opt, dtype, steps=10, place=lambda arrays: arrays):
+    """Ten steps on a fixed learnable batch with padding: (losses, params, state) as the backend returns them.
+
+    model / optim_module: a backend's transformer and optim modules; make_opt(optim_module) -> an optimizer;
+    place(params) puts the initial params where the backend keeps them (a GPU backend's to_device)."""
+    from ref import transformer as tr
+
+    cfg = tr.Config(vocab_in=12, vocab_out=10, d_model=32, n_heads=4, n_layers=2, d_ff=48, dtype=dtype)
+    params = place(tr.init_params(cfg, 0))
+    rng = np.random.default_rng(4)
+    inputs = rng.integers(0, 12, (4, 24))
+    targets = (inputs[:, ::-1] * 7 + 3) % 10  # learnable given the inputs
+    weights = np.ones(inputs.shape)
+    weights[1, 18:] = 0.0
+    targets = np.where(weights == 0, -1, targets)
+    opt = make_opt(optim_module)
+    state = opt.init(params)
+    losses = []
+    for step in range(steps):
+        loss, grads = model.loss_and_grads(params, cfg, inputs, targets, weights)
+        losses.append(loss)
+        params, state = opt.update(params, grads, state, step)
+    return np.array(losses), params, state

@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 import pytest
+from helpers import optimizer_trajectory
 
 from fast.cpu import optim as fo
 from fast.cpu import transformer as ft
@@ -31,22 +32,7 @@ def rel_err(got, want):
 
 def train(model, optim_module, make_opt, dtype, steps=10):
     """Ten steps on a fixed learnable batch with padding; returns (losses, params, state)."""
-    cfg = tr.Config(vocab_in=12, vocab_out=10, d_model=32, n_heads=4, n_layers=2, d_ff=48, dtype=dtype)
-    params = tr.init_params(cfg, 0)
-    rng = np.random.default_rng(4)
-    inputs = rng.integers(0, 12, (4, 24))
-    targets = (inputs[:, ::-1] * 7 + 3) % 10  # learnable given the inputs
-    weights = np.ones(inputs.shape)
-    weights[1, 18:] = 0.0
-    targets = np.where(weights == 0, -1, targets)
-    opt = make_opt(optim_module)
-    state = opt.init(params)
-    losses = []
-    for step in range(steps):
-        loss, grads = model.loss_and_grads(params, cfg, inputs, targets, weights)
-        losses.append(loss)
-        params, state = opt.update(params, grads, state, step)
-    return np.array(losses), params, state
+    return optimizer_trajectory(model, optim_module, make_opt, dtype, steps)
 
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])

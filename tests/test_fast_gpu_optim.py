@@ -8,6 +8,7 @@ same loss at every step and the same final parameters and state (float64 to 1e-1
 """
 import numpy as np
 import pytest
+from helpers import optimizer_trajectory
 from gpu_support import gpu_only, needs_kernels, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
 from fast.gpu import optim as go
@@ -69,23 +70,9 @@ def test_from_config_builds_our_classes():
 
 def train(model, optim_module, make_opt, dtype, steps=10, place=lambda arrays: arrays):
     """Ten steps on a fixed learnable batch with padding; returns (losses, params, state) as NumPy."""
-    cfg = tr.Config(vocab_in=12, vocab_out=10, d_model=32, n_heads=4, n_layers=2, d_ff=48, dtype=dtype)
-    params = place(tr.init_params(cfg, 0))
-    rng = np.random.default_rng(4)
-    inputs = rng.integers(0, 12, (4, 24))
-    targets = (inputs[:, ::-1] * 7 + 3) % 10  # learnable given the inputs
-    weights = np.ones(inputs.shape)
-    weights[1, 18:] = 0.0
-    targets = np.where(weights == 0, -1, targets)
-    opt = make_opt(optim_module)
-    state = opt.init(params)
-    losses = []
-    for step in range(steps):
-        loss, grads = model.loss_and_grads(params, cfg, inputs, targets, weights)
-        losses.append(loss)
-        params, state = opt.update(params, grads, state, step)
-    host = {key: on_host(value) for key, value in params.items()}
-    return np.array(losses), host, {key: on_host(value) for key, value in state.items()}
+    losses, params, state = optimizer_trajectory(model, optim_module, make_opt, dtype, steps, place)
+    return losses, {key: on_host(value) for key, value in params.items()}, {key: on_host(value)
+                                                                            for key, value in state.items()}
 
 
 @gpu_only
