@@ -130,14 +130,14 @@ def test_equalinfo_round_trip_with_gpu_rows():
 
 
 def test_gpu_backend_codes_with_gpu_rows():
-    """train.m1.exact_rows('gpu') is this module's next_probs (not the CPU fallback), and fast.gpu's coder
+    """train.m1.exact_m1_module('gpu') is this module (not the CPU fallback), and fast.gpu's coder
     modules are the CPU coder."""
     from fast.cpu import equalinfo as cpu_eq
     from fast.gpu import ac as gpu_ac
     from fast.gpu import equalinfo as gpu_eq
-    from train.m1 import exact_rows
+    from train.m1 import exact_m1_module
 
-    assert exact_rows("gpu") is gpu_exact.next_probs
+    assert exact_m1_module("gpu").next_probs is gpu_exact.next_probs
     assert gpu_eq.compress_batch is cpu_eq.compress_batch and gpu_eq.decompress_batch is cpu_eq.decompress_batch
     assert gpu_ac.__all__
 

@@ -38,17 +38,12 @@ def load(name):
 
 
 def _check_gpu():
+    from fast.gpu.probe import NoGPU, cupy_with_a_gpu
+
     try:
-        import cupy
-    except ImportError:
-        raise BackendUnavailable("backend 'gpu' needs CuPy and a CUDA GPU, and CuPy is not installed: "
-                                 "pip install -e '.[gpu]' (CUDA 12) or pip install cupy-cuda13x (CUDA 13)") from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CuPy raises its own CUDA error types when no driver or device is present
-        raise BackendUnavailable(f"backend 'gpu' found no usable GPU ({error})") from None
-    if count == 0:
-        raise BackendUnavailable("backend 'gpu' found no GPU")
+        cupy_with_a_gpu()
+    except NoGPU as reason:
+        raise BackendUnavailable(f"backend 'gpu' {reason}") from None
 
 
 def available():

@@ -84,11 +84,6 @@ def exact_m1_module(backend_name):
     raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
 
 
-def exact_rows(backend_name):
-    """next_probs of the backend's exact-rule module (see exact_m1_module)."""
-    return exact_m1_module(backend_name).next_probs
-
-
 def coding_model(params, cfg, backend_name, max_window_symbols=None):
     """M1 as a coding model (ref.models.TransformerModel) whose rows come from the backend's exact-rule twin, with
     its key/value-cached grower for decoders where it has one."""

@@ -163,8 +163,8 @@ def attention(h, params, prefix, cfg, batch, length):
     dtype = h.dtype.type
     out = np.empty(shape, dtype=h.dtype)
     with _threads_for(batch * cfg.n_heads * length * length * cfg.head_dim):
-        _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets, dtype(1.0 / math.sqrt(cfg.head_dim)),
-                dtype(0), out)
+        _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets,
+                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), out)
     return matmul(out.reshape(batch * length, -1), params[prefix + "wo"])
 
 

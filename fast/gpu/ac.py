@@ -2,7 +2,7 @@
 
 The coder is a sequential integer loop (each symbol narrows the interval the previous one left) and runs on the
 CPU whatever the backend. With M1 as the model, the rows it codes with come from the GPU
-(fast.gpu.exact_m1.next_probs via train.m1.exact_rows('gpu')), bit-identical to the CPU's, so the bits do not
+(fast.gpu.exact_m1.next_probs via train.m1.coding_model(..., 'gpu')), bit-identical to the CPU's, so the bits do not
 depend on where the rows were computed (fast/gpu/equalinfo.py says more).
 """
 from fast.cpu.ac import *  # noqa: F401,F403

@@ -18,6 +18,8 @@ import functools
 import numpy as np
 from numba import cuda
 
+from .probe import NoGPU, cupy_with_a_gpu
+
 SIMULATED = ".simulator" in cuda.jit.__module__  # numba.cuda's simulator was chosen when numba.cuda was imported
 
 
@@ -31,16 +33,9 @@ def xp():
     if SIMULATED:
         return np
     try:
-        import cupy
-    except ImportError:
-        raise GPUUnavailable("fast.gpu needs CuPy and a CUDA GPU: pip install cupy-cuda12x (CUDA 12) or "
-                             "cupy-cuda13x (CUDA 13)") from None
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CuPy raises its own CUDA error types when no driver or device is present
-        raise GPUUnavailable(f"fast.gpu found no usable GPU ({error})") from None
-    if count == 0:
-        raise GPUUnavailable("fast.gpu found no GPU")
+        cupy = cupy_with_a_gpu()
+    except NoGPU as reason:
+        raise GPUUnavailable(f"fast.gpu {reason}") from None
     return cupy
 
 
