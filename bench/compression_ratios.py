@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ref import ac, baselines, equalinfo  # noqa: E402
 from ref.arithmetic import Encoder  # noqa: E402
-from ref.models import CdfCursor, MarkovModel, UnigramModel  # noqa: E402
+from ref.cursor import CdfCursor  # noqa: E402
+from ref.models import MarkovModel, UnigramModel  # noqa: E402
 from ref.symbols import bytes_to_symbols  # noqa: E402
 from ref.tokens import bits_to_tokens  # noqa: E402
 

@@ -46,7 +46,7 @@ from fast.gpu import exact_m1 as gpu_exact  # noqa: E402
 from ref import checkpoint  # noqa: E402
 from ref import transformer as tr  # noqa: E402
 from ref.atomic import write_atomically  # noqa: E402
-from ref.models import TransformerModel  # noqa: E402
+from ref.m1 import TransformerModel  # noqa: E402
 from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
 from train import m1  # noqa: E402
 

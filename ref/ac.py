@@ -7,7 +7,7 @@ told how many symbols to read (files store it in their header).
 import numpy as np
 
 from ref.arithmetic import Decoder, Encoder, check_precision
-from ref.models import CdfCursor
+from ref.cursor import CdfCursor
 from ref.symbols import N_SYMBOLS
 
 

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.arithmetic import STATE_BITS, Decoder, Encoder, check_precision
 from ref.ac import check_symbols
-from ref.models import CdfCursor
+from ref.arithmetic import STATE_BITS, Decoder, Encoder, check_precision
+from ref.cursor import CdfCursor
 from ref.symbols import N_SYMBOLS
 
 

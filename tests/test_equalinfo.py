@@ -5,8 +5,9 @@ import pytest
 from helpers import simple_models, AdversarialModel, cell_inside, english_text, exact_final_interval
 from ref import equalinfo
 from ref.arithmetic import quantize
+from ref.cursor import CdfCursor
 from ref.equalinfo import WindowError
-from ref.models import CdfCursor, MarkovModel, UnigramModel
+from ref.models import MarkovModel, UnigramModel
 from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
 
 WINDOW_SIZES = [16, 24, 32, 64, 128]

@@ -15,7 +15,7 @@ from fast.cpu import exact_m1 as cpu_exact
 from ref import equalinfo as ref_equalinfo
 from ref import exact_m1 as ref_exact
 from ref import transformer as tr
-from ref.models import TransformerModel
+from ref.m1 import TransformerModel
 from gpu_support import MODE, gpu_only, needs_kernels, quick_simulator_threads  # noqa: F401
 
 pytestmark = needs_kernels

@@ -1,5 +1,5 @@
 """M1 as a coding model: bit-identical rows whatever the call's shape, and Equal-Info round trips through a small
-randomly initialised Transformer (ref.models.TransformerModel)."""
+randomly initialised Transformer (ref.m1.TransformerModel)."""
 import numpy as np
 import pytest
 
@@ -9,7 +9,8 @@ from fast.cpu import exact_m1 as fast_exact
 from ref import ac, checkpoint, equalinfo, exact_m1
 from ref import transformer as tr
 from ref.fingerprint import fingerprint
-from ref.models import ModelError, TransformerModel
+from ref.m1 import TransformerModel
+from ref.models import ModelError
 from ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
 
 CFG = tr.Config(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48)  # float32, like M1

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from ref.arithmetic import quantize
-from ref.models import CdfCursor, MarkovModel, ModelError, UnigramModel, model_from_arrays
+from ref.cursor import CdfCursor
+from ref.models import MarkovModel, ModelError, UnigramModel, model_from_arrays
 from ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols
 
 

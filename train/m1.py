@@ -85,9 +85,9 @@ def exact_m1_module(backend_name):
 
 
 def coding_model(params, cfg, backend_name, max_window_symbols=None):
-    """M1 as a coding model (ref.models.TransformerModel) whose rows come from the backend's exact-rule twin, with
+    """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's exact-rule twin, with
     its key/value-cached grower for decoders where it has one."""
-    from ref.models import TransformerModel
+    from ref.m1 import TransformerModel
 
     module = exact_m1_module(backend_name)
     return TransformerModel(params, cfg, max_window_symbols, rows=module.next_probs,

@@ -18,7 +18,8 @@ import numpy as np
 from data.corpus import open_corpus
 from data.packing import examples_to_documents, iter_examples, shuffle
 from ref import transformer
-from ref.models import TransformerModel, UnigramModel
+from ref.m1 import TransformerModel
+from ref.models import UnigramModel
 from train import backends, build, m1, m2, methods
 from train.paper_numbers import PAPER, label
 from train.trainer import versions, write_json

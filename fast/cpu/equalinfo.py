@@ -24,7 +24,7 @@ Where the rows come from (never changing what they are):
 
 When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
 model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
-padded length T, the padding or the other rows (the protocol in ref/models.py). ref.models.TransformerModel makes it
+padded length T, the padding or the other rows (the protocol in ref/models.py). ref.m1.TransformerModel makes it
 so by evaluating every row alone at one fixed shape. A model run at its natural batched shape (one forward pass over
 [A, T] with BLAS choosing kernels by shape) does not promise it; its rows may differ in the last bits, the quantized
 CDFs then occasionally differ, and such output must be decoded by the same batched code with the same batches, or
@@ -613,7 +613,7 @@ def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=
 def decode_window(window_bits_array, cursor, precision=14, limit=None):
     """Symbols (list of int) of one window from its bits alone; at most `limit` if given (ref's signature).
 
-    cursor: a ref.models.CdfCursor (its model is used) or a model.
+    cursor: a ref.cursor.CdfCursor (its model is used) or a model.
     """
     model = getattr(cursor, "model", cursor)
     window = np.asarray(window_bits_array, dtype=np.uint8)[None]

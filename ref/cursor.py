@@ -1,0 +1,77 @@
+"""The coders' view of a model: one quantized integer CDF per step (ref/models.py has the model protocol)."""
+import numpy as np
+
+from ref.arithmetic import quantize
+from ref.symbols import BOS
+
+
+class CdfCursor:
+    """Walks a sequence one symbol at a time and hands the coder the quantized CDF of the next symbol.
+
+    reset() starts a new sequence (input BOS); cdf() is the next symbol's CDF; push(symbol) appends it.
+    Two shortcuts, neither of which can change a result:
+    - a finite-context model's CDFs are cached by context, so each distinct context is evaluated and quantized once
+      (a row of such a model depends on its context only);
+    - prefetch(upcoming) lets an encoder, which knows the symbols to come, get the rows of a whole-prefix model
+      (M1) for many of them from ONE call on a longer prefix; the protocol makes row t depend on inputs 0..t
+      only, so these rows equal the ones a decoder gets one call per symbol. The rows are evaluated lazily, for
+      the first PREFETCH_ROWS symbols and then for twice as many each time the pushed symbols run past them (a
+      window rarely uses all of `upcoming`), and dropped at the first pushed symbol that does not follow
+      `upcoming` (or at reset).
+    Otherwise a whole-prefix model is evaluated on the whole prefix at every step, as a decoder must.
+    """
+
+    PREFETCH_ROWS = 16
+
+    def __init__(self, model, precision=14):
+        self.model = model
+        self.precision = precision
+        self.context_length = model.context_length
+        self.cache = {}
+        self.reset()
+
+    def reset(self):
+        self.inputs = [BOS]
+        self.assumed = None  # the inputs prefetch() announced, while the pushed ones follow them
+        self.ahead = None  # CDFs [n, V+1] of the rows after assumed[:1], ..., assumed[:n]
+
+    def push(self, symbol):
+        self.inputs.append(int(symbol))
+        if self.assumed is not None and (len(self.inputs) > len(self.assumed)
+                                         or self.assumed[len(self.inputs) - 1] != self.inputs[-1]):
+            self.assumed = self.ahead = None
+
+    def prefetch(self, upcoming):
+        """Announce the next symbols (in this order) so that their rows come from few calls on longer prefixes."""
+        if self.context_length is not None:
+            return  # the context cache already makes every step cheap
+        self.assumed = self.inputs + [int(s) for s in upcoming]
+        self.ahead = None
+
+    def _prefetched(self):
+        """The CDF after the current inputs from the announced prefix's rows, or None if none was announced."""
+        if self.assumed is None:
+            return None
+        needed = len(self.inputs)
+        if self.ahead is None or len(self.ahead) < needed:
+            size = max(self.PREFETCH_ROWS, 2 * (0 if self.ahead is None else len(self.ahead)), needed)
+            prefix = np.array([self.assumed[:size]], dtype=np.int64)
+            self.ahead = quantize(self.model.next_probs(prefix)[0], self.precision)  # [size, V+1]
+        return self.ahead[needed - 1]
+
+    def cdf(self):
+        ahead = self._prefetched()
+        if ahead is not None:
+            return ahead
+        if self.context_length is None:
+            return self._evaluate(self.inputs)
+        width = self.context_length
+        recent = tuple(self.inputs[-width:]) if width else ()
+        key = (BOS,) * (width - len(recent)) + recent  # before the start, inputs read as BOS
+        if key not in self.cache:
+            self.cache[key] = self._evaluate(list(key) if key else [BOS])
+        return self.cache[key]
+
+    def _evaluate(self, inputs):
+        probs = self.model.next_probs(np.array([inputs], dtype=np.int64))[0, -1]
+        return quantize(probs, self.precision)

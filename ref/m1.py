@@ -1,0 +1,96 @@
+"""M1, the Transformer as a coding model: ref/transformer.py's parameters behind ref/models.py's protocol."""
+import numpy as np
+
+from ref import exact_m1, transformer
+from ref.models import ModelError, check_inputs
+from ref.symbols import N_INPUTS, N_SYMBOLS
+
+
+class TransformerModel:
+    """M1: a Transformer (ref/transformer.py's parameters) as a coding model, with bit-reproducible rows.
+
+    Determinism (DESIGN.md, "Determinism of M1's probabilities"): the coders quantise every row into an integer CDF,
+    and the decoder, which sees a window's prefix one symbol at a time, must get exactly the rows the encoder got,
+    whatever the batch size B or length T of the calls that produced them, and whichever backend or machine made
+    them. Ordinary float code promises none of that, so the rows come from ref/exact_m1.py, which fixes the order of
+    every rounding (no BLAS, no library exp): row t depends on inputs 0..t of its own sequence and the weights alone.
+    `rows` picks the implementation of that one rule: ref.exact_m1.next_probs (NumPy, the default) or a fast twin
+    (fast.cpu.exact_m1.next_probs) -- tested bit for bit against each other, so a file compressed with one decodes
+    with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
+    another rule is refused rather than decoded into garbage.
+
+    `max_window_symbols` optionally caps the symbols of one Equal-Info window (the window then ends at window_bits
+    or at the cap, whichever comes first; ref/equalinfo.py); it changes the windows, so it is part of `arrays()` too.
+    With exact rows there is no fixed evaluation shape, so no cap is needed for determinism (default: none).
+    """
+
+    kind = "transformer"
+    context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
+
+    def __init__(self, params, cfg, max_window_symbols=None, rows=None, prefix_rows=None):
+        if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
+            raise ModelError(f"an M1 transformer must read {N_INPUTS} ids and predict {N_SYMBOLS}, this one reads "
+                             f"{cfg.vocab_in} and predicts {cfg.vocab_out}")
+        try:
+            transformer.check_params(params, cfg)
+        except ValueError as error:
+            raise ModelError(str(error)) from None
+        if max_window_symbols is not None and (not isinstance(max_window_symbols, (int, np.integer))
+                                               or isinstance(max_window_symbols, bool) or max_window_symbols < 1):
+            raise ModelError(f"max_window_symbols must be a positive integer or None, got {max_window_symbols!r}")
+        self.params, self.cfg = params, cfg
+        self.max_window_symbols = None if max_window_symbols is None else int(max_window_symbols)
+        self._rows = exact_m1.next_probs if rows is None else rows
+        self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
+
+    @classmethod
+    def from_checkpoint(cls, path, **options):
+        """Load M1 from a ref/checkpoint.py file (options as in the constructor)."""
+        from ref import checkpoint
+
+        params, cfg, _, _ = checkpoint.load(path)
+        return cls(params, cfg, **options)
+
+    def next_probs(self, inputs):
+        """float64 probabilities [B, T, 257] for int inputs [B, T]; row t depends on inputs[b, :t+1] alone."""
+        return self._rows(self.params, self.cfg, check_inputs(inputs))
+
+    def prefix_rows(self, n_slots):
+        """A grower of n_slots prefixes, one input at a time with cached keys/values (its `extend(slots, inputs)`
+        gives the rows next_probs would), or None if this model's rows come without one."""
+        return None if self._prefix_rows is None else self._prefix_rows(self.params, self.cfg, n_slots)
+
+    def arrays(self):
+        """The parameters plus what else fixes the rows and windows: unshaped settings, the cap, the rule's version."""
+        arrays = {"params." + name: value for name, value in self.params.items()}
+        arrays.update({
+            "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
+            "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
+            "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION, dtype=np.int64),
+            "coding.max_window_symbols": np.array(-1 if self.max_window_symbols is None else self.max_window_symbols,
+                                                  dtype=np.int64),
+        })
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays, dtype=None, rows=None):
+        """Inverse of `arrays()` (the config is rebuilt from the shapes and the stored settings)."""
+        if "coding.exact_m1_version" not in arrays:
+            raise ModelError("this M1 was stored by an older equalinfo whose rows came from a fixed-shape BLAS "
+                             "evaluation; they cannot be reproduced exactly here, so its data cannot be decoded")
+        version = int(arrays["coding.exact_m1_version"])
+        if version != exact_m1.EXACT_M1_VERSION:
+            raise ModelError(f"this M1's rows follow version {version} of the exact arithmetic "
+                             f"(ref/exact_m1.py), this build computes version {exact_m1.EXACT_M1_VERSION}")
+        try:
+            params = {name[len("params."):]: value for name, value in arrays.items() if name.startswith("params.")}
+            n_layers = len({name.split(".")[1] for name in params if name.startswith("blocks.")})
+            cfg = transformer.Config(
+                vocab_in=params["embed"].shape[0], vocab_out=params["unembed"].shape[1],
+                d_model=params["embed"].shape[1], n_heads=int(arrays["config.n_heads"]), n_layers=n_layers,
+                d_ff=params["blocks.0.w_gate"].shape[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
+                max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
+            cap = int(arrays["coding.max_window_symbols"])
+            return cls(params, cfg, None if cap < 0 else cap, rows)
+        except (KeyError, IndexError, ValueError) as error:
+            raise ModelError(f"transformer model arrays are malformed: {error}") from None
