@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fast.cpu import equalinfo as fast_ei  # noqa: E402
 from fast.cpu import exact_m1 as fast_exact  # noqa: E402
-from ref import checkpoint, equalinfo  # noqa: E402
+from ref import equalinfo  # noqa: E402
 from ref.m1 import TransformerModel  # noqa: E402
 from ref.symbols import bytes_to_symbols  # noqa: E402
-from train import backends, m1  # noqa: E402
+from train import backends, checkpoint, m1  # noqa: E402
 from train.trainer import TrainSettings  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"

@@ -39,16 +39,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data.atomic import write_atomically  # noqa: E402
 from fast.cpu import equalinfo as cpu_ei  # noqa: E402
 from fast.cpu import exact_m1 as cpu_exact  # noqa: E402
 from fast.gpu import device  # noqa: E402
 from fast.gpu import exact_m1 as gpu_exact  # noqa: E402
-from ref import checkpoint  # noqa: E402
 from ref import transformer as tr  # noqa: E402
-from ref.atomic import write_atomically  # noqa: E402
 from ref.m1 import TransformerModel  # noqa: E402
 from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
-from train import m1  # noqa: E402
+from train import checkpoint, m1  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 EXAMPLE_BYTES = 10_240

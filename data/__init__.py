@@ -5,6 +5,7 @@ data.default_corpus  the embedded default corpus (Python's own documentation), n
 data.corpus          open_corpus(source or None): a re-iterable corpus with a description for the record
 data.packing         EOS after each document, 128-document groups, 10,240-symbol examples, train/validation split
 data.shards          .npy shards + JSON index, atomic and resumable writes, memory-mapped reads
+data.atomic          write_atomically: a file's old content or all of the new, never a part
 Every problem with input data raises data.DataError (a ValueError).
 """
 from data.sources import DataError

@@ -43,14 +43,6 @@ class TransformerModel:
         self._rows = exact_m1.next_probs if rows is None else rows
         self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
 
-    @classmethod
-    def from_checkpoint(cls, path, **options):
-        """Load M1 from a ref/checkpoint.py file (options as in the constructor)."""
-        from ref import checkpoint
-
-        params, cfg, _, _ = checkpoint.load(path)
-        return cls(params, cfg, **options)
-
     def next_probs(self, inputs):
         """float64 probabilities [B, T, 257] for int inputs [B, T]; row t depends on inputs[b, :t+1] alone."""
         return self._rows(self.params, self.cfg, check_inputs(inputs))

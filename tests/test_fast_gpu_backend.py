@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from gpu_support import MODE, needs_kernels, quick_simulator_threads  # noqa: F401
 
-from ref import checkpoint
-from train import backends, m1, repro
+from train import backends, checkpoint, m1, repro
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CUPY = pytest.mark.skipif(MODE == "gpu", reason="checks the message given where CuPy or a GPU is missing")

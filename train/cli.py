@@ -29,8 +29,8 @@ from fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
 
 threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of spinning (read when NumPy loads it)
 
-from ref.arithmetic import check_precision  # noqa: E402 (after the line above on purpose)
-from ref.atomic import write_atomically  # noqa: E402
+from data.atomic import write_atomically  # noqa: E402 (after the line above on purpose)
+from ref.arithmetic import check_precision  # noqa: E402
 from ref.equalinfo import check_window_bits  # noqa: E402
 from ref.fingerprint import fingerprint  # noqa: E402
 from ref.models import MarkovModel, UnigramModel  # noqa: E402
@@ -61,7 +61,7 @@ def read_input(path):
 
 def write_atomic(path, data):
     """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
-    (ref/atomic.py); an OSError becomes a CliError naming the file."""
+    (data/atomic.py); an OSError becomes a CliError naming the file."""
     try:
         write_atomically(path, lambda stream: stream.write(data))
     except OSError as error:

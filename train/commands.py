@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 from data.shards import open_dataset
-from ref import checkpoint
-from train import backends, m2, repro
+from train import backends, checkpoint, m2, repro
 from train.paper_numbers import label
 from train.trainer import write_json
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ref import checkpoint
-from ref.atomic import write_atomically
+from data.atomic import write_atomically
+from train import checkpoint
 
 
 @dataclass
@@ -151,7 +151,7 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
 
 
 def write_json(path, data):
-    """Write JSON atomically (ref/atomic.py) so an interrupted run never leaves half a results file."""
+    """Write JSON atomically (data/atomic.py) so an interrupted run never leaves half a results file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"

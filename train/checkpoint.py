@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from ref.atomic import write_atomically
+from data.atomic import write_atomically
 from ref.fingerprint import fingerprint
 from ref.transformer import Config, check_params
 
