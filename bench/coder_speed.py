@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fast.cpu import arithmetic as fast_arith  # noqa: E402
+from fast.cpu import fused as fast_fused  # noqa: E402
 from fast.cpu import equalinfo as fast_ei  # noqa: E402
 from ref import arithmetic as ref_arith  # noqa: E402
 from ref import equalinfo as ref_ei  # noqa: E402
@@ -102,10 +103,10 @@ def main():
     ref_bits = ref_encode(cdfs[:n_ref], symbols[:n_ref])
     assert np.array_equal(bits[:len(ref_bits) - 2], ref_bits[:-2])  # the same stream (finish() may differ)
     probs32 = probs.astype(np.float32)  # the same distributions as float32 rows (what a float32 M1 hands over)
-    bits32 = fast_arith.encode_probs(probs32, symbols, 14)
-    assert np.array_equal(fast_arith.encode_probs(probs, symbols, 14), bits)
-    assert np.array_equal(fast_arith.decode_probs(bits, probs, 14), symbols)
-    assert np.array_equal(fast_arith.decode_probs(bits32, probs32, 14), symbols)
+    bits32 = fast_fused.encode_probs(probs32, symbols, 14)
+    assert np.array_equal(fast_fused.encode_probs(probs, symbols, 14), bits)
+    assert np.array_equal(fast_fused.decode_probs(bits, probs, 14), symbols)
+    assert np.array_equal(fast_fused.decode_probs(bits32, probs32, 14), symbols)
     assert np.array_equal(bits32, fast_arith.encode_cdfs(fast_arith.quantize(probs32, 14), symbols))
     family = constriction.stream.model.Categorical(perfect=False)
     symbols32 = symbols.astype(np.int32)
@@ -127,24 +128,24 @@ def main():
     per_symbol["ref"]["decode"] = best_time(lambda: ref_decode(ref_bits, cdfs[:n_ref]), 1)[0] / n_ref
     contenders = {  # (kind, row dtype) -> {name: call}; one interleaved measurement per group
         ("encode", "float64"): {
-            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith._encode_rows(cdfs, rows, symbols, 14),
+            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith.encode_rows_unchecked(cdfs, rows, symbols, 14),
             "fast.cpu, CDF array validated first": lambda: fast_arith.encode_cdfs(cdfs, symbols),
             "fast.cpu, quantize from floats + code": lambda: fast_arith.encode_cdfs(fast_arith.quantize(probs, 14),
                                                                                     symbols),
-            "fast.cpu, fused from floats (encode_probs)": lambda: fast_arith.encode_probs(probs, symbols, 14),
+            "fast.cpu, fused from floats (encode_probs)": lambda: fast_fused.encode_probs(probs, symbols, 14),
             "constriction": lambda: c_encode(probs)},
         ("decode", "float64"): {
-            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith._decode_rows(bits, cdfs, rows, 14),
+            "fast.cpu, coding loop on given CDFs (kernel)": lambda: fast_arith.decode_rows_unchecked(bits, cdfs, rows, 14),
             "fast.cpu, CDF array validated first": lambda: fast_arith.decode_cdfs(bits, cdfs),
             "fast.cpu, quantize from floats + code": lambda: fast_arith.decode_cdfs(bits,
                                                                                     fast_arith.quantize(probs, 14)),
-            "fast.cpu, fused from floats (decode_probs)": lambda: fast_arith.decode_probs(bits, probs, 14),
+            "fast.cpu, fused from floats (decode_probs)": lambda: fast_fused.decode_probs(bits, probs, 14),
             "constriction": lambda: c_decode(compressed, probs)},
         ("encode", "float32"): {
-            "fast.cpu, fused from floats (encode_probs)": lambda: fast_arith.encode_probs(probs32, symbols, 14),
+            "fast.cpu, fused from floats (encode_probs)": lambda: fast_fused.encode_probs(probs32, symbols, 14),
             "constriction": lambda: c_encode(probs32)},
         ("decode", "float32"): {
-            "fast.cpu, fused from floats (decode_probs)": lambda: fast_arith.decode_probs(bits32, probs32, 14),
+            "fast.cpu, fused from floats (decode_probs)": lambda: fast_fused.decode_probs(bits32, probs32, 14),
             "constriction": lambda: c_decode(compressed32, probs32)},
     }
     print(f"{args.rounds} interleaved rounds per group; median Msymbols/s, and the median and range over rounds of "

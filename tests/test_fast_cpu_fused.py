@@ -1,10 +1,11 @@
-"""fast.cpu fused path (encode_probs / decode_probs): the same bits as ref's quantize + Encoder, the same errors."""
+"""fast/cpu/fused.py (encode_probs / decode_probs): the same bits as ref's quantize + Encoder, the same errors."""
 import re
 
 import numpy as np
 import pytest
 
 from fast.cpu import arithmetic as fast_arith
+from fast.cpu import fused as fast_fused
 from ref import arithmetic as ref_arith
 from ref.arithmetic import CoderError
 
@@ -63,9 +64,9 @@ def test_bits_identical_to_ref_quantize_and_encoder(precision, dtype):
     probs = random_rows(rng, 200, 257, dtype)
     symbols = symbols_for(rng, probs.astype(np.float64))
     assert np.all(probs.sum(axis=1, dtype=np.float64) > 0) and np.all(np.isfinite(probs))
-    bits = fast_arith.encode_probs(probs, symbols, precision)
+    bits = fast_fused.encode_probs(probs, symbols, precision)
     assert np.array_equal(bits, ref_bits(probs, symbols, precision))
-    assert np.array_equal(fast_arith.decode_probs(bits, probs, precision), symbols)
+    assert np.array_equal(fast_fused.decode_probs(bits, probs, precision), symbols)
 
 
 @pytest.mark.parametrize("n_symbols", [1, 2, 3, 5, 40])
@@ -76,9 +77,9 @@ def test_small_alphabets_and_block_edges(n_symbols):
         probs = rng.dirichlet(np.full(n_symbols, 0.3), n) if n else np.zeros((0, n_symbols))
         symbols = rng.integers(0, n_symbols, n)
         for precision in (max(1, int(np.ceil(np.log2(n_symbols)))), 14, 16):
-            bits = fast_arith.encode_probs(probs, symbols, precision)
+            bits = fast_fused.encode_probs(probs, symbols, precision)
             assert np.array_equal(bits, ref_bits(probs, symbols, precision))
-            assert np.array_equal(fast_arith.decode_probs(bits, probs, precision), symbols)
+            assert np.array_equal(fast_fused.decode_probs(bits, probs, precision), symbols)
 
 
 def test_long_stream_equals_unfused_fast_path():
@@ -86,10 +87,10 @@ def test_long_stream_equals_unfused_fast_path():
     rng = np.random.default_rng(7)
     probs = random_rows(rng, 6000, 257)
     symbols = symbols_for(rng, probs)
-    bits = fast_arith.encode_probs(probs, symbols)
+    bits = fast_fused.encode_probs(probs, symbols)
     assert np.array_equal(bits, fast_arith.encode_cdfs(fast_arith.quantize(probs), symbols))
-    assert np.array_equal(fast_arith.decode_probs(bits, probs), symbols)
-    assert np.array_equal(fast_arith.decode_probs(bits[:0], probs[:0].astype(np.float32)), np.zeros(0))
+    assert np.array_equal(fast_fused.decode_probs(bits, probs), symbols)
+    assert np.array_equal(fast_fused.decode_probs(bits[:0], probs[:0].astype(np.float32)), np.zeros(0))
 
 
 def ref_error(probs, precision=14):
@@ -118,33 +119,33 @@ def test_bad_probabilities_raise_like_quantize(dtype):
     negative_zero[2] = -0.0  # -0.0 is not negative; the row sums to zero
     cases.append(negative_zero)
     symbols = rng.integers(0, 257, 9)
-    bits = fast_arith.encode_probs(good, symbols)
+    bits = fast_fused.encode_probs(good, symbols)
     for probs in cases:
         probs = probs.astype(dtype)
         message = ref_error(probs)
         with pytest.raises(CoderError, match=message):
-            fast_arith.encode_probs(probs, symbols)
+            fast_fused.encode_probs(probs, symbols)
         with pytest.raises(CoderError, match=message):
-            fast_arith.decode_probs(bits, probs)
+            fast_fused.decode_probs(bits, probs)
 
 
 def test_bad_shapes_symbols_and_precisions_raise():
     probs = np.full((3, 257), 1.0)
     for shape in [(0,), (3, 0)]:
         with pytest.raises(CoderError, match="non-empty last axis"):
-            fast_arith.encode_probs(np.ones(shape), np.zeros(shape[0], dtype=int))
+            fast_fused.encode_probs(np.ones(shape), np.zeros(shape[0], dtype=int))
     with pytest.raises(CoderError, match=r"\[n, V\]"):
-        fast_arith.decode_probs(np.zeros(4, dtype=np.uint8), np.ones((2, 3, 257)))
+        fast_fused.decode_probs(np.zeros(4, dtype=np.uint8), np.ones((2, 3, 257)))
     for precision in (8, 17, 0):  # 257 symbols need precision 9
         message = ref_error(probs, precision)
         with pytest.raises(CoderError, match=message.replace("^", r"\^").replace("(", r"\(").replace(")", r"\)")):
-            fast_arith.encode_probs(probs, [0, 1, 2], precision)
+            fast_fused.encode_probs(probs, [0, 1, 2], precision)
     with pytest.raises(CoderError, match="symbol 257 out of range for a CDF over 257 symbols"):
-        fast_arith.encode_probs(probs, [0, 257, 1])
+        fast_fused.encode_probs(probs, [0, 257, 1])
     with pytest.raises(CoderError, match="same length"):
-        fast_arith.encode_probs(probs, [0, 1])
+        fast_fused.encode_probs(probs, [0, 1])
     with pytest.raises(CoderError, match="bits must be"):
-        fast_arith.decode_probs(np.array([0, 2]), probs)
+        fast_fused.decode_probs(np.array([0, 2]), probs)
 
 
 def test_rows_too_large_to_quantize_raise_everywhere():
@@ -169,18 +170,18 @@ def test_rows_too_large_to_quantize_raise_everywhere():
         assert "too large" in message
         with pytest.raises(CoderError, match=re.escape(message)):
             fast_arith.quantize(probs, precision)
-        bits = fast_arith.encode_probs(good, symbols, precision)
+        bits = fast_fused.encode_probs(good, symbols, precision)
         with pytest.raises(CoderError, match=re.escape(message)):
-            fast_arith.encode_probs(probs, symbols, precision)
+            fast_fused.encode_probs(probs, symbols, precision)
         with pytest.raises(CoderError, match=re.escape(message)):
-            fast_arith.decode_probs(bits, probs, precision)
+            fast_fused.decode_probs(bits, probs, precision)
     inside = np.full((1, n_symbols), limit * 0.999)
     cdf = ref_arith.quantize(inside, precision)
     assert np.ptp(np.diff(cdf[0])) <= 1
     assert np.array_equal(fast_arith.quantize(inside, precision), cdf)
-    bits = fast_arith.encode_probs(inside, [100], precision)
+    bits = fast_fused.encode_probs(inside, [100], precision)
     assert np.array_equal(bits, ref_bits(inside, [100], precision))
-    assert np.array_equal(fast_arith.decode_probs(bits, inside, precision), [100])
+    assert np.array_equal(fast_fused.decode_probs(bits, inside, precision), [100])
 
 
 def test_error_precedence_over_rows_is_quantizes():
@@ -188,30 +189,30 @@ def test_error_precedence_over_rows_is_quantizes():
     rng = np.random.default_rng(5)
     probs = rng.dirichlet(np.ones(257), 12)
     symbols = rng.integers(0, 257, 12)
-    bits = fast_arith.encode_probs(probs, symbols)
+    bits = fast_fused.encode_probs(probs, symbols)
     probs[1] = 1e308
     probs[10] = 0.0
     for expected in ("positive sum", "finite and non-negative"):
         assert expected in ref_error(probs)
-        for call in (lambda: fast_arith.quantize(probs), lambda: fast_arith.encode_probs(probs, symbols),
-                     lambda: fast_arith.decode_probs(bits, probs)):
+        for call in (lambda: fast_arith.quantize(probs), lambda: fast_fused.encode_probs(probs, symbols),
+                     lambda: fast_fused.decode_probs(bits, probs)):
             with pytest.raises(CoderError, match=expected):
                 call()
         probs[11, 7] = np.nan
 
 
 def test_one_row_decoder_step_equals_the_cdf_decoder():
-    """decode_one_probs (the per-symbol fused step) gives the symbols and the decoder state of _find + _consume."""
+    """decode_one_probs (the per-symbol fused step) gives the symbols and the decoder state of find_symbol + consume."""
     rng = np.random.default_rng(6)
     for dtype in (np.float64, np.float32):
         rows = random_rows(rng, 300, 257, dtype)
         symbols = symbols_for(rng, rows.astype(np.float64))
-        bits = fast_arith.encode_probs(rows, symbols)
-        state = np.array(fast_arith._decoder_start(bits, 0), dtype=np.int64)
+        bits = fast_fused.encode_probs(rows, symbols)
+        state = np.array(fast_arith.decoder_start(bits, 0), dtype=np.int64)
         decoder = ref_arith.Decoder(bits)
         for row, symbol in zip(rows, symbols):
-            assert fast_arith.decode_one_probs(bits, state, row) == decoder.decode(ref_arith.quantize(row)) == symbol
+            assert fast_fused.decode_one_probs(bits, state, row) == decoder.decode(ref_arith.quantize(row)) == symbol
             assert (int(state[0]), int(state[1]), int(state[2])) == (decoder.offset, decoder.range, decoder.position)
     for bad, message in ((np.full(257, 1e306), "too large"), (np.zeros(257), "positive sum")):
         with pytest.raises(CoderError, match=message):
-            fast_arith.decode_one_probs(bits, state, bad)
+            fast_fused.decode_one_probs(bits, state, bad)

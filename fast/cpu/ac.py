@@ -10,15 +10,16 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
   (the protocol in ref/models.py): the row of context c is the last row of next_probs([c]) either way.
 - A whole-prefix model (context_length None, M1) is evaluated as ref does: the encoder in one call on the whole
   sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), the decoder once per
-  symbol on the prefix. Its float rows go to the fused coder (fast.cpu.arithmetic.encode_probs /
+  symbol on the prefix. Its float rows go to the fused coder (fast.cpu.fused.encode_probs /
   decode_one_probs): quantize's rule evaluated only at the CDF entries the coder reads, the same bits and errors
   as quantize + coder, without building 258-entry CDFs the coder mostly ignores.
 """
 import numpy as np
 from numba import njit
 
-from fast.cpu.arithmetic import (_check_bits, _consume, _decoder_start, _encode_rows, _find, check_precision,
-                                 decode_one_probs, encode_probs, quantize)
+from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
+                                 find_symbol, quantize)
+from fast.cpu.fused import decode_one_probs, encode_probs
 from ref.ac import check_symbols  # noqa: F401 (shared validation, re-exported)
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
@@ -124,8 +125,8 @@ def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
             missing = context_id(out, count, k)
             break
         cdf = cdfs[row]
-        symbol = _find(offset, range_, cdf, precision)
-        offset, range_, position = _consume(offset, range_, position, bits, 0, cdf, symbol, precision)
+        symbol = find_symbol(offset, range_, cdf, precision)
+        offset, range_, position = consume(offset, range_, position, bits, 0, cdf, symbol, precision)
         out[count] = symbol
         count += 1
     state[0], state[1], state[2] = offset, range_, position
@@ -147,12 +148,12 @@ def compress(symbols, model, precision=14, progress=None):
     if uses_table(model):
         table = ContextTable(model, precision)
         rows = table.rows(table.sequence_ids(symbols))  # [n]
-        bits = _encode_rows(table.cdfs, rows, symbols, int(precision))
+        bits = encode_rows_unchecked(table.cdfs, rows, symbols, int(precision))
     elif len(symbols):
         inputs = np.concatenate([[BOS], symbols[:-1]])[None]  # [1, n]: row t is the distribution of symbol t
         bits = encode_probs(np.asarray(model.next_probs(inputs))[0], symbols, precision)
     else:
-        bits = _encode_rows(np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64), symbols,
+        bits = encode_rows_unchecked(np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64), symbols,
                             int(precision))
     _report(progress, len(symbols))
     return bits
@@ -161,9 +162,9 @@ def compress(symbols, model, precision=14, progress=None):
 def decompress(bits, model, n_symbols, precision=14, progress=None):
     """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress."""
     check_precision(precision, N_SYMBOLS)
-    bits = _check_bits(bits)
+    bits = check_bits(bits)
     out = np.zeros(int(n_symbols), dtype=np.int64)
-    state = np.array(_decoder_start(bits, 0), dtype=np.int64)  # offset, range, position
+    state = np.array(decoder_start(bits, 0), dtype=np.int64)  # offset, range, position
     if uses_table(model):
         table, count = ContextTable(model, precision), 0
         while count < len(out):

@@ -34,8 +34,8 @@ import numpy as np
 from numba import njit
 
 from fast.cpu.ac import ContextTable, check_symbols, context_id, table_row, uses_table
-from fast.cpu.arithmetic import (FULL, CoderError, STATE_BITS, _consume, _decoder_start, _encode_step, _find,
-                                 _point_bits, _undo_carry, quantize)
+from fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step, find_symbol,
+                                 point_bits, quantize, undo_carry)
 from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
 from ref.symbols import BOS, N_SYMBOLS
 
@@ -99,11 +99,11 @@ def _shortest_cell(low, range_, n_bits, window_bits):
 @njit(cache=True)
 def _try_symbol(low, range_, n_bits, buf, cdf, symbol, window_bits, precision):
     """Encode symbol if the window still fits afterwards: (fitted, low, range, n_bits); undone in place if not."""
-    new_low, new_range, new_bits, carried_at = _encode_step(low, range_, n_bits, buf, cdf, symbol, precision)
+    new_low, new_range, new_bits, carried_at = encode_step(low, range_, n_bits, buf, cdf, symbol, precision)
     if _fits(new_low, new_range, new_bits, window_bits):
         return True, new_low, new_range, new_bits
     if carried_at >= 0:
-        _undo_carry(buf, carried_at, n_bits)
+        undo_carry(buf, carried_at, n_bits)
     return False, low, range_, n_bits
 
 
@@ -119,23 +119,23 @@ def _end_window(cdfs, rowidx, symbols, start, greedy, at_end, capped, delimit, l
         cell = _shortest_cell(low, range_, n_bits, window_bits)
         if cell < 0:
             return ERROR_NO_CELL, False
-        _point_bits(buf, n_bits, cell, window_bits, out)
+        point_bits(buf, n_bits, cell, window_bits, out)
         return greedy, capped
     for length in range(greedy, 0, -1):
         if length < greedy:  # the fallback: re-encode the window's first `length` symbols (rare)
             low, range_, n_bits = np.int64(0), np.int64(FULL), 0
             for j in range(length):
-                low, range_, n_bits, _ = _encode_step(low, range_, n_bits, buf, cdfs[rowidx[j]],
+                low, range_, n_bits, _ = encode_step(low, range_, n_bits, buf, cdfs[rowidx[j]],
                                                       symbols[start + j], precision)
         cell = _delimiting_cell(low, range_, n_bits, cdfs[rowidx[length]], window_bits, precision)
         if cell >= 0:
-            _point_bits(buf, n_bits, cell, window_bits, out)
+            point_bits(buf, n_bits, cell, window_bits, out)
             return length, True
         if at_end:  # the input's last window keeps all its symbols; the decoder is told the count
             cell = _shortest_cell(low, range_, n_bits, window_bits)
             if cell < 0:
                 return ERROR_NO_CELL, False
-            _point_bits(buf, n_bits, cell, window_bits, out)
+            point_bits(buf, n_bits, cell, window_bits, out)
             return greedy, False
     return ERROR_NO_DELIMITER, False
 
@@ -435,8 +435,8 @@ def _start_windows(windows):
     """Decoder states [W, 6] (offset, range, position for tail 0, then for tail 1) of windows [W, b]."""
     state = np.zeros((windows.shape[0], 6), dtype=np.int64)
     for w in range(windows.shape[0]):
-        state[w, 0], state[w, 1], state[w, 2] = _decoder_start(windows[w], 0)
-        state[w, 3], state[w, 4], state[w, 5] = _decoder_start(windows[w], 1)
+        state[w, 0], state[w, 1], state[w, 2] = decoder_start(windows[w], 0)
+        state[w, 3], state[w, 4], state[w, 5] = decoder_start(windows[w], 1)
     return state
 
 
@@ -478,13 +478,13 @@ def _run_windows(windows, state, counts, status, need, out, cap, bound, precisio
                     break
                 cdf = step_cdfs[provided[w]]
                 provided[w] = -1
-            first = _find(state[w, 0], state[w, 1], cdf, precision)
-            if first != _find(state[w, 3], state[w, 4], cdf, precision):
+            first = find_symbol(state[w, 0], state[w, 1], cdf, precision)
+            if first != find_symbol(state[w, 3], state[w, 4], cdf, precision):
                 status[w] = DONE  # the cell straddles a child boundary: the window's text ends here
                 break
-            state[w, 0], state[w, 1], state[w, 2] = _consume(state[w, 0], state[w, 1], state[w, 2], bits, 0, cdf,
+            state[w, 0], state[w, 1], state[w, 2] = consume(state[w, 0], state[w, 1], state[w, 2], bits, 0, cdf,
                                                              first, precision)
-            state[w, 3], state[w, 4], state[w, 5] = _consume(state[w, 3], state[w, 4], state[w, 5], bits, 1, cdf,
+            state[w, 3], state[w, 4], state[w, 5] = consume(state[w, 3], state[w, 4], state[w, 5], bits, 1, cdf,
                                                              first, precision)
             out[w, count] = first
             counts[w] = count + 1
