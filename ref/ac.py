@@ -8,20 +8,7 @@ import numpy as np
 
 from ref.arithmetic import Decoder, Encoder, check_precision
 from ref.cursor import CdfCursor
-from ref.symbols import N_SYMBOLS
-
-
-def check_symbols(symbols):
-    """int64 copy of a 1-D symbol array, or a ValueError naming the first symbol outside 0..256."""
-    symbols = np.asarray(symbols)
-    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
-        raise ValueError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
-    symbols = symbols.astype(np.int64)
-    bad = (symbols < 0) | (symbols >= N_SYMBOLS)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"symbol {int(symbols[index])} at position {index} is outside 0..{N_SYMBOLS - 1}")
-    return symbols
+from ref.symbols import N_SYMBOLS, check_symbols
 
 
 PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback

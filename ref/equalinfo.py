@@ -27,10 +27,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.ac import check_symbols
 from ref.arithmetic import STATE_BITS, Decoder, Encoder, check_precision
 from ref.cursor import CdfCursor
-from ref.symbols import N_SYMBOLS
+from ref.symbols import N_SYMBOLS, check_symbols
 
 
 class WindowError(ValueError):

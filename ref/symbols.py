@@ -12,6 +12,19 @@ N_SYMBOLS = 257  # what the coder codes: 256 bytes + EOS
 N_INPUTS = 258  # what M1 reads: the symbols + BOS
 
 
+def check_symbols(symbols):
+    """int64 copy of a 1-D symbol array, or a ValueError naming the first symbol outside 0..256."""
+    symbols = np.asarray(symbols)
+    if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
+        raise ValueError(f"symbols must be a 1-D integer array, got {symbols.dtype} {symbols.shape}")
+    symbols = symbols.astype(np.int64)
+    bad = (symbols < 0) | (symbols >= N_SYMBOLS)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"symbol {int(symbols[index])} at position {index} is outside 0..{N_SYMBOLS - 1}")
+    return symbols
+
+
 def text_to_bytes(text):
     """UTF-8 bytes of a str (strict: lone surrogates raise), or the bytes themselves if given bytes."""
     if isinstance(text, (bytes, bytearray, memoryview)):

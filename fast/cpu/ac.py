@@ -20,10 +20,9 @@ from numba import njit
 from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
                                  find_symbol, quantize)
 from fast.cpu.fused import decode_one_probs, encode_probs
-from ref.ac import check_symbols  # noqa: F401 (shared validation, re-exported)
-from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+from ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
-__all__ = ["ContextTable", "check_symbols", "compress", "decompress", "PROGRESS_EVERY"]
+__all__ = ["ContextTable", "compress", "decompress", "PROGRESS_EVERY"]
 
 PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback (as ref.ac)
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7

@@ -33,11 +33,11 @@ not at all. The tests check the equality with models of both finite and whole-pr
 import numpy as np
 from numba import njit
 
-from fast.cpu.ac import ContextTable, check_symbols, context_id, table_row, uses_table
+from fast.cpu.ac import ContextTable, context_id, table_row, uses_table
 from fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step, find_symbol,
                                  point_bits, quantize, undo_carry)
 from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
-from ref.symbols import BOS, N_SYMBOLS
+from ref.symbols import BOS, N_SYMBOLS, check_symbols
 
 __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows",
            "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
