@@ -27,8 +27,9 @@ trained M1; float64 also allowed):
   argument here is <= 0 after subtracting the row maximum, so no overflow, and e^-700 is far below what a
   14-bit CDF can see).
 A row then depends on its own prefix and the weights alone: not on the batch size, the padded length T, the
-padding, the other rows, the backend or the machine. fast/cpu/exact_m1.py (Numba) computes the same rule and is
-tested bit for bit against this file; a GPU twin must turn off multiply-add fusion.
+padding, the other rows, the backend or the machine. fast/cpu/exact_m1.py (Numba) and fast/gpu/exact_m1.py
+(numba.cuda, every rounded operation an explicitly rounded intrinsic so the compiler fuses no multiply-add)
+compute the same rule and are tested bit for bit against this file.
 
 The price: fixed-order reductions forgo BLAS. Here each reduction is a Python loop over its index with NumPy
 vectorising across every other axis (all rows at once), which is slow but short to read; the Numba twin is the

@@ -3,7 +3,7 @@
 Steps, each resumable from what is already in the output directory (a finished step is skipped):
 1. corpus -> examples (data/packing.py), the train side shuffled from the seed;
 2. M1 trained on the train side only (train/m1.py) -> m1.npz;
-3. the coding models: M1 (windowed and whole-example shapes), StaticAC's unigram model, SentencePiece;
+3. the coding models: M1 (its rows by the exact rule of the backend), StaticAC's unigram model, SentencePiece;
 4. one dataset per method, window size and token width (train/build.py) for train and validation;
 5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does;
 6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us) and

@@ -25,10 +25,11 @@ Where the rows come from (never changing what they are):
 When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
 model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
 padded length T, the padding or the other rows (the protocol in ref/models.py). ref.m1.TransformerModel makes it
-so by evaluating every row alone at one fixed shape. A model run at its natural batched shape (one forward pass over
-[A, T] with BLAS choosing kernels by shape) does not promise it; its rows may differ in the last bits, the quantized
-CDFs then occasionally differ, and such output must be decoded by the same batched code with the same batches, or
-not at all. The tests check the equality with models of both finite and whole-prefix context.
+so by computing its rows with the exact rule of ref/exact_m1.py, whose roundings do not depend on the call's shape.
+A model run as ordinary float code (BLAS choosing kernels by shape) does not promise it; its rows may differ in the
+last bits, the quantized CDFs then occasionally differ, and such output must be decoded by the same batched code
+with the same batches, or not at all. The tests check the equality with models of both finite and whole-prefix
+context.
 """
 import numpy as np
 from numba import njit

@@ -1,4 +1,4 @@
-"""CuPy backend (issue 6), module for module the twin of ref/ and fast/cpu: transformer.py (forward, loss_and_grads
+"""CuPy backend, module for module the twin of ref/ and fast/cpu: transformer.py (forward, loss_and_grads
 with cuBLAS products and fused numba.cuda kernels), optim.py (Adafactor, AdamW on the GPU), ac.py and equalinfo.py
 (the coder, which runs on the CPU: fast.cpu's, re-exported). Helpers: device.py (CuPy or, under numba's CUDA
 simulator, NumPy; host <-> device), blas.py (cuBLAS products and the float32 / TF32 / bf16 setting),
