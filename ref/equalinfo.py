@@ -15,11 +15,10 @@ Decoding a window runs two decoders over its b bits, one reading the bits past b
 and one as ones (its last point), and stops where they disagree: both points lie in the same child iff the cell
 does. So every window decodes alone, from its b bits and the model, to exactly the symbols it was built from.
 
-Two windows do not delimit themselves, both by design and both told apart without guessing:
-- the input's last window, when its k symbols admit no delimiting cell (its interval may be coarser than a cell):
-  the decoder is given the total symbol count (`n_symbols`, stored in file headers);
-- a window cut by the model's optional `max_window_symbols` cap (DESIGN.md, "Determinism"): the decoder stops at
-  the cap by count.
+One window may not delimit itself: the input's last, when its k symbols admit no delimiting cell (its interval
+may be coarser than a cell); the decoder is given the total symbol count (`n_symbols`, stored in file headers).
+A window ends on its bits alone, never on a symbol count: the paper's rule has no cap on a window's symbols, and a
+cap would only add a second way for a window to end that every coder and decoder must mirror.
 If no k >= 1 admits a delimiting cell, compression raises WindowError rather than emit an undecodable window
 (this needs a pathological model; the tests hunt for it with adversarial distributions).
 """
@@ -112,16 +111,15 @@ def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=Tru
     delimit=False gives the paper's plain rule (greedy, shortest cell padded with zeros) for comparison only:
     such windows need not decode.
     """
-    cap = getattr(cursor.model, "max_window_symbols", None)
     cursor.reset()
-    lookahead = cap if cap is not None else max_symbols_per_window(window_bits, precision)
+    lookahead = max_symbols_per_window(window_bits, precision)
     cursor.prefetch(symbols[start:start + lookahead])  # rows for every symbol this window could take
     encoders = [Encoder(precision)]  # encoders[k]: state after the window's first k symbols
     next_cdfs = []  # next_cdfs[k]: CDF of the symbol that follows k symbols
     position = start
     while True:
         next_cdfs.append(cursor.cdf())
-        if position == len(symbols) or (cap is not None and position - start == cap):
+        if position == len(symbols):
             break
         trial = encoders[-1].copy()
         trial.encode(next_cdfs[-1], symbols[position])
@@ -132,10 +130,9 @@ def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=Tru
         position += 1
     greedy = position - start
     at_end = position == len(symbols)
-    capped = cap is not None and greedy == cap
-    if not delimit or capped:
+    if not delimit:
         cell = shortest_cell(encoders[greedy], window_bits)
-        return Window(start, greedy, greedy, capped, encoders[greedy].point_bits(cell, window_bits))
+        return Window(start, greedy, greedy, False, encoders[greedy].point_bits(cell, window_bits))
     for length in range(greedy, 0, -1):
         cell = delimiting_cell(encoders[length], next_cdfs[length], window_bits)
         if cell is not None:
@@ -180,13 +177,12 @@ def compress(symbols, model, window_bits=16, precision=14, progress=None):
 def decode_window(window_bits_array, cursor, precision=14, limit=None):
     """Symbols (list of int) of one window from its bits alone; at most `limit` if given."""
     window_bits = len(window_bits_array)
-    cap = getattr(cursor.model, "max_window_symbols", None)
     bound = max_symbols_per_window(window_bits, precision)
     first_point = Decoder(window_bits_array, precision, tail_bit=0)
     last_point = Decoder(window_bits_array, precision, tail_bit=1)
     cursor.reset()
     symbols = []
-    while (limit is None or len(symbols) < limit) and (cap is None or len(symbols) < cap):
+    while limit is None or len(symbols) < limit:
         cdf = cursor.cdf()
         symbol = first_point.find(cdf)
         if symbol != last_point.find(cdf):

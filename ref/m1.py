@@ -5,6 +5,8 @@ from ref import exact_m1, transformer
 from ref.models import ModelError, check_inputs
 from ref.symbols import N_INPUTS, N_SYMBOLS
 
+NO_WINDOW_CAP = -1  # the value of arrays()["coding.max_window_symbols"]: windows are not capped by a symbol count
+
 
 class TransformerModel:
     """M1: a Transformer (ref/transformer.py's parameters) as a coding model, with bit-reproducible rows.
@@ -19,15 +21,15 @@ class TransformerModel:
     with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
     another rule is refused rather than decoded into garbage.
 
-    `max_window_symbols` optionally caps the symbols of one Equal-Info window (the window then ends at window_bits
-    or at the cap, whichever comes first; ref/equalinfo.py); it changes the windows, so it is part of `arrays()` too.
-    With exact rows there is no fixed evaluation shape, so no cap is needed for determinism (default: none).
+    `arrays()` also holds `coding.max_window_symbols` = -1, which says "windows end on their bits alone": it keeps the
+    fingerprints of every M1 file and dataset ever written valid. The coders have no symbol cap (ref/equalinfo.py
+    says why), so `from_arrays` refuses an M1 stored with any other value rather than decode its windows wrongly.
     """
 
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, max_window_symbols=None, rows=None, prefix_rows=None):
+    def __init__(self, params, cfg, rows=None, prefix_rows=None):
         if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
             raise ModelError(f"an M1 transformer must read {N_INPUTS} ids and predict {N_SYMBOLS}, this one reads "
                              f"{cfg.vocab_in} and predicts {cfg.vocab_out}")
@@ -35,11 +37,7 @@ class TransformerModel:
             transformer.check_params(params, cfg)
         except ValueError as error:
             raise ModelError(str(error)) from None
-        if max_window_symbols is not None and (not isinstance(max_window_symbols, (int, np.integer))
-                                               or isinstance(max_window_symbols, bool) or max_window_symbols < 1):
-            raise ModelError(f"max_window_symbols must be a positive integer or None, got {max_window_symbols!r}")
         self.params, self.cfg = params, cfg
-        self.max_window_symbols = None if max_window_symbols is None else int(max_window_symbols)
         self._rows = exact_m1.next_probs if rows is None else rows
         self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
 
@@ -53,14 +51,13 @@ class TransformerModel:
         return None if self._prefix_rows is None else self._prefix_rows(self.params, self.cfg, n_slots)
 
     def arrays(self):
-        """The parameters plus what else fixes the rows and windows: unshaped settings, the cap, the rule's version."""
+        """The parameters plus what else fixes the rows and windows: unshaped settings, the rule's version."""
         arrays = {"params." + name: value for name, value in self.params.items()}
         arrays.update({
             "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
             "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
             "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION, dtype=np.int64),
-            "coding.max_window_symbols": np.array(-1 if self.max_window_symbols is None else self.max_window_symbols,
-                                                  dtype=np.int64),
+            "coding.max_window_symbols": np.array(NO_WINDOW_CAP, dtype=np.int64),
         })
         return arrays
 
@@ -83,6 +80,9 @@ class TransformerModel:
                 d_ff=params["blocks.0.w_gate"].shape[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
                 max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
             cap = int(arrays["coding.max_window_symbols"])
-            return cls(params, cfg, None if cap < 0 else cap, rows)
         except (KeyError, IndexError, ValueError) as error:
             raise ModelError(f"transformer model arrays are malformed: {error}") from None
+        if cap != NO_WINDOW_CAP:
+            raise ModelError(f"this M1 caps Equal-Info windows at {cap} symbols; windows here end on their bits "
+                             f"alone, so its data cannot be decoded")
+        return cls(params, cfg, rows)

@@ -8,7 +8,6 @@ The protocol every coder uses (M1 included):
   before the slice's start then read as BOS, and the caller only uses rows whose full context is inside the slice.
 - `arrays()`: dict name -> array that defines the model exactly; `ref.fingerprint.fingerprint(model.arrays())`
   identifies it in compressed files. `kind` names the class for file formats.
-- optional `max_window_symbols`: a cap on the symbols of one Equal-Info window (see ref/equalinfo.py).
 - optional `prefix_rows(n_slots)`: an object whose `extend(slots, inputs)` grows several prefixes by one input
   each and returns the rows next_probs would give (a decoder's incremental evaluation; ref/m1.py).
 

@@ -7,7 +7,7 @@ from ref import equalinfo
 from ref.arithmetic import quantize
 from ref.cursor import CdfCursor
 from ref.equalinfo import WindowError
-from ref.models import MarkovModel, UnigramModel
+from ref.models import MarkovModel
 from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
 
 WINDOW_SIZES = [16, 24, 32, 64, 128]
@@ -158,19 +158,6 @@ def test_the_papers_zero_padding_is_ambiguous():
     misread = sum(equalinfo.decode_window(w.bits, cursor) != list(symbols[w.start:w.start + w.length])
                   for w in windows[:-1])
     assert misread > 0
-
-
-class CappedModel(UnigramModel):
-    max_window_symbols = 3
-
-
-def test_symbol_cap_ends_windows():
-    model = CappedModel(UnigramModel.fit(TRAINING).counts)
-    symbols = bytes_to_symbols(b"eeeeeeeeee the tee")
-    windows = equalinfo.encode_windows(symbols, model, 64)
-    assert max(w.length for w in windows) == 3
-    bits = np.concatenate([w.bits for w in windows])
-    assert np.array_equal(equalinfo.decompress(bits, model, 64, n_symbols=len(symbols)), symbols)
 
 
 def test_bad_input_raises():

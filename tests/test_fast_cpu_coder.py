@@ -31,10 +31,6 @@ class WholePrefixMarkov(MarkovModel):
         self.context_length = None
 
 
-class CappedModel(UnigramModel):
-    max_window_symbols = 3
-
-
 def extreme_rows(rng):
     """Rows that stress the float rule: one-hot, huge and tiny scales, subnormals, ties, dyadic values."""
     rows = [np.eye(257)[3], np.full(257, 1e-300), np.full(257, 1e300), np.full(257, 5e-324),
@@ -179,7 +175,7 @@ def test_long_text_round_trip():
 def test_batched_compression_equals_one_at_a_time():
     texts = [UNSEEN[:400], UNSEEN[400:403], np.zeros(0, dtype=np.int64), UNSEEN[1000:1250], np.array([EOS])]
     for model in (MODELS["markov2"], WholePrefixMarkov(MODELS["markov2"]), MODELS["adversarial"],
-                  CappedModel(MODELS["unigram"].counts)):
+                  MODELS["unigram"]):
         for window_bits in (16, 64):
             alone = [ref_ei.compress(t, model, window_bits) for t in texts]
             variants = [fast_ei.compress_batch(texts, model, window_bits)]  # table path where it applies
@@ -194,17 +190,12 @@ def test_batched_compression_equals_one_at_a_time():
                 assert np.array_equal(ref_ei.decompress(bits, model, window_bits, n_symbols=len(text)), text)
 
 
-def test_decode_window_alone_and_symbol_cap():
+def test_decode_window_alone():
     model = MODELS["markov2"]
     windows = ref_ei.encode_windows(UNSEEN[:300], model, 32)
     for w in windows:
         limit = None if w.delimited else w.length
         assert fast_ei.decode_window(w.bits, model, limit=limit) == list(UNSEEN[w.start:w.start + w.length])
-    capped = CappedModel(MODELS["unigram"].counts)
-    symbols = bytes_to_symbols(b"eeeeeeeeee the tee")
-    windows = fast_ei.encode_windows(symbols, capped, 64)
-    assert max(w.length for w in windows) == 3
-    assert window_fields(windows) == window_fields(ref_ei.encode_windows(symbols, capped, 64))
 
 
 def test_bad_input_raises_like_ref():

@@ -17,7 +17,7 @@ TINY = {
     "m1": {"size": "micro", "dtype": "float64", "seq_len": 32, "batch_size": 4, "eval_sequences": 4,
            "train": {"steps": 6, "eval_every": 3, "checkpoint_every": 3,
                      "optimizer": {"name": "adamw", "peak_lr": 0.01, "warmup_steps": 1, "total_steps": 6}}},
-    "coding": {"precision": 14, "max_window_symbols": 24},
+    "coding": {"precision": 14},
     "datasets": {"train_examples": 3, "val_examples": 2, "seq_len": 4096,
                  "methods": [{"method": "bytes"}, {"method": "spm", "vocab_size": 400},
                              {"method": "ac", "bits_per_token": [8]}, {"method": "staticac", "bits_per_token": [16]},
@@ -150,3 +150,14 @@ def test_repro_without_sentencepiece_skips_that_row_and_says_so(corpus_dir, tmp_
     results = run.run()
     assert set(results["m2"]) == {"Bytes"} and "sentencepiece" in results["skipped"]["SentencePiece"]
     assert "| SentencePiece | skipped:" in (tmp_path / "results.md").read_text()
+
+
+def test_a_window_cap_in_a_preset_is_refused(tmp_path):
+    preset = copy.deepcopy(TINY)
+    preset["coding"]["max_window_symbols"] = 24
+    path = tmp_path / "capped.json"
+    path.write_text(json.dumps(preset))
+    with pytest.raises(repro.PresetError, match="max_window_symbols is not a setting"):
+        repro.load_preset(path)
+    path.write_text(json.dumps(TINY))
+    assert repro.load_preset(path) == TINY

@@ -84,11 +84,11 @@ def exact_m1_module(backend_name):
     raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
 
 
-def coding_model(params, cfg, backend_name, max_window_symbols=None):
+def coding_model(params, cfg, backend_name):
     """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's exact-rule twin, with
     its key/value-cached grower for decoders where it has one."""
     from ref.m1 import TransformerModel
 
     module = exact_m1_module(backend_name)
-    return TransformerModel(params, cfg, max_window_symbols, rows=module.next_probs,
+    return TransformerModel(params, cfg, rows=module.next_probs,
                             prefix_rows=getattr(module, "PrefixRows", None))

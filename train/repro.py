@@ -45,6 +45,9 @@ def load_preset(name_or_path):
     missing = [k for k in ("seed", "packing", "m1", "coding", "datasets", "m2") if k not in preset]
     if missing:
         raise PresetError(f"{path}: missing sections {missing}")
+    if isinstance(preset["coding"], dict) and "max_window_symbols" in preset["coding"]:
+        raise PresetError(f"{path}: coding.max_window_symbols is not a setting: Equal-Info windows end on their bits "
+                          f"alone (ref/equalinfo.py)")
     return preset
 
 
@@ -129,8 +132,7 @@ class Pipeline:
             model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name)
             return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
         if method == "equalinfo":
-            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name,
-                                    coding.get("max_window_symbols"))
+            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name)
             return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache)
         if method == "spm":
             if not hasattr(self, "spm"):

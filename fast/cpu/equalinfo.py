@@ -2,8 +2,7 @@
 
 The window rule is ref's, step for step (read ref/equalinfo.py for why it is the rule): greedy `fits`, then the
 first `delimiting_cell` of the final interval, falling back to one symbol fewer while there is none; the input's last
-window may end on the shortest cell (the decoder gets the symbol count); the model's optional `max_window_symbols`
-cap ends a window by count. Windows of up to 128 bits and more never sit in an integer: a window's bits are a uint8
+window may end on the shortest cell (the decoder gets the symbol count). Windows of up to 128 bits and more never sit in an integer: a window's bits are a uint8
 buffer, carries run through it, and an encoder's trial step is undone in place when the symbol does not fit.
 
 Where the rows come from (never changing what they are):
@@ -43,14 +42,8 @@ from ref.symbols import BOS, N_SYMBOLS, check_symbols
 __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows",
            "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
 
-NO_CAP = -1
 DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
 ERROR_NO_CELL, ERROR_NO_DELIMITER = -2, -1
-
-
-def _cap_of(model):
-    cap = getattr(model, "max_window_symbols", None)
-    return NO_CAP if cap is None else int(cap)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -109,19 +102,19 @@ def _try_symbol(low, range_, n_bits, buf, cdf, symbol, window_bits, precision):
 
 
 @njit(cache=True)
-def _end_window(cdfs, rowidx, symbols, start, greedy, at_end, capped, delimit, low, range_, n_bits, buf,
+def _end_window(cdfs, rowidx, symbols, start, greedy, at_end, delimit, low, range_, n_bits, buf,
                 window_bits, precision, out):
     """Pick the window's length and b bits (written to out [b]) after `greedy` symbols fitted.
 
     cdfs[rowidx[j]] is the CDF of the window's symbol j (j = 0..greedy); (low, range, n_bits, buf) is the encoder
     after `greedy` symbols. Returns (length, delimited), or length < 0 for an error (ERROR_*).
     """
-    if not delimit or capped:
+    if not delimit:
         cell = _shortest_cell(low, range_, n_bits, window_bits)
         if cell < 0:
             return ERROR_NO_CELL, False
         point_bits(buf, n_bits, cell, window_bits, out)
-        return greedy, capped
+        return greedy, False
     for length in range(greedy, 0, -1):
         if length < greedy:  # the fallback: re-encode the window's first `length` symbols (rare)
             low, range_, n_bits = np.int64(0), np.int64(FULL), 0
@@ -153,7 +146,7 @@ def _grow_rows(array, n_rows):
 
 
 @njit(cache=True)
-def _encode_with_table(symbols, cdfs, row_of, k, cap, window_bits, delimit, precision):
+def _encode_with_table(symbols, cdfs, row_of, k, window_bits, delimit, precision):
     """All windows of symbols [n]; row_of[t, j] is the table row of position t after j (<= k) window symbols.
 
     Returns (error start or -1, error code, n_windows, bits [>= n_windows, b], meta [>= n_windows, 4]) with
@@ -171,7 +164,7 @@ def _encode_with_table(symbols, cdfs, row_of, k, cap, window_bits, delimit, prec
             if i + 1 >= rowidx.shape[0]:
                 rowidx = _grow_rows(rowidx, i + 2)
             rowidx[i] = row_of[start + i, min(i, k)]
-            if start + i == n or i == cap:
+            if start + i == n:
                 break
             fitted, low, range_, n_bits = _try_symbol(low, range_, n_bits, buf, cdfs[rowidx[i]],
                                                       symbols[start + i], window_bits, precision)
@@ -180,7 +173,7 @@ def _encode_with_table(symbols, cdfs, row_of, k, cap, window_bits, delimit, prec
             i += 1
         if n_windows == bits.shape[0]:
             bits, meta = _grow_rows(bits, n_windows + 1), _grow_rows(meta, n_windows + 1)
-        length, delimited = _end_window(cdfs, rowidx, symbols, start, i, start + i == n, i == cap, delimit,
+        length, delimited = _end_window(cdfs, rowidx, symbols, start, i, start + i == n, delimit,
                                         low, range_, n_bits, buf, window_bits, precision, bits[n_windows])
         if length < 0:
             return start, length, n_windows, bits, meta
@@ -215,11 +208,11 @@ def _raise_window_error(start, code, window_bits, precision):
                       f"window_bits={window_bits}, precision={precision})")
 
 
-def _encode_table_path(symbols, table, cap, window_bits, precision, delimit):
+def _encode_table_path(symbols, table, window_bits, precision, delimit):
     """(bits [W, b], meta [W, 4]) of one sequence through a ContextTable."""
     rows = table.rows(_window_context_ids(symbols, table.k))  # [n+1, k+1]
     error_start, code, n_windows, bits, meta = _encode_with_table(
-        symbols, table.cdfs, rows, table.k, cap, int(window_bits), bool(delimit), int(precision))
+        symbols, table.cdfs, rows, table.k, int(window_bits), bool(delimit), int(precision))
     if error_start >= 0:
         _raise_window_error(error_start, code, window_bits, precision)
     return bits[:n_windows], meta[:n_windows]
@@ -230,7 +223,7 @@ def _encode_table_path(symbols, table, cap, window_bits, precision, delimit):
 
 
 @njit(cache=True)
-def _advance_streams(flat, offsets, state, buf, hist, identity, cap, window_bits, delimit, precision,
+def _advance_streams(flat, offsets, state, buf, hist, identity, window_bits, delimit, precision,
                      ended, out_bits, out_meta):
     """Advance every live stream as far as its available rows allow; at most one window ends per stream.
 
@@ -249,9 +242,6 @@ def _advance_streams(flat, offsets, state, buf, hist, identity, cap, window_bits
         i, low, range_, n_bits, avail = state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5]
         finished = False
         while True:
-            if i == cap:
-                finished = True
-                break
             if i >= avail:
                 break  # needs the next row from the model
             if start + i == n:
@@ -264,7 +254,7 @@ def _advance_streams(flat, offsets, state, buf, hist, identity, cap, window_bits
                 break
             i += 1
         if finished:
-            length, delimited = _end_window(hist[s], identity, symbols, start, i, start + i == n, i == cap, delimit,
+            length, delimited = _end_window(hist[s], identity, symbols, start, i, start + i == n, delimit,
                                             low, range_, n_bits, buf[s], window_bits, precision, out_bits[s])
             if length < 0:
                 ended[s] = length
@@ -280,14 +270,12 @@ def _advance_streams(flat, offsets, state, buf, hist, identity, cap, window_bits
             start, i, low, range_, n_bits, avail)
 
 
-def _rows_for_streams(model, flat, offsets, state, hist, lookahead, cap, precision):
+def _rows_for_streams(model, flat, offsets, state, hist, lookahead, precision):
     """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist."""
     live = np.flatnonzero(state[:, 0] >= 0)
     start, avail = state[live, 0], state[live, 5]
     remaining = offsets[live + 1] - offsets[live] - start
     r_max = np.minimum(avail + lookahead - 1, remaining)  # last row wanted (row r follows r window symbols)
-    if cap != NO_CAP:
-        r_max = np.minimum(r_max, cap - 1)  # row `cap` is never used: a capped window ends on its count
     width = int(r_max.max()) + 1
     if width > hist.shape[1]:
         bigger = np.zeros((hist.shape[0], max(width, 2 * hist.shape[1]), hist.shape[2]), dtype=np.int64)
@@ -310,8 +298,8 @@ class _Lookahead:
 
     FIRST, MOST = 8, 64
 
-    def __init__(self, fixed, cap):
-        self.fixed, self.cap = fixed, cap
+    def __init__(self, fixed):
+        self.fixed = fixed
         self.rows, self.windows = 0, 0
 
     def record(self, greedy_counts):
@@ -321,14 +309,12 @@ class _Lookahead:
     def __int__(self):
         if self.fixed is not None:
             return self.fixed
-        size = self.FIRST if not self.windows else min(self.MOST, int(1.25 * self.rows / self.windows) + 1)
-        return size if self.cap == NO_CAP else min(size, self.cap)
+        return self.FIRST if not self.windows else min(self.MOST, int(1.25 * self.rows / self.windows) + 1)
 
 
 def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     """Per-stream (bits [W_s, b], meta [W_s, 4]) of many symbol sequences, coded in lockstep."""
-    cap = _cap_of(model)
-    lookahead = _Lookahead(lookahead, cap)
+    lookahead = _Lookahead(lookahead)
     offsets = np.zeros(len(streams) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in streams])
     flat = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
@@ -343,9 +329,9 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     out_meta = np.zeros((n_streams, 4), dtype=np.int64)
     events_stream, events_bits, events_meta = [], [], []
     while np.any(state[:, 0] >= 0):
-        hist = _rows_for_streams(model, flat, offsets, state, hist, int(lookahead), cap, precision)
+        hist = _rows_for_streams(model, flat, offsets, state, hist, int(lookahead), precision)
         identity = np.arange(hist.shape[1], dtype=np.int64)
-        _advance_streams(flat, offsets, state, buf, hist, identity, cap, int(window_bits), bool(delimit),
+        _advance_streams(flat, offsets, state, buf, hist, identity, int(window_bits), bool(delimit),
                          int(precision), ended, out_bits, out_meta)
         if np.any(ended < 0):
             s = int(np.flatnonzero(ended < 0)[0])
@@ -375,7 +361,7 @@ def _encode_many(streams, model, window_bits, precision, delimit, use_table=True
     streams = [check_symbols(s) for s in streams]
     if use_table and uses_table(model):
         table = ContextTable(model, precision)
-        return [_encode_table_path(s, table, _cap_of(model), window_bits, precision, delimit) for s in streams]
+        return [_encode_table_path(s, table, window_bits, precision, delimit) for s in streams]
     if lookahead is not None and (int(lookahead) != lookahead or lookahead < 1):
         raise ValueError(f"lookahead must be a positive integer or None, got {lookahead}")
     lookahead = None if lookahead is None else int(lookahead)
@@ -442,13 +428,13 @@ def _start_windows(windows):
 
 
 @njit(cache=True)
-def _run_windows(windows, state, counts, status, need, out, cap, bound, precision, ids, cdfs, k, provided,
+def _run_windows(windows, state, counts, status, need, out, bound, precision, ids, cdfs, k, provided,
                  step_cdfs):
     """Decode every RUNNING window until it ends (DONE), needs a row (NEED) or fills its out row (FULL_BUFFER).
 
     Rows come from the table (ids, cdfs) by context when k >= 0 (a missing context is reported in need[w]), else
     from step_cdfs[provided[w]], one row per call. A window ends where its cell's first point (bits past b read as
-    0) and last point (read as 1) decode different symbols, or at the cap.
+    0) and last point (read as 1) decode different symbols.
     """
     for w in range(windows.shape[0]):
         if status[w] != RUNNING:
@@ -456,9 +442,6 @@ def _run_windows(windows, state, counts, status, need, out, cap, bound, precisio
         bits = windows[w]
         while True:
             count = counts[w]
-            if count == cap:
-                status[w] = DONE
-                break
             if count > bound:
                 status[w] = OVERFLOW
                 break
@@ -492,12 +475,10 @@ def _run_windows(windows, state, counts, status, need, out, cap, bound, precisio
 
 
 def _decode_chunk(windows, model, precision, table):
-    """Self-delimited symbols of windows [W, b] (cap respected, no count limit): (out [W, L], counts [W])."""
+    """Self-delimited symbols of windows [W, b] (no count limit): (out [W, L], counts [W])."""
     n_windows, window_bits = windows.shape
-    cap, bound = _cap_of(model), max_symbols_per_window(window_bits, precision)
+    bound = max_symbols_per_window(window_bits, precision)
     width = min(bound + 1, max(16, 2 * window_bits))
-    if cap != NO_CAP:
-        width = min(width, cap)
     state = _start_windows(windows)
     counts = np.zeros(n_windows, dtype=np.int64)
     status = np.zeros(n_windows, dtype=np.int8)
@@ -511,7 +492,7 @@ def _decode_chunk(windows, model, precision, table):
         grower = model.prefix_rows(n_windows)  # one slot per window: each step adds one position, not a prefix
     while True:
         ids, cdfs, k = (table.ids, table.cdfs, table.k) if table is not None else (np.zeros(0, np.int64), empty, -1)
-        _run_windows(windows, state, counts, status, need, out, cap, bound, int(precision), ids, cdfs, k,
+        _run_windows(windows, state, counts, status, need, out, bound, int(precision), ids, cdfs, k,
                      provided, step_cdfs)
         if np.any(status == OVERFLOW):
             raise AssertionError("a window decoded more symbols than its bits can hold")
