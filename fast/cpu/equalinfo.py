@@ -2,8 +2,9 @@
 
 The window rule is ref's, step for step (read ref/equalinfo.py for why it is the rule): greedy `fits`, then the
 first `delimiting_cell` of the final interval, falling back to one symbol fewer while there is none; the input's last
-window may end on the shortest cell (the decoder gets the symbol count). Windows of up to 128 bits and more never sit in an integer: a window's bits are a uint8
-buffer, carries run through it, and an encoder's trial step is undone in place when the symbol does not fit.
+window may end on the shortest cell (the decoder gets the symbol count). Windows of up to 128 bits and more never
+sit in an integer: a window's bits are a uint8 buffer, carries run through it, and an encoder's trial step is undone
+in place when the symbol does not fit.
 
 Where the rows come from (never changing what they are):
 - finite-context models (context_length 0..7): a ContextTable (fast/cpu/ac.py) holds one quantized CDF per context.
@@ -40,8 +41,16 @@ from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_pe
 from ref.symbols import BOS, N_SYMBOLS, check_symbols
 
 __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows",
-           "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch", "decode_windows"]
+           "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch",
+           "decode_windows"]
 
+# The lockstep encoder's state, one row per stream: stream_state[s, column], int64.
+START, FITTED, LOW, RANGE, N_BITS, AVAIL = range(6)
+# START: the current window's first symbol (-1 once the stream is done); FITTED: symbols of the window encoded so
+# far; LOW, RANGE, N_BITS: its encoder (frame units as in ref); AVAIL: rows of the window in hand (hist[s, :AVAIL]).
+N_STREAM_COLUMNS = 6
+# A window decoder's state, one row per window, for each of the two points of the window's cell: int64 [W, 3].
+OFFSET, RANGE_, POSITION = range(3)  # the decoder's point minus the interval's low end; its range; bits read
 DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
 ERROR_NO_CELL, ERROR_NO_DELIMITER = -2, -1
 
@@ -223,23 +232,23 @@ def _encode_table_path(symbols, table, window_bits, precision, delimit):
 
 
 @njit(cache=True)
-def _advance_streams(flat, offsets, state, buf, hist, identity, window_bits, delimit, precision,
+def _advance_streams(flat, offsets, stream_state, buf, hist, identity, window_bits, delimit, precision,
                      ended, out_bits, out_meta):
     """Advance every live stream as far as its available rows allow; at most one window ends per stream.
 
-    flat/offsets: stream s is flat[offsets[s]:offsets[s+1]]. state [S, 6]: start, i (symbols fitted), low, range,
-    n_bits, avail (rows of the current window in hist[s, :avail]), with start = -1 once a stream is done.
+    flat/offsets: stream s is flat[offsets[s]:offsets[s+1]]; stream_state [S, N_STREAM_COLUMNS] (START, ...).
     A window that ends writes ended[s] = 1, out_bits[s] [b] and out_meta[s] (start, length, greedy, delimited);
     ended[s] = code < 0 on an error. The stream then starts a new window with no rows.
     """
-    for s in range(state.shape[0]):
+    for s in range(stream_state.shape[0]):
         ended[s] = 0
-        start = state[s, 0]
+        start = stream_state[s, START]
         if start < 0:
             continue
         symbols = flat[offsets[s]:offsets[s + 1]]
         n = symbols.shape[0]
-        i, low, range_, n_bits, avail = state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5]
+        i, low, range_ = stream_state[s, FITTED], stream_state[s, LOW], stream_state[s, RANGE]
+        n_bits, avail = stream_state[s, N_BITS], stream_state[s, AVAIL]
         finished = False
         while True:
             if i >= avail:
@@ -266,14 +275,15 @@ def _advance_streams(flat, offsets, state, buf, hist, identity, window_bits, del
             i, low, range_, n_bits, avail = 0, np.int64(0), np.int64(FULL), 0, 0
             if start == n:
                 start = -1
-        state[s, 0], state[s, 1], state[s, 2], state[s, 3], state[s, 4], state[s, 5] = (
-            start, i, low, range_, n_bits, avail)
+        stream_state[s, START], stream_state[s, FITTED] = start, i
+        stream_state[s, LOW], stream_state[s, RANGE] = low, range_
+        stream_state[s, N_BITS], stream_state[s, AVAIL] = n_bits, avail
 
 
-def _rows_for_streams(model, flat, offsets, state, hist, lookahead, precision):
+def _rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision):
     """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist."""
-    live = np.flatnonzero(state[:, 0] >= 0)
-    start, avail = state[live, 0], state[live, 5]
+    live = np.flatnonzero(stream_state[:, START] >= 0)
+    start, avail = stream_state[live, START], stream_state[live, AVAIL]
     remaining = offsets[live + 1] - offsets[live] - start
     r_max = np.minimum(avail + lookahead - 1, remaining)  # last row wanted (row r follows r window symbols)
     width = int(r_max.max()) + 1
@@ -289,7 +299,7 @@ def _rows_for_streams(model, flat, offsets, state, hist, lookahead, precision):
     wanted = (t >= avail[:, None]) & (t <= r_max[:, None])  # [A, T]
     which, row = np.nonzero(wanted)
     hist[live[which], row] = quantize(probs[which, row], precision)
-    state[live, 5] = r_max + 1
+    stream_state[live, AVAIL] = r_max + 1
     return hist
 
 
@@ -319,19 +329,19 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     offsets[1:] = np.cumsum([len(s) for s in streams])
     flat = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
     n_streams = len(streams)
-    state = np.zeros((n_streams, 6), dtype=np.int64)
-    state[:, 3] = FULL
-    state[offsets[1:] == offsets[:-1], 0] = -1  # empty streams are done
+    stream_state = np.zeros((n_streams, N_STREAM_COLUMNS), dtype=np.int64)
+    stream_state[:, RANGE] = FULL
+    stream_state[offsets[1:] == offsets[:-1], START] = -1  # empty streams are done
     buf = np.zeros((n_streams, window_bits + 128), dtype=np.uint8)
     hist = np.zeros((n_streams, min(int(lookahead), 64) + 1, N_SYMBOLS + 1), dtype=np.int64)
     ended = np.zeros(n_streams, dtype=np.int64)
     out_bits = np.zeros((n_streams, window_bits), dtype=np.uint8)
     out_meta = np.zeros((n_streams, 4), dtype=np.int64)
     events_stream, events_bits, events_meta = [], [], []
-    while np.any(state[:, 0] >= 0):
-        hist = _rows_for_streams(model, flat, offsets, state, hist, int(lookahead), precision)
+    while np.any(stream_state[:, START] >= 0):
+        hist = _rows_for_streams(model, flat, offsets, stream_state, hist, int(lookahead), precision)
         identity = np.arange(hist.shape[1], dtype=np.int64)
-        _advance_streams(flat, offsets, state, buf, hist, identity, int(window_bits), bool(delimit),
+        _advance_streams(flat, offsets, stream_state, buf, hist, identity, int(window_bits), bool(delimit),
                          int(precision), ended, out_bits, out_meta)
         if np.any(ended < 0):
             s = int(np.flatnonzero(ended < 0)[0])
@@ -419,17 +429,19 @@ RUNNING, DONE, NEED, FULL_BUFFER, OVERFLOW = 0, 1, 2, 3, 4
 
 @njit(cache=True)
 def _start_windows(windows):
-    """Decoder states [W, 6] (offset, range, position for tail 0, then for tail 1) of windows [W, b]."""
-    state = np.zeros((windows.shape[0], 6), dtype=np.int64)
+    """Decoders (first, last) [W, 3] each (OFFSET, RANGE_, POSITION) of windows [W, b]: the cell's first point reads
+    the bits past b as 0, its last point as 1."""
+    first = np.zeros((windows.shape[0], 3), dtype=np.int64)
+    last = np.zeros((windows.shape[0], 3), dtype=np.int64)
     for w in range(windows.shape[0]):
-        state[w, 0], state[w, 1], state[w, 2] = decoder_start(windows[w], 0)
-        state[w, 3], state[w, 4], state[w, 5] = decoder_start(windows[w], 1)
-    return state
+        first[w, OFFSET], first[w, RANGE_], first[w, POSITION] = decoder_start(windows[w], 0)
+        last[w, OFFSET], last[w, RANGE_], last[w, POSITION] = decoder_start(windows[w], 1)
+    return first, last
 
 
 @njit(cache=True)
-def _run_windows(windows, state, counts, status, need, out, bound, precision, ids, cdfs, k, provided,
-                 step_cdfs):
+def _run_windows(windows, first_point, last_point, counts, status, need, out, bound, precision, ids, cdfs, k,
+                 provided, step_cdfs):
     """Decode every RUNNING window until it ends (DONE), needs a row (NEED) or fills its out row (FULL_BUFFER).
 
     Rows come from the table (ids, cdfs) by context when k >= 0 (a missing context is reported in need[w]), else
@@ -462,15 +474,16 @@ def _run_windows(windows, state, counts, status, need, out, bound, precision, id
                     break
                 cdf = step_cdfs[provided[w]]
                 provided[w] = -1
-            first = find_symbol(state[w, 0], state[w, 1], cdf, precision)
-            if first != find_symbol(state[w, 3], state[w, 4], cdf, precision):
+            first, last = first_point[w], last_point[w]
+            symbol = find_symbol(first[OFFSET], first[RANGE_], cdf, precision)
+            if symbol != find_symbol(last[OFFSET], last[RANGE_], cdf, precision):
                 status[w] = DONE  # the cell straddles a child boundary: the window's text ends here
                 break
-            state[w, 0], state[w, 1], state[w, 2] = consume(state[w, 0], state[w, 1], state[w, 2], bits, 0, cdf,
-                                                             first, precision)
-            state[w, 3], state[w, 4], state[w, 5] = consume(state[w, 3], state[w, 4], state[w, 5], bits, 1, cdf,
-                                                             first, precision)
-            out[w, count] = first
+            first[OFFSET], first[RANGE_], first[POSITION] = consume(first[OFFSET], first[RANGE_], first[POSITION],
+                                                                   bits, 0, cdf, symbol, precision)
+            last[OFFSET], last[RANGE_], last[POSITION] = consume(last[OFFSET], last[RANGE_], last[POSITION],
+                                                              bits, 1, cdf, symbol, precision)
+            out[w, count] = symbol
             counts[w] = count + 1
 
 
@@ -479,7 +492,7 @@ def _decode_chunk(windows, model, precision, table):
     n_windows, window_bits = windows.shape
     bound = max_symbols_per_window(window_bits, precision)
     width = min(bound + 1, max(16, 2 * window_bits))
-    state = _start_windows(windows)
+    first_point, last_point = _start_windows(windows)
     counts = np.zeros(n_windows, dtype=np.int64)
     status = np.zeros(n_windows, dtype=np.int8)
     need = np.zeros(n_windows, dtype=np.int64)
@@ -492,8 +505,8 @@ def _decode_chunk(windows, model, precision, table):
         grower = model.prefix_rows(n_windows)  # one slot per window: each step adds one position, not a prefix
     while True:
         ids, cdfs, k = (table.ids, table.cdfs, table.k) if table is not None else (np.zeros(0, np.int64), empty, -1)
-        _run_windows(windows, state, counts, status, need, out, bound, int(precision), ids, cdfs, k,
-                     provided, step_cdfs)
+        _run_windows(windows, first_point, last_point, counts, status, need, out, bound, int(precision), ids, cdfs,
+                     k, provided, step_cdfs)
         if np.any(status == OVERFLOW):
             raise AssertionError("a window decoded more symbols than its bits can hold")
         full = np.flatnonzero(status == FULL_BUFFER)
