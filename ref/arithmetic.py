@@ -92,13 +92,18 @@ def quantize(probs, precision=14):
     return cdf
 
 
+def check_integers(cdf):
+    """Raise CoderError unless the CDF (or array of CDFs) holds integers."""
+    if cdf.dtype.kind not in "iu":
+        raise CoderError(f"a CDF must hold integers (use quantize), got dtype {cdf.dtype}")
+
+
 def check_cdf(cdf, precision):
     """Raise CoderError unless cdf is a 1-D integer CDF from 0 to 2^precision with every width >= 1."""
     cdf = np.asarray(cdf)
     if cdf.ndim != 1 or cdf.shape[0] < 2:
         raise CoderError(f"a CDF must be 1-D with at least 2 entries, got shape {cdf.shape}")
-    if cdf.dtype.kind not in "iu":
-        raise CoderError(f"a CDF must hold integers (use quantize), got dtype {cdf.dtype}")
+    check_integers(cdf)
     if cdf[0] != 0 or cdf[-1] != (1 << precision):
         raise CoderError(f"a CDF must run from 0 to 2^{precision} = {1 << precision}, "
                          f"got {int(cdf[0])} .. {int(cdf[-1])}")

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from ref.transformer import bucket_table
+from ref.transformer import RMS_EPS, bucket_table
 
 EXACT_M1_VERSION = 1  # bump when any rounding above changes: it is part of the coding model's fingerprint
 
@@ -48,7 +48,6 @@ LN2_LO = 1.90821492927058770002e-10
 INV_LN2 = 1.44269504088896338700e+00
 EXP_COEFFS = tuple(1.0 / math.factorial(k) for k in range(12, -1, -1))  # Horner order: 1/12!, 1/11!, ..., 1
 EXP_UNDERFLOW = -700.0
-RMS_EPS = 1e-6
 QUERY_BLOCK = 256  # queries per attention block (bounds the [B, H, queries, T] score array; no effect on values)
 
 

@@ -50,14 +50,20 @@ def global_norm(grads):
     return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
 
 
-def clip_by_global_norm(grads, max_norm):
+def clip_factor(norm, max_norm):
+    """The factor global-norm clipping multiplies every gradient by: 1.0 within the limit (or with none)."""
+    return 1.0 if max_norm is None or norm <= max_norm else max_norm / norm
+
+
+def clip_by_global_norm(grads, max_norm, norm_of=global_norm):
     """(grads scaled so that their global norm is at most max_norm, the norm before clipping).
 
-    Gradients already within the limit are returned unchanged (the same arrays)."""
-    norm = global_norm(grads)
-    if max_norm is None or norm <= max_norm:
+    Gradients already within the limit are returned unchanged (the same arrays). norm_of measures the norm: a fast
+    backend passes its own global_norm, whose float64 sum may differ from this one's in the last bits."""
+    norm = norm_of(grads)
+    factor = clip_factor(norm, max_norm)
+    if factor == 1.0:
         return grads, norm
-    factor = max_norm / norm
     return {name: (g * factor).astype(g.dtype, copy=False) for name, g in grads.items()}, norm
 
 

@@ -35,6 +35,7 @@ import math
 import numpy as np
 
 RMS_EPS = 1e-6  # RMSNorm epsilon (T5 uses 1e-6)
+NO_LOSS_WEIGHT = "the loss weights sum to zero: there is no position to compute a loss on"
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -371,7 +372,7 @@ def loss_forward(logits, targets, weights, z_loss):
     """
     total_weight = weights.sum()
     if not total_weight > 0:
-        raise ValueError("the loss weights sum to zero: there is no position to compute a loss on")
+        raise ValueError(NO_LOSS_WEIGHT)
     safe_targets = np.where(weights != 0, targets, 0)  # [B, T]
     lse = logsumexp(logits)  # [B, T]
     target_logit = np.take_along_axis(logits, safe_targets[..., None], axis=-1)[..., 0]  # [B, T]
@@ -396,7 +397,8 @@ def loss_backward(cache):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _check_inputs(inputs, cfg):
+def check_inputs(inputs, cfg):
+    """int64 ids [B, T] after the checks every backend runs on a model's inputs, with these messages."""
     inputs = np.asarray(inputs)
     if inputs.ndim != 2 or inputs.shape[1] < 1:
         raise ValueError(f"inputs must be a [batch, time] integer array with time >= 1, got shape {inputs.shape}")
@@ -407,11 +409,32 @@ def _check_inputs(inputs, cfg):
     return inputs.astype(np.int64, copy=False)
 
 
-def _dtype_of(params, cfg):
+def dtype_of(params, cfg):
+    """The parameters' dtype, which must be the config's."""
     dtype = np.dtype(cfg.dtype)
     if params["embed"].dtype != dtype:
         raise ValueError(f"parameters are {params['embed'].dtype} but the config says {cfg.dtype}")
     return dtype
+
+
+def check_targets(targets, weights, shape, cfg, dtype):
+    """(targets [B, T], weights [B, T] in dtype) after the checks every backend runs on them, with these messages.
+
+    weights None means 1 everywhere; positions of weight 0 may hold any target (e.g. -1 for padding).
+    """
+    targets = np.asarray(targets)
+    weights = np.ones(targets.shape, dtype=dtype) if weights is None else np.asarray(weights, dtype=dtype)
+    if targets.shape != tuple(shape) or weights.shape != tuple(shape):
+        raise ValueError(f"targets {targets.shape} and weights {weights.shape} must have the inputs' shape "
+                         f"{tuple(shape)}")
+    if np.any(weights < 0) or not np.all(np.isfinite(weights)):
+        raise ValueError("loss weights must be finite and non-negative")
+    used = targets[weights != 0]
+    if used.size and (used.min() < 0 or used.max() >= cfg.vocab_out):
+        raise ValueError(f"targets with non-zero weight must lie in [0, {cfg.vocab_out})")
+    if not weights.sum(dtype=np.float64) > 0:
+        raise ValueError(NO_LOSS_WEIGHT)
+    return targets, weights
 
 
 def hidden_forward(params, cfg, x):
@@ -426,8 +449,8 @@ def hidden_forward(params, cfg, x):
 
 def forward(params, cfg, inputs):
     """Logits [B, T, vocab_out] for int inputs [B, T]; row t predicts the id after input t (causal)."""
-    _dtype_of(params, cfg)
-    inputs = _check_inputs(inputs, cfg)
+    dtype_of(params, cfg)
+    inputs = check_inputs(inputs, cfg)
     x, _ = embedding_forward(params["embed"], inputs)
     h, _ = hidden_forward(params, cfg, x)
     return h @ params["unembed"]
@@ -439,17 +462,8 @@ def loss_and_grads_from_embeddings(params, cfg, x, targets, weights=None):
     Returns (loss, grads, dx) with grads for every parameter except "embed" and dx = dloss/dx [B, T, d]. Exposed so
     that tests can check the gradient of the input path itself; `loss_and_grads` adds the embedding scatter.
     """
-    dtype = _dtype_of(params, cfg)
-    targets = np.asarray(targets)
-    weights = np.ones(targets.shape, dtype=dtype) if weights is None else np.asarray(weights, dtype=dtype)
-    if targets.shape != x.shape[:2] or weights.shape != x.shape[:2]:
-        raise ValueError(f"targets {targets.shape} and weights {weights.shape} must have the inputs' shape "
-                         f"{x.shape[:2]}")
-    if np.any(weights < 0) or not np.all(np.isfinite(weights)):
-        raise ValueError("loss weights must be finite and non-negative")
-    used = targets[weights != 0]
-    if used.size and (used.min() < 0 or used.max() >= cfg.vocab_out):
-        raise ValueError(f"targets with non-zero weight must lie in [0, {cfg.vocab_out})")
+    dtype = dtype_of(params, cfg)
+    targets, weights = check_targets(targets, weights, x.shape[:2], cfg, dtype)
 
     # forward
     h, (block_caches, final_cache) = hidden_forward(params, cfg, x)  # [B, T, d]
@@ -474,7 +488,7 @@ def loss_and_grads(params, cfg, inputs, targets, weights=None):
     inputs [B, T] ints in [0, vocab_in); targets [B, T] ints in [0, vocab_out) where the weight is non-zero;
     weights [B, T] non-negative (default: all ones). The loss is a Python float; grads are arrays of the params' dtype.
     """
-    inputs = _check_inputs(inputs, cfg)
+    inputs = check_inputs(inputs, cfg)
     x, embed_cache = embedding_forward(params["embed"], inputs)
     loss, grads, dx = loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
     grads["embed"] = embedding_backward(dx, embed_cache, cfg.vocab_in)

@@ -17,14 +17,12 @@ Speed comes from loop order, never from reordering a sum:
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
   multiply-adds. Thread counts never change a value (each output's loop order is fixed).
 """
-import contextlib
-
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
+from fast.cpu.threads import one_thread_below
 from ref.exact_m1 import EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS  # noqa: F401
 from ref.transformer import bucket_table
 
@@ -76,16 +74,9 @@ def _matmul(x, w, y):
                     y_row[j] += x_rk * w_row[j]
 
 
-@contextlib.contextmanager
 def _threads_for(work):
-    """Numba's thread count for a call of `work` multiply-adds: all threads if it is large, else one."""
-    before = numba.get_num_threads()
-    if work < PARALLEL_WORK and before > 1:
-        numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
+    """All of Numba's threads for a call of `work` multiply-adds if it is large, else one."""
+    return one_thread_below(work, PARALLEL_WORK)
 
 
 def matmul(x, w):

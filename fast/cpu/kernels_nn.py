@@ -15,35 +15,21 @@ Conventions shared by all kernels:
 - Attention matrices are laid out [B*H, T, T] (row i = query, column j = key); only j <= i is ever read or written
   except for zero-filling the future, which the next matrix product reads.
 """
-import contextlib
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-RMS_EPS = 1e-6  # must equal ref.transformer.RMS_EPS (checked by the tests)
+from fast.cpu.threads import one_thread_below
+from ref.transformer import RMS_EPS
+
 N_CHUNKS = 32  # fixed number of row chunks for cross-row reductions (independent of the thread count)
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this many elements a kernel runs on the calling thread only
 
 
-@contextlib.contextmanager
 def threads_for(n_elements):
-    """Run the kernels inside on one thread when the work is small (n_elements < PARALLEL_MIN_ELEMENTS).
-
-    Waking the thread pool costs microseconds on an idle machine, but on a busy one every parallel kernel waits for
-    its slowest thread to be scheduled (milliseconds): for small tensors that wait is all the kernel costs. The
-    kernels' results do not depend on the thread count (see above), only their speed does.
-    """
-    if n_elements >= PARALLEL_MIN_ELEMENTS or numba.get_num_threads() == 1:
-        yield
-        return
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
+    """The kernels inside run on one thread when the work is small (fast.cpu.threads.one_thread_below)."""
+    return one_thread_below(n_elements, PARALLEL_MIN_ELEMENTS)
 
 
 def chunk_bounds(n_rows, n_chunks=N_CHUNKS):

@@ -41,20 +41,13 @@ def global_norm(grads):
 
 
 def _clip_factor(grads, max_norm):
-    """The factor that global-norm clipping multiplies every gradient by (1.0 when within the limit)."""
-    if max_norm is None:
-        return 1.0
-    norm = global_norm(grads)
-    return 1.0 if norm <= max_norm else max_norm / norm
+    """ref.optim.clip_factor of this backend's global norm (no norm is computed when there is no limit)."""
+    return 1.0 if max_norm is None else _ref.clip_factor(global_norm(grads), max_norm)
 
 
 def clip_by_global_norm(grads, max_norm):
-    """(grads scaled so that their global norm is at most max_norm, the norm before clipping), as in ref."""
-    norm = global_norm(grads)
-    if max_norm is None or norm <= max_norm:
-        return grads, norm
-    factor = max_norm / norm
-    return {name: (g * factor).astype(g.dtype, copy=False) for name, g in grads.items()}, norm
+    """ref.optim.clip_by_global_norm with this backend's global_norm."""
+    return _ref.clip_by_global_norm(grads, max_norm, global_norm)
 
 
 class Adafactor(_ref.Adafactor):

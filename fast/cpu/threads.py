@@ -13,15 +13,17 @@ Use:
   at their top). Imported afterwards, it cannot change the loaded OpenBLAS and says so by returning False.
 - `set_threads(n)`: both pools to n threads at run time (`--threads N` of the CLI commands). OpenBLAS has no
   Python API in NumPy; its `openblas_set_num_threads` is called through ctypes on the copy NumPy loaded.
+- `one_thread_below(work, threshold)`: the Numba kernels inside run on one thread when the work is small.
 Neither touches the coder (it uses no BLAS). fast.cpu's Numba kernels compute the same values whatever the thread
 count; OpenBLAS may split a product differently, which could change float32 rounding (on the dev machine a step's
 loss and gradients came out identical with 1 and 2 threads; tests/test_fast_cpu_transformer.py checks them close).
 """
+import contextlib
 import ctypes
 import os
 import sys
 
-__all__ = ["quiet_idle_blas_threads", "set_threads", "blas_threads", "IDLE_SPIN_EXPONENT"]
+__all__ = ["quiet_idle_blas_threads", "set_threads", "blas_threads", "one_thread_below", "IDLE_SPIN_EXPONENT"]
 
 IDLE_SPIN_EXPONENT = 4  # OpenBLAS's THREAD_TIMEOUT: idle workers spin 2^4 cycles, then sleep (its default: 2^28)
 _SETTERS = ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_", "openblas_set_num_threads")
@@ -89,3 +91,25 @@ def set_threads(n):
         return None
     setter(ctypes.c_int(n))
     return blas_threads()
+
+
+@contextlib.contextmanager
+def one_thread_below(work, threshold):
+    """Run the Numba kernels inside on one thread when `work` (elements, multiply-adds: the caller's unit) is below
+    `threshold`; otherwise on the pool's threads.
+
+    Waking the thread pool costs microseconds on an idle machine, but on a busy one every parallel kernel waits for
+    its slowest thread to be scheduled (milliseconds): for small work that wait is all the kernel costs. fast.cpu's
+    kernels compute the same values whatever the thread count, so only their speed depends on this.
+    """
+    import numba
+
+    before = numba.get_num_threads()
+    if work >= threshold or before == 1:
+        yield
+        return
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)

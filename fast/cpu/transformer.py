@@ -31,12 +31,11 @@ import threading
 import numpy as np
 
 from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, not reimplemented)
-    RMS_EPS, SIZES, Config, bucket_table, check_params, count_params, flops_per_token, init_params, make_config,
-    param_shapes, relative_position_bucket, _check_inputs, _dtype_of)
+    RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params, check_targets, count_params, dtype_of,
+    flops_per_token, init_params, make_config, param_shapes, relative_position_bucket)
 
 from . import kernels_nn as K
 
-assert K.RMS_EPS == RMS_EPS
 
 __all__ = ["forward", "loss_and_grads", "loss_and_grads_from_embeddings", "release_buffers", "ATTN_BLOCK",
            "Config", "SIZES", "make_config", "param_shapes", "init_params", "check_params", "count_params",
@@ -210,8 +209,8 @@ def _hidden_forward(params, cfg, x, arena, keep):
 
 def forward(params, cfg, inputs):
     """Logits [B, T, vocab_out] for int inputs [B, T]; row t predicts the id after input t (causal)."""
-    dtype = _dtype_of(params, cfg)
-    inputs = _check_inputs(inputs, cfg)
+    dtype = dtype_of(params, cfg)
+    inputs = check_inputs(inputs, cfg)
     B, T = inputs.shape
     with _arena("forward") as arena, K.threads_for(B * T * cfg.d_model):
         x = params["embed"][inputs]  # [B, T, d]
@@ -283,22 +282,12 @@ def _block_backward(dx, params, layer, cfg, B, T, arena, grads):
                                                         params[prefix + "attn_norm"], dx)
 
 
-def _check_targets(targets, weights, shape, cfg, dtype):
-    """The reference's checks of targets and weights, with its messages (ref.transformer.loss_and_grads_from_...)."""
-    targets = np.asarray(targets)
-    weights = np.ones(targets.shape, dtype=dtype) if weights is None else np.asarray(weights, dtype=dtype)
-    if targets.shape != shape or weights.shape != shape:
-        raise ValueError(f"targets {targets.shape} and weights {weights.shape} must have the inputs' shape {shape}")
-    if np.any(weights < 0) or not np.all(np.isfinite(weights)):
-        raise ValueError("loss weights must be finite and non-negative")
-    used = targets[weights != 0]
-    if used.size and (used.min() < 0 or used.max() >= cfg.vocab_out):
-        raise ValueError(f"targets with non-zero weight must lie in [0, {cfg.vocab_out})")
-    total_weight = float(weights.sum(dtype=np.float64))
-    if not total_weight > 0:
-        raise ValueError("the loss weights sum to zero: there is no position to compute a loss on")
+def flat_targets(targets, weights, shape, cfg, dtype):
+    """ref's checks of targets and weights (ref.transformer.check_targets), then what the loss kernel reads: (targets
+    int64 [N] with 0 where the weight is 0, weights [N], their float64 total)."""
+    targets, weights = check_targets(targets, weights, shape, cfg, dtype)
     safe_targets = np.where(weights != 0, targets, 0).astype(np.int64).reshape(-1)
-    return safe_targets, np.ascontiguousarray(weights).reshape(-1), total_weight
+    return safe_targets, np.ascontiguousarray(weights).reshape(-1), float(weights.sum(dtype=np.float64))
 
 
 def loss_and_grads_from_embeddings(params, cfg, x, targets, weights=None):
@@ -306,9 +295,9 @@ def loss_and_grads_from_embeddings(params, cfg, x, targets, weights=None):
 
     Returns (loss, grads, dx) with grads for every parameter except "embed" and dx = dloss/dx [B, T, d].
     """
-    dtype = _dtype_of(params, cfg)
+    dtype = dtype_of(params, cfg)
     B, T, d = x.shape
-    targets, weights, total_weight = _check_targets(targets, weights, (B, T), cfg, dtype)
+    targets, weights, total_weight = flat_targets(targets, weights, (B, T), cfg, dtype)
     x = np.asarray(x, dtype=dtype)
     with _arena("train") as arena, K.threads_for(B * T * d):
         # forward
@@ -336,7 +325,7 @@ def loss_and_grads(params, cfg, inputs, targets, weights=None):
     inputs [B, T] ints in [0, vocab_in); targets [B, T] ints in [0, vocab_out) where the weight is non-zero;
     weights [B, T] non-negative (default: all ones). The loss is a Python float.
     """
-    inputs = _check_inputs(inputs, cfg)
+    inputs = check_inputs(inputs, cfg)
     x = params["embed"][inputs]  # [B, T, d]
     loss, grads, dx = loss_and_grads_from_embeddings(params, cfg, x, targets, weights)
     d = cfg.d_model

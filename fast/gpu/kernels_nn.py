@@ -20,9 +20,10 @@ import math
 import numba
 from numba import cuda
 
+from ref.transformer import RMS_EPS
+
 from .device import REDUCE_BLOCKS, THREADS, blocks_for, kernel_arrays
 
-RMS_EPS = 1e-6  # must equal ref.transformer.RMS_EPS (checked by the tests)
 MAX_THREADS = 1024  # size of the shared reduction buffers; a block may use up to this many threads (a power of 2)
 
 

@@ -48,12 +48,8 @@ def global_norm(grads):
 
 
 def clip_by_global_norm(grads, max_norm):
-    """(grads scaled so that their global norm is at most max_norm, the norm before clipping), as in ref."""
-    norm = global_norm(grads)
-    if max_norm is None or norm <= max_norm:
-        return grads, norm
-    factor = max_norm / norm
-    return {name: (g * factor).astype(g.dtype, copy=False) for name, g in grads.items()}, norm
+    """ref.optim.clip_by_global_norm with this backend's global_norm."""
+    return _ref.clip_by_global_norm(grads, max_norm, global_norm)
 
 
 class _OnDevice:

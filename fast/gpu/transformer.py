@@ -22,7 +22,7 @@ matrices [B*H, T, T] are materialised per layer and kept for the backward, as in
 import numpy as np
 
 from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, not reimplemented)
-    RMS_EPS, SIZES, Config, _check_inputs, _dtype_of, bucket_table, check_params, count_params, flops_per_token,
+    RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params, count_params, dtype_of, flops_per_token,
     init_params, make_config, param_shapes, relative_position_bucket)
 
 from fast.cpu import transformer as cpu_transformer
@@ -32,7 +32,6 @@ from . import kernels_nn as K
 from .blas import matmul, matmul_precision, set_matmul_precision  # noqa: F401  (re-exported)
 from .device import GPUUnavailable, to_device, to_host  # noqa: F401  (re-exported)
 
-assert K.RMS_EPS == RMS_EPS
 
 __all__ = ["forward", "loss_and_grads", "loss_and_grads_from_embeddings", "set_matmul_precision", "matmul_precision",
            "to_device", "to_host", "GPUUnavailable", "Config", "SIZES", "make_config", "param_shapes", "init_params",
@@ -131,13 +130,13 @@ def _hidden_forward(params, cfg, x, keep):
 
 def _device_params(params, cfg):
     """(params on the device, whether the caller's were already there)."""
-    _dtype_of(params, cfg)
+    dtype_of(params, cfg)
     on_device = device.is_device_array(params["embed"])
     return (params if on_device else device.to_device(params)), on_device
 
 
 def _device_ids(inputs, cfg):
-    inputs = _check_inputs(device.host(inputs), cfg)  # checked on the host, with ref's messages
+    inputs = check_inputs(device.host(inputs), cfg)  # checked on the host, with ref's messages
     return inputs, device.asarray(inputs)
 
 
@@ -205,8 +204,8 @@ def _block_backward(dx, params, layer, cfg, B, T, saved, grads):
 def _check_targets(targets, weights, shape, cfg, dtype):
     """ref's checks of targets and weights, with its messages, on the host (fast.cpu's); returns device arrays [N]."""
     weights = None if weights is None else device.host(weights)
-    safe_targets, flat_weights, total_weight = cpu_transformer._check_targets(device.host(targets), weights, shape,
-                                                                              cfg, dtype)
+    safe_targets, flat_weights, total_weight = cpu_transformer.flat_targets(device.host(targets), weights, shape,
+                                                                            cfg, dtype)
     return device.asarray(safe_targets), device.asarray(flat_weights), total_weight
 
 
