@@ -42,19 +42,22 @@ def corpus_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline(corpus_dir, tmp_path_factory):
+    """A finished run's steps: (Pipeline, its Examples, its TrainedM1, its datasets)."""
     run = repro.Pipeline(copy.deepcopy(TINY), tmp_path_factory.mktemp("run"), "ref", str(corpus_dir),
                          log=lambda text: None)
-    run.examples()
-    run.train_m1()
-    run.build_datasets()
-    return run
+    examples = run.examples()
+    trained_m1 = run.train_m1(examples)
+    datasets, skipped = run.build_datasets(examples, trained_m1)
+    assert not skipped
+    return run, examples, trained_m1, datasets
 
 
 def test_every_lossless_dataset_decodes_to_its_examples(pipeline):
-    for name, method, b, n, entry in repro.dataset_specs(pipeline.preset):
-        coder = pipeline.method_for(method, b, n, entry)
-        dataset = pipeline.datasets[name]["validation"]
-        for row, example in enumerate(pipeline.val_examples[:len(dataset)]):
+    run, examples, trained_m1, datasets = pipeline
+    for name, method, b, n, entry in repro.dataset_specs(run.preset):
+        coder = run.method_for(method, b, n, entry, examples, trained_m1)
+        dataset = datasets[name]["validation"]
+        for row, example in enumerate(examples.validation[:len(dataset)]):
             tokens, n_tokens = dataset[row]["tokens"], int(dataset[row]["n_tokens"])
             assert n_tokens <= len(tokens), "the test's rows must be long enough to keep every token"
             if method in ("ac", "staticac", "equalinfo"):
@@ -65,19 +68,21 @@ def test_every_lossless_dataset_decodes_to_its_examples(pipeline):
 
 
 def test_non_utf8_bytes_reach_the_examples(pipeline):
-    everything = np.concatenate([e.symbols for e in pipeline.train_examples + pipeline.val_examples])
+    _, examples, _, _ = pipeline
+    everything = np.concatenate([e.symbols for e in examples.train + examples.validation])
     assert 0xFF in everything and 0xE9 in everything
 
 
 def test_m2_bits_per_byte_is_the_mean_loss_over_cr(pipeline, tmp_path):
-    coder = pipeline.method_for("equalinfo", 16, 8, {})
-    sets = {side: build.build_dataset(examples, coder, tmp_path / side, 48, {"label": "EqualInfoAC[b=16,v=256]"})
-            for side, examples in (("train", pipeline.train_examples[:3]), ("validation", pipeline.val_examples))}
+    run, examples, trained_m1, _ = pipeline
+    coder = run.method_for("equalinfo", 16, 8, {}, examples, trained_m1)
+    sets = {side: build.build_dataset(rows, coder, tmp_path / side, 48, {"label": "EqualInfoAC[b=16,v=256]"})
+            for side, rows in (("train", examples.train[:3]), ("validation", examples.validation))}
     cfg = m2.make_config("micro", 256, "float64")
-    params, _ = m2.train_m2(sets["train"], sets["validation"], tmp_path / "m2.npz", pipeline.backend, cfg,
+    params, _ = m2.train_m2(sets["train"], sets["validation"], tmp_path / "m2.npz", run.backend, cfg,
                             TINY["m2"]["train"], batch_size=2)
-    figures = m2.evaluate(params, cfg, pipeline.backend, sets["train"], sets["validation"], batch_size=2)
-    nll, weight = mean_nll(pipeline.backend.transformer, params, cfg, m2.eval_batches(sets["validation"], 2))
+    figures = m2.evaluate(params, cfg, run.backend, sets["train"], sets["validation"], batch_size=2)
+    nll, weight = mean_nll(run.backend.transformer, params, cfg, m2.eval_batches(sets["validation"], 2))
     summary = build.summary(sets["validation"])
     by_hand = (nll / weight) / math.log(2) / (summary["kept_bytes"] / summary["kept_tokens"])
     assert figures["bits_per_byte"] == pytest.approx(by_hand, rel=1e-12)
@@ -86,7 +91,7 @@ def test_m2_bits_per_byte_is_the_mean_loss_over_cr(pipeline, tmp_path):
 
 
 def test_interrupted_build_resumes_to_identical_files(pipeline, tmp_path):
-    examples = pipeline.train_examples[:5]
+    examples = pipeline[1].train[:5]
     coder = methods.Gzip(8)
     build.build_dataset(examples, coder, tmp_path / "straight", 64, rows_per_shard=2)
 

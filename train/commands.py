@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from data.shards import open_dataset
+from ref.transformer import count_params
 from train import backends, checkpoint, m2, repro
+from train.build import summary
+from train.methods import METHODS
 from train.paper_numbers import label
 from train.trainer import write_json
 
@@ -36,9 +39,7 @@ def train_m1_command(args):
     if args.steps:
         spec["train"]["steps"] = args.steps
         spec["train"]["optimizer"]["total_steps"] = args.steps
-    pipeline.examples()
-    pipeline.m1_path = Path(args.out)
-    pipeline.train_m1(resume=args.resume)
+    pipeline.train_m1(pipeline.examples(), path=args.out, resume=args.resume)
     print(f"wrote {args.out}")
     return 0
 
@@ -47,14 +48,15 @@ def build_command(args):
     if args.method in ("ac", "equalinfo") and not args.m1:
         raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
     pipeline = _pipeline(args, args.out)
+    trained_m1 = None
     if args.m1:
-        pipeline.m1_params, pipeline.m1_cfg, _, _ = checkpoint.load(args.m1)
-    pipeline.examples()
+        params, cfg, _, _ = checkpoint.load(args.m1)
+        trained_m1 = repro.TrainedM1(params, cfg)
     entry = {"method": args.method, "vocab_size": args.vocab_size}
     name = label(args.method, args.window_bits, args.bits_per_token)
-    sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out))
-    summary = {side: repro.build.summary(d) for side, d in sets.items()}
-    print(json.dumps({"dataset": name, **summary}, indent=1))
+    sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
+                              pipeline.examples(), trained_m1)
+    print(json.dumps({"dataset": name, **{side: summary(d) for side, d in sets.items()}}, indent=1))
     return 0
 
 
@@ -85,7 +87,7 @@ def eval_command(args):
         if not args.m1:
             raise ValueError("this dataset was made with M1: give --m1 CHECKPOINT so FLOPs/byte can count it")
         _, m1_cfg, _, _ = checkpoint.load(args.m1)
-        m1_params = repro.transformer.count_params(m1_cfg)["matrices"]
+        m1_params = count_params(m1_cfg)["matrices"]
     backend = backends.load(args.backend or backends.fastest_available())
     figures = m2.evaluate(params, cfg, backend, train_set, val_set, args.batch_size, m1_params)
     if args.json:
@@ -125,7 +127,7 @@ def add_commands(commands, add_threads_option):
 
     build = commands.add_parser("build", help="compress the corpus's examples into an M2 dataset")
     build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
-    build.add_argument("--method", required=True, choices=repro.methods.METHODS)
+    build.add_argument("--method", required=True, choices=METHODS)
     build.add_argument("--m1", default=None, help="M1 checkpoint (ac, equalinfo)")
     build.add_argument("--window-bits", type=int, default=16, help="equalinfo window size b (16, 24, 32, 64, 128)")
     build.add_argument("--bits-per-token", type=int, default=8, help="token width N: v = 2^N (1..16)")

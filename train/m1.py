@@ -12,6 +12,7 @@ import math
 import numpy as np
 
 from ref import transformer
+from ref.m1 import TransformerModel
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 from train.trainer import TrainSettings, train
 
@@ -87,8 +88,6 @@ def exact_m1_module(backend_name):
 def coding_model(params, cfg, backend_name):
     """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's exact-rule twin, with
     its key/value-cached grower for decoders where it has one."""
-    from ref.m1 import TransformerModel
-
     module = exact_m1_module(backend_name)
     return TransformerModel(params, cfg, rows=module.next_probs,
                             prefix_rows=getattr(module, "PrefixRows", None))

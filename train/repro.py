@@ -11,6 +11,7 @@ Steps, each resumable from what is already in the output directory (a finished s
 """
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ import numpy as np
 from data.corpus import open_corpus
 from data.packing import examples_to_documents, iter_examples, shuffle
 from ref import transformer
+from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import UnigramModel
 from train import backends, build, m1, m2, methods
@@ -66,7 +68,29 @@ def dataset_specs(preset):
     return specs
 
 
+@dataclass
+class Examples:
+    """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order."""
+    train: list
+    validation: list
+
+
+@dataclass
+class TrainedM1:
+    """M1's parameters and config; `result` (validation bits/byte, history, size) when this run trained it."""
+    params: dict
+    cfg: transformer.Config
+    result: dict = None
+
+
 class Pipeline:
+    """The steps of `equalinfo repro`, each taking its inputs and returning its outputs (run() chains them).
+
+    What the steps share is fixed at construction: the preset, the output directory, the backend, the corpus, the
+    log, plus two caches that never change a result (coded bits per method and window size, reused by the v=256 and
+    v=65k datasets; the SentencePiece model, trained once) and the timings for the report.
+    """
+
     def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print):
         self.preset, self.out = preset, Path(out_dir)
         self.backend = backends.load(backend_name or backends.fastest_available())
@@ -74,9 +98,9 @@ class Pipeline:
         self.seed = int(preset["seed"])
         self.log = log
         self.out.mkdir(parents=True, exist_ok=True)
-        self.m1_path = self.out / "m1.npz"
         self.timings = {}
         self.bit_caches = {}  # (method, window bits) -> {example: bits}, see methods.BitMethod
+        self.spm = None  # (SentencePiece processor, model bytes) once trained
 
     def _timed(self, name, function, *args, **kwargs):
         started = time.perf_counter()
@@ -86,92 +110,97 @@ class Pipeline:
 
     # 1. examples
     def examples(self):
+        """The corpus's examples (Examples)."""
         packing = self.preset["packing"]
         documents = list(self.corpus)
         sides = {side: list(iter_examples(documents, side, packing["group_size"], packing["example_length"],
                                           packing["validation_every"])) for side in ("train", "validation")}
         if not sides["train"] or not sides["validation"]:
             raise PresetError("the corpus is too small for this preset: one side of the split is empty")
-        self.train_examples = shuffle(sides["train"], self.seed)
-        self.val_examples = sides["validation"]
-        self.log(f"corpus: {len(documents)} documents -> {len(self.train_examples)} train / "
-                 f"{len(self.val_examples)} validation examples")
+        examples = Examples(shuffle(sides["train"], self.seed), sides["validation"])
+        self.log(f"corpus: {len(documents)} documents -> {len(examples.train)} train / "
+                 f"{len(examples.validation)} validation examples")
+        return examples
 
     # 2. M1
-    def train_m1(self, resume=None):
-        """Train M1 (or finish training it: by default a checkpoint already at m1_path is resumed)."""
+    def train_m1(self, examples, path=None, resume=None):
+        """M1 trained on the train side (TrainedM1), checkpointed at `path` (default OUT/m1.npz); by default a
+        checkpoint already there is resumed (finished training is not repeated)."""
         spec = self.preset["m1"]
+        path = self.out / "m1.npz" if path is None else Path(path)
         cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
-        train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
-        val_symbols = np.concatenate([e.symbols for e in self.val_examples]).astype(np.int64)
-        path = self.m1_path
+        train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
+        val_symbols = np.concatenate([e.symbols for e in examples.validation]).astype(np.int64)
         params, history = self._timed("train_m1", m1.train_m1, train_symbols, val_symbols, path, self.backend, cfg,
                                       {**spec["train"], "seed": self.seed}, spec["seq_len"], spec["batch_size"],
                                       spec.get("eval_sequences", 64),
                                       resume=path.exists() if resume is None else resume)
-        self.m1_params, self.m1_cfg = params, cfg
-        self.m1_result = {"config": cfg.to_dict(), "history": history,
-                          "val_bits_per_byte": [r for r in history if "val_bits_per_byte" in r][-1]["val_bits_per_byte"],
-                          "params": transformer.count_params(cfg)}
-        self.log(f"M1: validation {self.m1_result['val_bits_per_byte']:.3f} bits/byte")
+        result = {"config": cfg.to_dict(), "history": history,
+                  "val_bits_per_byte": [r for r in history if "val_bits_per_byte" in r][-1]["val_bits_per_byte"],
+                  "params": transformer.count_params(cfg)}
+        self.log(f"M1: validation {result['val_bits_per_byte']:.3f} bits/byte")
+        return TrainedM1(params, cfg, result)
 
     # 3.-4. datasets
-    def method_for(self, method, window_bits, bits_per_token, entry):
-        coding = self.preset["coding"]
-        precision = coding.get("precision", 14)
+    def method_for(self, method, window_bits, bits_per_token, entry, examples, trained_m1=None):
+        """The tokenizer of one dataset (train/methods.py); ac and equalinfo code with trained_m1."""
+        precision = self.preset["coding"].get("precision", 14)
         cache = self.bit_caches.setdefault((method, window_bits), {})  # shared by the v=256 and v=65k datasets
         if method == "bytes":
             return methods.Bytes()
         if method == "gzip":
             return methods.Gzip(bits_per_token, cache)
         if method == "staticac":
-            train_symbols = np.concatenate([e.symbols for e in self.train_examples]).astype(np.int64)
+            train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
             return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
                                            self.backend, precision, cache)
-        if method == "ac":
-            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name)
-            return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
-        if method == "equalinfo":
-            model = m1.coding_model(self.m1_params, self.m1_cfg, self.backend.name)
+        if method in ("ac", "equalinfo"):
+            model = m1.coding_model(trained_m1.params, trained_m1.cfg, self.backend.name)
+            if method == "ac":
+                return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
             return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache)
         if method == "spm":
-            if not hasattr(self, "spm"):
-                documents = examples_to_documents(self.train_examples)
+            if self.spm is None:
+                documents = examples_to_documents(examples.train)
                 self.spm = self._timed("train_spm", methods.train_sentencepiece, documents,
                                        entry.get("vocab_size", 32_000), self.seed)
                 (self.out / "spm.model").write_bytes(self.spm[1])
             return methods.SentencePiece(self.spm[0])
         raise PresetError(f"unknown method {method!r}")
 
-    def build_datasets(self):
-        self.datasets, self.skipped = {}, {}
+    def build_datasets(self, examples, trained_m1):
+        """(datasets {label: {"train": Dataset, "validation": Dataset}}, skipped {label: reason}) for the preset."""
+        datasets, skipped = {}, {}
         for name, method, b, n, entry in dataset_specs(self.preset):
             if method == "spm" and not methods.sentencepiece_available():
-                self.skipped[name] = "the sentencepiece package is not installed (pip install -e '.[spm]')"
-                self.log(f"skipping {name}: {self.skipped[name]}")
+                skipped[name] = "the sentencepiece package is not installed (pip install -e '.[spm]')"
+                self.log(f"skipping {name}: {skipped[name]}")
                 continue
-            self.datasets[name] = self.build_one(name, method, b, n, entry, self.out / "datasets" / _slug(name))
+            datasets[name] = self.build_one(name, method, b, n, entry, self.out / "datasets" / _slug(name),
+                                            examples, trained_m1)
+        return datasets, skipped
 
-    def build_one(self, name, method, window_bits, bits_per_token, entry, directory):
+    def build_one(self, name, method, window_bits, bits_per_token, entry, directory, examples, trained_m1=None):
         """The train and validation datasets of one method in directory/train and directory/validation."""
         spec = self.preset["datasets"]
-        coder = self.method_for(method, window_bits, bits_per_token, entry)
+        coder = self.method_for(method, window_bits, bits_per_token, entry, examples, trained_m1)
         meta = {"label": name, "window_bits": window_bits, "bits_per_token": bits_per_token,
                 "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
         sets = {}
-        for side, examples, count in (("train", self.train_examples, spec["train_examples"]),
-                                      ("validation", self.val_examples, spec["val_examples"])):
-            sets[side] = self._timed(f"build {name}", build.build_dataset, examples[:count], coder,
+        for side, side_examples, count in (("train", examples.train, spec["train_examples"]),
+                                           ("validation", examples.validation, spec["val_examples"])):
+            sets[side] = self._timed(f"build {name}", build.build_dataset, side_examples[:count], coder,
                                      Path(directory) / side, spec["seq_len"], meta, desc=f"{name} {side}")
         self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
         return sets
 
     # 5. M2
-    def train_m2(self):
+    def train_m2(self, datasets, m1_cfg):
+        """{label: {size: figures}}: M2 at every preset size trained on every dataset and evaluated."""
         spec = self.preset["m2"]
-        m1_count = transformer.count_params(self.m1_cfg)["matrices"]
-        self.results = {}
-        for name, sets in self.datasets.items():
+        m1_count = transformer.count_params(m1_cfg)["matrices"]
+        results = {}
+        for name, sets in datasets.items():
             vocab = sets["train"].meta["vocab_size"]
             uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
             for size in spec["sizes"]:
@@ -185,19 +214,21 @@ class Pipeline:
                 figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"],
                                       spec["batch_size"], m1_count if uses_m1 else 0, spec.get("eval_rows"))
                 figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
-                self.results.setdefault(name, {})[size] = figures
+                results.setdefault(name, {})[size] = figures
                 self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f} bits/byte "
                          f"(uniform {figures['uniform_bits_per_byte']:.3f})")
+        return results
 
     # 6. reports
-    def report(self, started):
+    def report(self, started, m1_result, datasets, m2_results, skipped):
+        """results.json, results.md and the figure in OUT; returns the results dict."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
             "versions": versions(), "seconds": time.perf_counter() - started, "timings": self.timings,
-            "m1": self.m1_result,
+            "m1": m1_result,
             "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
-                         for name, sets in self.datasets.items()},
-            "m2": self.results, "skipped": self.skipped,
+                         for name, sets in datasets.items()},
+            "m2": m2_results, "skipped": skipped,
         }
         write_json(self.out / "results.json", results)
         (self.out / "results.md").write_text(results_markdown(results))
@@ -206,11 +237,11 @@ class Pipeline:
 
     def run(self):
         started = time.perf_counter()
-        self.examples()
-        self.train_m1()
-        self.build_datasets()
-        self.train_m2()
-        return self.report(started)
+        examples = self.examples()
+        trained_m1 = self.train_m1(examples)
+        datasets, skipped = self.build_datasets(examples, trained_m1)
+        m2_results = self.train_m2(datasets, trained_m1.cfg)
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped)
 
 
 def _slug(name):
@@ -219,11 +250,7 @@ def _slug(name):
 
 def _m1_fingerprint(coder):
     model = getattr(coder, "model", None)
-    if isinstance(model, TransformerModel):
-        from ref.fingerprint import fingerprint
-
-        return fingerprint(model.arrays())
-    return None
+    return fingerprint(model.arrays()) if isinstance(model, TransformerModel) else None
 
 
 def results_markdown(results):
