@@ -11,32 +11,21 @@ from ref.cursor import CdfCursor
 from ref.symbols import N_SYMBOLS, check_symbols
 
 
-PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback
-
-
-def compress(symbols, model, precision=14, progress=None):
-    """bits (uint8 0/1) of the whole sequence coded with `model`.
-
-    progress: optional callable, called with the number of symbols coded since its last call (e.g. a tqdm bar's
-    update); it cannot change the result.
-    """
+def compress(symbols, model, precision=14):
+    """bits (uint8 0/1) of the whole sequence coded with `model`."""
     symbols = check_symbols(symbols)
     check_precision(precision, N_SYMBOLS)
     cursor = CdfCursor(model, precision)
     cursor.prefetch(symbols[:-1])  # the encoder knows the text: one model call can give every row
     encoder = Encoder(precision)
-    for index, symbol in enumerate(symbols):
+    for symbol in symbols:
         encoder.encode(cursor.cdf(), symbol)
         cursor.push(symbol)
-        if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
-            progress(PROGRESS_EVERY)
-    if progress is not None:
-        progress(len(symbols) % PROGRESS_EVERY)
     return encoder.finish()
 
 
-def decompress(bits, model, n_symbols, precision=14, progress=None):
-    """The first n_symbols symbols coded in `bits` (int64); progress as in compress."""
+def decompress(bits, model, n_symbols, precision=14):
+    """The first n_symbols symbols coded in `bits` (int64)."""
     check_precision(precision, N_SYMBOLS)
     cursor = CdfCursor(model, precision)
     decoder = Decoder(bits, precision)
@@ -44,8 +33,4 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
     for index in range(int(n_symbols)):
         symbols[index] = decoder.decode(cursor.cdf())
         cursor.push(symbols[index])
-        if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
-            progress(PROGRESS_EVERY)
-    if progress is not None:
-        progress(int(n_symbols) % PROGRESS_EVERY)
     return symbols

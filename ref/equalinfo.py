@@ -144,11 +144,8 @@ def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=Tru
                       f"window_bits={window_bits}, precision={precision})")
 
 
-def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, progress=None):
-    """All windows of a symbol sequence, in order (a list of Window).
-
-    progress: optional callable, called with each window's symbol count (e.g. a tqdm bar's update).
-    """
+def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
+    """All windows of a symbol sequence, in order (a list of Window)."""
     symbols = check_symbols(symbols)
     check_window_bits(window_bits, precision)
     cursor = CdfCursor(model, precision)
@@ -157,20 +154,18 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, p
         window = encode_window(symbols, start, cursor, window_bits, precision, delimit)
         windows.append(window)
         start += window.length
-        if progress is not None:
-            progress(window.length)
     return windows
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, progress=None):
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14):
     """encode_windows of each sequence (a list of lists of Window). Here one after another; the fast backends code
     them together (one M1 call per step for every active window), with the same windows."""
-    return [encode_windows(symbols, model, window_bits, precision, progress=progress) for symbols in symbol_arrays]
+    return [encode_windows(symbols, model, window_bits, precision) for symbols in symbol_arrays]
 
 
-def compress(symbols, model, window_bits=16, precision=14, progress=None):
+def compress(symbols, model, window_bits=16, precision=14):
     """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows."""
-    windows = encode_windows(symbols, model, window_bits, precision, progress=progress)
+    windows = encode_windows(symbols, model, window_bits, precision)
     return np.concatenate([w.bits for w in windows]) if windows else np.zeros(0, dtype=np.uint8)
 
 
@@ -195,12 +190,11 @@ def decode_window(window_bits_array, cursor, precision=14, limit=None):
     return symbols
 
 
-def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, progress=None):
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None):
     """Symbols (int64) of a sequence of windows.
 
     Without n_symbols every window is decoded as self-delimiting, which is exact for every window but possibly the
     input's last (see the module docstring); with n_symbols the result is exact and its length is checked.
-    progress: optional callable, called with each window's symbol count.
     """
     check_window_bits(window_bits, precision)
     bits = np.asarray(bits, dtype=np.uint8)
@@ -214,8 +208,6 @@ def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, progre
             raise WindowError(f"window {index} lies past the {n_symbols} symbols the input should hold")
         window = decode_window(bits[index * window_bits:(index + 1) * window_bits], cursor, precision, limit)
         symbols.extend(window)
-        if progress is not None:
-            progress(len(window))
     if n_symbols is not None and len(symbols) != n_symbols:
         raise WindowError(f"the windows hold {len(symbols)} symbols, expected {n_symbols} (truncated input?)")
     return np.array(symbols, dtype=np.int64)

@@ -216,27 +216,41 @@ def test_subprocess_error_has_status_2_and_no_traceback(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- threads
 
-def test_threads_option_sets_both_pools(capsys, files, tmp_path):
-    """--threads N sets Numba's pool and NumPy's OpenBLAS to N for the command; out of range: a clear error."""
+def test_threads_option_sets_both_pools_where_it_acts(capsys, files, tmp_path):
+    """--threads N sets Numba's pool and NumPy's OpenBLAS to N before the command runs; out of range: a clear
+    error. The pipeline commands take it; the file commands, whose coders run on one thread, refuse it."""
     import numba
 
     from fast.cpu import threads
 
-    packed, unpacked = tmp_path / "t.eqi", tmp_path / "t.out"
     before = numba.get_num_threads(), threads.blas_threads()
+    missing = tmp_path / "no-such-dataset"
     try:
-        assert run(capsys, "compress", files["text"], packed, "--threads", 1)[0] == 0
+        fails(capsys, "eval", "--data", missing, "--m2", "m.npz", "--threads", 1, says="no-such-dataset")
         assert numba.get_num_threads() == 1 and threads.blas_threads() in (1, None)
-        assert run(capsys, "decompress", packed, unpacked, "--threads", 1)[0] == 0
-        assert unpacked.read_bytes() == files["text"].read_bytes()
-        fails(capsys, "compress", files["text"], packed, "--threads", 0, says="--threads must be 1 to")
-        fails(capsys, "decompress", packed, unpacked, "--threads", 10_000, says="--threads must be 1 to")
+        fails(capsys, "eval", "--data", missing, "--m2", "m.npz", "--threads", 0, says="--threads must be 1 to")
+        fails(capsys, "eval", "--data", missing, "--m2", "m.npz", "--threads", 10_000, says="--threads must be 1 to")
     finally:
         threads.set_threads(before[0])
     parser = cli.build_parser()
     for argv in (["repro", "--out", "o"], ["train-m1", "--out", "o"], ["build", "--out", "o", "--method", "gzip"],
                  ["train-m2", "--data", "d", "--out", "o"], ["eval", "--data", "d", "--m2", "m"]):
         assert parser.parse_args(argv + ["--threads", "2"]).threads == 2
+    for argv in (["compress", "a", "b"], ["decompress", "a", "b"], ["fit-model", "a", "b"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(argv + ["--threads", "2"])
+    capsys.readouterr()
+
+
+def test_file_commands_give_the_same_files_on_every_backend(capsys, files, tmp_path):
+    """--backend picks the coder of compress/decompress; the files are identical and decode on the other."""
+    made = {}
+    for backend in ("ref", "cpu"):
+        made[backend] = tmp_path / f"{backend}.eqi"
+        assert run(capsys, "compress", files["text"], made[backend], "--backend", backend)[0] == 0
+    assert made["ref"].read_bytes() == made["cpu"].read_bytes()
+    assert run(capsys, "decompress", made["ref"], tmp_path / "back", "--backend", "cpu")[0] == 0
+    assert (tmp_path / "back").read_bytes() == TEXT
 
 
 def test_cli_quiets_idle_blas_threads_before_numpy_loads():

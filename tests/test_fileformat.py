@@ -10,12 +10,10 @@ import zlib
 import numpy as np
 import pytest
 
-import ref.ac
-import ref.equalinfo
 from ref.fingerprint import fingerprint
 from ref.models import MarkovModel, UnigramModel
 from ref.symbols import bytes_to_symbols
-from train import codec, fileformat
+from train import backends, codec, fileformat
 from train.fileformat import FormatError, Header
 
 TEXT = (b"Equal-Info windows reset the coder every b bits, so each window decodes on its own. "
@@ -88,24 +86,17 @@ def test_unigram_model_with_ac_and_precision_16():
     assert codec.decompress_bytes(blob)[0] == data
 
 
-def test_progress_reports_every_symbol_and_changes_nothing(capsys):
-    """The coders' progress callbacks add up to the symbol count and leave the bits alone; the CLI draws a bar."""
+def test_every_backend_writes_and_reads_the_same_files():
+    """The file tool codes with a backend: ref's and fast.cpu's coders give the same file bytes, and each reads the
+    other's files."""
     data = TEXT[:400] + INPUTS["random binary"][:100]
-    symbols, model = bytes_to_symbols(data), markov(TEXT)
-    for compress, decompress in [
-        (lambda p: ref.equalinfo.compress(symbols, model, 24, progress=p),
-         lambda bits, p: ref.equalinfo.decompress(bits, model, 24, n_symbols=len(symbols), progress=p)),
-        (lambda p: ref.ac.compress(symbols, model, progress=p),
-         lambda bits, p: ref.ac.decompress(bits, model, len(symbols), progress=p)),
-    ]:
-        counts = []
-        bits = compress(counts.append)
-        assert sum(counts) == len(symbols) and np.array_equal(bits, compress(None))
-        counts = []
-        assert np.array_equal(decompress(bits, counts.append), symbols) and sum(counts) == len(symbols)
-    blob, _ = codec.compress_bytes(data, "equalinfo", model, progress=True)
-    assert codec.decompress_bytes(blob, progress=True)[0] == data
-    assert "equalinfo encode" in capsys.readouterr().err  # the bar was drawn
+    ref_coders, cpu_coders = backends.load("ref"), backends.load("cpu")
+    for method, options in [("equalinfo", {"model": markov(TEXT), "window_bits": 24}), ("ac", {"model": markov(TEXT)}),
+                            ("staticac", {})]:
+        blob, _ = codec.compress_bytes(data, method, backend=ref_coders, **options)
+        assert codec.compress_bytes(data, method, backend=cpu_coders, **options)[0] == blob, method
+        assert codec.decompress_bytes(blob, backend=cpu_coders)[0] == data
+        assert codec.decompress_bytes(blob, backend=ref_coders)[0] == data
 
 
 def test_files_are_deterministic():

@@ -60,3 +60,8 @@ def available():
 
 def fastest_available():
     return available()[-1]
+
+
+def load_or_fastest(name=None):
+    """The backend `name`, or the fastest available when name is None (what every --backend option defaults to)."""
+    return load(name or fastest_available())

@@ -1,9 +1,9 @@
-"""The `equalinfo` command line: compress and decompress files, fit models for them; the pipeline's commands
-(repro, train-m1, build, train-m2, eval) live in train/commands.py.
+"""The `equalinfo` command line: the file tool's commands (compress and decompress files, fit models for them) and
+main(); the pipeline's commands (repro, train-m1, build, train-m2, eval) live in train/commands.py.
 
     equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
-                              [--model markov2|markovK|unigram|MODEL.npz]
-    equalinfo decompress IN OUT [--model MODEL.npz]
+                              [--model markov2|markovK|unigram|MODEL.npz] [--backend ref|cpu|gpu]
+    equalinfo decompress IN OUT [--model MODEL.npz] [--backend ref|cpu|gpu]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (README "Commands" shows them in use):
@@ -18,7 +18,8 @@ Decisions (README "Commands" shows them in use):
   if it existed, untouched. Everything is decoded and checked in memory before OUT is touched.
 - Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
   one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors.
-- A progress bar (tqdm, on stderr) appears for inputs of 100 KB or more when stderr is a terminal.
+- The file commands code with a backend (train/backends.py; default: the fastest available), as the pipeline
+  does; every backend writes and reads the same bytes. They take no --threads: their coders run on one thread.
 """
 import argparse
 import os
@@ -36,6 +37,7 @@ from ref.fingerprint import fingerprint  # noqa: E402
 from ref.models import MarkovModel, UnigramModel  # noqa: E402
 from ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
 from train import codec, fileformat  # noqa: E402
+from train import backends  # noqa: E402
 from train.backends import BackendUnavailable  # noqa: E402
 
 PROG = "equalinfo"
@@ -144,7 +146,8 @@ def compress_command(args):
     data = read_input(args.input)
     if coded and name is not None:
         model, embed = fit_named_model(name, bytes_to_symbols(data)), True
-    blob, header = codec.compress_bytes(data, args.method, model, embed, window_bits, precision)
+    blob, header = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
+                                        backend=backends.load_or_fastest(args.backend))
     write_atomic(args.output, blob)
     print(compress_summary(args, data, blob, header))
     return 0
@@ -173,7 +176,8 @@ def compress_summary(args, data, blob, header):
 def decompress_command(args):
     model = fileformat.load_model_file(args.model) if args.model is not None else None
     blob = read_input(args.input)
-    data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}")
+    data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}",
+                                          backend=backends.load_or_fastest(args.backend))
     write_atomic(args.output, data)
     settings = [f"method {header.method}"]
     if header.method == "equalinfo":
@@ -199,6 +203,12 @@ def fit_model_command(args):
 
 # ------------------------------------------------------------------------------------------------------ parser
 
+def add_backend_option(parser):
+    """--backend NAME: the backend a command computes with (train/backends.py)."""
+    parser.add_argument("--backend", choices=backends.NAMES, default=None,
+                        help="ref, cpu or gpu (default: the fastest available)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog=PROG, description="Compress files with arithmetic coding and Equal-Info "
                                      "windows (Lester et al., 2024), and get them back bit for bit.")
@@ -221,7 +231,7 @@ def build_parser():
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
                                "embedded in the file; or a model file from fit-model: only its fingerprint is "
                                f"stored (default {DEFAULT_MODEL})")
-    add_threads_option(compress)
+    add_backend_option(compress)
     compress.set_defaults(run=compress_command)
 
     decompress = commands.add_parser("decompress", help="decompress an .eqi file",
@@ -230,7 +240,7 @@ def build_parser():
     decompress.add_argument("output", metavar="OUT")
     decompress.add_argument("--model", metavar="PATH", default=None,
                             help="the model file the input was compressed with, if it does not embed its model")
-    add_threads_option(decompress)
+    add_backend_option(decompress)
     decompress.set_defaults(run=decompress_command)
 
     fit = commands.add_parser("fit-model", help="fit a model on a text and save it",

@@ -68,9 +68,8 @@ def train_m2_command(args):
         settings["steps"] = args.steps
         settings["optimizer"] = dict(settings["optimizer"], total_steps=args.steps)
     cfg = m2.make_config(args.size, train_set.meta["vocab_size"], preset.get("dtype", "float32"))
-    _, history = m2.train_m2(train_set, val_set, args.out, backends.load(args.backend or
-                                                                          backends.fastest_available()),
-                             cfg, settings, preset["batch_size"], preset.get("eval_rows"), resume=args.resume)
+    _, history = m2.train_m2(train_set, val_set, args.out, backends.load_or_fastest(args.backend), cfg, settings,
+                             preset["batch_size"], preset.get("eval_rows"), resume=args.resume)
     last = [r for r in history if "val_bits_per_byte" in r][-1]
     print(f"M2 {args.size}: {last['val_bits_per_byte']:.4f} bits/byte on validation; wrote {args.out}")
     return 0
@@ -88,7 +87,7 @@ def eval_command(args):
             raise ValueError("this dataset was made with M1: give --m1 CHECKPOINT so FLOPs/byte can count it")
         _, m1_cfg, _, _ = checkpoint.load(args.m1)
         m1_params = count_params(m1_cfg)["matrices"]
-    backend = backends.load(args.backend or backends.fastest_available())
+    backend = backends.load_or_fastest(args.backend)
     figures = m2.evaluate(params, cfg, backend, train_set, val_set, args.batch_size, m1_params)
     if args.json:
         write_json(args.json, figures)

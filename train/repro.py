@@ -93,7 +93,7 @@ class Pipeline:
 
     def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print):
         self.preset, self.out = preset, Path(out_dir)
-        self.backend = backends.load(backend_name or backends.fastest_available())
+        self.backend = backends.load_or_fastest(backend_name)
         self.corpus = open_corpus(corpus if corpus is not None else preset.get("corpus", "default"))
         self.seed = int(preset["seed"])
         self.log = log

@@ -22,9 +22,8 @@ from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_s
 from fast.cpu.fused import decode_one_probs, encode_probs
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
-__all__ = ["ContextTable", "compress", "decompress", "PROGRESS_EVERY"]
+__all__ = ["ContextTable", "compress", "decompress"]
 
-PROGRESS_EVERY = 4096  # symbols between two calls of a progress callback (as ref.ac)
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
 
@@ -132,15 +131,7 @@ def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
     return count, missing
 
 
-def _report(progress, total):
-    """Call progress in PROGRESS_EVERY steps and a remainder, as ref.ac does."""
-    if progress is not None:
-        for _ in range(total // PROGRESS_EVERY):
-            progress(PROGRESS_EVERY)
-        progress(total % PROGRESS_EVERY)
-
-
-def compress(symbols, model, precision=14, progress=None):
+def compress(symbols, model, precision=14):
     """bits (uint8 0/1) of the whole sequence coded with `model`: identical to ref.ac.compress."""
     symbols = check_symbols(symbols)
     check_precision(precision, N_SYMBOLS)
@@ -154,11 +145,10 @@ def compress(symbols, model, precision=14, progress=None):
     else:
         bits = encode_rows_unchecked(np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64), symbols,
                             int(precision))
-    _report(progress, len(symbols))
     return bits
 
 
-def decompress(bits, model, n_symbols, precision=14, progress=None):
+def decompress(bits, model, n_symbols, precision=14):
     """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress."""
     check_precision(precision, N_SYMBOLS)
     bits = check_bits(bits)
@@ -177,5 +167,4 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
             probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
             out[index] = decode_one_probs(bits, state, probs, precision)
             inputs[index + 1] = out[index]
-    _report(progress, len(out))
     return out

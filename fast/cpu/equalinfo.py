@@ -378,45 +378,32 @@ def _encode_many(streams, model, window_bits, precision, delimit, use_table=True
     return _encode_streams(streams, model, int(window_bits), int(precision), delimit, lookahead)
 
 
-def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, progress=None):
-    """All windows of a symbol sequence, in order (a list of ref.equalinfo.Window), identical to ref's.
-
-    progress: optional callable, called with the number of symbols coded (once, at the end: the work is one call).
-    """
+def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
+    """All windows of a symbol sequence, in order (a list of ref.equalinfo.Window), identical to ref's."""
     [(bits, meta)] = _encode_many([symbols], model, window_bits, precision, delimit)
-    windows = [Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
-    if progress is not None:
-        progress(int(meta[:, 1].sum()))
-    return windows
+    return [Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, progress=None):
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14):
     """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows)."""
     results = _encode_many(list(symbol_arrays), model, window_bits, precision, True)
-    if progress is not None:
-        progress(int(sum(meta[:, 1].sum() for _, meta in results)))
     return [[Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
             for bits, meta in results]
 
 
-def compress(symbols, model, window_bits=16, precision=14, progress=None):
+def compress(symbols, model, window_bits=16, precision=14):
     """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows (as ref)."""
-    [(bits, meta)] = _encode_many([symbols], model, window_bits, precision, True)
-    if progress is not None:
-        progress(int(meta[:, 1].sum()))
+    [(bits, _)] = _encode_many([symbols], model, window_bits, precision, True)
     return bits.reshape(-1)
 
 
-def compress_batch(symbol_arrays, model, window_bits=16, precision=14, use_table=True, lookahead=None,
-                   progress=None):
+def compress_batch(symbol_arrays, model, window_bits=16, precision=14, use_table=True, lookahead=None):
     """Bits of many sequences (a list of uint8 arrays), each identical to compress(sequence, ...).
 
     use_table=False forces the lockstep path (one batched model call per step for all active windows) even for a
     finite-context model; lookahead: rows per window and model call in that path (module docstring).
     """
     results = _encode_many(list(symbol_arrays), model, window_bits, precision, True, use_table, lookahead)
-    if progress is not None:
-        progress(int(sum(meta[:, 1].sum() for _, meta in results)))
     return [bits.reshape(-1) for bits, _ in results]
 
 
@@ -537,7 +524,7 @@ def _decode_chunk(windows, model, precision, table):
             return out, counts
 
 
-def decode_windows(windows, model, precision=14, progress=None):
+def decode_windows(windows, model, precision=14):
     """Self-delimited symbols of many windows [W, b] (any streams), as a list of int64 arrays.
 
     Each is what ref's decode_window gives with no limit: exact for every delimited window (every window but an
@@ -553,8 +540,6 @@ def decode_windows(windows, model, precision=14, progress=None):
     for begin in range(0, len(windows), DECODE_CHUNK):
         out, counts = _decode_chunk(windows[begin:begin + DECODE_CHUNK], model, precision, table)
         result.extend(out[w, :counts[w]] for w in range(len(counts)))
-        if progress is not None:
-            progress(int(counts.sum()))
     return result
 
 
@@ -583,20 +568,20 @@ def _assemble(pieces, n_symbols):
     return symbols[:n_symbols]  # only the last window can be cut by its limit
 
 
-def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, progress=None):
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None):
     """Symbols (int64) of a sequence of windows: identical to ref.equalinfo.decompress (same errors)."""
     check_window_bits(window_bits, precision)
     windows = _window_array(bits, window_bits)
-    return _assemble(decode_windows(windows, model, precision, progress), n_symbols)
+    return _assemble(decode_windows(windows, model, precision), n_symbols)
 
 
-def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=None, progress=None):
+def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=None):
     """Symbols of many compressed sequences (list), all their windows decoded together; n_symbols: list or None."""
     check_window_bits(window_bits, precision)
     arrays = [_window_array(bits, window_bits) for bits in bit_arrays]
     counts = [len(a) for a in arrays]
     pieces = decode_windows(np.concatenate(arrays) if arrays else np.zeros((0, window_bits), np.uint8), model,
-                            precision, progress)
+                            precision)
     n_symbols = [None] * len(arrays) if n_symbols is None else list(n_symbols)
     result, begin = [], 0
     for count, n in zip(counts, n_symbols):
