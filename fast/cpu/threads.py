@@ -1,7 +1,7 @@
 """One thread count for the CPU backend's two thread pools: NumPy's OpenBLAS (matrix products) and Numba's (kernels).
 
 fast.cpu's training step alternates BLAS products with Numba kernels, so the two pools take turns. What made two
-threads slower than one (README "Backends and speed") is how each pool waits between its jobs: OpenBLAS's idle
+threads slower than one (bench/README.md, "Backends and speed") is how each pool waits between its jobs: OpenBLAS's idle
 workers spin (with sched_yield) for 2^28 cycles, about a tenth of a second, after every product, so the Numba kernel
 that follows finds its second core busy with a spinning BLAS thread. On a 2-core machine the two pools then fight
 for the cores instead of taking turns. OpenBLAS reads how long to spin from OPENBLAS_THREAD_TIMEOUT (an exponent:
