@@ -6,6 +6,7 @@
 """
 import sys
 
+import helpers
 import numpy as np
 import pytest
 
@@ -43,7 +44,5 @@ def on_host(array):
 
 
 def rel_err(got, want):
-    """max |got - want| / max |want| over a tensor (0 for two all-zero tensors); either may live on the device."""
-    got, want = on_host(got).astype(np.float64), on_host(want).astype(np.float64)
-    scale = np.abs(want).max()
-    return float(np.abs(got - want).max() / scale) if scale > 0 else float(np.abs(got).max())
+    """helpers.rel_err of two tensors either of which may live on the device."""
+    return helpers.rel_err(on_host(got), on_host(want))

@@ -1,18 +1,16 @@
-"""Test doubles and independent oracles shared by the coding tests.
+"""What several test files share: test models and inputs, expected errors, and independent oracles.
 
-Nothing here calls the code under test: the oracles redo the arithmetic with Python integers and mpmath.
+The oracles (exact_final_interval, cell_inside, ideal_bits) call none of the code under test: they redo the
+arithmetic with Python integers and mpmath.
 """
 import hashlib
-from pathlib import Path
 
 import mpmath
 import numpy as np
 
 from ref.arithmetic import STATE_BITS
-from ref.symbols import BOS, N_SYMBOLS
-
-SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
-
+from ref.equalinfo import WindowError
+from ref.symbols import BOS, EOS, N_SYMBOLS, bytes_to_symbols, documents_to_symbols
 
 class AdversarialModel:
     """A finite-context model whose rows are extreme but deterministic functions of the context.
@@ -114,13 +112,53 @@ def english_text(n_bytes):
     return text[:n_bytes]
 
 
+WINDOW_SIZES = [16, 24, 32, 64, 128]  # the Equal-Info window sizes the coding tests run (the paper's 16-128, and 24)
+
+
 def simple_models():
-    """The unigram and order-2 Markov models fitted on 60 KB of English, by name (shared by the coder tests)."""
+    """(training symbols, {"unigram", "markov2"}): the models fitted on 60 KB of English that the coder tests use."""
     from ref.models import MarkovModel, UnigramModel
-    from ref.symbols import bytes_to_symbols
 
     training = bytes_to_symbols(english_text(60_000))
     return training, {"unigram": UnigramModel.fit(training), "markov2": MarkovModel.fit(training, 2)}
+
+
+def unseen_text():
+    """3,000 symbols of English the simple models were not fitted on."""
+    return bytes_to_symbols(english_text(64_000)[61_000:])
+
+
+def symbol_cases(n_random=600):
+    """Named symbol sequences every coder must round-trip: edge cases, EOS, random bytes, UTF-8 and unseen text."""
+    rng = np.random.default_rng(0)
+    return {
+        "empty": np.zeros(0, dtype=np.int64),
+        "one symbol": np.array([65]),
+        "one EOS": np.array([EOS]),
+        "EOS only": np.array([EOS, EOS, EOS]),
+        "every byte value": np.arange(256),
+        "EOS inside text": documents_to_symbols(["first doc", "", "third doc ünïcödé", "x" * 40]),
+        "random bytes": rng.integers(0, 256, n_random),
+        "utf-8 text": bytes_to_symbols("Ἐν ἀρχῇ ἦν ὁ λόγος — 日本語 — 🙂\n".encode("utf-8") * 6),
+        "unseen text": unseen_text(),
+    }
+
+
+def assert_equalinfo_input_errors(equalinfo_module, model):
+    """The errors an Equal-Info implementation (ref.equalinfo or a fast twin) must raise on bad input, ref's."""
+    import pytest
+
+    with pytest.raises(WindowError, match=">= precision"):
+        equalinfo_module.compress(np.array([1, 2]), model, window_bits=12, precision=14)
+    with pytest.raises(ValueError, match="outside 0..256"):
+        equalinfo_module.compress(np.array([1, 300]), model)
+    bits = equalinfo_module.compress(bytes_to_symbols(b"hello, hello, hello world"), model, 16)
+    with pytest.raises(WindowError, match="whole number"):
+        equalinfo_module.decompress(bits[:-3], model, 16)
+    with pytest.raises(WindowError, match="expected 999"):
+        equalinfo_module.decompress(bits, model, 16, n_symbols=999)
+    with pytest.raises(WindowError, match="past the 2 symbols"):
+        equalinfo_module.decompress(bits, model, 16, n_symbols=2)
 
 
 def perturbed_params(cfg, seed):
@@ -135,6 +173,25 @@ def perturbed_params(cfg, seed):
         if name.endswith("rel_bias"):
             params[name] = rng.standard_normal(params[name].shape).astype(cfg.dtype)
     return params
+
+
+def m1_params(cfg, seed):
+    """Random M1 params whose norms and relative biases are 1 + noise, so that every parameter matters."""
+    from ref import transformer as tr
+
+    params = tr.init_params(cfg, seed)
+    rng = np.random.default_rng(seed + 1)
+    for name in params:
+        if name.endswith("norm") or name.endswith("rel_bias"):
+            params[name] = (1.0 + rng.normal(size=params[name].shape)).astype(cfg.dtype)
+    return params
+
+
+def rel_err(got, want):
+    """max |got - want| / max |want| over a tensor (0 for two all-zero tensors)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    scale = np.abs(want).max()
+    return float(np.abs(got - want).max() / scale) if scale > 0 else float(np.abs(got).max())
 
 
 def training_batch(cfg, seed, B, T, padded):
@@ -155,6 +212,14 @@ def m1_inputs(shape, seed=2):
     inputs = np.random.default_rng(seed).integers(0, N_SYMBOLS, shape)
     inputs[:, 0] = BOS
     return inputs
+
+
+OPTIMIZERS = {  # name -> function of an optim module giving an optimizer: every update path of both optimizers
+    "adafactor": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10),  # 32x48 matrices unfactored
+    "adafactor_factored": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10, min_dim_size_to_factor=16),
+    "adafactor_clipped": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=3, min_dim_size_to_factor=16, clip_norm=0.5),
+    "adamw": lambda m: m.AdamW(peak_lr=1e-2, warmup_steps=5, total_steps=40),  # clip_norm 1.0 binds at the start
+}
 
 
 def optimizer_trajectory(model, optim_module, make_opt, dtype, steps=10, place=lambda arrays: arrays):

@@ -4,26 +4,16 @@ import math
 import numpy as np
 import pytest
 
-from helpers import simple_models, cell_inside, english_text, exact_final_interval, ideal_bits
+from helpers import cell_inside, english_text, exact_final_interval, ideal_bits, simple_models, symbol_cases
 from ref import ac
 from ref.arithmetic import STATE_BITS, quantize
-from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
+from ref.symbols import BOS, bytes_to_symbols
 
 TRAINING, MODELS = simple_models()
 
 
 def cases():
-    rng = np.random.default_rng(0)
-    return {
-        "empty": np.zeros(0, dtype=np.int64),
-        "one symbol": np.array([65]),
-        "one EOS": np.array([EOS]),
-        "every byte value": np.arange(256),
-        "EOS inside text": documents_to_symbols(["first doc", "", "third doc ünïcödé"]),
-        "random bytes": rng.integers(0, 256, 3000),
-        "utf-8 text": bytes_to_symbols("Ἐν ἀρχῇ ἦν ὁ λόγος — 日本語のテキスト — emoji 🙂\n".encode("utf-8") * 20),
-        "unseen text": bytes_to_symbols(english_text(80_000)[70_000:]),
-    }
+    return symbol_cases(n_random=3000)
 
 
 @pytest.mark.parametrize("model_name", sorted(MODELS))

@@ -2,30 +2,19 @@
 import numpy as np
 import pytest
 
-from helpers import simple_models, AdversarialModel, cell_inside, english_text, exact_final_interval
+from helpers import (WINDOW_SIZES, AdversarialModel, assert_equalinfo_input_errors, cell_inside, english_text,
+                     exact_final_interval, simple_models, symbol_cases)
 from ref import equalinfo
 from ref.arithmetic import quantize
 from ref.cursor import CdfCursor
-from ref.equalinfo import WindowError
 from ref.models import MarkovModel
-from ref.symbols import BOS, EOS, bytes_to_symbols, documents_to_symbols
+from ref.symbols import BOS, bytes_to_symbols
 
-WINDOW_SIZES = [16, 24, 32, 64, 128]
 TRAINING, MODELS = simple_models()
 
 
 def cases():
-    rng = np.random.default_rng(0)
-    return {
-        "empty": np.zeros(0, dtype=np.int64),
-        "one symbol": np.array([65]),
-        "every byte value": np.arange(256),
-        "EOS inside text": documents_to_symbols(["first doc", "", "third doc ünïcödé", "x" * 40]),
-        "EOS only": np.array([EOS, EOS, EOS]),
-        "random bytes": rng.integers(0, 256, 600),
-        "utf-8 text": bytes_to_symbols("Ἐν ἀρχῇ ἦν ὁ λόγος — 日本語 — 🙂\n".encode("utf-8") * 6),
-        "unseen text": bytes_to_symbols(english_text(64_000)[61_000:]),
-    }
+    return symbol_cases()
 
 
 @pytest.mark.parametrize("window_bits", WINDOW_SIZES)
@@ -161,15 +150,4 @@ def test_the_papers_zero_padding_is_ambiguous():
 
 
 def test_bad_input_raises():
-    model = MODELS["unigram"]
-    with pytest.raises(WindowError, match=">= precision"):
-        equalinfo.compress(np.array([1, 2]), model, window_bits=12, precision=14)
-    with pytest.raises(ValueError, match="outside 0..256"):
-        equalinfo.compress(np.array([1, 300]), model)
-    bits = equalinfo.compress(bytes_to_symbols(b"hello, hello, hello world"), model, 16)
-    with pytest.raises(WindowError, match="whole number"):
-        equalinfo.decompress(bits[:-3], model, 16)
-    with pytest.raises(WindowError, match="expected 999"):
-        equalinfo.decompress(bits, model, 16, n_symbols=999)
-    with pytest.raises(WindowError, match="past the 2 symbols"):
-        equalinfo.decompress(bits, model, 16, n_symbols=2)
+    assert_equalinfo_input_errors(equalinfo, MODELS["unigram"])

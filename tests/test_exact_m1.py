@@ -5,7 +5,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
-from helpers import m1_inputs
+from helpers import m1_inputs, m1_params
 
 from fast.cpu import exact_m1 as fast_exact
 from ref import exact_m1 as ref_exact
@@ -17,12 +17,7 @@ SHAPES = [(1, 1), (3, 17), (2, 150)]  # 150 > max_distance 128: the log-bucket r
 def tiny(dtype="float32", seed=0, **overrides):
     cfg = tr.Config(**{**dict(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48),
                        "dtype": dtype, **overrides})
-    params = tr.init_params(cfg, seed)
-    rng = np.random.default_rng(seed + 1)
-    for name in params:  # non-trivial norms and biases, so that every parameter matters
-        if name.endswith("norm") or name.endswith("rel_bias"):
-            params[name] = (1.0 + rng.normal(size=params[name].shape)).astype(cfg.dtype)
-    return params, cfg
+    return m1_params(cfg, seed), cfg
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

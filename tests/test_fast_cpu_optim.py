@@ -9,37 +9,18 @@ import math
 
 import numpy as np
 import pytest
-from helpers import optimizer_trajectory
+from helpers import OPTIMIZERS, optimizer_trajectory, rel_err
 
 from fast.cpu import optim as fo
 from fast.cpu import transformer as ft
 from ref import optim as ro
 from ref import transformer as tr
 
-OPTIMIZERS = {  # name -> function of an optim module giving an optimizer
-    "adafactor": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10),  # 32x48 matrices unfactored
-    "adafactor_factored": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10, min_dim_size_to_factor=16),
-    "adafactor_clipped": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=3, min_dim_size_to_factor=16, clip_norm=0.5),
-    "adamw": lambda m: m.AdamW(peak_lr=1e-2, warmup_steps=5, total_steps=40),  # clip_norm 1.0 binds at the start
-}
-
-
-def rel_err(got, want):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    scale = np.abs(want).max()
-    return float(np.abs(got - want).max() / scale) if scale > 0 else float(np.abs(got).max())
-
-
-def train(model, optim_module, make_opt, dtype, steps=10):
-    """Ten steps on a fixed learnable batch with padding; returns (losses, params, state)."""
-    return optimizer_trajectory(model, optim_module, make_opt, dtype, steps)
-
-
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_ten_step_trajectory_matches_ref(name, dtype, tol):
-    ref_losses, ref_params, ref_state = train(tr, ro, OPTIMIZERS[name], dtype)
-    losses, params, state = train(ft, fo, OPTIMIZERS[name], dtype)
+    ref_losses, ref_params, ref_state = optimizer_trajectory(tr, ro, OPTIMIZERS[name], dtype)
+    losses, params, state = optimizer_trajectory(ft, fo, OPTIMIZERS[name], dtype)
     assert ref_losses[-1] < 0.8 * ref_losses[0]  # it trains, so the comparison means something
     loss_tol = 1e-12 if dtype == "float64" else 1e-5
     np.testing.assert_allclose(losses, ref_losses, rtol=loss_tol)

@@ -8,7 +8,7 @@ clipped last bucket), one head and several, B = 1, T = 1, and padded batches (we
 """
 import numpy as np
 import pytest
-from helpers import perturbed_params, training_batch
+from helpers import perturbed_params, rel_err, training_batch
 
 from fast.cpu import transformer as ft
 from ref import transformer as tr
@@ -29,13 +29,6 @@ SHAPES = [
     (dict(), 2, 1),  # a single position
 ]
 SHAPE_IDS = ["T40", "T40_clipped", "T9", "one_head_B1", "vocab257", "T1"]
-
-
-def rel_err(got, want):
-    """max |got - want| / max |want| over a tensor (0 for two all-zero tensors)."""
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    scale = np.abs(want).max()
-    return float(np.abs(got - want).max() / scale) if scale > 0 else float(np.abs(got).max())
 
 
 @pytest.mark.parametrize("padded", [False, True], ids=["unweighted", "padded"])

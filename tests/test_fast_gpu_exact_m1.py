@@ -8,7 +8,7 @@ whether NVVM and ptxas keep every rounding (no FMA contraction, IEEE division an
 """
 import numpy as np
 import pytest
-from helpers import m1_inputs
+from helpers import m1_inputs, m1_params
 
 from fast.cpu import equalinfo as cpu_equalinfo
 from fast.cpu import exact_m1 as cpu_exact
@@ -31,12 +31,7 @@ def small(dtype="float32", seed=0, **overrides):
     settings = dict(vocab_in=258, vocab_out=257, d_model=8, n_heads=2, n_layers=1, d_ff=12, num_buckets=8,
                     max_distance=6)
     cfg = tr.Config(**{**settings, "dtype": dtype, **overrides})
-    params = tr.init_params(cfg, seed)
-    rng = np.random.default_rng(seed + 1)
-    for name in params:
-        if name.endswith("norm") or name.endswith("rel_bias"):
-            params[name] = (1.0 + rng.normal(size=params[name].shape)).astype(cfg.dtype)
-    return params, cfg
+    return m1_params(cfg, seed), cfg
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

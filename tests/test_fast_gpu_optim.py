@@ -8,7 +8,7 @@ same loss at every step and the same final parameters and state (float64 to 1e-1
 """
 import numpy as np
 import pytest
-from helpers import optimizer_trajectory
+from helpers import OPTIMIZERS, optimizer_trajectory
 from gpu_support import gpu_only, needs_kernels, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
 from fast.gpu import optim as go
@@ -17,14 +17,6 @@ from ref import optim as ro
 from ref import transformer as tr
 
 pytestmark = needs_kernels
-
-OPTIMIZERS = {  # name -> function of an optim module giving an optimizer
-    "adafactor": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10),  # every tensor unfactored
-    "adafactor_factored": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=10, min_dim_size_to_factor=16),
-    "adafactor_clipped": lambda m: m.Adafactor(base_lr=0.1, warmup_steps=3, min_dim_size_to_factor=16, clip_norm=0.5),
-    "adamw": lambda m: m.AdamW(peak_lr=1e-2, warmup_steps=5, total_steps=40),  # clip_norm 1.0 binds
-}
-
 
 def random_tensors(seed):
     rng = np.random.default_rng(seed)

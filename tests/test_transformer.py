@@ -10,6 +10,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from helpers import perturbed_params
 
 from ref import transformer as tr
 
@@ -20,18 +21,6 @@ FD_B, FD_T = 2, 40
 # A variant with few buckets and a short max distance, so T = 40 also reaches the clipped last bucket.
 FD_CFG_CLIPPED = tr.Config(vocab_in=11, vocab_out=7, d_model=16, n_heads=4, n_layers=2, d_ff=24, num_buckets=8,
                            max_distance=20, z_loss=0.05, dtype="float64")
-
-
-def perturbed_params(cfg, seed):
-    """Random params with norms and relative biases moved off their init so every path carries signal."""
-    rng = np.random.default_rng(seed + 1000)
-    params = tr.init_params(cfg, seed)
-    for name in params:
-        if name.endswith("norm"):
-            params[name] = params[name] + 0.3 * rng.standard_normal(params[name].shape)
-        if name.endswith("rel_bias"):
-            params[name] = rng.standard_normal(params[name].shape)
-    return params
 
 
 def batch(cfg, seed, B=FD_B, T=FD_T):
