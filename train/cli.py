@@ -255,6 +255,9 @@ def build_parser():
     from train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
 
     pipeline_commands.add_commands(commands, add_threads_option)
+    from train import conformance  # export and check conformance vectors (docs/conformance.md)
+
+    conformance.add_command(commands)
     return parser
 
 

@@ -1,0 +1,225 @@
+"""The conformance vectors (train/conformance, docs/conformance.md): the committed set passes on every backend, a
+fresh export reproduces it byte for byte, and an edited vector fails exactly its own family."""
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from train import conformance
+from train.backends import BackendUnavailable
+from train.cli import main
+from train.conformance import files, implementations
+
+VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
+# SHA-256 of the committed manifest.json of each format version. Any change to the vectors changes the manifest;
+# such a change must come with a new FORMAT_VERSION (and its line here), never under an old version's number.
+RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692"}
+GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing"]  # fast on the simulator (CPU coder)
+
+
+def failed_families(results):
+    return {name for name, passed, _, _, _ in results if not passed}
+
+
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+def test_committed_vectors_pass(backend):
+    results = conformance.check(VECTORS, implementations.load(backend))
+    assert [name for name, *_ in results] == conformance.family_names()
+    assert failed_families(results) == set(), conformance.table(results, backend, VECTORS)
+    assert all(checks > 0 for _, _, checks, _, _ in results)
+
+
+def gpu_or_skip():
+    try:
+        return implementations.load("gpu")
+    except BackendUnavailable as error:
+        pytest.skip(f"no GPU and no CUDA simulator: {error}")
+
+
+def test_gpu_backend_shared_families_pass():
+    """The gpu backend codes with fast.cpu's coder; its own kernels (M1 rows, Transformer) take minutes under the
+    simulator, so they run in the slow test below."""
+    results = conformance.check(VECTORS, gpu_or_skip(), GPU_SHARED)
+    assert failed_families(results) == set(), conformance.table(results, "gpu", VECTORS)
+
+
+@pytest.mark.slow
+def test_gpu_backend_every_family_passes():
+    results = conformance.check(VECTORS, gpu_or_skip())
+    assert failed_families(results) == set(), conformance.table(results, "gpu", VECTORS)
+
+
+BLAS_RESULTS = ("logits", "loss", "grad.", "adafactor.new_", "adamw.new_")  # made by ref.transformer's BLAS products
+
+
+def same_up_to_blas_rounding(fresh, committed):
+    """True if two transformer.npz files hold the same inputs and, for the arrays ref computes with BLAS products
+    (whose last bits may depend on the BLAS build and CPU), values within 1e-12 relative: the one family whose
+    export may legitimately differ in bits between machines (its check has a tolerance; every other family's
+    vectors come from integer or fixed-order float arithmetic)."""
+    with np.load(fresh, allow_pickle=False) as a, np.load(committed, allow_pickle=False) as b:
+        if sorted(a.files) != sorted(b.files):
+            return False
+        for key in a.files:
+            x, y = a[key], b[key]
+            if x.shape != y.shape or x.dtype != y.dtype:
+                return False
+            if key.startswith(BLAS_RESULTS):
+                if np.abs(x - y).max(initial=0.0) > 1e-12 * np.abs(y).max(initial=0.0):
+                    return False
+            elif not np.array_equal(x, y):
+                return False
+    return True
+
+
+def test_fresh_export_is_the_committed_set_byte_for_byte(tmp_path):
+    manifest = conformance.export(tmp_path)
+    committed = sorted(p.name for p in VECTORS.iterdir())
+    assert sorted(p.name for p in tmp_path.iterdir()) == committed
+    changed = [name for name in committed if (tmp_path / name).read_bytes() != (VECTORS / name).read_bytes()]
+    if "transformer.npz" in changed and same_up_to_blas_rounding(tmp_path / "transformer.npz",
+                                                                  VECTORS / "transformer.npz"):
+        changed.remove("transformer.npz")  # and the manifest differs only in that file's hash:
+        fresh = json.loads((tmp_path / files.MANIFEST).read_bytes())
+        fresh["files"]["transformer.npz"] = files.sha256((VECTORS / "transformer.npz").read_bytes())
+        if files.json_bytes(fresh) == (VECTORS / files.MANIFEST).read_bytes():
+            changed.remove(files.MANIFEST)
+    assert not changed, (f"the exported vectors differ from tests/conformance_vectors in {changed}: if the change "
+                         "is intended, bump train.conformance.FORMAT_VERSION, re-export, and record the new "
+                         "manifest's SHA-256 in RELEASED")
+    assert manifest["format_version"] == conformance.FORMAT_VERSION
+    digest = hashlib.sha256((VECTORS / files.MANIFEST).read_bytes()).hexdigest()
+    assert RELEASED.get(conformance.FORMAT_VERSION) == digest, (
+        f"the committed vectors changed (manifest SHA-256 {digest}) but FORMAT_VERSION is still "
+        f"{conformance.FORMAT_VERSION}: bump it and record the new digest in RELEASED")
+
+
+def rewrite_npz(directory, family, edit, fix_manifest=True):
+    """Apply edit(arrays) to FAMILY.npz in a copied set; fix the manifest's hash so only the content differs."""
+    path = directory / f"{family}.npz"
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {key: archive[key].copy() for key in archive.files}
+    edit(arrays)
+    data = files.npz_bytes(arrays)
+    path.write_bytes(data)
+    if fix_manifest:
+        manifest = json.loads((directory / files.MANIFEST).read_bytes())
+        manifest["files"][f"{family}.npz"] = files.sha256(data)
+        (directory / files.MANIFEST).write_bytes(files.json_bytes(manifest))
+
+
+def flip(key, index):
+    def edit(arrays):
+        arrays[key].reshape(-1)[index] ^= 1
+    return edit
+
+
+def one_ulp(key, index):
+    def edit(arrays):
+        flat = arrays[key].reshape(-1)
+        flat[index] = np.nextafter(flat[index], np.inf)
+    return edit
+
+
+def scale(key, index, factor):
+    def edit(arrays):
+        arrays[key].reshape(-1)[index] *= factor
+    return edit
+
+
+EDITS = {  # family -> one small edit of its expected outputs or inputs
+    "quantization": flip("cdf.050", 3),  # one CDF entry off by one
+    "coder": flip("bits.028", 200),  # one bit of the many-carries stream
+    "windows": flip("bits.009", 30),  # one bit of a window of the skewed model
+    "tokens": flip("tokens.006.16", 0),  # one token
+    "m1_exact_m1": one_ulp("probs", 1000),  # one probability off by one unit in the last place
+    "transformer": scale("grad.blocks.1.wk", 5, 1.0 + 1e-6),  # one gradient entry, 1e-6 relative
+    "packing": flip("validation.rows", 3),  # one packed token
+}
+
+
+@pytest.fixture
+def vector_copy(tmp_path):
+    target = tmp_path / "vectors"
+    shutil.copytree(VECTORS, target)
+    return target
+
+
+def test_every_family_has_an_edit():
+    assert set(EDITS) == set(conformance.family_names())
+
+
+@pytest.mark.parametrize("family", list(EDITS))
+def test_an_edited_vector_fails_exactly_its_family(vector_copy, family):
+    rewrite_npz(vector_copy, family, EDITS[family])
+    results = conformance.check(vector_copy, implementations.load("ref"))
+    assert failed_families(results) == {family}
+    [failures] = [f for name, _, _, f, _ in results if name == family]
+    assert not any("SHA-256" in line for line in failures)  # the content check caught it, not the manifest
+
+
+def test_an_edit_without_a_new_hash_fails_by_the_manifest(vector_copy):
+    rewrite_npz(vector_copy, "tokens", EDITS["tokens"], fix_manifest=False)
+    results = conformance.check(vector_copy, implementations.load("ref"), ["tokens", "packing"])
+    assert failed_families(results) == {"tokens"}
+    assert "SHA-256 does not match" in results[0][3][0]
+
+
+def test_cli_check_passes_and_fails_with_the_table(vector_copy, capsys):
+    assert main(["conformance", "check", str(vector_copy), "--family", "packing", "--family", "tokens"]) == 0
+    assert "2 of 2 families pass" in capsys.readouterr().out
+    rewrite_npz(vector_copy, "packing", EDITS["packing"])
+    assert main(["conformance", "check", str(vector_copy), "--backend", "ref"]) == 1
+    out = capsys.readouterr().out
+    assert "packing            FAIL" in out and "FAIL packing: validation side: trimmed/padded rows differs" in out
+
+
+def test_cli_refuses_another_format_version_in_one_line(vector_copy, capsys):
+    manifest = json.loads((vector_copy / files.MANIFEST).read_bytes())
+    manifest["format_version"] = conformance.FORMAT_VERSION + 1
+    (vector_copy / files.MANIFEST).write_bytes(files.json_bytes(manifest))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["conformance", "check", str(vector_copy)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("equalinfo: error:") and "format version" in err[0]
+
+
+def test_cli_export_writes_what_check_reads(tmp_path, capsys):
+    assert main(["conformance", "export", str(tmp_path / "set")]) == 0
+    assert (tmp_path / "set" / files.MANIFEST).read_bytes() == (VECTORS / files.MANIFEST).read_bytes()
+
+
+def test_npz_files_are_plain_numpy_without_pickle():
+    """Every array loads with allow_pickle=False and has one of the documented little-endian dtypes."""
+    for path in sorted(VECTORS.glob("*.npz")):
+        with np.load(io.BytesIO(path.read_bytes()), allow_pickle=False) as archive:
+            for key in archive.files:
+                assert archive[key].dtype.str in files.DTYPES, (path.name, key)
+
+
+def test_the_spec_s_worked_examples_are_the_committed_vectors():
+    """docs/conformance.md works out case 000 of quantization and the first window of windows vector 001 by hand:
+    its stated results must be what the committed files hold."""
+    spec = (VECTORS.parents[1] / "docs" / "conformance.md").read_text()
+    with np.load(VECTORS / "quantization.npz", allow_pickle=False) as archive:
+        cdf = archive["cdf.000"].tolist()
+        assert archive["probs.000"].tolist() == [0.1, 0.2, 0.3, 0.4]
+    assert f"`cdf.000` = [{', '.join(map(str, cdf))}]" in spec
+    with np.load(VECTORS / "windows.npz", allow_pickle=False) as archive:
+        first_window = "".join(map(str, archive["bits.001"][:16]))
+    assert f"the window is\n  `{first_window}`" in spec
+    vector = json.loads((VECTORS / "windows.json").read_text())["vectors"][1]
+    assert (vector["window_bits"], vector["window_lengths"][0], vector["greedy_lengths"][0]) == (16, 1, 1)
+
+
+@pytest.mark.parametrize("edit,same", [(one_ulp("grad.blocks.0.wq", 3), True),
+                                       (scale("grad.blocks.0.wq", 3, 1.0 + 1e-9), False),
+                                       (one_ulp("param.blocks.0.wq", 3), False)])
+def test_only_blas_rounding_is_forgiven_in_the_transformer_export(vector_copy, edit, same):
+    rewrite_npz(vector_copy, "transformer", edit)
+    assert same_up_to_blas_rounding(vector_copy / "transformer.npz", VECTORS / "transformer.npz") is same

@@ -1,0 +1,116 @@
+"""Conformance vectors: files that let any implementation (ours on another backend, or a port in another language)
+prove that it quantizes, codes, cuts windows and tokens, computes M1's exact rows, packs data and trains exactly as
+the reference does. docs/conformance.md is the specification a porter reads; this package writes and checks them.
+
+    equalinfo conformance export DIR                 write the vector set (deterministic: same bytes every run)
+    equalinfo conformance check DIR [--backend B]    run backend ref, cpu or gpu against it; a pass/fail table
+
+One module per family, each with NAME, build() -> (description, arrays) and check(description, arrays, impl,
+tally); files.py stores them, implementations.py says which code a backend name checks. FORMAT_VERSION names the
+content: any change to the vectors (a coder or rule that gives other bits, a new case) must come with a new version,
+and a vector set of another version is refused rather than half-checked.
+"""
+import time
+
+from train.conformance import coder, m1_rows, packing, quantization, tokens, transformer, windows
+from train.conformance.files import VectorError, read_family, read_manifest, write_set
+from train.conformance.tally import Tally
+
+FORMAT_VERSION = 1
+FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing]
+
+
+def family_names():
+    return [family.NAME for family in FAMILIES]
+
+
+def export(directory):
+    """Build every family and write the set into `directory`; returns the manifest."""
+    return write_set(directory, {family.NAME: family.build() for family in FAMILIES}, FORMAT_VERSION)
+
+
+def check(directory, impl, only=None):
+    """[(family, passed, checks, failures, seconds)] of `impl` (implementations.load) against the set in
+    `directory`; `only`: family names to check (default all). Raises VectorError if the set cannot be read."""
+    manifest = read_manifest(directory, FORMAT_VERSION)
+    known = {family.NAME: family for family in FAMILIES}
+    unknown = [name for name in manifest["families"] if name not in known]
+    if unknown:
+        raise VectorError(f"the vector set has families this equalinfo does not know: {', '.join(unknown)}")
+    names = family_names() if only is None else list(only)
+    for name in names:
+        if name not in known:
+            raise VectorError(f"unknown family {name!r}; families: {', '.join(family_names())}")
+    results = []
+    for name in names:
+        tally, started = Tally(), time.perf_counter()
+        if name not in manifest["families"]:
+            tally.expect(False, name, "the vector set has no such family")
+        else:
+            try:
+                description, arrays = read_family(directory, manifest, name)
+            except VectorError as error:
+                tally.expect(False, "files", str(error))
+            else:
+                try:
+                    known[name].check(description, arrays, impl, tally)
+                except (KeyError, TypeError, ValueError, IndexError) as error:  # a malformed vector file
+                    tally.expect(False, "vector files", f"malformed: {type(error).__name__}: {error}")
+        results.append((name, not tally.failures, tally.checks, tally.failures, time.perf_counter() - started))
+    return results
+
+
+def table(results, backend_name, directory, reasons=Tally.MAX_REASONS):
+    """The printed report: one line per family, then the first failures of each failed family."""
+    lines = [f"conformance of backend {backend_name} against {directory} (format version {FORMAT_VERSION})",
+             f"{'family':<18} {'result':<6} {'checks':>7} {'failed':>7} {'time':>8}"]
+    for name, passed, checks, failures, seconds in results:
+        lines.append(f"{name:<18} {'pass' if passed else 'FAIL':<6} {checks:>7} {len(failures):>7} "
+                     f"{seconds:>7.1f}s")
+    for name, passed, _, failures, _ in results:
+        for failure in failures[:reasons]:
+            lines.append(f"FAIL {name}: {failure}")
+        if len(failures) > reasons:
+            lines.append(f"FAIL {name}: ... and {len(failures) - reasons} more")
+    failed = sum(not passed for _, passed, _, _, _ in results)
+    lines.append(f"{len(results) - failed} of {len(results)} families pass" + ("" if not failed else
+                                                                            f"; {failed} FAIL"))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ the command
+
+def export_command(args):
+    manifest = export(args.directory)
+    print(f"wrote {len(manifest['files'])} files and manifest.json to {args.directory} "
+          f"(format version {FORMAT_VERSION}; families: {', '.join(manifest['families'])})")
+    return 0
+
+
+def check_command(args):
+    from train.conformance import implementations
+
+    impl = implementations.load(args.backend)
+    results = check(args.directory, impl, args.family or None)
+    print(table(results, impl.name, args.directory))
+    return 0 if all(passed for _, passed, _, _, _ in results) else 1
+
+
+def add_command(commands):
+    """Register `equalinfo conformance {export,check}` on the CLI's subcommands."""
+    parser = commands.add_parser("conformance", help="export conformance vectors, or check a backend against them",
+                                 description="Vectors that let any implementation prove it codes, windows and "
+                                             "trains exactly like the reference (docs/conformance.md).")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    export_parser = actions.add_parser("export", help="write the vector set into DIR")
+    export_parser.add_argument("directory", metavar="DIR")
+    export_parser.set_defaults(run=export_command)
+    check_parser = actions.add_parser("check", help="check a backend against the vectors in DIR; exit status 1 "
+                                                    "if any family fails")
+    check_parser.add_argument("directory", metavar="DIR")
+    check_parser.add_argument("--backend", choices=["ref", "cpu", "gpu"], default="ref",
+                              help="which backend to check (gpu: CuPy and a GPU, or numba's CUDA simulator with "
+                                   "NUMBA_ENABLE_CUDASIM=1)")
+    check_parser.add_argument("--family", action="append", choices=family_names(), metavar="NAME",
+                              help="check only this family (repeatable); default: all")
+    check_parser.set_defaults(run=check_command)

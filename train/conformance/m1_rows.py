@@ -1,0 +1,181 @@
+"""Families `m1_RULE`: a tiny M1's probability rows under each exact rule, bit for bit, and the windows they code.
+
+For each rule in RULES (one entry per rule; rule 1 is ref/exact_m1.py): a tiny M1 (its float32 weights included),
+input sequences [B, T] starting with BOS -> the rule's float32 logits and float64 probabilities (compared as bit
+patterns) -> integer CDFs at precision 14 -> the Equal-Info windows (and plain AC) of a short text coded with M1.
+The check also evaluates a prefix of the inputs alone and expects the same leading rows: a row depends on its
+prefix and the weights only, which is what lets a decoder rebuild the encoder's rows one symbol at a time.
+"""
+import dataclasses
+import importlib
+
+import numpy as np
+
+SEED = 1405
+TEXT = "Equal-Info windows reset M1 at every window.\x00Ok."
+INPUT_TEXTS = ["Hello, M1! Every window", "\u00e9t\u00e9 \u2014 caf\u00e9s\x00and an end"]  # \x00 marks EOS
+PRECISION = 14
+PREFIX = 7  # the prefix evaluated alone in the check
+SETTINGS = [("ac", None), ("equalinfo", 16), ("equalinfo", 48)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One exact rule: its family name, version and each backend's module with next_probs(params, cfg, inputs)
+    (and, optionally, logits(params, cfg, inputs), the logits before the float64 softmax, also checked bit for bit).
+    A second rule (integer matrix products) is one more entry in RULES: a new family m1_<name>."""
+    name: str
+    version_of: tuple  # (module, attribute) holding the rule's version number
+    modules: dict  # backend -> module name
+
+    @property
+    def family(self):
+        return f"m1_{self.name}"
+
+    def version(self):
+        module, attribute = self.version_of
+        return int(getattr(importlib.import_module(module), attribute))
+
+    def module(self, backend):
+        name = self.modules.get(backend)
+        return None if name is None else importlib.import_module(name)
+
+
+RULES = [
+    Rule("exact_m1", ("ref.exact_m1", "EXACT_M1_VERSION"),
+         {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}),
+]
+
+
+def tiny_m1():
+    """(params, cfg) of a micro-sized float32 M1 with perturbed norm scales and strong relative biases."""
+    from ref import transformer
+    from ref.symbols import N_INPUTS, N_SYMBOLS
+
+    cfg = transformer.make_config("micro", vocab_in=N_INPUTS, vocab_out=N_SYMBOLS, dtype="float32")
+    params = transformer.init_params(cfg, SEED)
+    rng = np.random.default_rng(SEED)
+    for name, value in params.items():
+        if name.endswith("norm"):
+            params[name] = (1.0 + 0.2 * rng.standard_normal(value.shape)).astype(np.float32)
+        elif name.endswith("rel_bias"):
+            params[name] = rng.standard_normal(value.shape).astype(np.float32)
+    params["unembed"] = (params["unembed"] * 4).astype(np.float32)  # peakier rows: several symbols per window
+    return params, cfg
+
+
+def inputs():
+    """[B, T] int64: BOS then the symbols of each input text (EOS where it has \\x00), padded with BOS to length."""
+    from ref.symbols import BOS, documents_to_symbols
+
+    rows = [documents_to_symbols(text.split("\x00"))[:-1] for text in INPUT_TEXTS]  # no trailing EOS
+    length = 1 + max(len(r) for r in rows)
+    out = np.full((len(rows), length), BOS, dtype=np.int64)
+    for b, row in enumerate(rows):
+        out[b, 1:1 + len(row)] = row
+    return out
+
+
+def config_json(cfg):
+    return {name: getattr(cfg, name) for name in ("vocab_in", "vocab_out", "d_model", "n_heads", "n_layers", "d_ff",
+                                                  "num_buckets", "max_distance", "dtype")}
+
+
+def build_rule(rule):
+    from ref import ac, equalinfo
+    from ref.arithmetic import quantize
+    from ref.models import TransformerModel
+    from ref.symbols import documents_to_symbols
+
+    module = rule.module("ref")
+    params, cfg = tiny_m1()
+    ids = inputs()
+    probs = module.next_probs(params, cfg, ids)
+    arrays = {f"param.{name}": value for name, value in params.items()}
+    arrays.update({"inputs": ids, "probs": probs, "cdfs": quantize(probs, PRECISION)})
+    if hasattr(module, "logits"):  # a rule's logits before its float64 softmax, where it has them
+        arrays["logits"] = module.logits(params, cfg, ids)
+    model = TransformerModel(params, cfg, rows=module.next_probs)
+    symbols = documents_to_symbols(TEXT.split("\x00"))
+    arrays["symbols"] = symbols
+    vectors = []
+    for number, (method, window_bits) in enumerate(SETTINGS):
+        key = f"{number:03d}"
+        vector = {"id": key, "method": method, "window_bits": window_bits, "precision": PRECISION,
+                  "n_symbols": int(len(symbols))}
+        if method == "ac":
+            bits = ac.compress(symbols, model, PRECISION)
+        else:
+            windows = equalinfo.encode_windows(symbols, model, window_bits, PRECISION)
+            bits = np.concatenate([w.bits for w in windows])
+            vector.update({"n_windows": len(windows), "window_lengths": [w.length for w in windows],
+                           "greedy_lengths": [w.greedy_length for w in windows],
+                           "delimited": [int(w.delimited) for w in windows],
+                           "ended_early": [i for i, w in enumerate(windows) if w.length < w.greedy_length]})
+        vector["n_bits"] = int(len(bits))
+        arrays[f"bits.{key}"] = bits
+        vectors.append(vector)
+    description = {
+        "family": rule.family,
+        "rule": rule.name,
+        "rule_version": rule.version(),
+        "config": config_json(cfg),
+        "precision": PRECISION,
+        "prefix_checked": PREFIX,
+        "arrays": {"param.NAME": "<f4 M1's parameters (DESIGN names)", "inputs": "<i8 [B, T] ids, BOS = 257 first",
+                   "logits": "<f4 [B, T, 257] the rule's logits", "probs": "<f8 [B, T, 257] compare bit patterns",
+                   "cdfs": f"<i8 [B, T, 258] quantize(probs, {PRECISION})",
+                   "symbols": "<i8 [n] the coded text", "bits.ID": "|u1 the vector's bits"},
+        "vectors": vectors,
+    }
+    return description, arrays
+
+
+def check_rule(rule, description, arrays, impl, tally):
+    from ref.models import TransformerModel
+    from ref.transformer import Config
+    from train.conformance.windows import check_vector
+
+    module = rule.module(impl.backend)
+    if module is None:
+        tally.expect(False, rule.name, f"backend {impl.backend} has no implementation of this rule")
+        return
+    tally.expect(description["rule_version"] == rule.version(), "rule",
+                 f"the vectors follow version {description['rule_version']}, this build computes {rule.version()}")
+    cfg = Config(**description["config"])
+    params = {name[len("param."):]: value for name, value in arrays.items() if name.startswith("param.")}
+    ids = arrays["inputs"]
+    if "logits" in arrays:
+        got = tally.call("rows", "logits", getattr(module, "logits", None), params, cfg, ids)
+        if got is not None:
+            tally.same(np.asarray(got), arrays["logits"], "rows", "logits")
+    got = tally.call("rows", "next_probs", module.next_probs, params, cfg, ids)
+    if got is not None:
+        tally.same(got, arrays["probs"], "rows", "probability rows")
+        cdfs = tally.call("rows", "quantize", impl.arithmetic.quantize, got, description["precision"])
+        if cdfs is not None:
+            tally.same(cdfs, arrays["cdfs"], "rows", "CDFs")
+    prefix = description["prefix_checked"]
+    got = tally.call("rows", "next_probs of a prefix", module.next_probs, params, cfg, ids[:, :prefix])
+    if got is not None:
+        tally.same(got, arrays["probs"][:, :prefix], "rows", f"rows of the first {prefix} inputs evaluated alone")
+    model = TransformerModel(params, cfg, rows=module.next_probs, prefix_rows=getattr(module, "PrefixRows", None))
+    for vector in description["vectors"]:
+        check_vector(vector, arrays[f"bits.{vector['id']}"], arrays["symbols"], model, impl, tally,
+                     f"vector {vector['id']}")
+
+
+class Family:
+    """The family of one rule, with the module-level interface the other families have."""
+
+    def __init__(self, rule):
+        self.rule, self.NAME = rule, rule.family
+
+    def build(self):
+        return build_rule(self.rule)
+
+    def check(self, description, arrays, impl, tally):
+        check_rule(self.rule, description, arrays, impl, tally)
+
+
+FAMILIES = [Family(rule) for rule in RULES]
