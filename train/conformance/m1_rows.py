@@ -84,7 +84,7 @@ def config_json(cfg):
 def build_rule(rule):
     from ref import ac, equalinfo
     from ref.arithmetic import quantize
-    from ref.models import TransformerModel
+    from ref.m1 import TransformerModel
     from ref.symbols import documents_to_symbols
 
     module = rule.module("ref")
@@ -132,7 +132,7 @@ def build_rule(rule):
 
 
 def check_rule(rule, description, arrays, impl, tally):
-    from ref.models import TransformerModel
+    from ref.m1 import TransformerModel
     from ref.transformer import Config
     from train.conformance.windows import check_vector
 
