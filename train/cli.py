@@ -245,6 +245,9 @@ def build_parser():
     from train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
 
     pipeline_commands.add_commands(commands, add_threads_option)
+    from analysis import commands as analysis_commands  # analyze {stability,positions,uniformity,seq2seq}, generate
+
+    analysis_commands.add_commands(commands, add_threads_option)
     return parser
 
 
