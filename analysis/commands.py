@@ -115,14 +115,15 @@ def uniformity_command(args):
         model, note = _m1(args, backend, documents)
         text = b"\n".join(documents)[-args.compare_bytes:]  # the corpus's end: away from what M1 trained on first
         symbols = np.frombuffer(text, np.uint8).astype(np.int64)
+        rules = {}
         for b in args.window_bits:
             ours, paper = uniformity.compare_padding(backend, model, symbols, b)
-            streams[f"EqualInfo b={b}, delimiting cell (ours)"] = ours
-            streams[f"EqualInfo b={b}, zero-padded (paper)"] = paper
+            rules[f"EqualInfo b={b}, delimiting cell (ours)"] = ours
+            rules[f"EqualInfo b={b}, zero-padded (paper)"] = paper
         padding = {"model": note, "text_bytes": len(text)}
     if not streams:
         raise common.AnalysisError("no bit-method datasets to measure (bytes and spm datasets are skipped)")
-    results = uniformity.run(streams, args.samples)
+    results = uniformity.run({"datasets": streams, "window rules": rules if padding else {}}, args.samples)
     results.update(skipped=skipped, padding_comparison=padding, side=args.side)
     _print(uniformity.summary_table(results))
     if skipped:
@@ -260,7 +261,7 @@ def add_commands(commands, add_threads_option):
     parser.add_argument("--data", nargs="+", default=None, help="dataset directories (bit methods)")
     parser.add_argument("--side", choices=["train", "validation"], default="train")
     parser.add_argument("--samples", type=int, default=20, help="disjoint samples per stream (the paper: 100)")
-    parser.add_argument("--compare-bytes", type=int, default=8192,
+    parser.add_argument("--compare-bytes", type=int, default=16384,
                         help="bytes of corpus text coded with both window rules (0: skip that comparison)")
     parser.add_argument("--window-bits", default=[16], **grid)
     parser.set_defaults(run_command=uniformity_command)
@@ -268,10 +269,10 @@ def add_commands(commands, add_threads_option):
     parser = kinds.add_parser("seq2seq", help="learning AC and EqualInfoAC[16,256] as seq2seq (Table 5)")
     common_options(parser)
     parser.add_argument("--text-bytes", type=int, default=32)
-    parser.add_argument("--train-texts", type=int, default=2000)
+    parser.add_argument("--train-texts", type=int, default=1000)
     parser.add_argument("--val-texts", type=int, default=200)
     parser.add_argument("--size", default="tiny", help="model size (micro, tiny, ...)")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=0.003)
     parser.add_argument("--seed", type=int, default=0)

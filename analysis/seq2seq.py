@@ -97,7 +97,7 @@ def train_task(backend, train_rows, val_rows, size, steps, batch_size, peak_lr, 
             "final_train_loss": [r for r in history if "train_loss" in r][-1]["train_loss"]}
 
 
-def run(tokenizers, documents, backend, text_bytes=32, n_train=2000, n_val=200, size="tiny", steps=800,
+def run(tokenizers, documents, backend, text_bytes=32, n_train=1000, n_val=200, size="tiny", steps=300,
         batch_size=16, peak_lr=0.003, seed=0, models=None):
     texts = text_chunks(documents, text_bytes, n_train + n_val, seed)
     coded = {name: tokenizers.tokenize(method, b, n, texts) for name, method, b, n in SPECS}

@@ -10,8 +10,9 @@ Miller-Madow adds the first-order bias of the plug-in entropy (which is too low 
 the plug-in KL minus (m - 1) / (2 N ln 2); both are shown, as in the paper's Figs. 11 and 17. KL is 0 for
 perfectly uniform bits and n for a constant stream. The stream is split into `samples` disjoint consecutive parts
 (the paper: 100), the KL is computed in each, and the 5/50/95% quantiles are reported. The baseline is bits from
-Python's `secrets` (the OS's CSPRNG), of the same length as the largest stream: on finite samples even truly
-random bits give a KL above 0, and this is the level a method's bits are compared with.
+Python's `secrets` (the OS's CSPRNG) cut into samples of the same size: on finite samples even truly random bits
+give a plug-in KL above 0, and this is the level a method's bits are compared with. Streams are compared in groups
+(the datasets; the two window rules) whose streams share one sample size: the plug-in KL depends on it.
 
 Where the bits come from: a dataset's rows hold its tokens (trimmed to M2's row length; padding has weight 0); the
 kept tokens of every row, turned back into bits, concatenated, are the method's stream. Bytes and SentencePiece
@@ -61,11 +62,13 @@ def kl_to_uniform(observed, n):
     return plug_in, plug_in - (len(seen) - 1) / (2 * total * math.log(2))
 
 
-def kl_quantiles(bits, n, overlapping, samples):
-    """KLs over `samples` disjoint consecutive parts of the stream: {"plug_in": {...}, "miller_madow": {...},
-    "values_per_sample": N} with the 5/50/95% quantiles of each estimator."""
+def kl_quantiles(bits, n, overlapping, samples, size=None):
+    """KLs over `samples` disjoint consecutive parts of `size` bits (default: the whole stream cut evenly):
+    {"plug_in": {...}, "miller_madow": {...}, "values_per_sample": N} with the 5/50/95% quantiles of each."""
     bits = np.asarray(bits)
-    size = len(bits) // samples
+    size = len(bits) // samples if size is None else size
+    if size * samples > len(bits):
+        raise common.AnalysisError(f"{len(bits)} bits cannot make {samples} samples of {size} bits")
     if size < n:
         raise common.AnalysisError(f"{len(bits)} bits are too few for {samples} samples of {n}-bit values")
     kls = np.array([kl_to_uniform(values(bits[s * size:(s + 1) * size], n, overlapping), n)
@@ -78,11 +81,12 @@ def _quantiles(array):
     return {f"{q}%": float(v) for q, v in zip(QUANTILES, np.percentile(array, QUANTILES))}
 
 
-def measure(bits, samples, ns=NS):
-    """The full grid for one stream: {"ngrams": {n: ...}, "tokens": {n: ...}, "bits": len}."""
-    return {"bits": int(len(bits)),
-            "ngrams": {n: kl_quantiles(bits, n, True, samples) for n in ns},
-            "tokens": {n: kl_quantiles(bits, n, False, samples) for n in ns}}
+def measure(bits, samples, ns=NS, size=None):
+    """The full grid for one stream: {"ngrams": {n: ...}, "tokens": {n: ...}, "bits": len, "sample_bits": size}."""
+    size = len(bits) // samples if size is None else size
+    return {"bits": int(len(bits)), "sample_bits": int(size),
+            "ngrams": {n: kl_quantiles(bits, n, True, samples, size) for n in ns},
+            "tokens": {n: kl_quantiles(bits, n, False, samples, size) for n in ns}}
 
 
 def dataset_bits(dataset):
@@ -109,23 +113,31 @@ def compare_padding(backend, model, symbols, window_bits, precision=14):
     return np.concatenate([w.bits for w in ours]), np.concatenate([w.bits for w in paper])
 
 
-def run(streams, samples, ns=NS, seed_baseline=True):
-    """{"streams": {name: measure(...)}}, with the `secrets` baseline as the stream "random (secrets)"."""
-    results = {"samples": samples, "ns": list(ns), "streams": {}}
-    if seed_baseline:
-        longest = max(len(bits) for bits in streams.values())
-        streams = {"random (secrets)": secrets_bits(longest), **streams}
-    for name, bits in streams.items():
-        results["streams"][name] = measure(bits, samples, ns)
+def run(groups, samples, ns=NS):
+    """{"streams": {name: measure(...)}} of groups {group: {name: bits}}.
+
+    Within a group every stream is cut into samples of one size (the shortest stream's length / samples), since a
+    plug-in KL depends on the sample size; each group gets its own `secrets` baseline of that size, named
+    "random (secrets)" (suffixed with the group after the first)."""
+    results = {"samples": samples, "ns": list(ns), "streams": {}, "groups": {}}
+    for index, (group, streams) in enumerate(groups.items()):
+        if not streams:
+            continue
+        size = min(len(bits) for bits in streams.values()) // samples
+        baseline = "random (secrets)" + (f", {group}" if index else "")
+        streams = {baseline: secrets_bits(size * samples), **streams}
+        results["groups"][group] = {"sample_bits": size, "streams": list(streams)}
+        for name, bits in streams.items():
+            results["streams"][name] = measure(bits, samples, ns, size)
     return results
 
 
 def summary_table(results, n_shown=(1, 8, 16)):
-    headers = ["stream", "bits"] + [f"{kind} n={n} (MM)" for kind in ("n-gram", "token") for n in n_shown
+    headers = ["stream", "bits/sample"] + [f"{kind} n={n} (MM)" for kind in ("n-gram", "token") for n in n_shown
                                     if n in results["ns"]]
     rows = []
     for name, stream in results["streams"].items():
-        row = [name, f"{stream['bits']:,}"]
+        row = [name, f"{stream['sample_bits']:,}"]
         for kind in ("ngrams", "tokens"):
             for n in n_shown:
                 if n in results["ns"]:
