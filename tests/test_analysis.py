@@ -36,7 +36,8 @@ def test_kl_of_secrets_is_near_zero_and_of_a_constant_stream_is_maximal():
     bits = uniformity.secrets_bits(1 << 18)
     for n in (1, 4, 8):
         plug_in, _ = uniformity.kl_to_uniform(uniformity.values(bits, n, False), n)
-        assert 0 <= plug_in < 2 ** n / (len(bits) / n)  # the plug-in bias is about (2^n - 1) / (2 N ln 2)
+        count, k = len(bits) // n, 2 ** n - 1  # 2 N ln2 KL is about chi-squared with k degrees of freedom
+        assert 0 <= plug_in * 2 * count * math.log(2) < k + 6 * math.sqrt(2 * k)
     zeros = np.zeros(4096, dtype=np.uint8)
     for n in (1, 8, 16):
         for overlapping in (True, False):
@@ -136,3 +137,17 @@ def test_random_windows_decode_alike_in_the_backend_and_ref(markov):
     assert stats.windows == 40
     for bits, symbols in stats.window_texts:  # ref's one-window decoder gives the same text
         assert equalinfo.decode_window(bits, CdfCursor(markov)) == list(symbols)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    from train import cli
+
+    _tiny_dataset(tmp_path / "d" / "validation", {"method": "gzip", "label": "GZip[v=256]"}, 256)
+    _tiny_dataset(tmp_path / "d" / "train", {"method": "gzip", "label": "GZip[v=256]"}, 256)
+    for argv, message in ((["analyze", "positions", "--data", str(tmp_path / "d"), "--m2", str(tmp_path / "x.npz"),
+                            "--out", str(tmp_path)], "Equal-Info"),
+                          (["analyze", "uniformity", "--out", str(tmp_path)], "--data")):
+        with pytest.raises(SystemExit) as stop:
+            cli.main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert stop.value.code == 2 and err[-1].startswith("equalinfo: error:") and message in err[-1]
