@@ -258,6 +258,9 @@ def build_parser():
     from train import conformance  # export and check conformance vectors (docs/conformance.md)
 
     conformance.add_command(commands)
+    from analysis import commands as analysis_commands  # analyze {stability,positions,uniformity,seq2seq}, generate
+
+    analysis_commands.add_commands(commands, add_threads_option)
     return parser
 
 

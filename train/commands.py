@@ -67,9 +67,12 @@ def train_m2_command(args):
     if args.steps:
         settings["steps"] = args.steps
         settings["optimizer"] = dict(settings["optimizer"], total_steps=args.steps)
+    if args.keep_every:
+        settings["checkpoint_every"] = args.keep_every
     cfg = m2.make_config(args.size, train_set.meta["vocab_size"], preset.get("dtype", "float32"))
     _, history = m2.train_m2(train_set, val_set, args.out, backends.load_or_fastest(args.backend), cfg, settings,
-                             preset["batch_size"], preset.get("eval_rows"), resume=args.resume)
+                             preset["batch_size"], preset.get("eval_rows"), resume=args.resume,
+                             keep_checkpoints=bool(args.keep_every))
     last = [r for r in history if "val_bits_per_byte" in r][-1]
     print(f"M2 {args.size}: {last['val_bits_per_byte']:.4f} bits/byte on validation; wrote {args.out}")
     return 0
@@ -140,6 +143,8 @@ def add_commands(commands, add_threads_option):
     m2_parser.add_argument("--size", default="tiny", help="M2 size (micro, tiny, 25m, ...)")
     m2_parser.add_argument("--steps", type=int, default=None)
     m2_parser.add_argument("--resume", action="store_true")
+    m2_parser.add_argument("--keep-every", type=int, default=0, metavar="K",
+                           help="also keep the checkpoint of every K steps as OUT.stepNNNNNN.npz (and step 0)")
     common(m2_parser, corpus=False)
     m2_parser.set_defaults(run=train_m2_command)
 

@@ -43,7 +43,8 @@ def eval_batches(dataset, batch_size, max_rows=None):
                           dataset.meta["vocab_size"]) for start in range(0, n, batch_size)]
 
 
-def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8, eval_rows=None, resume=False):
+def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8, eval_rows=None, resume=False,
+             keep_checkpoints=False):
     """Train M2 on a dataset; returns (params, history) and writes the checkpoint to out_path."""
     if not isinstance(settings, TrainSettings):
         settings = TrainSettings(**settings)
@@ -57,7 +58,8 @@ def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8,
         cfg, params, settings, backend,
         batch_at=lambda step: batch_at(train_set, batch_size, settings.seed, step, vocab),
         eval_batches=eval_batches(val_set, batch_size, eval_rows), checkpoint_path=out_path, resume=resume,
-        describe=lambda nll: {"val_bits_per_byte": metrics.bits_per_byte(nll, cr)}, desc="train M2")
+        describe=lambda nll: {"val_bits_per_byte": metrics.bits_per_byte(nll, cr)}, desc="train M2",
+        keep_checkpoints=keep_checkpoints)
 
 
 def unigram_bits_per_token(train_set, val_set):

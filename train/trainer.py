@@ -95,13 +95,15 @@ def mean_nll(transformer, params, cfg, batches):
 
 
 def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_path, resume=False,
-          describe=lambda loss: {}, desc="train"):
+          describe=lambda loss: {}, desc="train", keep_checkpoints=False):
     """Train `params` in place of a fresh copy; returns (params, history).
 
     batch_at(step) -> (inputs, targets, weights) for step = 0, 1, ...; eval_batches: a list of such triples;
     describe(mean validation NLL) -> extra figures to log (e.g. bits/byte). The checkpoint at `checkpoint_path`
     holds params, optimizer state and meta {"step", "settings", "history"}; with resume=True training continues
-    from it (and must be the same run: same settings and model config).
+    from it (and must be the same run: same settings and model config). keep_checkpoints=True also keeps a copy
+    of every checkpoint (the initial parameters included) as <stem>.stepNNNNNN.npz beside it, for analyses of
+    training over time (equalinfo analyze positions).
     """
     transformer, optim = backend.transformer, backend.optim
     to_device, to_host = _placement(transformer)
@@ -127,7 +129,12 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     def save(step):
         meta = {"step": step, "settings": asdict(settings), "history": history, "versions": versions()}
         checkpoint.save(checkpoint_path, to_host(params), cfg, opt_state=to_host(state), meta=meta)
+        if keep_checkpoints:
+            kept = checkpoint_path.with_name(f"{checkpoint_path.stem}.step{step:06d}{checkpoint_path.suffix}")
+            checkpoint.save(kept, to_host(params), cfg, meta=meta)
 
+    if keep_checkpoints and start == 0:
+        save(0)
     bar = tqdm(range(start, settings.steps), desc=desc, initial=start, total=settings.steps, unit="step",
                disable=None)
     for step in bar:
