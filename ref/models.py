@@ -236,6 +236,11 @@ class TransformerModel:
     with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
     another rule is refused rather than decoded into garbage.
 
+    `rule` is the version of the exact arithmetic (ref/exact_rules.py): 1, fixed-order float reductions over the
+    float parameters (ref/exact_m1.py); 2, integer matrix products over quantized parameters
+    (ref/integer_m1.py: `quantize_params` makes them from a float M1). The arrays name the rule, and from_arrays
+    rebuilds the model under it, so files of either rule decode; an unknown version is refused by number.
+
     `max_window_symbols` optionally caps the symbols of one Equal-Info window (the window then ends at window_bits
     or at the cap, whichever comes first; ref/equalinfo.py); it changes the windows, so it is part of `arrays()` too.
     With exact rows there is no fixed evaluation shape, so no cap is needed for determinism (default: none).
@@ -244,22 +249,26 @@ class TransformerModel:
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, max_window_symbols=None, rows=None, prefix_rows=None):
-        from ref import exact_m1, transformer
+    def __init__(self, params, cfg, max_window_symbols=None, rows=None, prefix_rows=None, rule=1):
+        from ref.exact_rules import known_versions, rule_module
 
+        module = rule_module(rule)
+        if module is None:
+            raise ModelError(f"this M1's rows follow version {rule!r} of the exact arithmetic, which this build "
+                             f"does not compute (it knows versions {known_versions()}); upgrade equalinfo")
         if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
             raise ModelError(f"an M1 transformer must read {N_INPUTS} ids and predict {N_SYMBOLS}, this one reads "
                              f"{cfg.vocab_in} and predicts {cfg.vocab_out}")
         try:
-            transformer.check_params(params, cfg)
+            module.check_params(params, cfg)
         except ValueError as error:
             raise ModelError(str(error)) from None
         if max_window_symbols is not None and (not isinstance(max_window_symbols, (int, np.integer))
                                                or isinstance(max_window_symbols, bool) or max_window_symbols < 1):
             raise ModelError(f"max_window_symbols must be a positive integer or None, got {max_window_symbols!r}")
-        self.params, self.cfg = params, cfg
+        self.params, self.cfg, self.rule = params, cfg, int(rule)
         self.max_window_symbols = None if max_window_symbols is None else int(max_window_symbols)
-        self._rows = exact_m1.next_probs if rows is None else rows
+        self._rows = module.next_probs if rows is None else rows
         self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
 
     @classmethod
@@ -281,13 +290,11 @@ class TransformerModel:
 
     def arrays(self):
         """The parameters plus what else fixes the rows and windows: unshaped settings, the cap, the rule's version."""
-        from ref.exact_m1 import EXACT_M1_VERSION
-
         arrays = {"params." + name: value for name, value in self.params.items()}
         arrays.update({
             "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
             "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
-            "coding.exact_m1_version": np.array(EXACT_M1_VERSION, dtype=np.int64),
+            "coding.exact_m1_version": np.array(self.rule, dtype=np.int64),
             "coding.max_window_symbols": np.array(-1 if self.max_window_symbols is None else self.max_window_symbols,
                                                   dtype=np.int64),
         })
@@ -297,24 +304,26 @@ class TransformerModel:
     def from_arrays(cls, arrays, dtype=None, rows=None):
         """Inverse of `arrays()` (the config is rebuilt from the shapes and the stored settings)."""
         from ref import transformer
-        from ref.exact_m1 import EXACT_M1_VERSION
 
         if "coding.exact_m1_version" not in arrays:
             raise ModelError("this M1 was stored by an older equalinfo whose rows came from a fixed-shape BLAS "
                              "evaluation; they cannot be reproduced exactly here, so its data cannot be decoded")
         version = int(arrays["coding.exact_m1_version"])
-        if version != EXACT_M1_VERSION:
-            raise ModelError(f"this M1's rows follow version {version} of the exact arithmetic "
-                             f"(ref/exact_m1.py), this build computes version {EXACT_M1_VERSION}")
         try:
             params = {name[len("params."):]: value for name, value in arrays.items() if name.startswith("params.")}
             n_layers = len({name.split(".")[1] for name in params if name.startswith("blocks.")})
+
+            def shape(name):  # a float matrix's, or (rule 2) its integers'
+                return (params[name] if name in params else params[name + ".int"]).shape
+
             cfg = transformer.Config(
-                vocab_in=params["embed"].shape[0], vocab_out=params["unembed"].shape[1],
+                vocab_in=params["embed"].shape[0], vocab_out=shape("unembed")[1],
                 d_model=params["embed"].shape[1], n_heads=int(arrays["config.n_heads"]), n_layers=n_layers,
-                d_ff=params["blocks.0.w_gate"].shape[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
+                d_ff=shape("blocks.0.w_gate")[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
                 max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
             cap = int(arrays["coding.max_window_symbols"])
-            return cls(params, cfg, None if cap < 0 else cap, rows)
+            return cls(params, cfg, None if cap < 0 else cap, rows, rule=version)
+        except ModelError:
+            raise
         except (KeyError, IndexError, ValueError) as error:
             raise ModelError(f"transformer model arrays are malformed: {error}") from None

@@ -8,6 +8,7 @@ from fast.cpu import equalinfo as fast_ei
 from fast.cpu import exact_m1 as fast_exact
 from ref import ac, checkpoint, equalinfo, exact_m1
 from ref import transformer as tr
+from ref.exact_rules import LATEST_RULE
 from ref.fingerprint import fingerprint
 from ref.models import ModelError, TransformerModel
 from ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
@@ -65,9 +66,12 @@ def test_arrays_of_another_rule_are_refused():
     older = {name: value for name, value in arrays.items() if name != "coding.exact_m1_version"}
     with pytest.raises(ModelError, match="older equalinfo"):
         TransformerModel.from_arrays(older)
-    newer = {**arrays, "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION + 1)}
-    with pytest.raises(ModelError, match="version"):
+    newer = {**arrays, "coding.exact_m1_version": np.array(LATEST_RULE + 1)}
+    with pytest.raises(ModelError, match=f"version {LATEST_RULE + 1} of the exact arithmetic"):
         TransformerModel.from_arrays(newer)
+    other = {**arrays, "coding.exact_m1_version": np.array(2)}  # float parameters claiming rule 2
+    with pytest.raises(ModelError, match="rule-2 parameters"):
+        TransformerModel.from_arrays(other)
 
 
 def test_fast_and_ref_coders_read_each_other():
