@@ -275,7 +275,7 @@ class PrefixRows:
     through `_product`, which fast/cpu/integer_m1.py's grower (rule 2) overrides.
     """
 
-    def __init__(self, params, cfg, n_slots, capacity=32):
+    def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
         self.shape = (n_slots, capacity, cfg.n_heads, cfg.head_dim)
