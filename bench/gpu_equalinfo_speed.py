@@ -20,6 +20,11 @@ What it measures, in one run:
   rule forbids FMA (one rounding per multiply and per add: two instructions per multiply-add) and tensor cores, so
   its ceiling is about half that peak. Each byte needs at least one position, so this bounds MB/s honestly.
 
+--rule 2 runs the same with exact rule 2 (ref/integer_m1.py): fast.gpu.integer_m1's rows (cuBLAS DGEMM on integer
+operands, rule 1's kernels for the rest) against fast.cpu.integer_m1's; its ceiling is the FP64 (tensor-core) DGEMM
+peak (--peak-fp64-tflops, 67 on an H100/H200 SXM), with FMA allowed (integer sums are exact in any order).
+Without a GPU the script prints that estimate for both rules from the MACs per position and says so.
+
 Text: the held-out last 10% of tinyshakespeare (--text; the file lives outside the repository, in shared/data),
 else the repository's embedded default corpus (data/default_corpus.py: text that ships with Python). The held-out
 part is far shorter than thousands of 10 KB examples, so example k starts at k x STRIDE bytes into it, read
@@ -43,7 +48,10 @@ from data.atomic import write_atomically  # noqa: E402
 from fast.cpu import equalinfo as cpu_ei  # noqa: E402
 from fast.cpu import exact_m1 as cpu_exact  # noqa: E402
 from fast.gpu import device  # noqa: E402
+from fast.cpu import integer_m1 as cpu_int  # noqa: E402
 from fast.gpu import exact_m1 as gpu_exact  # noqa: E402
+from fast.gpu import integer_m1 as gpu_int  # noqa: E402
+from ref import integer_m1  # noqa: E402
 from ref import transformer as tr  # noqa: E402
 from ref.m1 import TransformerModel  # noqa: E402
 from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
@@ -52,6 +60,8 @@ from train import checkpoint, m1  # noqa: E402
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 EXAMPLE_BYTES = 10_240
 STRIDE = 997  # bytes between the starts of consecutive examples in the (cyclic) held-out text
+RULES = {1: (gpu_exact, cpu_exact), 2: (gpu_int, cpu_int)}  # rule -> (GPU twin, CPU twin)
+TWINS = list(RULES[1])  # the twins in use (main() sets them from --rule)
 
 
 def held_out_text(path):
@@ -90,7 +100,7 @@ class TimedRows:
     def __call__(self, params, cfg, inputs):
         inputs = np.asarray(inputs, dtype=np.int64)
         started = time.perf_counter()
-        probs = gpu_exact.next_probs_on_device(params, cfg, inputs)  # [B*T, V] on the device
+        probs = TWINS[0].next_probs_on_device(params, cfg, inputs)  # [B*T, V] on the device
         synchronize()
         computed = time.perf_counter()
         host = np.asarray(device.host(probs))
@@ -109,7 +119,7 @@ class CountedRows:
 
     def __call__(self, params, cfg, inputs):
         started = time.perf_counter()
-        out = cpu_exact.next_probs(params, cfg, inputs)
+        out = TWINS[1].next_probs(params, cfg, inputs)
         self.rows_s += time.perf_counter() - started
         self.positions += np.asarray(inputs).size
         return out
@@ -128,6 +138,21 @@ def macs_per_position(cfg, mean_length):
     return cfg.n_layers * per_layer + d * cfg.vocab_out
 
 
+def print_estimate(args, reason):
+    """The FLOP ceilings of both rules on the GPU the flags describe, for when no GPU is here to measure."""
+    cfg = m1.make_config(args.size)
+    flops = 2 * macs_per_position(cfg, 4)
+    per_byte = flops * args.positions_per_byte
+    rule1 = args.peak_tflops * 1e12 / 2 / per_byte / 1e6
+    rule2 = args.peak_fp64_tflops * 1e12 / per_byte / 1e6
+    print(f"no GPU here ({reason}): nothing measured; FLOP ceilings only, for M1 {args.size} "
+          f"({flops / 1e6:.2f} MFLOP per position, {args.positions_per_byte} positions per byte assumed):")
+    print(f"  rule 1 (no FMA, FP32 non-tensor peak {args.peak_tflops:.0f} TFLOP/s / 2): {rule1:6.1f} MB/s")
+    print(f"  rule 2 (FP64 DGEMM peak {args.peak_fp64_tflops:.0f} TFLOP/s):              {rule2:6.1f} MB/s")
+    print("  (rule 2 with int16 operands split into int8 bytes on int8 tensor cores -- four exact int8 GEMMs -- "
+          "would raise the products' ceiling about 7x on an H100; not built)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default=None, help="M1 checkpoint (.npz); default: random init, seed 0")
@@ -141,13 +166,23 @@ def main():
     parser.add_argument("--cpu-bytes", type=int, default=1024)
     parser.add_argument("--peak-tflops", type=float, default=67.0,
                         help="FP32 non-tensor peak counted with FMA (H100 SXM: 67; PCIe: 51)")
+    parser.add_argument("--rule", type=int, choices=(1, 2), default=2, help="M1's exact rule (ref/exact_rules.py)")
+    parser.add_argument("--peak-fp64-tflops", type=float, default=67.0,
+                        help="FP64 DGEMM peak (tensor cores; H100/H200 SXM: 67), rule 2's ceiling")
+    parser.add_argument("--positions-per-byte", type=float, default=1.3,
+                        help="for the estimate without a GPU (the CPU bench measures about 1.3 at b=16)")
     parser.add_argument("--probe", type=int, default=64, help="sequences (of 64 inputs) in the rows comparison")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     args = parser.parse_args()
     if device.SIMULATED:  # a smoke test of the script (NUMBA_ENABLE_CUDASIM=1, tiny sizes): see tests/gpu_support.py
         sys.setswitchinterval(1e-4)
 
-    device.xp()  # a clear GPUUnavailable now rather than mid-run
+    try:
+        device.xp()
+    except device.GPUUnavailable as error:
+        print_estimate(args, error)
+        return
+    TWINS[:] = RULES[args.rule]
     if args.checkpoint:
         params, cfg, _, _ = checkpoint.load(args.checkpoint)
         model_name = f"{args.checkpoint} ({cfg.d_model}d x {cfg.n_layers})"
@@ -155,18 +190,20 @@ def main():
         cfg = m1.make_config(args.size)
         params = tr.init_params(cfg, 0)
         model_name = f"random {args.size} (seed 0)"
+    if args.rule == 2:
+        params = integer_m1.quantize_params(params, cfg)
     b = args.window_bits
     text, text_name = held_out_text(args.text)
     gpu_rows, cpu_rows = TimedRows(), CountedRows()
-    gpu_model = TransformerModel(params, cfg, rows=gpu_rows)
-    cpu_model = TransformerModel(params, cfg, rows=cpu_rows)
+    gpu_model = TransformerModel(params, cfg, rows=gpu_rows, rule=args.rule)
+    cpu_model = TransformerModel(params, cfg, rows=cpu_rows, rule=args.rule)
     gpu_device = "CUDA simulator" if device.SIMULATED else device.xp().cuda.runtime.getDeviceProperties(0)[
         "name"].decode()
 
     # 1. GPU and CPU rows bit for bit on a batch of real prefixes
     probe = np.stack(examples_from(text, args.probe, 63))  # [P, 63]
     probe = np.concatenate([np.full((args.probe, 1), BOS), probe], axis=1)  # [P, 64]
-    rows_equal = bool(np.array_equal(gpu_exact.next_probs(params, cfg, probe), cpu_exact.next_probs(params, cfg, probe)))
+    rows_equal = bool(np.array_equal(TWINS[0].next_probs(params, cfg, probe), TWINS[1].next_probs(params, cfg, probe)))
 
     # 2. the small slice: CPU rows vs GPU rows, same coder; bits must be identical
     small = examples_from(text, args.cpu_streams, args.cpu_bytes)
@@ -200,7 +237,8 @@ def main():
 
     mean_window = n_bytes / max(n_windows, 1)
     flops = 2 * macs_per_position(cfg, mean_window / 2 + 1)
-    peak_exact = args.peak_tflops * 1e12 / 2  # no FMA: one multiply and one add instruction per multiply-add
+    peak_exact = (args.peak_tflops * 1e12 / 2 if args.rule == 1  # no FMA: two instructions per multiply-add
+                  else args.peak_fp64_tflops * 1e12)  # rule 2: DGEMM on integers, FMA and tensor cores allowed
     for name, r in results.items():
         r["mb_per_s"] = n_bytes / r["seconds"] / 1e6
         r["coder_s"] = r["seconds"] - r["rows_s"] - r["transfer_s"]
@@ -208,13 +246,14 @@ def main():
         r["ceiling_mb_per_s"] = peak_exact / (flops * r["positions_per_byte"]) / 1e6
         r["achieved_tflops"] = flops * r["positions"] / max(r["rows_s"], 1e-12) / 1e12
 
-    print(f"\nEqual-Info b={b}, M1 {model_name}, {cfg.dtype}, exact rows; GPU: {gpu_device}; CPU: "
+    print(f"\nEqual-Info b={b}, M1 {model_name}, {cfg.dtype}, exact rule {args.rule}; GPU: {gpu_device}; CPU: "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     print(f"text: {text_name}; {args.streams:,} streams x {args.stream_bytes:,} bytes = {n_bytes / 1e6:.2f} MB, "
           f"{n_windows:,} windows ({mean_window:.2f} bytes/window), lookahead {args.lookahead}")
     print(f"rows GPU == CPU on a [{args.probe}, 64] batch of prefixes: {rows_equal}; slice bits GPU rows == CPU rows: "
           f"{bits_equal}; round trips: slice {small_ok}, GPU path {round_trip}")
-    print(f"FLOPs per position {flops / 1e6:.2f} M (2 x multiply-adds); exact-rule ceiling = {args.peak_tflops:.0f} / 2 "
+    peak_name = f"{args.peak_tflops:.0f} / 2" if args.rule == 1 else f"{args.peak_fp64_tflops:.0f} (FP64 DGEMM)"
+    print(f"FLOPs per position {flops / 1e6:.2f} M (2 x multiply-adds); exact-rule ceiling = {peak_name} "
           f"TFLOP/s / (FLOPs per position x positions per byte)")
     print(f"\n{'':>11} {'MB/s':>8} {'rows s':>8} {'xfer s':>8} {'coder s':>8} {'pos/byte':>9} {'TFLOP/s':>8} "
           f"{'ceiling MB/s':>13}")

@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from ref.transformer import RMS_EPS, bucket_table
+from ref.transformer import RMS_EPS, bucket_table, check_params  # noqa: F401 (rule 1 reads the float parameters)
 
 EXACT_M1_VERSION = 1  # bump when any rounding above changes: it is part of the coding model's fingerprint
 
@@ -88,33 +88,39 @@ def rms_norm(x, scale):
 
 def attention(h, params, prefix, cfg, batch, length):
     """Causal multi-head attention with relative bias.   h [B*T, d] (row b*T + t) -> [B*T, d]"""
+    q, k, v = (matmul(h, params[prefix + name]) for name in ("wq", "wk", "wv"))
+    merged = attend(q, k, v, params[prefix + "rel_bias"], cfg, batch, length)
+    return matmul(merged, params[prefix + "wo"])
+
+
+def attend(q, k, v, rel_bias, cfg, batch, length):
+    """The heads' softmax-weighted values by the rule.   q, k, v [B*T, H*dh] (row b*T + t) -> [B*T, H*dh]"""
     H, dh = cfg.n_heads, cfg.head_dim
-    dtype = h.dtype.type
+    dtype = q.dtype.type
 
-    def heads(w):  # [B*T, H*dh] -> [B, H, T, dh]
-        return matmul(h, params[prefix + w]).reshape(batch, length, H, dh).transpose(0, 2, 1, 3)
+    def heads(x):  # [B*T, H*dh] -> [B, H, T, dh]
+        return x.reshape(batch, length, H, dh).transpose(0, 2, 1, 3)
 
-    q, k, v = heads("wq"), heads("wk"), heads("wv")
+    q, k, v = heads(q), heads(k), heads(v)
     scale = dtype(1.0 / math.sqrt(dh))
-    bias = params[prefix + "rel_bias"][bucket_table(length, cfg.num_buckets, cfg.max_distance)]  # [T, T, H]
+    bias = rel_bias[bucket_table(length, cfg.num_buckets, cfg.max_distance)]  # [T, T, H]
     bias = bias.transpose(2, 0, 1)  # [H, T, T]
-    out = np.empty((batch, H, length, dh), dtype=h.dtype)
+    out = np.empty((batch, H, length, dh), dtype=q.dtype)
     for start in range(0, length, QUERY_BLOCK):
         stop = min(start + QUERY_BLOCK, length)
         scores = dot_last(q[:, :, start:stop, None, :], k[:, :, None, :, :]) * scale + bias[:, start:stop]
         future = np.arange(length)[None, :] > np.arange(start, stop)[:, None]  # [queries, T]
         scores = np.where(future, -np.inf, scores)  # [B, H, queries, T]
         top = scores.max(axis=-1, keepdims=True)  # exact: max does not round
-        weights = exp64(scores.astype(np.float64) - top.astype(np.float64)).astype(h.dtype)  # 0 on the future
+        weights = exp64(scores.astype(np.float64) - top.astype(np.float64)).astype(q.dtype)  # 0 on the future
         # sums in key order j = 0 .. T-1; the future's exact zeros leave every partial sum unchanged
-        total = np.zeros(weights.shape[:-1], dtype=h.dtype)  # [B, H, queries]
-        attended = np.zeros((batch, H, stop - start, dh), dtype=h.dtype)
+        total = np.zeros(weights.shape[:-1], dtype=q.dtype)  # [B, H, queries]
+        attended = np.zeros((batch, H, stop - start, dh), dtype=q.dtype)
         for j in range(length):
             total += weights[..., j]
             attended += weights[..., j, None] * v[:, :, j, None, :]
         out[:, :, start:stop] = attended / total[..., None]
-    merged = out.transpose(0, 2, 1, 3).reshape(batch * length, H * dh)
-    return matmul(merged, params[prefix + "wo"])
+    return out.transpose(0, 2, 1, 3).reshape(batch * length, H * dh)
 
 
 def mlp(h, params, prefix):

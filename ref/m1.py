@@ -1,7 +1,8 @@
 """M1, the Transformer as a coding model: ref/transformer.py's parameters behind ref/models.py's protocol."""
 import numpy as np
 
-from ref import exact_m1, transformer
+from ref import transformer
+from ref.exact_rules import known_versions, rule_module
 from ref.models import ModelError, check_inputs
 from ref.symbols import N_INPUTS, N_SYMBOLS
 
@@ -21,6 +22,11 @@ class TransformerModel:
     with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
     another rule is refused rather than decoded into garbage.
 
+    `rule` is the version of the exact arithmetic (ref/exact_rules.py): 1, fixed-order float reductions over the
+    float parameters (ref/exact_m1.py); 2, integer matrix products over quantized parameters
+    (ref/integer_m1.py: `quantize_params` makes them from a float M1). The arrays name the rule, and from_arrays
+    rebuilds the model under it, so files of either rule decode; an unknown version is refused by number.
+
     `arrays()` also holds `coding.max_window_symbols` = -1, which says "windows end on their bits alone": it keeps the
     fingerprints of every M1 file and dataset ever written valid. The coders have no symbol cap (ref/equalinfo.py
     says why), so `from_arrays` refuses an M1 stored with any other value rather than decode its windows wrongly.
@@ -29,16 +35,20 @@ class TransformerModel:
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, rows=None, prefix_rows=None):
+    def __init__(self, params, cfg, rows=None, prefix_rows=None, rule=1):
+        module = rule_module(rule)
+        if module is None:
+            raise ModelError(f"this M1's rows follow version {rule!r} of the exact arithmetic, which this build "
+                             f"does not compute (it knows versions {known_versions()}); upgrade equalinfo")
         if cfg.vocab_in != N_INPUTS or cfg.vocab_out != N_SYMBOLS:
             raise ModelError(f"an M1 transformer must read {N_INPUTS} ids and predict {N_SYMBOLS}, this one reads "
                              f"{cfg.vocab_in} and predicts {cfg.vocab_out}")
         try:
-            transformer.check_params(params, cfg)
+            module.check_params(params, cfg)
         except ValueError as error:
             raise ModelError(str(error)) from None
-        self.params, self.cfg = params, cfg
-        self._rows = exact_m1.next_probs if rows is None else rows
+        self.params, self.cfg, self.rule = params, cfg, int(rule)
+        self._rows = module.next_probs if rows is None else rows
         self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
 
     def next_probs(self, inputs):
@@ -56,7 +66,7 @@ class TransformerModel:
         arrays.update({
             "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
             "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
-            "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION, dtype=np.int64),
+            "coding.exact_m1_version": np.array(self.rule, dtype=np.int64),
             "coding.max_window_symbols": np.array(NO_WINDOW_CAP, dtype=np.int64),
         })
         return arrays
@@ -68,16 +78,17 @@ class TransformerModel:
             raise ModelError("this M1 was stored by an older equalinfo whose rows came from a fixed-shape BLAS "
                              "evaluation; they cannot be reproduced exactly here, so its data cannot be decoded")
         version = int(arrays["coding.exact_m1_version"])
-        if version != exact_m1.EXACT_M1_VERSION:
-            raise ModelError(f"this M1's rows follow version {version} of the exact arithmetic "
-                             f"(ref/exact_m1.py), this build computes version {exact_m1.EXACT_M1_VERSION}")
         try:
             params = {name[len("params."):]: value for name, value in arrays.items() if name.startswith("params.")}
             n_layers = len({name.split(".")[1] for name in params if name.startswith("blocks.")})
+
+            def shape(name):  # a float matrix's, or (rule 2) its integers'
+                return (params[name] if name in params else params[name + ".int"]).shape
+
             cfg = transformer.Config(
-                vocab_in=params["embed"].shape[0], vocab_out=params["unembed"].shape[1],
+                vocab_in=params["embed"].shape[0], vocab_out=shape("unembed")[1],
                 d_model=params["embed"].shape[1], n_heads=int(arrays["config.n_heads"]), n_layers=n_layers,
-                d_ff=params["blocks.0.w_gate"].shape[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
+                d_ff=shape("blocks.0.w_gate")[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
                 max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
             cap = int(arrays["coding.max_window_symbols"])
         except (KeyError, IndexError, ValueError) as error:
@@ -85,4 +96,4 @@ class TransformerModel:
         if cap != NO_WINDOW_CAP:
             raise ModelError(f"this M1 caps Equal-Info windows at {cap} symbols; windows here end on their bits "
                              f"alone, so its data cannot be decoded")
-        return cls(params, cfg, rows)
+        return cls(params, cfg, rows, rule=version)

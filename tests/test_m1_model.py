@@ -8,6 +8,7 @@ from fast.cpu import equalinfo as fast_ei
 from fast.cpu import exact_m1 as fast_exact
 from ref import ac, equalinfo, exact_m1
 from ref import transformer as tr
+from ref.exact_rules import LATEST_RULE
 from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import ModelError
@@ -65,12 +66,15 @@ def test_arrays_of_another_rule_are_refused():
     older = {name: value for name, value in arrays.items() if name != "coding.exact_m1_version"}
     with pytest.raises(ModelError, match="older equalinfo"):
         TransformerModel.from_arrays(older)
-    newer = {**arrays, "coding.exact_m1_version": np.array(exact_m1.EXACT_M1_VERSION + 1)}
-    with pytest.raises(ModelError, match="version"):
+    newer = {**arrays, "coding.exact_m1_version": np.array(LATEST_RULE + 1)}
+    with pytest.raises(ModelError, match=f"version {LATEST_RULE + 1} of the exact arithmetic"):
         TransformerModel.from_arrays(newer)
     capped = {**arrays, "coding.max_window_symbols": np.array(24)}  # windows ended by a symbol count
     with pytest.raises(ModelError, match="caps Equal-Info windows at 24"):
         TransformerModel.from_arrays(capped)
+    other = {**arrays, "coding.exact_m1_version": np.array(2)}  # float parameters claiming rule 2
+    with pytest.raises(ModelError, match="rule-2 parameters"):
+        TransformerModel.from_arrays(other)
 
 
 def test_fast_and_ref_coders_read_each_other():

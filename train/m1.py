@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ref import transformer
+from ref import integer_m1, transformer
 from ref.m1 import TransformerModel
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 from train.trainer import TrainSettings, train
@@ -66,17 +66,20 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
         describe=lambda nll: {"val_bits_per_byte": nll / math.log(2)}, desc="train M1")
 
 
-_EXACT_M1_MODULES = {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}
+_EXACT_M1_MODULES = {  # (rule version, backend) -> the backend's implementation of that exact rule
+    (1, "ref"): "ref.exact_m1", (1, "cpu"): "fast.cpu.exact_m1", (1, "gpu"): "fast.gpu.exact_m1",
+    (2, "ref"): "ref.integer_m1", (2, "cpu"): "fast.cpu.integer_m1", (2, "gpu"): "fast.gpu.integer_m1",
+}
 
 
-def exact_m1_module(backend_name):
-    """The backend's implementation of M1's exact rule (ref/exact_m1.py); every one gives the same bits.
+def exact_m1_module(backend_name, rule=1):
+    """The backend's implementation of M1's exact rule `rule` (ref/exact_rules.py); every one gives the same bits.
 
     Called with the name of a backend that train.backends.load() accepted (so 'gpu' has CuPy and a device). If a
     backend's twin cannot be imported, the next one in the list codes instead: the bits do not change."""
     import importlib
 
-    candidates = [_EXACT_M1_MODULES[backend_name], "fast.cpu.exact_m1", "ref.exact_m1"]
+    candidates = [_EXACT_M1_MODULES[rule, backend_name], _EXACT_M1_MODULES[rule, "cpu"], _EXACT_M1_MODULES[rule, "ref"]]
     for name in candidates:
         try:
             return importlib.import_module(name)
@@ -85,9 +88,19 @@ def exact_m1_module(backend_name):
     raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
 
 
-def coding_model(params, cfg, backend_name):
-    """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's exact-rule twin, with
-    its key/value-cached grower for decoders where it has one."""
-    module = exact_m1_module(backend_name)
+def coding_model(params, cfg, backend_name, rule=1):
+    """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule
+    `rule`, with its key/value-cached grower where it has one. params: the trained float parameters; rule 2
+    quantizes them (ref.integer_m1.quantize_params: per-channel int16 weights, no calibration data needed)."""
+    if rule == 2:
+        params = integer_m1.quantize_params(params, cfg)
+    module = exact_m1_module(backend_name, rule)
     return TransformerModel(params, cfg, rows=module.next_probs,
-                            prefix_rows=getattr(module, "PrefixRows", None))
+                            prefix_rows=getattr(module, "PrefixRows", None), rule=rule)
+
+
+def on_backend(model, backend_name):
+    """The same M1 (same arrays and rule, hence the same bits) with rows from the backend's twin of its rule."""
+    module = exact_m1_module(backend_name, model.rule)
+    return TransformerModel(model.params, model.cfg, rows=module.next_probs,
+                            prefix_rows=getattr(module, "PrefixRows", None), rule=model.rule)

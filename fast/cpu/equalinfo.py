@@ -19,8 +19,9 @@ Where the rows come from (never changing what they are):
   knows the text, get a window's next rows from one call on a longer prefix; lookahead=1 asks exactly the
   prefixes a decoder asks. By default it adapts: a little more than the mean rows the windows so far needed
   (symbols + 1), so that most windows need one call and few rows are evaluated past a window's end.
-  Decoding a model that offers `prefix_rows` (M1 with fast/cpu/exact_m1.PrefixRows) grows one slot per window by
-  one position per step, keeping keys and values, instead of re-evaluating every prefix: the same rows.
+  A model that offers `prefix_rows` (M1 with fast/cpu/exact_m1.PrefixRows or fast/cpu/integer_m1.PrefixRows) keeps
+  keys and values instead of re-evaluating every prefix, with the same rows: the decoder grows one slot per
+  window by one position per step, the encoder one slot per stream by its lookahead's new positions per call.
 
 When batched bits equal one-at-a-time bits (and ref's): always for ref.models' Unigram and Markov models and any
 model whose row t is a deterministic function of inputs 0..t of its own row alone -- not of the batch size B, the
@@ -280,8 +281,11 @@ def _advance_streams(flat, offsets, stream_state, buf, hist, identity, window_bi
         stream_state[s, N_BITS], stream_state[s, AVAIL] = n_bits, avail
 
 
-def _rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision):
-    """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist."""
+def _rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision, grower=None):
+    """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist.
+
+    With a grower (a key/value cache, one slot per stream) only the new positions avail..r_max are evaluated; a
+    stream whose window just started (avail 0) restarts its slot."""
     live = np.flatnonzero(stream_state[:, START] >= 0)
     start, avail = stream_state[live, START], stream_state[live, AVAIL]
     remaining = offsets[live + 1] - offsets[live] - start
@@ -291,6 +295,16 @@ def _rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, preci
         bigger = np.zeros((hist.shape[0], max(width, 2 * hist.shape[1]), hist.shape[2]), dtype=np.int64)
         bigger[:, :hist.shape[1]] = hist
         hist = bigger
+    if grower is not None:
+        grower.reset(live[avail == 0])
+        counts = np.maximum(r_max - avail + 1, 0)
+        slots = np.repeat(live, counts)  # each stream's new positions, in order
+        t = np.arange(len(slots)) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(avail, counts)
+        source = np.repeat(offsets[live] + start, counts) + t - 1  # flat index of input t (input 0 is BOS)
+        inputs = np.where(t >= 1, flat[np.clip(source, 0, max(len(flat) - 1, 0))] if len(flat) else BOS, BOS)
+        hist[slots, t] = quantize(grower.extend(slots, inputs.astype(np.int64)), precision)
+        stream_state[live, AVAIL] = r_max + 1
+        return hist
     t = np.arange(width)[None, :]  # [1, T]
     source = offsets[live, None] + start[:, None] + t - 1  # flat index of input t (input 0 is BOS)
     valid = (t >= 1) & (t <= r_max[:, None])
@@ -338,8 +352,9 @@ def _encode_streams(streams, model, window_bits, precision, delimit, lookahead):
     out_bits = np.zeros((n_streams, window_bits), dtype=np.uint8)
     out_meta = np.zeros((n_streams, 4), dtype=np.int64)
     events_stream, events_bits, events_meta = [], [], []
+    grower = model.prefix_rows(n_streams) if hasattr(model, "prefix_rows") else None
     while np.any(stream_state[:, START] >= 0):
-        hist = _rows_for_streams(model, flat, offsets, stream_state, hist, int(lookahead), precision)
+        hist = _rows_for_streams(model, flat, offsets, stream_state, hist, int(lookahead), precision, grower)
         identity = np.arange(hist.shape[1], dtype=np.int64)
         _advance_streams(flat, offsets, stream_state, buf, hist, identity, int(window_bits), bool(delimit),
                          int(precision), ended, out_bits, out_meta)

@@ -148,15 +148,20 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
 
 def attention(h, params, prefix, cfg, batch, length):
     """Causal multi-head attention with relative bias by the exact rule.   h [B*T, d] -> [B*T, d]"""
+    q, k, v = (matmul(h, params[prefix + name]) for name in ("wq", "wk", "wv"))
+    return matmul(attend(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params[prefix + "wo"])
+
+
+def attend(q, k, v, rel_bias, cfg, batch, length):
+    """The heads' softmax-weighted values by the rule.   q, k, v [B*T, H*dh] (row b*T + t) -> [B*T, H*dh]"""
     shape = (batch, length, cfg.n_heads, cfg.head_dim)
-    q, k, v = (matmul(h, params[prefix + name]).reshape(shape) for name in ("wq", "wk", "wv"))
+    q, k, v = (np.ascontiguousarray(a).reshape(shape) for a in (q, k, v))
     buckets = np.ascontiguousarray(bucket_table(length, cfg.num_buckets, cfg.max_distance))  # [T, T]
-    dtype = h.dtype.type
-    out = np.empty(shape, dtype=h.dtype)
+    dtype = q.dtype.type
+    out = np.empty(shape, dtype=q.dtype)
     with _threads_for(batch * cfg.n_heads * length * length * cfg.head_dim):
-        _attend(q, k, v, np.ascontiguousarray(params[prefix + "rel_bias"]), buckets,
-                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), out)
-    return matmul(out.reshape(batch * length, -1), params[prefix + "wo"])
+        _attend(q, k, v, np.ascontiguousarray(rel_bias), buckets, dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), out)
+    return out.reshape(batch * length, -1)
 
 
 @njit(cache=True)
@@ -222,8 +227,8 @@ def next_probs(params, cfg, inputs):
 def _attend_newest(q, keys, values, slots, lengths, rel_bias, bucket_of_distance, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
 
-    q, out [A, H, dh]; keys, values [S, capacity, H, dh] (position i already written). The loops visit j and c in
-    the order _attend does for query i, so the result is the row a full evaluation gives.
+    q, out [A, H, dh]; keys, values [S, capacity, H, dh] (positions 0..i already written). The loops visit j and c
+    in the order _attend does for query i, so the result is the row a full evaluation gives.
     """
     n_rows, n_heads, head_dim = q.shape
     for task in prange(n_rows * n_heads):
@@ -251,15 +256,17 @@ def _attend_newest(q, keys, values, slots, lengths, rel_bias, bucket_of_distance
 
 
 class PrefixRows:
-    """Rows of many sequences ("slots") grown one input at a time, each layer's keys and values kept.
+    """Rows of many sequences ("slots") grown a few inputs at a time, each layer's keys and values kept.
 
     A decoder learns a window's symbols one by one; re-evaluating the whole prefix for each costs L^2/2 positions
-    per window of L symbols, keeping each position's keys and values costs L. Every operation of the exact rule is
-    per position except attention, which reads the cached keys and values of earlier positions -- the same values a
-    full evaluation computes -- in the same order, so `extend` returns exactly next_probs' rows (tested).
+    per window of L symbols, keeping each position's keys and values costs L. An encoder, which knows the text,
+    may add several inputs to a slot in one call. Every operation of the exact rule is per position except
+    attention, which reads the cached keys and values of earlier positions -- the same values a full evaluation
+    computes -- in the same order, so `extend` returns exactly next_probs' rows (tested). The matrix products go
+    through `_product`, which fast/cpu/integer_m1.py's grower (rule 2) overrides.
     """
 
-    def __init__(self, params, cfg, n_slots, capacity=32):
+    def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
         self.shape = (n_slots, capacity, cfg.n_heads, cfg.head_dim)
@@ -280,16 +287,32 @@ class PrefixRows:
         self.buckets = np.ascontiguousarray(bucket_table(self.shape[1], self.cfg.num_buckets,
                                                          self.cfg.max_distance)[distances, 0])  # [capacity]
 
+    def _product(self, x, name):
+        """x @ params[name] by the rule.   x [A, n] -> [A, m]"""
+        return matmul(x, self.params[name])
+
     def reset(self, slots):
         """Start these slots' sequences afresh (their next input is position 0)."""
         self.lengths[slots] = 0
 
+    def positions(self, slots):
+        """The position each entry of slots [A] will take: a slot's length, plus its earlier entries in slots."""
+        order = np.argsort(slots, kind="stable")
+        ranked = slots[order]
+        rank = np.empty(len(slots), dtype=np.int64)
+        rank[order] = np.arange(len(slots)) - np.searchsorted(ranked, ranked, side="left")
+        return self.lengths[slots] + rank
+
     def extend(self, slots, inputs):
-        """float64 rows [A, vocab_out] after appending inputs [A] to slots [A] (distinct slots)."""
+        """float64 rows [A, vocab_out] after appending inputs [A] to slots [A].
+
+        A slot may appear several times: its inputs are appended in the order they appear (an encoder's
+        lookahead); the rows are those of the prefixes ending at each appended input.
+        """
         slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
-        lengths = self.lengths[slots]
-        if len(lengths) and lengths.max() >= self.shape[1]:
-            self._grow(2 * self.shape[1])
+        positions = self.positions(slots)
+        if len(positions) and positions.max() >= self.shape[1]:
+            self._grow(max(2 * self.shape[1], int(positions.max()) + 1))
         params, cfg = self.params, self.cfg
         dtype = params["embed"].dtype.type
         n_rows = len(slots)
@@ -297,16 +320,19 @@ class PrefixRows:
         for layer in range(cfg.n_layers):
             prefix = f"blocks.{layer}."
             h = rms_norm(x, params[prefix + "attn_norm"])
-            q, k, v = (matmul(h, params[prefix + name]).reshape(n_rows, cfg.n_heads, cfg.head_dim)
+            q, k, v = (self._product(h, prefix + name).reshape(n_rows, cfg.n_heads, cfg.head_dim)
                        for name in ("wq", "wk", "wv"))
-            self.keys[layer][slots, lengths] = k
-            self.values[layer][slots, lengths] = v
+            self.keys[layer][slots, positions] = k  # every new key is in place before any query reads it
+            self.values[layer][slots, positions] = v
             attended = np.empty_like(q)
-            with _threads_for(n_rows * cfg.n_heads * (int(lengths.max(initial=0)) + 1) * cfg.head_dim):
-                _attend_newest(q, self.keys[layer], self.values[layer], slots, lengths,
+            with _threads_for(n_rows * cfg.n_heads * (int(positions.max(initial=0)) + 1) * cfg.head_dim):
+                _attend_newest(q, self.keys[layer], self.values[layer], slots, positions,
                                np.ascontiguousarray(params[prefix + "rel_bias"]), self.buckets,
                                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
-            x += matmul(attended.reshape(n_rows, -1), params[prefix + "wo"])
-            x += mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix)
-        self.lengths[slots] = lengths + 1
-        return softmax64(matmul(rms_norm(x, params["final_norm"]), params["unembed"]))
+            x += self._product(attended.reshape(n_rows, -1), prefix + "wo")
+            h = rms_norm(x, params[prefix + "mlp_norm"])
+            gate = self._product(h, prefix + "w_gate")
+            _gated_relu(gate, self._product(h, prefix + "w_up"), dtype(0))
+            x += self._product(gate, prefix + "w_down")
+        np.add.at(self.lengths, slots, 1)
+        return softmax64(self._product(rms_norm(x, params["final_norm"]), "unembed"))

@@ -301,17 +301,22 @@ def _rms_norm_dev(x, scale):
 
 
 def _attention_dev(h, params, prefix, cfg, batch, length):
+    q, k, v = (_matmul_dev(h, params[prefix + name]) for name in ("wq", "wk", "wv"))  # [B*T, H*dh] each
+    return _matmul_dev(_attend_dev(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params[prefix + "wo"])
+
+
+def _attend_dev(q, k, v, rel_bias, cfg, batch, length):
+    """The heads' softmax-weighted values by the rule, on the device.   q, k, v [B*T, H*dh] -> [B*T, H*dh]"""
     xp = device.xp()
     if cfg.head_dim > MAX_HEAD_DIM:
         raise ValueError(f"fast.gpu.exact_m1 supports head_dim up to {MAX_HEAD_DIM}, got {cfg.head_dim}")
-    q, k, v = (_matmul_dev(h, params[prefix + name]) for name in ("wq", "wk", "wv"))  # [B*T, H*dh] each
     buckets = xp.array(bucket_table(length, cfg.num_buckets, cfg.max_distance), dtype=np.int64)  # [T, T] (a copy)
     out = xp.empty_like(q)
-    dtype = h.dtype.type
-    _launch_rows(_kernels(h.dtype.name)["attend"], batch * length * cfg.n_heads, q, k, v,
-                 xp.ascontiguousarray(params[prefix + "rel_bias"]), buckets, length, cfg.n_heads, cfg.head_dim,
+    dtype = q.dtype.type
+    _launch_rows(_kernels(q.dtype.name)["attend"], batch * length * cfg.n_heads, q, k, v,
+                 xp.ascontiguousarray(rel_bias), buckets, length, cfg.n_heads, cfg.head_dim,
                  dtype(1.0 / math.sqrt(cfg.head_dim)), out)
-    return _matmul_dev(out, params[prefix + "wo"])
+    return out
 
 
 def _mlp_dev(h, params, prefix):

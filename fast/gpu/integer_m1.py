@@ -1,0 +1,104 @@
+"""GPU twin of ref/integer_m1.py: M1's rows by exact rule 2 with cuBLAS products, bit for bit with ref and fast/cpu.
+
+Read ref/integer_m1.py for the rule and its exactness bound. On the device (fast/gpu/device.py: CuPy on a GPU,
+NumPy under numba's CUDA simulator):
+- the integer products are `xp.matmul` on float64 arrays holding integers, i.e. cuBLAS's DGEMM (on an H100/H200
+  it may run on the FP64 tensor cores, with fused multiply-adds and any blocking): every partial sum is an integer
+  below 2^53, so every algorithm gives the same exact acc. No TF32 or reduced-precision mode applies to float64.
+- quantizing a row and rescaling are array expressions of single IEEE operations with no additions (abs, max,
+  frexp, ldexp by a power of two, rint, clip, two multiplies in separate kernels, one rounding to the dtype), so
+  no multiply-add can be fused and each result is the correctly rounded one, as in ref's NumPy;
+- RMSNorm, attention, the gated ReLU, the residual adds and softmax64 are rule 1's numba.cuda kernels
+  (fast/gpu/exact_m1.py), which keep every rounding with explicitly rounded intrinsics.
+A faster product for a later version of this twin: split each int16 operand into a signed high byte and an
+unsigned low byte and run int8 tensor-core GEMMs with int32 accumulation (each partial |sum| < n * 2^15 < 2^31),
+combining the four partial products in int64 -- exact too, so the same acc.
+Public functions take and return NumPy, like fast/cpu/integer_m1.py's; the weights' float64 copies stay on the
+device (cached per host array).
+"""
+import numpy as np
+
+from fast.gpu import device
+from fast.gpu.exact_m1 import _attend_dev, _kernels, _launch_rows, _rms_norm_dev, _softmax64_dev, _weights
+from ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
+
+_WEIGHT_CACHE = {}  # id(int16 host array) -> (that array, its float64 device copy)
+
+
+def _float64_weights(w_int):
+    """The float64 device copy of a stored int16 weight matrix, made once."""
+    cached = _WEIGHT_CACHE.get(id(w_int))
+    if cached is None or cached[0] is not w_int:
+        check_exact(w_int.shape[0])
+        cached = (w_int, device.asarray(np.ascontiguousarray(w_int, dtype=np.float64)))
+        _WEIGHT_CACHE[id(w_int)] = cached
+    return cached[1]
+
+
+def _quantize_rows_dev(x):
+    """(x_int float64, e int64 [N]) as ref.integer_m1.quantize_rows, on the device."""
+    xp = device.xp()
+    top = xp.abs(x).max(axis=1).astype(np.float64)  # exact
+    exponent = xp.frexp(top)[1].astype(np.int64)
+    e = xp.where(top > 0, exponent - FRACTION_BITS, 0)
+    scaled = xp.ldexp(x.astype(np.float64), (-e)[:, None].astype(np.int32))  # exact: a power-of-two scaling
+    return xp.clip(xp.rint(scaled), -INT_MAX, INT_MAX), e
+
+
+def _int_matmul_dev(x, qparams, name):
+    """y = x @ W by rule 2 on the device.   x [N, n] -> [N, m] in x's dtype"""
+    xp = device.xp()
+    x_int, e = _quantize_rows_dev(x)
+    acc = xp.matmul(x_int, _float64_weights(qparams[name + ".int"]))  # DGEMM: exact integers, any order
+    scaled = acc * qparams[name + ".scale"][None, :]  # one rounded multiply (its own kernel: nothing to fuse)
+    power = xp.ldexp(xp.ones(e.shape, dtype=np.float64), e.astype(np.int32))  # 2^e_r, exact
+    return (scaled * power[:, None]).astype(x.dtype)
+
+
+def _logits_dev(qparams, cfg, inputs):
+    """Logits [B*T, vocab_out] on the device; qparams: dict of device arrays (int16 ones left on the host)."""
+    batch, length = inputs.shape
+    xp = device.xp()
+    add_into = _kernels(qparams["embed"].dtype.name)["add_into"]
+    gated_relu = _kernels(qparams["embed"].dtype.name)["gated_relu"]
+    x = qparams["embed"][xp.asarray(inputs.reshape(-1))]  # [B*T, d] (a gather: exact)
+    for layer in range(cfg.n_layers):
+        prefix = f"blocks.{layer}."
+        h = _rms_norm_dev(x, qparams[prefix + "attn_norm"])
+        q, k, v = (_int_matmul_dev(h, qparams, prefix + name) for name in ("wq", "wk", "wv"))
+        f = _int_matmul_dev(_attend_dev(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams,
+                            prefix + "wo")
+        _launch_rows(add_into, x.size, x, f)
+        h = _rms_norm_dev(x, qparams[prefix + "mlp_norm"])
+        gate = _int_matmul_dev(h, qparams, prefix + "w_gate")
+        _launch_rows(gated_relu, gate.size, gate, _int_matmul_dev(h, qparams, prefix + "w_up"))
+        _launch_rows(add_into, x.size, x, _int_matmul_dev(gate, qparams, prefix + "w_down"))
+    return _int_matmul_dev(_rms_norm_dev(x, qparams["final_norm"]), qparams, "unembed")
+
+
+def _device_params(qparams):
+    """Float arrays on the device (cached); the int16 matrices stay host keys of _float64_weights' cache."""
+    floats = _weights({name: value for name, value in qparams.items() if not name.endswith(".int")})
+    floats.update({name: value for name, value in qparams.items() if name.endswith(".int")})
+    return floats
+
+
+def logits(qparams, cfg, inputs):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by rule 2."""
+    inputs = np.asarray(inputs, dtype=np.int64)
+    out = _logits_dev(_device_params(qparams), cfg, inputs)
+    return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
+
+
+def next_probs_on_device(qparams, cfg, inputs):
+    """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
+    return _softmax64_dev(_logits_dev(_device_params(qparams), cfg, np.asarray(inputs, dtype=np.int64)))
+
+
+def next_probs(qparams, cfg, inputs):
+    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.integer_m1.next_probs."""
+    inputs = np.asarray(inputs, dtype=np.int64)
+    if inputs.size == 0:
+        return np.zeros(inputs.shape + (cfg.vocab_out,))
+    probs = next_probs_on_device(qparams, cfg, inputs)
+    return np.asarray(device.host(probs)).reshape(inputs.shape + (cfg.vocab_out,))

@@ -1,0 +1,23 @@
+"""The exact rules M1's coding rows may follow, by version (DESIGN.md "Determinism of M1's probabilities").
+
+A rule fixes every rounding of M1's coding pass, so that a row depends on its prefix and M1's arrays alone. Its
+version is stored in M1's arrays, hence in the fingerprint of every file and dataset coded with it, and a decoder
+computes rows by the version the arrays name. Each rule's module exposes EXACT_M1_VERSION, `check_params(params,
+cfg)` (the parameters that rule reads) and `next_probs(params, cfg, inputs)`.
+- 1: ref/exact_m1.py, fixed-order float reductions (the float parameters; no BLAS).
+- 2: ref/integer_m1.py, integer matrix products (int16 weights with per-channel scales; BLAS and cuBLAS exact).
+"""
+import importlib
+
+RULE_MODULES = {1: "ref.exact_m1", 2: "ref.integer_m1"}
+LATEST_RULE = 2
+
+
+def rule_module(version):
+    """ref's module computing rule `version`, or None if this build does not know that version."""
+    name = RULE_MODULES.get(version)
+    return None if name is None else importlib.import_module(name)
+
+
+def known_versions():
+    return ", ".join(str(v) for v in sorted(RULE_MODULES))
