@@ -118,7 +118,8 @@ def add_commands(commands, add_threads_option):
 
     m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
     m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
-    m1.add_argument("--size", default=None, help="model size (3m, tiny, micro, ...; default from the preset)")
+    m1.add_argument("--size", default=None, choices=sorted(repro.transformer.SIZES),
+                    help="model size (default from the preset)")
     m1.add_argument("--steps", type=int, default=None)
     m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
     common(m1)
@@ -137,7 +138,7 @@ def add_commands(commands, add_threads_option):
     m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")
     m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
     m2_parser.add_argument("--out", required=True, help="checkpoint to write (.npz)")
-    m2_parser.add_argument("--size", default="tiny", help="M2 size (micro, tiny, 25m, ...)")
+    m2_parser.add_argument("--size", default="tiny", choices=sorted(repro.transformer.SIZES), help="M2 size")
     m2_parser.add_argument("--steps", type=int, default=None)
     m2_parser.add_argument("--resume", action="store_true")
     common(m2_parser, corpus=False)
