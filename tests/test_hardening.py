@@ -332,3 +332,100 @@ def test_text_is_still_coded_and_the_model_embedded_when_it_pays(capsys, tmp_pat
     header = fileformat.unpack((tmp_path / "t.eqi").read_bytes()).header
     assert status == 0 and header.method == "ac" and header.model_length > 0
     assert os.path.getsize(tmp_path / "t.eqi") < 0.6 * len(data), out  # the model chosen pays for itself
+
+
+# ------------------------------------------------------------------------------------ checkpoints and folders
+
+def micro_m1_run(path, resume=False, **settings):
+    from train import backends, m1
+
+    symbols = bytes_to_symbols(english_text(30_000))
+    settings = {"steps": 6, "optimizer": {"name": "adamw", "peak_lr": 3e-3, "warmup_steps": 1, "total_steps": 6},
+                "seed": 1, **settings}
+    return m1.train_m1(symbols[:25_000], symbols[25_000:], path, backends.load("ref"),
+                       m1.make_config("micro", dtype="float64"), settings, seq_len=16, batch_size=2,
+                       eval_sequences=2, resume=resume)
+
+
+def test_checkpoints_come_by_time_without_checkpoint_every(tmp_path, monkeypatch):
+    """checkpoint_every 0 (the demo's M2): a checkpoint still comes every CHECKPOINT_SECONDS, and resuming from
+    the one a kill left behind gives the straight run's result."""
+    from ref import checkpoint
+    from train import m1, trainer
+
+    straight, _ = micro_m1_run(tmp_path / "straight.npz")
+    monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)  # every step is "a few minutes later"
+    original = m1.stream_batch
+
+    def killed_at_four(symbols, seq_len, batch_size, seed, step):
+        if step == 4:
+            raise KeyboardInterrupt
+        return original(symbols, seq_len, batch_size, seed, step)
+
+    monkeypatch.setattr(m1, "stream_batch", killed_at_four)
+    with pytest.raises(KeyboardInterrupt):
+        micro_m1_run(tmp_path / "killed.npz")
+    assert checkpoint.load(tmp_path / "killed.npz")[3]["step"] == 4
+    monkeypatch.setattr(m1, "stream_batch", original)
+    resumed, _ = micro_m1_run(tmp_path / "killed.npz", resume=True)
+    assert all(np.array_equal(straight[name], resumed[name]) for name in straight)
+
+
+def test_checkpoints_are_refused_in_the_wrong_role(capsys, tmp_path):
+    """A byte-level M2 has M1's shapes; only the role in its meta tells them apart."""
+    from ref import checkpoint
+    from train import trainer
+
+    micro_m1_run(tmp_path / "m1.npz")
+    params, cfg, state, meta = checkpoint.load(tmp_path / "m1.npz")
+    assert meta["role"] == "m1"
+    checkpoint.save(tmp_path / "m2.npz", params, cfg, state, {**meta, "role": "m2"})
+    with pytest.raises(checkpoint.CheckpointError, match="is an M2 .* not an M1"):
+        trainer.load_checkpoint(tmp_path / "m2.npz", "m1")
+    fails(capsys, "build", "--out", tmp_path / "data", "--method", "equalinfo", "--m1", tmp_path / "m2.npz",
+          says="is an M2")
+    assert not (tmp_path / "data").exists()
+    fails(capsys, "eval", "--data", tmp_path / "data", "--m2", tmp_path / "m1.npz", says="is an M1")
+    old = {key: value for key, value in meta.items() if key != "role"}  # before roles: judged by its shapes
+    checkpoint.save(tmp_path / "old.npz", params, cfg, state, old)
+    assert trainer.load_checkpoint(tmp_path / "old.npz", "m1")[1] == cfg
+
+
+def test_a_failed_command_leaves_no_empty_folders(capsys, tmp_path):
+    (tmp_path / "corpus.txt").write_bytes(b"far too small a corpus")
+    out = tmp_path / "new" / "deeper" / "m1.npz"
+    fails(capsys, "train-m1", "--out", out, "--corpus", tmp_path / "corpus.txt", "--backend", "ref",
+          says="too small")
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    fails(capsys, "repro", "--out", tmp_path / "kept", "--corpus", tmp_path / "corpus.txt", "--backend", "ref",
+          says="too small")
+    assert (tmp_path / "kept").is_dir()  # it was there before: left alone
+
+
+def test_steps_given_are_the_steps_trained(capsys, tmp_path):
+    """--steps N trains N steps (0 is refused above, never silently replaced by the preset's)."""
+    text = english_text(60_000)
+    (tmp_path / "corpus").mkdir()
+    for index in range(8):
+        (tmp_path / "corpus" / f"{index}.txt").write_bytes(text[index * 7000:(index + 1) * 7000])
+    preset = preset_with(lambda p: (p["m1"].update(size="micro", seq_len=16, batch_size=2, eval_sequences=2),
+                                    p.update(packing={"group_size": 2, "example_length": 256,
+                                                      "validation_every": 2})))
+    (tmp_path / "p.json").write_text(json.dumps(preset))
+    status, _, err = run(capsys, "train-m1", "--out", tmp_path / "m1.npz", "--corpus", tmp_path / "corpus",
+                         "--preset", tmp_path / "p.json", "--steps", 2, "--backend", "ref", seconds=120)
+    assert status == 0, err
+    from ref import checkpoint
+
+    assert checkpoint.load(tmp_path / "m1.npz")[3]["step"] == 2
+
+
+def test_version_1_files_still_decode_and_cannot_be_stored():
+    for method in ("ac", "gzip"):
+        blob = markov_file(method=method) if method == "ac" else codec.compress_bytes(TEXT, method)[0]
+        old = relabel(blob, version=1)
+        assert old[8:10] == b"\x01\x00" and codec.decompress_bytes(old)[0] == TEXT
+    stored = relabel(codec.compress_bytes(TEXT, "stored")[0], version=1)
+    with pytest.raises(fileformat.FormatError, match="needs format version 2"):
+        fileformat.unpack(stored)

@@ -322,7 +322,10 @@ def main(argv=None):
         check_options(args)
         if getattr(args, "threads", None) is not None:
             threads.set_threads(args.threads)
-        return args.run(args)
+        from train.commands import removing_new_empty_dirs
+
+        with removing_new_empty_dirs(*getattr(args, "out_dirs", lambda _: [])(args)):
+            return args.run(args)
     except (ValueError, OSError, BackendUnavailable) as error:  # FormatError, ModelError, WindowError, CoderError,
         # CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)

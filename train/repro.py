@@ -21,16 +21,14 @@ from ref import transformer
 from ref.models import TransformerModel, UnigramModel
 from train import backends, build, m1, m2, methods
 from train.paper_numbers import PAPER, label
+from train.preset_schema import PresetError, validate
 from train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
-class PresetError(ValueError):
-    """An unknown or invalid preset."""
-
-
 def load_preset(name_or_path):
+    """The preset of a name (train/presets) or a .json path, checked against train/preset_schema.py."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESETS / f"{name_or_path}.json"
@@ -41,9 +39,7 @@ def load_preset(name_or_path):
         preset = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise PresetError(f"{path}: not valid JSON ({error})") from None
-    missing = [k for k in ("seed", "packing", "m1", "coding", "datasets", "m2") if k not in preset]
-    if missing:
-        raise PresetError(f"{path}: missing sections {missing}")
+    validate(preset, str(path))
     return preset
 
 
