@@ -260,8 +260,9 @@ def _check_fields(header):
         if not MIN_PRECISION <= header.precision <= MAX_PRECISION:
             problems.append(f"precision {header.precision} is outside {MIN_PRECISION}..{MAX_PRECISION}")
         if header.method == "equalinfo":
-            if header.window_bits < header.precision:
-                problems.append(f"window bits {header.window_bits} below the precision {header.precision}")
+            if header.window_bits < max(header.precision, MIN_PRECISION):
+                problems.append(f"window bits {header.window_bits} below the precision "
+                                f"{max(header.precision, MIN_PRECISION)}")
             elif header.window_bits > limits.MAX_WINDOW_BITS:
                 problems.append(f"window bits {header.window_bits:,} above the largest window, "
                                 f"{limits.MAX_WINDOW_BITS}")
