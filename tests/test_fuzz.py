@@ -155,10 +155,9 @@ DATA = st.data()  # a case that draws more as it goes
 
 # ---------------------------------------------------------------------------------------------------- headers
 
-_HEADERS_STRATEGIES = (seed_names, st.lists(st.tuples(st.sampled_from(sorted(FIELDS)),
-                                      st.one_of(st.sampled_from(EDGES), st.integers(0, 2 ** 64 - 1),
-                                                st.integers(-3, 3))), min_size=1, max_size=3),
-       st.booleans(),)
+FIELD_CHANGE = st.tuples(st.sampled_from(sorted(FIELDS)),
+                         st.one_of(st.sampled_from(EDGES), st.integers(0, 2 ** 64 - 1), st.integers(-3, 3)))
+_HEADERS_STRATEGIES = (seed_names, st.lists(FIELD_CHANGE, min_size=1, max_size=3), st.booleans())
 
 
 def _headers(name, changes, relative):
@@ -174,7 +173,8 @@ def _headers(name, changes, relative):
 test_fuzz_header_fields, test_fuzz_header_fields_long = _profile(_headers, *_HEADERS_STRATEGIES)
 
 
-_MODEL_NAMES_STRATEGIES = (seed_names, st.sampled_from([b"", b"markov", b"unigram", b"transformer", b"\xff\xfe", b"x" * 16]),
+_MODEL_NAMES_STRATEGIES = (seed_names,
+                           st.sampled_from([b"", b"markov", b"unigram", b"transformer", b"\xff\xfe", b"x" * 16]),
        st.sampled_from(["zero", "random", "other"]), st.integers(0, 2 ** 32 - 1),)
 
 
@@ -194,7 +194,8 @@ test_fuzz_model_names, test_fuzz_model_names_long = _profile(_model_names, *_MOD
 
 # ------------------------------------------------------------------------------------ truncation and payload
 
-_BYTES_STRATEGIES = (seed_names, DATA, st.sampled_from(["cut", "cut+reseal", "append", "flip+reseal", "splice+reseal"]),)
+_BYTES_STRATEGIES = (seed_names, DATA,
+                     st.sampled_from(["cut", "cut+reseal", "append", "flip+reseal", "splice+reseal"]))
 
 
 def _bytes(name, data, how):
@@ -281,7 +282,8 @@ def _npy_claiming(shape, dtype, payload):
     return member.getvalue() + payload
 
 
-_NPY_HEADERS_STRATEGIES = (st.lists(st.integers(0, 2 ** 40), min_size=0, max_size=3).map(tuple), st.sampled_from(["<i8", "<f8", "|u1"]),
+_NPY_HEADERS_STRATEGIES = (st.lists(st.integers(0, 2 ** 40), min_size=0, max_size=3).map(tuple),
+                           st.sampled_from(["<i8", "<f8", "|u1"]),
        st.binary(max_size=300), st.sampled_from(["counts", "order", "context_ids", "__kind__"]), st.booleans(),)
 
 

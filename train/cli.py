@@ -103,9 +103,10 @@ def fit_named_model(name, symbols):
     if kind == "unigram":
         return UnigramModel.fit(symbols)
     _, contexts, _ = codec.markov_estimate(symbols, order)
-    table = contexts * N_SYMBOLS * 8 * 2  # int64 counts and float64 probabilities
+    table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
     if table > limits.MAX_MODEL_BYTES:
-        raise CliError(f"--model markov{order}: its tables on this input would take {table / 2 ** 20:,.0f} MiB, "
+        raise CliError(f"--model markov{order}: its count table on this input would take "
+                       f"{table / 2 ** 20:,.0f} MiB, "
                        f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
                        "order or a model file from fit-model")
     return MarkovModel.fit(symbols, order)

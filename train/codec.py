@@ -1,11 +1,12 @@
-"""Bytes in, `.eqi` file bytes out, and back: the four methods behind `equalinfo compress/decompress`.
+"""Bytes in, `.eqi` file bytes out, and back: the methods behind `equalinfo compress/decompress`.
 
 Every method codes the input's bytes as symbols 0-255, one per byte, with no EOS added (a file is one document; its
 length is in the header). `stored` keeps the bytes as they are: `compress_or_store` writes it instead of the method
 asked for when coding would not make the file smaller (random or compressed input, tiny inputs, a model larger
-than what it saves), so no input grows by more than the 100 bytes of header and checksums. The coding itself is ref/'s, unchanged: ac and staticac are ref.ac, equalinfo is
-ref.equalinfo, gzip is zlib at its default level (as ref.baselines); a tqdm bar follows their progress callbacks (the ref coder runs at ~20-50 us
-per symbol, so a 1 MB text takes a minute or more).
+than what it saves), so no input grows by more than the 100 bytes of header and checksums. The coding itself is
+ref/'s, unchanged: ac and staticac are ref.ac, equalinfo is ref.equalinfo, gzip is zlib at its default level (as
+ref.baselines); a tqdm bar follows their progress callbacks (the ref coder runs at ~20-50 us per symbol, so a 1 MB
+text takes a minute or more).
 """
 import zlib
 

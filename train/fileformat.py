@@ -39,8 +39,8 @@ model or payload *before* decoding, because a damaged arithmetic-coded payload d
 fails deep inside the coder with an unhelpful message). The original's CRC-32 is checked after decoding as the
 end-to-end proof that the bytes written out are the bytes that went in.
 
-Models are stored as npz archives (a zip of .npy files read by train/npz.py: sizes checked first, never pickle). They are
-written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
+Models are stored as npz archives (a zip of .npy files read by train/npz.py: sizes checked first, never pickle).
+They are written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
 for byte. A model *file* (from `equalinfo fit-model`) is the same archive plus a `__kind__` entry (a 0-d string
 array) naming the model class; inside a compressed file the kind lives in the header instead.
 

@@ -98,12 +98,14 @@ def check_model_arrays(kind, arrays):
 
 
 def fits_some_kind(meta):
-    """Raise ValueError unless meta fits at least one kind's schema (used before a model file's kind is read)."""
+    """Raise ValueError unless meta fits at least one kind's schema (used before a model file's kind is read); the
+    error is the one of the kind whose array names the archive matches best."""
     errors = []
-    for kind in SCHEMAS:
+    for kind, schema in SCHEMAS.items():
         try:
             check_meta(kind, meta)
             return
         except ValueError as error:
-            errors.append(str(error))
-    raise ValueError(errors[0] if len(errors) == 1 else "its arrays fit no model kind: " + "; ".join(errors))
+            matched = sum(any(fnmatch.fnmatchcase(name, p) for p in schema) for name in meta)
+            errors.append((matched, str(error)))
+    raise ValueError(max(errors, key=lambda entry: entry[0])[1])
