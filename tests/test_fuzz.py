@@ -14,6 +14,7 @@ hardening" gives the counts.
 import collections
 import contextlib
 import io
+import os
 import shutil
 import struct
 import tempfile
@@ -39,7 +40,7 @@ MEMORY_MB, SECONDS = 300, 15
 
 TEXT = english_text(300)
 BINARY = np.random.default_rng(5).integers(0, 256, 120, dtype=np.uint8).tobytes()
-WORK = Path(tempfile.mkdtemp(prefix="equalinfo-fuzz-"))
+WORK = Path(tempfile.gettempdir()) / f"equalinfo-fuzz-{os.getpid()}"  # made by setup_module
 OUTCOMES = collections.Counter()  # "ok" or the error's cause (its first words): shown by `pytest -s`
 
 
@@ -129,6 +130,10 @@ def _cause(err):
     text = err[len("equalinfo: error: "):].replace(str(WORK), "")
     text = text.replace("corrupt file: ", "corrupt file, ").split(":")[0].split("(")[0]
     return " ".join("N" if word.strip(",").replace(",", "").isdigit() else word for word in text.split()[:7])
+
+
+def setup_module():
+    WORK.mkdir(exist_ok=True)
 
 
 def teardown_module():

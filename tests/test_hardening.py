@@ -429,3 +429,15 @@ def test_version_1_files_still_decode_and_cannot_be_stored():
     stored = relabel(codec.compress_bytes(TEXT, "stored")[0], version=1)
     with pytest.raises(fileformat.FormatError, match="needs format version 2"):
         fileformat.unpack(stored)
+
+
+def test_a_checkpoint_announcing_a_huge_array_is_refused(capsys, tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        member = io.BytesIO()
+        np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 44,)})
+        archive.writestr("params/embed.npy", member.getvalue() + bytes(64))
+    (tmp_path / "m1.npz").write_bytes(buffer.getvalue())
+    fails(capsys, "build", "--out", tmp_path / "data", "--method", "equalinfo", "--m1", tmp_path / "m1.npz",
+          says="m1.npz")
+    assert not (tmp_path / "data").exists()
