@@ -441,3 +441,10 @@ def test_a_checkpoint_announcing_a_huge_array_is_refused(capsys, tmp_path):
     fails(capsys, "build", "--out", tmp_path / "data", "--method", "equalinfo", "--m1", tmp_path / "m1.npz",
           says="m1.npz")
     assert not (tmp_path / "data").exists()
+
+
+def test_inputs_above_the_limit_are_refused_without_reading_them_whole(tmp_path):
+    (tmp_path / "big").write_bytes(bytes(1000))
+    with pytest.raises(cli.CliError, match="larger than the largest input"):
+        cli.read_input(tmp_path / "big", limit=999)
+    assert cli.read_input(tmp_path / "big", limit=1000) == bytes(1000)

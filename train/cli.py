@@ -221,7 +221,7 @@ def compress_summary(args, data, blob, header, why=None):
 
 def decompress_command(args):
     model = fileformat.load_model_file(args.model) if args.model is not None else None
-    blob = read_input(args.input)
+    blob = read_input(args.input, limits.MAX_FILE_BYTES)
     data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}")
     write_atomic(args.output, data)
     settings = [f"method {header.method}"]
