@@ -63,7 +63,7 @@ def read_input(path, limit=limits.MAX_INPUT_BYTES):
     """All bytes of an input file, at most `limit` of them, or CliError naming the file and the reason."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limit + 1)
+            data = limits.read_at_most(handle, limit + 1)
     except OSError as error:
         raise CliError(f"cannot read {path}: {error.strerror or error}") from None
     if len(data) > limit:

@@ -152,7 +152,7 @@ def load_model_file(path):
     """The model saved in a model file; FormatError('bad-model-file') naming the path if it is not one."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read(limits.MAX_MODEL_BYTES + 1)
+            data = limits.read_at_most(handle, limits.MAX_MODEL_BYTES + 1)
     except OSError as error:
         raise FormatError("bad-model-file", f"cannot read model file {path}: {error.strerror or error}") from None
     if len(data) > limits.MAX_MODEL_BYTES:

@@ -60,3 +60,16 @@ def size_words(n_bytes):
         if n_bytes >= 1 << shift and n_bytes % (1 << shift) == 0:
             return f"{n_bytes >> shift} {unit}"
     return f"{n_bytes:,} bytes"
+
+
+def read_at_most(handle, n_bytes, chunk=1 << 20):
+    """Up to n_bytes of a binary stream, read in chunks: read(n) reserves n bytes up front whatever the file's
+    size, so a limit of 512 MiB would cost 512 MiB of address space for a 1 KB file."""
+    parts, total = [], 0
+    while total < n_bytes:
+        part = handle.read(min(chunk, n_bytes - total))
+        if not part:
+            break
+        parts.append(part)
+        total += len(part)
+    return b"".join(parts)
