@@ -6,7 +6,7 @@ told how many symbols to read (files store it in their header).
 """
 import numpy as np
 
-from ref.arithmetic import Decoder, Encoder, check_precision
+from ref.arithmetic import STATE_BITS, CoderError, Decoder, Encoder, check_precision
 from ref.cursor import CdfCursor
 from ref.symbols import N_SYMBOLS, check_symbols
 
@@ -25,7 +25,12 @@ def compress(symbols, model, precision=14):
 
 
 def decompress(bits, model, n_symbols, precision=14):
-    """The first n_symbols symbols coded in `bits` (int64)."""
+    """The first n_symbols symbols coded in `bits` (int64).
+
+    The decoder reads one bit per doubling of its range, as the encoder wrote one, so decoding real data never
+    reads more than STATE_BITS bits past the end of `bits`; a decoder that does is decoding symbols the bits do not
+    hold (a wrong n_symbols), and stops with a CoderError instead of running on.
+    """
     check_precision(precision, N_SYMBOLS)
     cursor = CdfCursor(model, precision)
     decoder = Decoder(bits, precision)
@@ -33,4 +38,6 @@ def decompress(bits, model, n_symbols, precision=14):
     for index in range(int(n_symbols)):
         symbols[index] = decoder.decode(cursor.cdf())
         cursor.push(symbols[index])
+        if decoder.position > len(decoder.bits) + STATE_BITS:
+            raise CoderError(f"the bits end before symbol {index} of the {int(n_symbols)} expected")
     return symbols

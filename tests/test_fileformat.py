@@ -114,16 +114,16 @@ def test_pack_unpack_fields_and_odd_bit_lengths():
     for n_bits in (0, 1, 7, 8, 9, 61):
         bits = RNG.integers(0, 2, n_bits).astype(np.uint8)
         model = UnigramModel.fit(np.array([1, 2, 2]))
-        header = Header("ac", 13, 0, "unigram", fingerprint(model.arrays()), 12345, 0, 0xDEADBEEF)
+        header = Header("ac", 13, 0, "unigram", fingerprint(model.arrays()), 40, 0, 0xDEADBEEF)
         container = fileformat.unpack(fileformat.pack(header, bits, None))
         assert np.array_equal(container.bits, bits) and container.model_arrays is None
-        assert container.header == Header("ac", 13, 0, "unigram", fingerprint(model.arrays()), 12345, n_bits,
+        assert container.header == Header("ac", 13, 0, "unigram", fingerprint(model.arrays()), 40, n_bits,
                                           0xDEADBEEF, 0)
 
 
 def test_header_layout_is_the_documented_one():
     blob = compressed(b"abc", "gzip")
-    assert blob[:8] == b"\x89EQI\r\n\x1a\n" and blob[8:10] == b"\x01\x00" and blob[10] == 0  # gzip = 0
+    assert blob[:8] == b"\x89EQI\r\n\x1a\n" and blob[8:10] == b"\x02\x00" and blob[10] == 0  # gzip = 0
     assert int.from_bytes(blob[64:72], "little") == 3  # original length
     assert int.from_bytes(blob[80:84], "little") == zlib.crc32(b"abc")
     assert int.from_bytes(blob[92:96], "little") == zlib.crc32(blob[:92])
@@ -139,9 +139,9 @@ def test_bad_magic():
 
 def test_future_and_unknown_versions_are_refused_by_name():
     blob = bytearray(compressed(method="gzip"))
-    blob[8:10] = (2).to_bytes(2, "little")
+    blob[8:10] = (3).to_bytes(2, "little")
     message = expect("version", codec.decompress_bytes, bytes(blob))
-    assert "unsupported format version 2" in message and "upgrade" in message
+    assert "unsupported format version 3" in message and "upgrade" in message
     blob[8:10] = (0).to_bytes(2, "little")
     assert "unsupported format version 0" in expect("version", fileformat.unpack, bytes(blob))
 

@@ -85,6 +85,8 @@ def _read_members(path):
             return {name: archive[name] for name in archive.files}
     except (PermissionError, IsADirectoryError):
         raise
+    except MemoryError:  # an .npy header announcing more elements than memory holds (a crafted file)
+        raise CheckpointError(f"{path}: corrupt checkpoint: an array announces more data than memory holds") from None
     except zipfile.BadZipFile as error:
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint (bad zip archive: {error})") from None
     except (EOFError, zipfile.LargeZipFile, OSError, NotImplementedError, RuntimeError, KeyError,

@@ -8,16 +8,23 @@ main(); the pipeline's commands (repro, train-m1, build, train-m2, eval) live in
 
 Decisions (README "Commands" shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
-- The default model of ac/equalinfo is `markov2`: an order-2 Markov model fitted on the input and embedded in the
-  file, so a file decodes on its own. It costs ~10-20 KB of model per file, which dominates small files; for many
-  files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
+- The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
+  `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
+  its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
+  many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
   decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
 - staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
   "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
 - Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
-  if it existed, untouched. Everything is decoded and checked in memory before OUT is touched.
+  if it existed, untouched. Everything is decoded and checked in memory before OUT is touched. A symlink's target
+  is replaced (the link stays); a device or FIFO is written through, never replaced; a directory is refused.
+- When coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what
+  it saves), compress stores the input instead (method `stored`: 100 bytes of header and checksums on top);
+  --no-store keeps the coded file anyway.
+- Inputs, options and files are checked against train/limits.py before any work (README "Limits and hardening").
 - Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
-  one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors.
+  one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors (argparse's
+  own errors too: `equalinfo COMMAND --help` shows the usage).
 - The file commands code with a backend (train/backends.py; default: the fastest available), as the pipeline
   does; every backend writes and reads the same bytes. They take no --threads: their coders run on one thread.
 """
@@ -36,14 +43,15 @@ from ref.equalinfo import check_window_bits  # noqa: E402
 from ref.fingerprint import fingerprint  # noqa: E402
 from ref.models import MarkovModel, UnigramModel  # noqa: E402
 from ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
-from train import codec, fileformat  # noqa: E402
-from train import backends  # noqa: E402
+from train import backends, codec, fileformat, limits  # noqa: E402
 from train.backends import BackendUnavailable  # noqa: E402
+from train.options import check_options  # noqa: E402
 
 PROG = "equalinfo"
 DEFAULT_WINDOW_BITS = 16
 DEFAULT_PRECISION = 14
 DEFAULT_MODEL = "markov2"
+DEFAULT_MODEL_CHOICES = ("markov2", "markov1", "unigram")  # without --model: the one that makes the smallest file
 
 
 class CliError(ValueError):
@@ -52,13 +60,17 @@ class CliError(ValueError):
 
 # ------------------------------------------------------------------------------------------------- file helpers
 
-def read_input(path):
-    """All bytes of an input file, or CliError naming the file and the reason."""
+def read_input(path, limit=limits.MAX_INPUT_BYTES):
+    """All bytes of an input file, at most `limit` of them, or CliError naming the file and the reason."""
     try:
         with open(path, "rb") as handle:
-            return handle.read()
+            data = limits.read_at_most(handle, limit + 1)
     except OSError as error:
         raise CliError(f"cannot read {path}: {error.strerror or error}") from None
+    if len(data) > limit:
+        raise CliError(f"{path} is larger than the largest input, {limits.size_words(limit)} (README, "
+                       "\"Limits and hardening\")")
+    return data
 
 
 def write_atomic(path, data):
@@ -86,9 +98,37 @@ def parse_model_name(spec):
 
 
 def fit_named_model(name, symbols):
-    """The model of a parsed name (parse_model_name), fitted on symbols."""
+    """The model of a parsed name (parse_model_name), fitted on symbols; CliError if its table would be larger
+    than the largest model (train/limits.py), found before the table is built."""
     kind, order = name
-    return UnigramModel.fit(symbols) if kind == "unigram" else MarkovModel.fit(symbols, order)
+    if kind == "unigram":
+        return UnigramModel.fit(symbols)
+    _, contexts, _ = codec.markov_estimate(symbols, order)
+    table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
+    if table > limits.MAX_MODEL_BYTES:
+        raise CliError(f"--model markov{order}: its count table on this input would take "
+                       f"{table / 2 ** 20:,.0f} MiB, "
+                       f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
+                       "order or a model file from fit-model")
+    return MarkovModel.fit(symbols, order)
+
+
+def cheapest_model(names, symbols):
+    """The model of `names` (parsed) fitted on symbols whose embedded archive plus ideal code is the smallest.
+
+    A Markov model is fitted only if a lower bound of its file beats the best so far: its ideal code plus one bit
+    per nonzero count (codec.markov_estimate, no dense table), so random input never builds a large table."""
+    best, best_bytes = None, None
+    for name in sorted(names, key=lambda name: name[1] or 0):  # unigram, then rising orders
+        if name[0] == "markov" and best is not None:
+            bits, _, nonzero = codec.markov_estimate(symbols, name[1])
+            if (bits + nonzero) / 8 >= best_bytes:
+                continue
+        model = fit_named_model(name, symbols)
+        size = codec.ideal_bits(model, symbols) / 8 + len(fileformat.arrays_to_npz(model.arrays()))
+        if best is None or size < best_bytes:
+            best, best_bytes = model, size
+    return best
 
 
 def model_from_path(path):
@@ -111,16 +151,16 @@ def check_compress_args(args):
     method = args.method
     if args.window_bits is not None and method != "equalinfo":
         raise CliError(f"--window-bits applies to --method equalinfo only, not {method}")
-    if args.precision is not None and method == "gzip":
-        raise CliError("--precision does not apply to --method gzip")
-    if args.model is not None and method == "gzip":
-        raise CliError("--model does not apply to --method gzip")
+    if args.precision is not None and method in ("gzip", "stored"):
+        raise CliError(f"--precision does not apply to --method {method}")
+    if args.model is not None and method in ("gzip", "stored"):
+        raise CliError(f"--model does not apply to --method {method}")
     if args.model is not None and method == "staticac":
         raise CliError("staticac fits its own unigram model on the input; for a fixed model use "
                        "--method ac --model MODEL.npz")
     precision = DEFAULT_PRECISION if args.precision is None else args.precision
     window_bits = DEFAULT_WINDOW_BITS if args.window_bits is None else args.window_bits
-    if method != "gzip":
+    if method not in ("gzip", "stored"):
         try:
             check_precision(precision, N_SYMBOLS)
         except ValueError as error:
@@ -130,8 +170,8 @@ def check_compress_args(args):
             check_window_bits(window_bits, precision)
         except ValueError as error:
             raise CliError(f"--window-bits {window_bits}: {error}") from None
-        if window_bits >= 1 << 32:
-            raise CliError(f"--window-bits {window_bits}: must be below 2^32 (the header stores a uint32)")
+        if window_bits > limits.MAX_WINDOW_BITS:
+            raise CliError(f"--window-bits {window_bits}: the largest window is {limits.MAX_WINDOW_BITS} bits")
     return precision, window_bits
 
 
@@ -145,28 +185,38 @@ def compress_command(args):
         model = model_from_path(spec)  # loaded before the input is read, to fail early
     data = read_input(args.input)
     if coded and name is not None:
-        model, embed = fit_named_model(name, bytes_to_symbols(data)), True
-    blob, header = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
-                                        backend=backends.load_or_fastest(args.backend))
+        symbols = bytes_to_symbols(data)
+        if args.model is None:
+            model = cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols)
+        else:
+            model = fit_named_model(name, symbols)
+        embed = True
+    backend = backends.load_or_fastest(args.backend)
+    if args.no_store:
+        (blob, header), why = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
+                                                   backend), None
+    else:
+        blob, header, why = codec.compress_or_store(data, args.method, model, embed, window_bits, precision,
+                                                    backend)
     write_atomic(args.output, blob)
-    print(compress_summary(args, data, blob, header))
+    print(compress_summary(args, data, blob, header, why))
     return 0
 
 
-def compress_summary(args, data, blob, header):
+def compress_summary(args, data, blob, header, why=None):
     """One line: sizes, bits/byte, method, and where the bytes went (model vs payload)."""
     payload = -(-header.coded_bits // 8)
     rate = f"{8 * len(blob) / len(data):.3f} bits/byte" if data else "empty input"
-    settings = [f"method {header.method}"]
+    settings = [f"method {header.method}" + (f" ({why})" if why else "")]
     if header.method == "equalinfo":
         settings.append(f"b={header.window_bits}")
-    if header.method != "gzip":
+    if header.method not in ("gzip", "stored"):
         settings.append(f"precision {header.precision}")
     parts = [f"payload {payload:,} bytes"
              + (f" = {header.coded_bits / len(data):.3f} bits/byte" if data else "")]
     if header.model_length:
         parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
-    elif header.method != "gzip":
+    elif header.method not in ("gzip", "stored"):
         parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded (decompress needs --model)")
     parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
     return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "
@@ -175,14 +225,14 @@ def compress_summary(args, data, blob, header):
 
 def decompress_command(args):
     model = fileformat.load_model_file(args.model) if args.model is not None else None
-    blob = read_input(args.input)
+    blob = read_input(args.input, limits.MAX_FILE_BYTES)
     data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}",
                                           backend=backends.load_or_fastest(args.backend))
     write_atomic(args.output, data)
     settings = [f"method {header.method}"]
     if header.method == "equalinfo":
         settings.append(f"b={header.window_bits}")
-    if header.method != "gzip":
+    if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
                         + (" (embedded)" if header.model_length else f" from {args.model}"))
     print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok)")
@@ -209,8 +259,17 @@ def add_backend_option(parser):
                         help="ref, cpu or gpu (default: the fastest available)")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors as the CLI's other errors: one line `equalinfo: error: ...`, status 2."""
+
+    def error(self, message):
+        command = self.prog[len(PROG):].strip()
+        print(f"{PROG}: error: {message} (see {PROG}{' ' + command if command else ''} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser():
-    parser = argparse.ArgumentParser(prog=PROG, description="Compress files with arithmetic coding and Equal-Info "
+    parser = Parser(prog=PROG, description="Compress files with arithmetic coding and Equal-Info "
                                      "windows (Lester et al., 2024), and get them back bit for bit.")
     parser.add_argument("--version", action="version",
                         version=f"{PROG} 0.1.0 (file format version {fileformat.VERSION})")
@@ -220,9 +279,11 @@ def build_parser():
                                    description="Compress any file (bytes in, bytes out).")
     compress.add_argument("input", metavar="IN")
     compress.add_argument("output", metavar="OUT")
-    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip"], default="equalinfo",
+    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip", "stored"],
+                          default="equalinfo",
                           help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
-                               "AC with a unigram model; gzip: zlib at the default level")
+                               "AC with a unigram model; gzip: zlib at the default level; stored: the bytes as "
+                               "they are")
     compress.add_argument("--window-bits", type=int, default=None,
                           help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
     compress.add_argument("--precision", type=int, default=None,
@@ -231,6 +292,8 @@ def build_parser():
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
                                "embedded in the file; or a model file from fit-model: only its fingerprint is "
                                f"stored (default {DEFAULT_MODEL})")
+    compress.add_argument("--no-store", action="store_true",
+                          help="keep the method's coding even when storing the input would be smaller")
     add_backend_option(compress)
     compress.set_defaults(run=compress_command)
 
@@ -274,9 +337,13 @@ def main(argv=None):
     """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr."""
     args = build_parser().parse_args(argv)
     try:
+        check_options(args)
         if getattr(args, "threads", None) is not None:
             threads.set_threads(args.threads)
-        return args.run(args)
+        from train.commands import removing_new_empty_dirs
+
+        with removing_new_empty_dirs(*getattr(args, "out_dirs", lambda _: [])(args)):
+            return args.run(args)
     except (ValueError, OSError, BackendUnavailable) as error:  # FormatError, ModelError, WindowError, CoderError,
         # CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)

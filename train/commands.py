@@ -2,18 +2,45 @@
 
 Each step reads its settings from a preset (train/presets/*.json; `--preset demo` by default) and lets a few flags
 override them, so a step run alone does exactly what the same step does inside `equalinfo repro`.
+The preset is checked (train/preset_schema.py) and checkpoints are loaded in their role (an M2 is refused as --m1)
+before an output directory is made; a command that fails anyway removes the directories it made if they are
+empty, so a failed command leaves no empty folders (a step's partial files stay: they are what --resume reads).
 """
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
 from data.shards import open_dataset
-from ref.transformer import count_params
-from train import backends, checkpoint, m2, repro
+from ref.transformer import SIZES, count_params
+from train import backends, m2, repro
 from train.build import summary
 from train.methods import METHODS
 from train.paper_numbers import label
-from train.trainer import write_json
+from train.trainer import load_checkpoint, write_json
+
+
+@contextlib.contextmanager
+def removing_new_empty_dirs(*paths):
+    """On failure, remove the directories at or above `paths` (and below them) that did not exist before and are
+    empty; on success leave everything."""
+    created = []
+    for path in paths:
+        path = Path(path).absolute()
+        for directory in [path, *path.parents]:
+            if directory.exists():
+                break
+            created.append(directory)
+    try:
+        yield
+    except BaseException:
+        for top in sorted(set(created), key=lambda d: len(d.parts), reverse=True):
+            if top.is_dir() and not top.is_symlink():
+                for root, _, _ in sorted(os.walk(top), key=lambda entry: len(entry[0]), reverse=True):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(root)  # only succeeds on an empty directory
+        raise
 
 
 def _pipeline(args, out_dir):
@@ -34,9 +61,9 @@ def repro_command(args):
 def train_m1_command(args):
     pipeline = _pipeline(args, Path(args.out).parent)
     spec = pipeline.preset["m1"]
-    if args.size:
+    if args.size is not None:
         spec["size"] = args.size
-    if args.steps:
+    if args.steps is not None:
         spec["train"]["steps"] = args.steps
         spec["train"]["optimizer"]["total_steps"] = args.steps
     pipeline.train_m1(pipeline.examples(), path=args.out, resume=args.resume)
@@ -47,11 +74,9 @@ def train_m1_command(args):
 def build_command(args):
     if args.method in ("ac", "equalinfo") and not args.m1:
         raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
+    m1_checkpoint = load_checkpoint(args.m1, "m1") if args.m1 else None
     pipeline = _pipeline(args, args.out)
-    trained_m1 = None
-    if args.m1:
-        params, cfg, _, _ = checkpoint.load(args.m1)
-        trained_m1 = repro.TrainedM1(params, cfg)
+    trained_m1 = repro.TrainedM1(*m1_checkpoint[:2]) if m1_checkpoint else None
     entry = {"method": args.method, "vocab_size": args.vocab_size}
     name = label(args.method, args.window_bits, args.bits_per_token)
     sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
@@ -64,7 +89,7 @@ def train_m2_command(args):
     train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
     preset = repro.load_preset(args.preset)["m2"]
     settings = dict(preset["train"], seed=args.seed or 0)
-    if args.steps:
+    if args.steps is not None:
         settings["steps"] = args.steps
         settings["optimizer"] = dict(settings["optimizer"], total_steps=args.steps)
     if args.keep_every:
@@ -79,8 +104,9 @@ def train_m2_command(args):
 
 
 def eval_command(args):
+    params, cfg, _, _ = load_checkpoint(args.m2, "m2")
+    m1_cfg = load_checkpoint(args.m1, "m1")[1] if args.m1 else None
     train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
-    params, cfg, _, _ = checkpoint.load(args.m2)
     if cfg.vocab_out != val_set.meta["vocab_size"]:
         raise ValueError(f"{args.m2} predicts {cfg.vocab_out} tokens but {args.data} has "
                          f"{val_set.meta['vocab_size']}: wrong model for this dataset")
@@ -88,7 +114,6 @@ def eval_command(args):
     if val_set.meta["method"] in ("ac", "equalinfo"):
         if not args.m1:
             raise ValueError("this dataset was made with M1: give --m1 CHECKPOINT so FLOPs/byte can count it")
-        _, m1_cfg, _, _ = checkpoint.load(args.m1)
         m1_params = count_params(m1_cfg)["matrices"]
     backend = backends.load_or_fastest(args.backend)
     figures = m2.evaluate(params, cfg, backend, train_set, val_set, args.batch_size, m1_params)
@@ -117,15 +142,16 @@ def add_commands(commands, add_threads_option):
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
     run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
     common(run)
-    run.set_defaults(run=repro_command)
+    run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out])
 
     m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
     m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
-    m1.add_argument("--size", default=None, help="model size (3m, tiny, micro, ...; default from the preset)")
+    m1.add_argument("--size", default=None, choices=sorted(SIZES),
+                    help="model size (default from the preset)")
     m1.add_argument("--steps", type=int, default=None)
     m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
     common(m1)
-    m1.set_defaults(run=train_m1_command)
+    m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent])
 
     build = commands.add_parser("build", help="compress the corpus's examples into an M2 dataset")
     build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
@@ -135,18 +161,18 @@ def add_commands(commands, add_threads_option):
     build.add_argument("--bits-per-token", type=int, default=8, help="token width N: v = 2^N (1..16)")
     build.add_argument("--vocab-size", type=int, default=32_000, help="SentencePiece vocabulary (spm)")
     common(build)
-    build.set_defaults(run=build_command)
+    build.set_defaults(run=build_command, out_dirs=lambda args: [args.out])
 
     m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")
     m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
     m2_parser.add_argument("--out", required=True, help="checkpoint to write (.npz)")
-    m2_parser.add_argument("--size", default="tiny", help="M2 size (micro, tiny, 25m, ...)")
+    m2_parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="M2 size")
     m2_parser.add_argument("--steps", type=int, default=None)
     m2_parser.add_argument("--resume", action="store_true")
     m2_parser.add_argument("--keep-every", type=int, default=0, metavar="K",
                            help="also keep the checkpoint of every K steps as OUT.stepNNNNNN.npz (and step 0)")
     common(m2_parser, corpus=False)
-    m2_parser.set_defaults(run=train_m2_command)
+    m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent])
 
     evaluate = commands.add_parser("eval", help="bits/byte, CRs and FLOPs/byte of an M2 on its dataset")
     evaluate.add_argument("--data", required=True)
@@ -156,4 +182,4 @@ def add_commands(commands, add_threads_option):
     evaluate.add_argument("--json", default=None, help="also write the figures to this file")
     evaluate.add_argument("--backend", choices=backends.NAMES, default=None)
     add_threads_option(evaluate)
-    evaluate.set_defaults(run=eval_command)
+    evaluate.set_defaults(run=eval_command, out_dirs=lambda args: [Path(args.json).parent] if args.json else [])

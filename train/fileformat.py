@@ -2,14 +2,14 @@
 
 A file holds what a decoder needs besides the model: the method and its settings, which model coded it (its
 SHA-256 fingerprint, and optionally the model itself), the original length (the decoder's symbol count: the input's
-last Equal-Info window and plain AC do not delimit themselves) and checksums. Version 1, all integers
+last Equal-Info window and plain AC do not delimit themselves) and checksums. Version 2, all integers
 little-endian:
 
     offset size  field
          0    8  magic            b"\\x89EQI\\r\\n\\x1a\\n" (PNG-style: the high byte and CR/LF/^Z catch text-mode
                                   and 7-bit mangling; the rest reads "EQI")
-         8    2  version          uint16, 1. Read before anything else, so a newer layout is refused by name.
-        10    1  method           uint8: 0 gzip, 1 ac, 2 equalinfo, 3 staticac
+         8    2  version          uint16, 2. Read before anything else, so a newer layout is refused by name.
+        10    1  method           uint8: 0 gzip, 1 ac, 2 equalinfo, 3 staticac, 4 stored
         11    1  precision        uint8: bits of the integer CDFs (ref.arithmetic.quantize); 0 for gzip
         12    4  window_bits      uint32: b of EqualInfoAC[b]; 0 for every other method
         16   16  model_kind       ASCII, NUL-padded: the model's `kind` ("markov", "unigram", ...); empty for gzip
@@ -23,23 +23,31 @@ little-endian:
       96+M    P  payload          the bitstream packed MSB first, P = ceil(coded_bits / 8), zero-padded
     96+M+P    4  file_crc32       uint32: zlib.crc32 of every byte before it (header, model and payload)
 
+Version 2 added method 4, `stored`: the input's bytes themselves as the payload (coded_bits = 8 * original_length,
+no model, precision and window bits 0), which the CLI writes when coding would not make the file smaller (random
+or already-compressed input, tiny files): 100 bytes of header and checksums on top of the input. Version 1 files
+(the same layout without `stored`) are still read; a version 1 file naming method 4 is corrupt.
+
+Before anything is allocated or decoded the header's numbers are checked against each other and against
+train/limits.py: original_length against what coded_bits can hold at the coder's precision (or in the payload's
+windows, or in a zlib stream of that size) and against MAX_INPUT_BYTES; window_bits against MAX_WINDOW_BITS;
+the model's archive against MAX_MODEL_BYTES and its kind's schema (train/model_arrays.py).
+
 Why two CRCs: the header CRC makes the length fields trustworthy, so a short file is reported as *truncated* and a
 damaged length as *corrupt*, rather than one being mistaken for the other; the file CRC catches any damage to the
 model or payload *before* decoding, because a damaged arithmetic-coded payload decodes silently into garbage (or
 fails deep inside the coder with an unhelpful message). The original's CRC-32 is checked after decoding as the
 end-to-end proof that the bytes written out are the bytes that went in.
 
-Models are stored as npz archives (a zip of .npy files, np.load with allow_pickle=False; never pickle). They are
-written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
+Models are stored as npz archives (a zip of .npy files read by train/npz.py: sizes checked first, never pickle).
+They are written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
 for byte. A model *file* (from `equalinfo fit-model`) is the same archive plus a `__kind__` entry (a 0-d string
 array) naming the model class; inside a compressed file the kind lives in the header instead.
 
 Every problem raises FormatError, whose message names the cause and whose `cause` attribute is one of
 FormatError.CAUSES, so callers and tests can tell them apart without parsing text.
 """
-import io
 import struct
-import zipfile
 import zlib
 from dataclasses import dataclass
 
@@ -47,11 +55,15 @@ import numpy as np
 
 from ref.arithmetic import MAX_PRECISION
 from ref.fingerprint import fingerprint
-from ref.models import ModelError, model_from_arrays
+from ref.models import model_from_arrays
+from train import limits
+from train.model_arrays import check_model_arrays, check_meta, fits_some_kind
+from train.npz import read_npz, write_npz
 
 MAGIC = b"\x89EQI\r\n\x1a\n"
-VERSION = 1
-METHODS = ("gzip", "ac", "equalinfo", "staticac")  # index = the method's code in the header
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+METHODS = ("gzip", "ac", "equalinfo", "staticac", "stored")  # index = the method's code in the header
 CODED_METHODS = ("ac", "equalinfo", "staticac")  # methods driven by a model and an arithmetic coder
 KIND_BYTES = 16
 MIN_PRECISION = 9  # 257 symbols need 2^precision >= 257 (ref.arithmetic.check_precision)
@@ -93,37 +105,28 @@ class Header:
 
 @dataclass
 class Container:
-    """A parsed file: its header, the embedded model's arrays (None if not embedded) and the payload bits."""
+    """A parsed file: its header, the embedded model's arrays (None if not embedded) and the payload bytes."""
     header: Header
     model_arrays: dict
-    bits: np.ndarray  # uint8 0/1 [coded_bits]
+    payload: bytes  # ceil(coded_bits / 8) bytes, the bits MSB first
+
+    @property
+    def bits(self):
+        """uint8 0/1 [coded_bits]: the payload as bits (8 bytes of memory per payload byte, made on demand)."""
+        return np.unpackbits(np.frombuffer(self.payload, dtype=np.uint8))[:self.header.coded_bits]
 
 
 # ---------------------------------------------------------------------------------------------------- npz archives
 
 def arrays_to_npz(arrays):
-    """Bytes of an npz archive of a dict name -> array, deterministic (fixed timestamps, sorted names).
-
-    np.savez_compressed stamps each member with the current time, so two runs on the same input would give
-    different files; writing the zip here with a fixed date keeps compressed files reproducible byte for byte.
-    """
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name in sorted(arrays):
-            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.asanyarray(arrays[name]), allow_pickle=False)
-    return buffer.getvalue()
+    """Bytes of an npz archive of a dict name -> array, deterministic (train/npz.py)."""
+    return write_npz(arrays)
 
 
-def npz_to_arrays(data):
-    """dict name -> array of npz bytes, loaded without pickle; raises ValueError if it is not such an archive."""
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as error:
-        raise ValueError(f"not a valid npz archive ({error})") from None
+def npz_to_arrays(data, check=None):
+    """dict name -> array of npz bytes, every size checked before it is read (train/npz.py, MAX_MODEL_BYTES);
+    raises ValueError if it is not such an archive or check(meta) refuses it."""
+    return read_npz(data, limits.MAX_MODEL_BYTES, limits.MAX_MODEL_MEMBERS, check)
 
 
 # ----------------------------------------------------------------------------------------------------- model files
@@ -137,48 +140,68 @@ def model_file_bytes(model):
     return arrays_to_npz(arrays)
 
 
+def _check_model_file_meta(meta):
+    """A model file's arrays before their data is read: a 0-d string kind, and arrays that fit some kind."""
+    kind = meta.pop(KIND_ENTRY, None)
+    if kind is None or kind[1] != () or kind[0].kind != "U":
+        raise LookupError(f"no {KIND_ENTRY} entry")
+    fits_some_kind(meta)
+
+
 def load_model_file(path):
     """The model saved in a model file; FormatError('bad-model-file') naming the path if it is not one."""
     try:
         with open(path, "rb") as handle:
-            data = handle.read()
+            data = limits.read_at_most(handle, limits.MAX_MODEL_BYTES + 1)
     except OSError as error:
         raise FormatError("bad-model-file", f"cannot read model file {path}: {error.strerror or error}") from None
-    try:
-        arrays = npz_to_arrays(data)
-    except ValueError:
+    if len(data) > limits.MAX_MODEL_BYTES:
+        raise FormatError("bad-model-file", f"model file {path} is larger than the "
+                                            f"{limits.size_words(limits.MAX_MODEL_BYTES)} allowed")
+    if not data.startswith(b"PK"):
         raise FormatError("bad-model-file", f"{path} is not a model file (not an npz archive); "
-                                            "make one with `equalinfo fit-model`") from None
-    kind = arrays.pop(KIND_ENTRY, None)
-    if kind is None or kind.shape != () or kind.dtype.kind != "U":
-        raise FormatError("bad-model-file", f"{path} is not a model file (no {KIND_ENTRY} entry); "
                                             "make one with `equalinfo fit-model`")
     try:
-        return model_from_arrays(str(kind), arrays)
-    except ModelError as error:
+        arrays = npz_to_arrays(data, lambda meta: _check_model_file_meta(dict(meta)))
+    except LookupError as error:
+        raise FormatError("bad-model-file", f"{path} is not a model file ({error.args[0]}); "
+                                            "make one with `equalinfo fit-model`") from None
+    except ValueError as error:
+        raise FormatError("bad-model-file", f"{path} is not a valid model file: {error}") from None
+    kind = str(arrays.pop(KIND_ENTRY))
+    try:
+        check_model_arrays(kind, arrays)
+        return model_from_arrays(kind, arrays)
+    except ValueError as error:  # ModelError is a ValueError
         raise FormatError("bad-model-file", f"{path} is not a valid model file: {error}") from None
 
 
 # ------------------------------------------------------------------------------------------------------- writing
 
 def pack(header, bits, model_arrays=None):
-    """Bytes of a whole file. header.coded_bits and header.model_length are set here from bits and model_arrays."""
+    """Bytes of a whole file. header.coded_bits and header.model_length are set here from bits and model_arrays.
+
+    bits: uint8 0/1 [coded_bits], or bytes (whole bytes of payload, as `stored` and gzip have)."""
     if header.method not in METHODS:
         raise ValueError(f"unknown method {header.method!r}; expected one of {', '.join(METHODS)}")
-    bits = np.asarray(bits, dtype=np.uint8)
-    if bits.ndim != 1 or (bits.size and bits.max() > 1):
-        raise ValueError("the payload must be a 1-D array of 0/1 bits")
+    if isinstance(bits, (bytes, bytearray)):
+        payload, n_bits = bytes(bits), 8 * len(bits)
+    else:
+        bits = np.asarray(bits, dtype=np.uint8)
+        if bits.ndim != 1 or (bits.size and bits.max() > 1):
+            raise ValueError("the payload must be a 1-D array of 0/1 bits")
+        payload, n_bits = np.packbits(bits).tobytes(), len(bits)
     model = b"" if model_arrays is None else arrays_to_npz(model_arrays)
     if model_arrays is not None and fingerprint(model_arrays) != header.fingerprint:
         raise ValueError("the embedded model's fingerprint differs from the header's")
-    header.coded_bits, header.model_length = len(bits), len(model)
+    header.coded_bits, header.model_length = n_bits, len(model)
     kind = header.model_kind.encode("ascii")
     if len(kind) > KIND_BYTES:
         raise ValueError(f"model kind {header.model_kind!r} is longer than {KIND_BYTES} bytes")
     fields = _FIELDS.pack(MAGIC, header.version, METHODS.index(header.method), header.precision,
                           header.window_bits, kind, bytes.fromhex(header.fingerprint or "00" * 32),
                           header.original_length, header.coded_bits, header.original_crc32, header.model_length)
-    body = fields + _CRC.pack(zlib.crc32(fields)) + model + np.packbits(bits).tobytes()
+    body = fields + _CRC.pack(zlib.crc32(fields)) + model + payload
     return body + _CRC.pack(zlib.crc32(body))
 
 
@@ -195,9 +218,10 @@ def _check_start(data):
     if len(data) < len(MAGIC) + _VERSION.size:
         raise FormatError("truncated", f"truncated file: {len(data)} bytes, shorter than the header")
     (version,) = _VERSION.unpack_from(data, len(MAGIC))
-    if version != VERSION:
-        raise FormatError("version", f"unsupported format version {version} (this program reads version "
-                                     f"{VERSION}{'; upgrade equalinfo' if version > VERSION else ''})")
+    if version not in READABLE_VERSIONS:
+        raise FormatError("version", f"unsupported format version {version} (this program reads versions "
+                                     f"{READABLE_VERSIONS[0]} to {VERSION}"
+                                     f"{'; upgrade equalinfo' if version > VERSION else ''})")
 
 
 def _parse_header(data):
@@ -225,17 +249,23 @@ def _parse_header(data):
 def _check_fields(header):
     """Field values that contradict each other (a buggy writer: the CRC was right)."""
     problems = []
-    if header.method == "gzip":
+    if header.method in ("gzip", "stored"):
         if header.precision or header.window_bits or header.model_kind or header.fingerprint or header.model_length:
-            problems.append("a gzip file has no precision, window bits or model")
+            problems.append(f"a {header.method} file has no precision, window bits or model")
+        if header.method == "stored" and header.version < 2:
+            problems.append("method stored needs format version 2")
     else:
         if not header.model_kind or not header.fingerprint:
             problems.append(f"a {header.method} file must name its model")
         if not MIN_PRECISION <= header.precision <= MAX_PRECISION:
             problems.append(f"precision {header.precision} is outside {MIN_PRECISION}..{MAX_PRECISION}")
         if header.method == "equalinfo":
-            if header.window_bits < header.precision:
-                problems.append(f"window bits {header.window_bits} below the precision {header.precision}")
+            if header.window_bits < max(header.precision, MIN_PRECISION):
+                problems.append(f"window bits {header.window_bits} below the precision "
+                                f"{max(header.precision, MIN_PRECISION)}")
+            elif header.window_bits > limits.MAX_WINDOW_BITS:
+                problems.append(f"window bits {header.window_bits:,} above the largest window, "
+                                f"{limits.MAX_WINDOW_BITS}")
             elif header.coded_bits % header.window_bits:
                 problems.append(f"{header.coded_bits} bits is not a whole number of {header.window_bits}-bit "
                                 "windows")
@@ -243,8 +273,34 @@ def _check_fields(header):
             problems.append(f"window bits {header.window_bits} given for method {header.method}")
         if header.method == "staticac" and (header.model_kind != "unigram" or not header.model_length):
             problems.append("a staticac file embeds its unigram model")
+        if header.model_length > limits.MAX_MODEL_BYTES:
+            problems.append(f"an embedded model of {header.model_length:,} bytes, above the "
+                            f"{limits.size_words(limits.MAX_MODEL_BYTES)} allowed")
+    if not problems:
+        problems += _length_problems(header)
     if problems:
         raise FormatError("corrupt", f"corrupt file: {'; '.join(problems)}")
+
+
+def _length_problems(header):
+    """The original length against the largest input and against what the payload can hold (train/limits.py)."""
+    n, bits = header.original_length, header.coded_bits
+    if n > limits.MAX_INPUT_BYTES:
+        return [f"original length {n:,} bytes is above the largest input, "
+                f"{limits.size_words(limits.MAX_INPUT_BYTES)}"]
+    if header.method == "stored":
+        fewest, most = bits / 8, bits / 8
+    elif header.method == "gzip":
+        fewest, most = 0, limits.gzip_capacity(-(-bits // 8))
+    elif header.method == "equalinfo":
+        fewest, most = limits.equalinfo_capacity(bits, header.window_bits, header.precision)
+    else:
+        fewest, most = 0, limits.ac_capacity(bits, header.precision)
+    if not fewest <= n <= most:
+        return [f"original length {n:,} bytes does not fit {bits:,} coded bits (they hold "
+                + (f"{most:,.0f}" if fewest == most else f"{fewest:,} to {most:,}") + f" at most with "
+                f"{header.method})"]
+    return []
 
 
 def unpack(data):
@@ -265,15 +321,14 @@ def unpack(data):
     model_arrays = None
     if header.model_length:
         try:
-            model_arrays = npz_to_arrays(data[HEADER_SIZE:model_end])
+            model_arrays = npz_to_arrays(data[HEADER_SIZE:model_end],
+                                         lambda meta: check_meta(header.model_kind, meta))
         except ValueError as error:
             raise FormatError("corrupt", f"corrupt file: the embedded model is unreadable: {error}") from None
         if fingerprint(model_arrays) != header.fingerprint:
             raise FormatError("corrupt", "corrupt file: the embedded model does not match the header's "
                                          f"fingerprint {header.fingerprint}")
-    payload = np.frombuffer(data, dtype=np.uint8, count=payload_length, offset=model_end)
-    bits = np.unpackbits(payload)[:header.coded_bits]
-    return Container(header, model_arrays, bits)
+    return Container(header, model_arrays, data[model_end:model_end + payload_length])
 
 
 # --------------------------------------------------------------------------------------- checks around decoding
@@ -293,8 +348,9 @@ def resolve_model(container, model=None, model_name="the given model"):
         return model
     if container.model_arrays is not None:
         try:
+            check_model_arrays(header.model_kind, container.model_arrays)
             return model_from_arrays(header.model_kind, container.model_arrays)
-        except ModelError as error:
+        except ValueError as error:  # ModelError is a ValueError
             raise FormatError("corrupt", f"corrupt file: the embedded model cannot be built: {error}") from None
     raise FormatError("missing-model", f"missing model: the file was compressed with {header.model_kind} model "
                                        f"{header.fingerprint}, which it does not embed; pass --model PATH")

@@ -58,7 +58,7 @@ def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8,
         cfg, params, settings, backend,
         batch_at=lambda step: batch_at(train_set, batch_size, settings.seed, step, vocab),
         eval_batches=eval_batches(val_set, batch_size, eval_rows), checkpoint_path=out_path, resume=resume,
-        describe=lambda nll: {"val_bits_per_byte": metrics.bits_per_byte(nll, cr)}, desc="train M2",
+        describe=lambda nll: {"val_bits_per_byte": metrics.bits_per_byte(nll, cr)}, desc="train M2", role="m2",
         keep_checkpoints=keep_checkpoints)
 
 

@@ -24,16 +24,14 @@ from ref.m1 import TransformerModel
 from ref.models import UnigramModel
 from train import backends, build, m1, m2, methods
 from train.paper_numbers import PAPER, label
+from train.preset_schema import PresetError, validate
 from train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
-class PresetError(ValueError):
-    """An unknown or invalid preset."""
-
-
 def load_preset(name_or_path):
+    """The preset of a name (train/presets) or a .json path, checked against train/preset_schema.py."""
     path = Path(name_or_path)
     if not path.suffix:
         path = PRESETS / f"{name_or_path}.json"
@@ -44,12 +42,10 @@ def load_preset(name_or_path):
         preset = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise PresetError(f"{path}: not valid JSON ({error})") from None
-    missing = [k for k in ("seed", "packing", "m1", "coding", "datasets", "m2") if k not in preset]
-    if missing:
-        raise PresetError(f"{path}: missing sections {missing}")
-    if isinstance(preset["coding"], dict) and "max_window_symbols" in preset["coding"]:
+    if isinstance(preset, dict) and isinstance(preset.get("coding"), dict) and "max_window_symbols" in preset["coding"]:
         raise PresetError(f"{path}: coding.max_window_symbols is not a setting: Equal-Info windows end on their bits "
                           f"alone (ref/equalinfo.py)")
+    validate(preset, str(path))
     return preset
 
 

@@ -5,6 +5,11 @@ optimizer's state is saved whole in the checkpoint, and the arrays are stored ex
 step k and resumed from its checkpoint performs the same floating-point operations on the same inputs as a run that
 never stopped; the tests compare the two.
 
+Checkpoints come every `checkpoint_every` steps and, whatever the settings, whenever CHECKPOINT_SECONDS of wall
+time have passed since the last one, so a killed run resumes with at most a few minutes lost (the resumed result is
+the same whenever the checkpoints were taken). Each checkpoint records its role ("m1" or "m2") in its meta, and
+`load_checkpoint(path, role)` refuses one given in the other role (an M2 passed as --m1).
+
 Where arrays live: the gpu backend's transformer module has `to_device`/`to_host` (fast/gpu/device.py), and the
 loop keeps the parameters and the optimizer state on the GPU from the first step to the last; checkpoints and the
 returned parameters are NumPy whatever the backend. ref and cpu have no such functions: their arrays are NumPy.
@@ -23,6 +28,25 @@ from tqdm import tqdm
 
 from data.atomic import write_atomically
 from train import checkpoint
+
+
+CHECKPOINT_SECONDS = 120.0
+ROLES = {"m1": "M1 (the byte model that drives the coder, from train-m1)",
+         "m2": "M2 (the model trained over compressed tokens, from train-m2)"}
+
+
+def load_checkpoint(path, role):
+    """(params, cfg, opt_state, meta) of a checkpoint that must be an `role` ("m1" or "m2") checkpoint.
+
+    Checkpoints from before roles were recorded carry none; they are accepted when their config can be that role
+    (M1 reads 258 ids and predicts 257)."""
+    params, cfg, opt_state, meta = checkpoint.load(path)
+    saved = meta.get("role") if isinstance(meta, dict) else None
+    if saved is None:
+        saved = role if role == "m2" or (cfg.vocab_in, cfg.vocab_out) == (258, 257) else "m2"
+    if saved != role:
+        raise checkpoint.CheckpointError(f"{path} is an {ROLES.get(saved, saved)} checkpoint, not an {ROLES[role]}")
+    return params, cfg, opt_state, meta
 
 
 @dataclass
@@ -95,15 +119,15 @@ def mean_nll(transformer, params, cfg, batches):
 
 
 def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_path, resume=False,
-          describe=lambda loss: {}, desc="train", keep_checkpoints=False):
+          describe=lambda loss: {}, desc="train", role=None, keep_checkpoints=False):
     """Train `params` in place of a fresh copy; returns (params, history).
 
     batch_at(step) -> (inputs, targets, weights) for step = 0, 1, ...; eval_batches: a list of such triples;
     describe(mean validation NLL) -> extra figures to log (e.g. bits/byte). The checkpoint at `checkpoint_path`
-    holds params, optimizer state and meta {"step", "settings", "history"}; with resume=True training continues
-    from it (and must be the same run: same settings and model config). keep_checkpoints=True also keeps a copy
-    of every checkpoint (the initial parameters included) as <stem>.stepNNNNNN.npz beside it, for analyses of
-    training over time (equalinfo analyze positions).
+    holds params, optimizer state and meta {"step", "settings", "history", "role"}; with resume=True training
+    continues from it (and must be the same run: same role, settings and model config). keep_checkpoints=True also
+    keeps a copy of every checkpoint (the initial parameters included) as <stem>.stepNNNNNN.npz beside it, for
+    analyses of training over time (equalinfo analyze positions).
     """
     transformer, optim = backend.transformer, backend.optim
     to_device, to_host = _placement(transformer)
@@ -111,7 +135,8 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     state, start, history = optimizer.init(params), 0, []
     checkpoint_path = Path(checkpoint_path)
     if resume and checkpoint_path.exists():
-        params, saved_cfg, state, meta = checkpoint.load(checkpoint_path)
+        params, saved_cfg, state, meta = (load_checkpoint(checkpoint_path, role) if role
+                                          else checkpoint.load(checkpoint_path))
         if saved_cfg != cfg or meta.get("settings") != asdict(settings):
             raise ValueError(f"{checkpoint_path} belongs to a different run (its model config or training "
                              f"settings differ); start a new output directory or drop --resume")
@@ -126,12 +151,18 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
         history.append(record)
         return record
 
+    last_save = time.monotonic()
+
     def save(step):
+        nonlocal last_save
         meta = {"step": step, "settings": asdict(settings), "history": history, "versions": versions()}
+        if role:
+            meta["role"] = role
         checkpoint.save(checkpoint_path, to_host(params), cfg, opt_state=to_host(state), meta=meta)
         if keep_checkpoints:
             kept = checkpoint_path.with_name(f"{checkpoint_path.stem}.step{step:06d}{checkpoint_path.suffix}")
             checkpoint.save(kept, to_host(params), cfg, meta=meta)
+        last_save = time.monotonic()
 
     if keep_checkpoints and start == 0:
         save(0)
@@ -149,7 +180,8 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
             postfix.update({k: f"{v:.4f}" for k, v in evaluate(done).items() if k != "step"})
         history.append({"step": done, "train_loss": float(loss)})
         bar.set_postfix(postfix)
-        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
+        due = settings.checkpoint_every and done % settings.checkpoint_every == 0
+        if done < settings.steps and (due or time.monotonic() - last_save >= CHECKPOINT_SECONDS):
             save(done)
     if start < settings.steps or not history or "val_nll" not in history[-1]:
         evaluate(settings.steps)

@@ -20,6 +20,7 @@ from numba import njit
 from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
                                  find_symbol, quantize)
 from fast.cpu.fused import decode_one_probs, encode_probs
+from ref.arithmetic import STATE_BITS, CoderError
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
 __all__ = ["ContextTable", "compress", "decompress"]
@@ -114,10 +115,14 @@ def table_row(ids, ident):
 
 @njit(cache=True)
 def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
-    """Decode out[count:] with table rows; stops early at an unknown context. Returns (count, missing id)."""
+    """Decode out[count:] with table rows; stops early at an unknown context, or once the decoder has read more
+    than STATE_BITS bits past the end (then missing is -2: the bits hold fewer symbols). Returns (count, missing)."""
     offset, range_, position = state[0], state[1], state[2]
     missing = np.int64(-1)
     while count < out.shape[0]:
+        if position > bits.shape[0] + STATE_BITS:
+            missing = np.int64(-2)
+            break
         row = table_row(ids, context_id(out, count, k))
         if row < 0:
             missing = context_id(out, count, k)
@@ -149,7 +154,8 @@ def compress(symbols, model, precision=14):
 
 
 def decompress(bits, model, n_symbols, precision=14):
-    """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress."""
+    """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress, whose CoderError it
+    raises too when the bits end before n_symbols symbols."""
     check_precision(precision, N_SYMBOLS)
     bits = check_bits(bits)
     out = np.zeros(int(n_symbols), dtype=np.int64)
@@ -159,12 +165,22 @@ def decompress(bits, model, n_symbols, precision=14):
         while count < len(out):
             count, missing = _decode_with_table(bits, state, out, count, table.ids, table.cdfs, table.k,
                                                 int(precision))
+            if missing == -2:
+                raise _ran_out(count - 1, len(out))
             if missing >= 0:
                 table.add(np.array([missing]))
     else:
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
         for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
+            if state[2] > len(bits) + STATE_BITS:
+                raise _ran_out(index - 1, len(out))
             probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
             out[index] = decode_one_probs(bits, state, probs, precision)
             inputs[index + 1] = out[index]
+    if len(out) and state[2] > len(bits) + STATE_BITS:
+        raise _ran_out(len(out) - 1, len(out))
     return out
+
+
+def _ran_out(index, n_symbols):
+    return CoderError(f"the bits end before symbol {index} of the {n_symbols} expected")

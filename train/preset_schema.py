@@ -1,0 +1,219 @@
+"""What a preset (train/presets/*.json) may contain: one strict declarative schema, checked before any work starts.
+
+Every key a preset may hold is listed below with its type and range; anything else is refused with one line that
+names the key's path (`m1.train.checkpoint_evry`) and, for a misspelt key, the nearest known one ("did you mean
+'checkpoint_every'?"). Nulls are refused except where null has a meaning (an optimizer's optional clipping).
+A section marked Optional may be left out (the code then uses the default it documents); every other key is
+required. An optimizer's keys depend on its `name`, a dataset entry's on its `method` (Tagged).
+"""
+import difflib
+from dataclasses import dataclass, field
+
+from ref.transformer import SIZES
+from train import limits, methods
+from train.options import MAX_STEPS
+
+
+class PresetError(ValueError):
+    """An unknown or invalid preset."""
+
+
+def _where(path):
+    return path or "the preset"
+
+
+@dataclass(frozen=True)
+class Int:
+    low: int
+    high: int
+
+    def check(self, value, path):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise PresetError(f"{_where(path)}: expected an integer, got {_show(value)}")
+        if not self.low <= value <= self.high:
+            raise PresetError(f"{_where(path)}: {value} is outside {self.low:,} to {self.high:,}")
+
+
+@dataclass(frozen=True)
+class Float:
+    low: float
+    high: float
+    low_open: bool = False  # True: the value must be above `low`
+
+    def check(self, value, path):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise PresetError(f"{_where(path)}: expected a number, got {_show(value)}")
+        if not (self.low < value if self.low_open else self.low <= value) or not value <= self.high:
+            raise PresetError(f"{_where(path)}: {value} is outside {'(' if self.low_open else '['}{self.low}, "
+                              f"{self.high}]")
+
+
+@dataclass(frozen=True)
+class Bool:
+    def check(self, value, path):
+        if not isinstance(value, bool):
+            raise PresetError(f"{_where(path)}: expected true or false, got {_show(value)}")
+
+
+@dataclass(frozen=True)
+class Str:
+    def check(self, value, path):
+        if not isinstance(value, str):
+            raise PresetError(f"{_where(path)}: expected a string, got {_show(value)}")
+
+
+@dataclass(frozen=True)
+class Choice:
+    options: tuple
+
+    def check(self, value, path):
+        if value not in self.options or not isinstance(value, str):
+            raise PresetError(f"{_where(path)}: {_show(value)} is not one of {', '.join(self.options)}"
+                              + _hint(value, self.options))
+
+
+@dataclass(frozen=True)
+class List:
+    item: object
+    min_length: int = 1
+
+    def check(self, value, path):
+        if not isinstance(value, list):
+            raise PresetError(f"{_where(path)}: expected a list, got {_show(value)}")
+        if len(value) < self.min_length:
+            raise PresetError(f"{_where(path)}: needs at least {self.min_length} entries")
+        for index, item in enumerate(value):
+            self.item.check(item, f"{path}[{index}]")
+
+
+@dataclass(frozen=True)
+class Either:
+    """One of several specs (e.g. an int or a list of ints); the first one's error is reported."""
+    specs: tuple
+
+    def check(self, value, path):
+        errors = []
+        for spec in self.specs:
+            try:
+                return spec.check(value, path)
+            except PresetError as error:
+                errors.append(error)
+        raise errors[0] if not isinstance(value, list) or len(errors) < 2 else errors[1]
+
+
+@dataclass(frozen=True)
+class Nullable:
+    spec: object
+
+    def check(self, value, path):
+        if value is not None:
+            self.spec.check(value, path)
+
+
+@dataclass(frozen=True)
+class Optional:
+    """A key that may be left out (not null: Nullable says that)."""
+    spec: object
+
+    def check(self, value, path):
+        self.spec.check(value, path)
+
+
+@dataclass(frozen=True)
+class Dict:
+    fields: dict = field(default_factory=dict)
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise PresetError(f"{_where(path)}: expected an object {{...}}, got {_show(value)}")
+        for key in value:
+            if key not in self.fields:
+                raise PresetError(f"{_join(path, key)}: unknown key" + _hint(key, self.fields))
+        for key, spec in self.fields.items():
+            if key not in value:
+                if not isinstance(spec, Optional):
+                    raise PresetError(f"{_join(path, key)}: missing")
+                continue
+            if value[key] is None and not isinstance(getattr(spec, "spec", spec), Nullable):
+                raise PresetError(f"{_join(path, key)}: null is not allowed here")
+            spec.check(value[key], _join(path, key))
+
+
+@dataclass(frozen=True)
+class Tagged:
+    """An object whose keys depend on the value of its `tag` key."""
+    tag: str
+    variants: dict
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise PresetError(f"{_where(path)}: expected an object {{...}}, got {_show(value)}")
+        if self.tag not in value:
+            raise PresetError(f"{_join(path, self.tag)}: missing")
+        Choice(tuple(self.variants)).check(value[self.tag], _join(path, self.tag))
+        Dict({self.tag: Str(), **self.variants[value[self.tag]]}).check(value, path)
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else key
+
+
+def _show(value):
+    return "null" if value is None else repr(value)
+
+
+def _hint(word, known):
+    close = difflib.get_close_matches(str(word), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+
+
+BIG = 1 << 30
+COUNT = Int(0, BIG)
+POSITIVE = Int(1, BIG)
+CLIP = Optional(Nullable(Float(0, 1e9, low_open=True)))
+OPTIMIZER = Tagged("name", {
+    "adamw": {"peak_lr": Float(0, 10), "warmup_steps": COUNT, "total_steps": Int(1, MAX_STEPS),
+              "final_lr_fraction": Optional(Float(0, 1)), "b1": Optional(Float(0, 0.999999)),
+              "b2": Optional(Float(0, 0.999999)), "eps": Optional(Float(0, 1, low_open=True)),
+              "weight_decay": Optional(Float(0, 10)), "clip_norm": CLIP},
+    "adafactor": {"base_lr": Optional(Float(0, 10)), "warmup_steps": Optional(COUNT),
+                  "decay_rate": Optional(Float(0, 10, low_open=True)), "step_offset": Optional(COUNT),
+                  "clipping_threshold": CLIP, "multiply_by_parameter_scale": Optional(Bool()),
+                  "factored": Optional(Bool()), "min_dim_size_to_factor": Optional(POSITIVE),
+                  "epsilon1": Optional(Float(0, 1, low_open=True)), "epsilon2": Optional(Float(0, 1, low_open=True)),
+                  "clip_norm": CLIP},
+})
+TRAIN = Dict({"steps": Int(1, MAX_STEPS), "eval_every": Optional(COUNT), "checkpoint_every": Optional(COUNT),
+              "optimizer": OPTIMIZER})
+SIZE = Choice(tuple(SIZES))
+DTYPE = Optional(Choice(("float32", "float64")))
+TOKEN_BITS = Optional(Either((Int(1, 16), List(Int(1, 16)))))
+DATASET = Tagged("method", {
+    "bytes": {}, "spm": {"vocab_size": Optional(Int(2, 1 << 20))},
+    "gzip": {"bits_per_token": TOKEN_BITS}, "staticac": {"bits_per_token": TOKEN_BITS},
+    "ac": {"bits_per_token": TOKEN_BITS},
+    "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS},
+})
+assert set(DATASET.variants) == set(methods.METHODS)
+
+PRESET = Dict({
+    "description": Optional(Str()),
+    "seed": Int(0, (1 << 63) - 1),
+    "corpus": Optional(Str()),
+    "packing": Dict({"group_size": POSITIVE, "example_length": Int(1, 1 << 24), "validation_every": Int(2, BIG)}),
+    "m1": Dict({"size": SIZE, "dtype": DTYPE, "seq_len": Int(2, 1 << 16), "batch_size": Int(1, 1 << 16),
+                "eval_sequences": Optional(POSITIVE), "train": TRAIN}),
+    "coding": Dict({"precision": Optional(Int(9, 16))}),
+    "datasets": Dict({"train_examples": POSITIVE, "val_examples": POSITIVE, "seq_len": Int(1, 1 << 20),
+                      "methods": List(DATASET)}),
+    "m2": Dict({"sizes": List(SIZE), "dtype": DTYPE, "batch_size": Int(1, 1 << 16), "eval_rows": Optional(POSITIVE),
+                "train": TRAIN}),
+})
+
+
+def validate(preset, source="preset"):
+    """Raise PresetError (`source: key.path: problem`) unless the preset fits PRESET."""
+    try:
+        PRESET.check(preset, "")
+    except PresetError as error:
+        raise PresetError(f"{source}: {error}") from None
