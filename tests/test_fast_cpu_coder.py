@@ -128,6 +128,23 @@ def test_ac_identical_to_ref_and_round_trips():
     assert np.array_equal(fast_ac.decompress(bits, whole, 300), UNSEEN[:300])
 
 
+def test_running_out_of_bits_is_the_same_error_as_ref():
+    """Asked for more symbols than the bits hold, both decoders stop with the same CoderError (naming the same
+    symbol) instead of decoding on into symbols nobody coded; asked for exactly the coded count, both decode."""
+    whole = WholePrefixMarkov(MODELS["markov2"])
+    for model in (MODELS["markov2"], MODELS["unigram"], whole):
+        symbols = UNSEEN[:120]
+        bits = ref_ac.compress(symbols, model)
+        for decoder in (ref_ac, fast_ac):
+            assert np.array_equal(decoder.decompress(bits, model, len(symbols)), symbols)
+        messages = []
+        for decoder in (ref_ac, fast_ac):
+            with pytest.raises(CoderError, match="the bits end before symbol") as caught:
+                decoder.decompress(bits, model, 100_000)
+            messages.append(str(caught.value))
+        assert messages[0] == messages[1]
+
+
 def test_fuzz_against_ref():
     """Random precisions, window sizes, models and texts: fast's bits == ref's, and fast decodes them."""
     rng = np.random.default_rng(11)
