@@ -86,11 +86,17 @@ def rms_norm(x, scale):
     return (x * inv[:, None]) * scale
 
 
-def attention(h, params, prefix, cfg, batch, length):
+def float_product(x, params, name):
+    """x @ params[name] by this rule's fixed-order reductions; a rule with other products (ref/integer_m1.py)
+    passes its own `product(x, params, name)` to attention, mlp and logits.   x [N, n] -> [N, m]"""
+    return matmul(x, params[name])
+
+
+def attention(h, params, prefix, cfg, batch, length, product=float_product):
     """Causal multi-head attention with relative bias.   h [B*T, d] (row b*T + t) -> [B*T, d]"""
-    q, k, v = (matmul(h, params[prefix + name]) for name in ("wq", "wk", "wv"))
+    q, k, v = (product(h, params, prefix + name) for name in ("wq", "wk", "wv"))
     merged = attend(q, k, v, params[prefix + "rel_bias"], cfg, batch, length)
-    return matmul(merged, params[prefix + "wo"])
+    return product(merged, params, prefix + "wo")
 
 
 def attend(q, k, v, rel_bias, cfg, batch, length):
@@ -123,22 +129,22 @@ def attend(q, k, v, rel_bias, cfg, batch, length):
     return out.transpose(0, 2, 1, 3).reshape(batch * length, H * dh)
 
 
-def mlp(h, params, prefix):
+def mlp(h, params, prefix, product=float_product):
     """(relu(h W_gate) * (h W_up)) W_down.   h [N, d] -> [N, d]"""
-    gate = matmul(h, params[prefix + "w_gate"])
-    hidden = np.maximum(gate, gate.dtype.type(0)) * matmul(h, params[prefix + "w_up"])
-    return matmul(hidden, params[prefix + "w_down"])
+    gate = product(h, params, prefix + "w_gate")
+    hidden = np.maximum(gate, gate.dtype.type(0)) * product(h, params, prefix + "w_up")
+    return product(hidden, params, prefix + "w_down")
 
 
-def logits(params, cfg, inputs):
+def logits(params, cfg, inputs, product=float_product):
     """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by the exact rule."""
     batch, length = inputs.shape
     x = params["embed"][inputs.reshape(-1)]  # [B*T, d]
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
-        x = x + attention(rms_norm(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length)
-        x = x + mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix)
-    out = matmul(rms_norm(x, params["final_norm"]), params["unembed"])
+        x = x + attention(rms_norm(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length, product)
+        x = x + mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix, product)
+    out = product(rms_norm(x, params["final_norm"]), params, "unembed")
     return out.reshape(batch, length, -1)
 
 

@@ -54,7 +54,8 @@ what M1 stores (ref/models.py), so its fingerprint covers them and a decoder nee
 """
 import numpy as np
 
-from ref.exact_m1 import attend, rms_norm, softmax64
+from ref import exact_m1
+from ref.exact_m1 import softmax64
 
 EXACT_M1_VERSION = 2  # part of the coding model's fingerprint; bump when any rounding above changes
 
@@ -152,30 +153,10 @@ def int_matmul(x, qparams, name):
     return ((acc * qparams[name + ".scale"]) * np.ldexp(1.0, e)[:, None]).astype(x.dtype)
 
 
-def attention(h, qparams, prefix, cfg, batch, length):
-    """Causal multi-head attention with relative bias.   h [B*T, d] (row b*T + t) -> [B*T, d]"""
-    q, k, v = (int_matmul(h, qparams, prefix + name) for name in ("wq", "wk", "wv"))
-    merged = attend(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length)  # rule 1's arithmetic
-    return int_matmul(merged, qparams, prefix + "wo")
-
-
-def mlp(h, qparams, prefix):
-    """(relu(h W_gate) * (h W_up)) W_down, the products by the rule.   h [N, d] -> [N, d]"""
-    gate = int_matmul(h, qparams, prefix + "w_gate")
-    hidden = np.maximum(gate, gate.dtype.type(0)) * int_matmul(h, qparams, prefix + "w_up")
-    return int_matmul(hidden, qparams, prefix + "w_down")
-
-
 def logits(qparams, cfg, inputs):
-    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by rule 2."""
-    batch, length = inputs.shape
-    x = qparams["embed"][inputs.reshape(-1)]  # [B*T, d]
-    for layer in range(cfg.n_layers):
-        prefix = f"blocks.{layer}."
-        x = x + attention(rms_norm(x, qparams[prefix + "attn_norm"]), qparams, prefix, cfg, batch, length)
-        x = x + mlp(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams, prefix)
-    out = int_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed")
-    return out.reshape(batch, length, -1)
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): rule 1's forward pass (attention,
+    RMSNorm, the gated ReLU, residual adds) with every matrix product by `int_matmul`."""
+    return exact_m1.logits(qparams, cfg, inputs, product=int_matmul)
 
 
 def next_probs(qparams, cfg, inputs):

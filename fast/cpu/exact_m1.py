@@ -146,10 +146,15 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
                 out[b, i, h, c] = acc[c] / total
 
 
-def attention(h, params, prefix, cfg, batch, length):
+def float_product(x, params, name):
+    """x @ params[name] by rule 1 (as ref.exact_m1.float_product).   x [N, n] -> [N, m]"""
+    return matmul(x, params[name])
+
+
+def attention(h, params, prefix, cfg, batch, length, product=float_product):
     """Causal multi-head attention with relative bias by the exact rule.   h [B*T, d] -> [B*T, d]"""
-    q, k, v = (matmul(h, params[prefix + name]) for name in ("wq", "wk", "wv"))
-    return matmul(attend(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params[prefix + "wo"])
+    q, k, v = (product(h, params, prefix + name) for name in ("wq", "wk", "wv"))
+    return product(attend(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params, prefix + "wo")
 
 
 def attend(q, k, v, rel_bias, cfg, batch, length):
@@ -173,22 +178,22 @@ def _gated_relu(gate, up, zero):
             gate[r, i] = (g if g > zero else zero) * up[r, i]
 
 
-def mlp(h, params, prefix):
+def mlp(h, params, prefix, product=float_product):
     """(relu(h W_gate) * (h W_up)) W_down.   h [N, d] -> [N, d]"""
-    gate = matmul(h, params[prefix + "w_gate"])
-    _gated_relu(gate, matmul(h, params[prefix + "w_up"]), gate.dtype.type(0))
-    return matmul(gate, params[prefix + "w_down"])
+    gate = product(h, params, prefix + "w_gate")
+    _gated_relu(gate, product(h, params, prefix + "w_up"), gate.dtype.type(0))
+    return product(gate, params, prefix + "w_down")
 
 
-def logits(params, cfg, inputs):
+def logits(params, cfg, inputs, product=float_product):
     """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by the exact rule."""
     batch, length = inputs.shape
     x = params["embed"][inputs.reshape(-1)]  # [B*T, d]
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
-        x += attention(rms_norm(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length)
-        x += mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix)
-    out = matmul(rms_norm(x, params["final_norm"]), params["unembed"])
+        x += attention(rms_norm(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length, product)
+        x += mlp(rms_norm(x, params[prefix + "mlp_norm"]), params, prefix, product)
+    out = product(rms_norm(x, params["final_norm"]), params, "unembed")
     return out.reshape(batch, length, -1)
 
 

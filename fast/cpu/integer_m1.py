@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit
 
 from fast.cpu import exact_m1
-from fast.cpu.exact_m1 import _gated_relu, attend, rms_norm, softmax64
+from fast.cpu.exact_m1 import softmax64
 from ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
 
 
@@ -78,29 +78,10 @@ def int_matmul(x, qparams, name):
     return y
 
 
-def attention(h, qparams, prefix, cfg, batch, length):
-    """Causal multi-head attention with relative bias.   h [B*T, d] -> [B*T, d]"""
-    q, k, v = (int_matmul(h, qparams, prefix + name) for name in ("wq", "wk", "wv"))
-    return int_matmul(attend(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams, prefix + "wo")
-
-
-def mlp(h, qparams, prefix):
-    """(relu(h W_gate) * (h W_up)) W_down, the products by rule 2.   h [N, d] -> [N, d]"""
-    gate = int_matmul(h, qparams, prefix + "w_gate")
-    _gated_relu(gate, int_matmul(h, qparams, prefix + "w_up"), gate.dtype.type(0))
-    return int_matmul(gate, qparams, prefix + "w_down")
-
-
 def logits(qparams, cfg, inputs):
-    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by rule 2."""
-    batch, length = inputs.shape
-    x = qparams["embed"][inputs.reshape(-1)]  # [B*T, d]
-    for layer in range(cfg.n_layers):
-        prefix = f"blocks.{layer}."
-        x += attention(rms_norm(x, qparams[prefix + "attn_norm"]), qparams, prefix, cfg, batch, length)
-        x += mlp(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams, prefix)
-    out = int_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed")
-    return out.reshape(batch, length, -1)
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): fast.cpu.exact_m1's forward pass with
+    every matrix product by `int_matmul`, as ref.integer_m1.logits."""
+    return exact_m1.logits(qparams, cfg, inputs, product=int_matmul)
 
 
 def next_probs(qparams, cfg, inputs):
