@@ -3,6 +3,7 @@
 The oracles (exact_final_interval, cell_inside, ideal_bits) call none of the code under test: they redo the
 arithmetic with Python integers and mpmath.
 """
+import contextlib
 import hashlib
 
 import mpmath
@@ -245,3 +246,26 @@ def optimizer_trajectory(model, optim_module, make_opt, dtype, steps=10, place=l
         losses.append(loss)
         params, state = opt.update(params, grads, state, step)
     return np.array(losses), params, state
+
+
+def run_cli(capsys, *argv, within=None):
+    """(exit status, stdout, stderr) of the `equalinfo` command line run in-process on argv; `within`: a context
+    manager to run it in (tests/limits.py's `bounded` caps its memory and time)."""
+    from train import cli
+
+    with within or contextlib.nullcontext():
+        try:
+            status = cli.main([str(arg) for arg in argv])
+        except SystemExit as exit_:
+            status = exit_.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def fails_cli(capsys, *argv, says, within=None):
+    """Run a command that must fail cleanly: status 2, one error line on stderr containing `says`, no traceback."""
+    status, out, err = run_cli(capsys, *argv, within=within)
+    assert status == 2, (status, err)
+    assert err.startswith("equalinfo: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err and says in err, err
+    return err

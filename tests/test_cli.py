@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import fails_cli, run_cli
 from train import cli, fileformat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,23 +21,7 @@ BINARY = np.random.default_rng(7).integers(0, 256, 400, dtype=np.uint8).tobytes(
 NON_UTF8 = b"\xff\xfe\x00\x80 latin-1 caf\xe9 \xc3\x28 \xed\xa0\x80" * 10
 
 
-def run(capsys, *argv):
-    """(exit status, stdout, stderr) of main(argv), in-process."""
-    try:
-        status = cli.main([str(arg) for arg in argv])
-    except SystemExit as exit_:
-        status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
-
-
-def fails(capsys, *argv, says):
-    """Run a command that must fail cleanly: status 2, one error line on stderr containing `says`."""
-    status, out, err = run(capsys, *argv)
-    assert status == 2, (status, err)
-    assert err.startswith("equalinfo: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err and says in err, err
-    return err
+run, fails = run_cli, fails_cli
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers import english_text
+from helpers import english_text, fails_cli, run_cli
 from limits import bounded
 from ref.fingerprint import fingerprint
 from ref.models import MarkovModel
@@ -30,22 +30,12 @@ RANDOM = np.random.default_rng(17).integers(0, 256, 1 << 20, dtype=np.uint8).tob
 
 
 def run(capsys, *argv, memory_mb=400, seconds=20):
-    """(status, stdout, stderr) of cli.main(argv) in-process, under a memory and time limit."""
-    with bounded(memory_mb, seconds):
-        try:
-            status = cli.main([str(arg) for arg in argv])
-        except SystemExit as exit_:
-            status = exit_.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    """(status, stdout, stderr) of the command line in-process, under a memory and time limit."""
+    return run_cli(capsys, *argv, within=bounded(memory_mb, seconds))
 
 
 def fails(capsys, *argv, says):
-    status, out, err = run(capsys, *argv)
-    assert status == 2, (status, err)
-    assert err.startswith("equalinfo: error: ") and err.count("\n") == 1, err
-    assert says in err, err
-    return err
+    return fails_cli(capsys, *argv, says=says, within=bounded(400, 20))
 
 
 def relabel(blob, **changes):
