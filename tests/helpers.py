@@ -269,3 +269,14 @@ def fails_cli(capsys, *argv, says, within=None):
     assert err.startswith("equalinfo: error: ") and err.count("\n") == 1, err
     assert "Traceback" not in err and says in err, err
     return err
+
+
+def levenshtein(a, b):
+    """Edit distance of two sequences (insert, delete, substitute: cost 1 each), the textbook dynamic programme."""
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
