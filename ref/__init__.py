@@ -20,10 +20,13 @@ Text to bits (§2.4, §3.3; Figure 1's compression step)
 M1 and M2, the language models (§3.2, §3.5; Table 4)
  9. transformer.py the T5-style decoder-only Transformer, forward and hand-written backward, z-loss
 10. optim.py       Adafactor as T5X runs it (the paper's optimizer) and AdamW for short runs
-11. exact_m1.py    M1's forward pass with every rounding specified, so encoder and decoder get the same
+11. exact_m1.py    rule 1: M1's forward pass with every rounding specified, so encoder and decoder get the same
                    probabilities on any machine (the non-determinism of §3.7, removed by construction)
-12. m1.py          TransformerModel: M1 behind the model protocol, its rows from exact_m1 (Figure 1's M1)
+12. integer_m1.py  rule 2: the same pass with its matrix products on int16 operands, exact in any summation
+                   order, so BLAS and cuBLAS may compute them (M1 at matrix-product speed, same bits everywhere)
+13. exact_rules.py the rules by version number, the number every M1 file and dataset carries
+14. m1.py          TransformerModel: M1 behind the model protocol, its rows by its rule (Figure 1's M1)
 Scoring (§3.8, App. D.1)
-13. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3)
-14. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
+15. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3)
+16. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
 """
