@@ -63,7 +63,8 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
         eval_batches=validation_batches(np.asarray(val_symbols, dtype=np.int64), seq_len, batch_size,
                                         eval_sequences),
         checkpoint_path=out_path, resume=resume,
-        describe=lambda nll: {"val_bits_per_byte": nll / math.log(2)}, desc="train M1", role="m1")
+        describe=lambda nll: {"val_bits_per_byte": nll / math.log(2)}, desc="train M1", role="m1",
+        extra_meta={"seq_len": int(seq_len)})
 
 
 _EXACT_M1_MODULES = {  # (rule version, backend) -> the backend's implementation of that exact rule

@@ -119,7 +119,7 @@ def mean_nll(transformer, params, cfg, batches):
 
 
 def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_path, resume=False,
-          describe=lambda loss: {}, desc="train", role=None, keep_checkpoints=False):
+          describe=lambda loss: {}, desc="train", role=None, keep_checkpoints=False, extra_meta=None):
     """Train `params` in place of a fresh copy; returns (params, history).
 
     batch_at(step) -> (inputs, targets, weights) for step = 0, 1, ...; eval_batches: a list of such triples;
@@ -127,7 +127,8 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     holds params, optimizer state and meta {"step", "settings", "history", "role"}; with resume=True training
     continues from it (and must be the same run: same role, settings and model config). keep_checkpoints=True also
     keeps a copy of every checkpoint (the initial parameters included) as <stem>.stepNNNNNN.npz beside it, for
-    analyses of training over time (equalinfo analyze positions).
+    analyses of training over time (equalinfo analyze positions). extra_meta: more JSON-able facts to record in
+    every checkpoint's meta (M1 records the sequence length it was trained on, which bounds the context it codes).
     """
     transformer, optim = backend.transformer, backend.optim
     to_device, to_host = _placement(transformer)
@@ -155,7 +156,8 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
 
     def save(step):
         nonlocal last_save
-        meta = {"step": step, "settings": asdict(settings), "history": history, "versions": versions()}
+        meta = {**(extra_meta or {}), "step": step, "settings": asdict(settings), "history": history,
+                "versions": versions()}
         if role:
             meta["role"] = role
         checkpoint.save(checkpoint_path, to_host(params), cfg, opt_state=to_host(state), meta=meta)
