@@ -34,7 +34,8 @@ SCHEMAS = {
     "transformer": {"params.*.int": Array("int"),  # rule 2's integer weights (ref/integer_m1.py), before params.*
                     "params.*": Array("float"), "config.n_heads": Array("int", ()),
                     "config.max_distance": Array("int", ()), "coding.exact_m1_version": Array("int", ()),
-                    "coding.max_window_symbols": Array("int", ())},
+                    "coding.max_window_symbols": Array("int", ()),
+                    "coding.restart_symbols": Array("int", (), required=False)},  # ref/m1.py: restart_every
 }
 
 

@@ -8,18 +8,21 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
   are evaluated up front, so on text like its training text that is rare).
   This equals ref's CdfCursor exactly because such a model's row is a deterministic function of its context
   (the protocol in ref/models.py): the row of context c is the last row of next_probs([c]) either way.
-- A whole-prefix model (context_length None, M1) is evaluated as ref does: the encoder in one call on the whole
-  sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), the decoder once per
-  symbol on the prefix. Its float rows go to the fused coder (fast.cpu.fused.encode_probs /
-  decode_one_probs): quantize's rule evaluated only at the CDF entries the coder reads, the same bits and errors
-  as quantize + coder, without building 258-entry CDFs the coder mostly ignores.
+- A whole-prefix model (context_length None, M1) is evaluated as ref does, in fewer calls: the encoder on the
+  whole sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), in pieces of
+  ROWS_PER_CALL rows when the model restarts (an M1 with restart_every: a piece that starts at a restart has the
+  rows the whole sequence has), so memory stays bounded on long inputs; the decoder one symbol per call, through
+  the model's key/value-cached grower when it has one (prefix_rows: one new position per symbol instead of the
+  whole prefix). Its float rows go to the fused coder (fast.cpu.fused): quantize's rule evaluated only at the CDF
+  entries the coder reads, the same bits and errors as quantize + coder.
+`progress(n)`, if given, is called with the number of symbols coded so far (the file commands' progress bar).
 """
 import numpy as np
 from numba import njit
 
 from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
                                  find_symbol, quantize)
-from fast.cpu.fused import decode_one_probs, encode_probs
+from fast.cpu.fused import decode_one_probs, encode_cells, symbol_cells
 from ref.arithmetic import STATE_BITS, CoderError
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
@@ -27,6 +30,8 @@ __all__ = ["ContextTable", "compress", "decompress"]
 
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
+ROWS_PER_CALL = 8192  # rows of a restarting whole-prefix model per call (8192 x 257 float64 = 17 MB)
+PROGRESS_EVERY = 1024  # symbols between progress calls of the per-symbol decoder
 
 
 def uses_table(model):
@@ -136,7 +141,7 @@ def _decode_with_table(bits, state, out, count, ids, cdfs, k, precision):
     return count, missing
 
 
-def compress(symbols, model, precision=14):
+def compress(symbols, model, precision=14, progress=None):
     """bits (uint8 0/1) of the whole sequence coded with `model`: identical to ref.ac.compress."""
     symbols = check_symbols(symbols)
     check_precision(precision, N_SYMBOLS)
@@ -144,16 +149,30 @@ def compress(symbols, model, precision=14):
         table = ContextTable(model, precision)
         rows = table.rows(table.sequence_ids(symbols))  # [n]
         bits = encode_rows_unchecked(table.cdfs, rows, symbols, int(precision))
-    elif len(symbols):
-        inputs = np.concatenate([[BOS], symbols[:-1]])[None]  # [1, n]: row t is the distribution of symbol t
-        bits = encode_probs(np.asarray(model.next_probs(inputs))[0], symbols, precision)
     else:
-        bits = encode_rows_unchecked(np.zeros((0, N_SYMBOLS + 1), dtype=np.int64), np.zeros(0, dtype=np.int64), symbols,
-                            int(precision))
+        bits = encode_cells(_whole_prefix_cells(symbols, model, precision, progress), precision)
+    if progress is not None:
+        progress(len(symbols))
     return bits
 
 
-def decompress(bits, model, n_symbols, precision=14):
+def _whole_prefix_cells(symbols, model, precision, progress):
+    """The coder's cells [n, 2] of a whole-prefix model's rows: one call, or ROWS_PER_CALL-row pieces that each
+    start at a restart of a model with restart_every."""
+    inputs = np.concatenate([[BOS], symbols[:-1]])[None] if len(symbols) else np.zeros((1, 0), dtype=np.int64)
+    every = getattr(model, "restart_every", None)
+    piece = len(symbols) if every is None else every * max(1, ROWS_PER_CALL // every)
+    cells = np.zeros((len(symbols), 2), dtype=np.int64)
+    for start in range(0, len(symbols), max(piece, 1)):
+        stop = min(start + piece, len(symbols))
+        probs = np.asarray(model.next_probs(inputs[:, start:stop]))[0]  # [stop - start, 257]
+        cells[start:stop] = symbol_cells(probs, symbols[start:stop], precision)
+        if progress is not None:
+            progress(stop)
+    return cells
+
+
+def decompress(bits, model, n_symbols, precision=14, progress=None):
     """The first n_symbols symbols coded in `bits` (int64): identical to ref.ac.decompress, whose CoderError it
     raises too when the bits end before n_symbols symbols."""
     check_precision(precision, N_SYMBOLS)
@@ -170,15 +189,24 @@ def decompress(bits, model, n_symbols, precision=14):
             if missing >= 0:
                 table.add(np.array([missing]))
     else:
+        grower = model.prefix_rows(1) if hasattr(model, "prefix_rows") else None
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
+        slot = np.zeros(1, dtype=np.int64)
         for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
             if state[2] > len(bits) + STATE_BITS:
                 raise _ran_out(index - 1, len(out))
-            probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
+            if grower is not None:
+                probs = grower.extend(slot, inputs[index:index + 1])[0]
+            else:
+                probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
             out[index] = decode_one_probs(bits, state, probs, precision)
             inputs[index + 1] = out[index]
+            if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
+                progress(index + 1)
     if len(out) and state[2] > len(bits) + STATE_BITS:
         raise _ran_out(len(out) - 1, len(out))
+    if progress is not None:
+        progress(len(out))
     return out
 
 

@@ -1,6 +1,7 @@
 """Coding straight from float probability rows, without building whole CDFs: quantize + coder in one pass.
 
     encode_probs(probs [n, V], symbols [n], precision) -> bits
+    symbol_cells(probs [n, V], symbols [n], precision) -> cells [n, 2]; encode_cells(cells, precision) -> bits
     decode_probs(bits, probs [n, V], precision) -> symbols [n]          (rows known up front)
     decode_one_probs(bits, state, row [V], precision) -> symbol         (one row per call; state updated in place)
 Each gives the integers, bits and CoderErrors of fast.cpu.arithmetic.quantize followed by its coder (hence of ref),
@@ -29,7 +30,7 @@ from numba.extending import intrinsic
 from fast.cpu.arithmetic import (FULL, CoderError, check_bits, check_precision, consume, decoder_start, encode_step,
                                  finish_bits, quantize, room_for_a_symbol)
 
-__all__ = ["encode_probs", "decode_probs", "decode_one_probs"]
+__all__ = ["encode_probs", "symbol_cells", "encode_cells", "decode_probs", "decode_one_probs"]
 
 
 @intrinsic
@@ -125,33 +126,41 @@ def _row_ok(total, n_symbols, precision):
 
 
 @njit(cache=True)
-def _encode_probs(probs, symbols, precision):
-    """(bits, ok) of symbols [n] coded with quantize(probs [n, V]) rows, without building CDFs; ok False: a bad row.
+def _symbol_cells(probs, symbols, precision):
+    """(cells [n, 2], ok): cdf_s and cdf_{s+1} of quantize(probs[i]) for s = symbols[i], without building CDFs;
+    ok False: a bad row (the caller reruns quantize for its error).
 
-    Per row only cdf_s and cdf_{s+1} are evaluated, from C_s, C_{s+1} and S; they go to the shared encode_step as
-    a 2-entry CDF with symbol 0, so the interval update is the very one encode_cdfs runs.
+    Per row only the two entries the encoder reads are evaluated, from C_s, C_{s+1} and S. Coding cell i as a
+    2-entry CDF with symbol 0 is then the very interval update encode_cdfs runs with the whole CDF.
     """
     n_rows, n_symbols = probs.shape
-    buf = np.zeros(64 + n_rows * 4, dtype=np.uint8)  # grown by room_for_a_symbol if need be
-    low, range_, n_bits = np.int64(0), np.int64(FULL), 0
+    cells = np.empty((n_rows, 2), dtype=np.int64)
     cumulative = np.empty((n_symbols, BLOCK), dtype=np.float64)
     totals = np.empty(BLOCK, dtype=np.float64)
-    pair = np.empty(2, dtype=np.int64)
     for first in range(0, n_rows, BLOCK):
         stop = min(first + BLOCK, n_rows)
         if _any_negative(probs, first, stop):
-            return buf[:0], False
+            return cells[:0], False
         _cumulate_block(probs, first, cumulative, totals)
         for j in range(stop - first):
             s, total = symbols[first + j], totals[j]
             if not _row_ok(total, n_symbols, precision):
-                return buf[:0], False
+                return cells[:0], False
             below = cumulative[s - 1, j] if s > 0 else 0.0  # C_s (cdf_0 = 0 reads no sum)
-            pair[0] = _cdf_entry(below, s, total, n_symbols, precision)
-            pair[1] = _cdf_entry(cumulative[s, j], s + 1, total, n_symbols, precision)
-            buf = room_for_a_symbol(buf, n_bits)
-            low, range_, n_bits, _ = encode_step(low, range_, n_bits, buf, pair, 0, precision)
-    return finish_bits(low, range_, n_bits, buf), True
+            cells[first + j, 0] = _cdf_entry(below, s, total, n_symbols, precision)
+            cells[first + j, 1] = _cdf_entry(cumulative[s, j], s + 1, total, n_symbols, precision)
+    return cells, True
+
+
+@njit(cache=True)
+def _encode_cells(cells, precision):
+    """bits of the symbols whose cells [n, 2] (_symbol_cells) are given, in order."""
+    buf = np.zeros(64 + cells.shape[0] * 4, dtype=np.uint8)  # grown by room_for_a_symbol if need be
+    low, range_, n_bits = np.int64(0), np.int64(FULL), 0
+    for i in range(cells.shape[0]):
+        buf = room_for_a_symbol(buf, n_bits)
+        low, range_, n_bits, _ = encode_step(low, range_, n_bits, buf, cells[i], 0, precision)
+    return finish_bits(low, range_, n_bits, buf)
 
 
 @njit(cache=True)
@@ -285,6 +294,15 @@ def encode_probs(probs, symbols, precision=14):
     unnormalised rows allowed; the same CoderErrors as quantize (non-finite, negative, zero-sum or too-large rows).
     float32 rows are widened to float64 exactly, as quantize does, so they code like the same values in float64.
     """
+    return encode_cells(symbol_cells(probs, symbols, precision), precision)
+
+
+def symbol_cells(probs, symbols, precision=14):
+    """cells [n, 2] int64: (cdf[s], cdf[s + 1]) of quantize(probs[i], precision) at s = symbols[i].
+
+    An encoder that gets its rows in pieces (fast.cpu.ac with a long input) keeps these 16 bytes per symbol instead
+    of the 2 KB row, and codes them all at the end with encode_cells; the bits are encode_probs'.
+    """
     probs = _check_probs(probs, precision)
     symbols = np.asarray(symbols)
     if symbols.ndim != 1 or (symbols.size and not np.issubdtype(symbols.dtype, np.integer)):
@@ -295,10 +313,15 @@ def encode_probs(probs, symbols, precision=14):
     bad = (symbols < 0) | (symbols >= probs.shape[1])
     if bad.any():
         raise CoderError(f"symbol {int(symbols[bad][0])} out of range for a CDF over {probs.shape[1]} symbols")
-    bits, ok = _encode_probs(probs, symbols, int(precision))
+    cells, ok = _symbol_cells(probs, symbols, int(precision))
     if not ok:
         _raise_quantize_error(probs, precision)
-    return bits
+    return cells
+
+
+def encode_cells(cells, precision=14):
+    """bits (uint8 0/1) of symbols given by their cells [n, 2] (symbol_cells), in order."""
+    return _encode_cells(np.ascontiguousarray(cells, dtype=np.int64), int(precision))
 
 
 def decode_probs(bits, probs, precision=14):
