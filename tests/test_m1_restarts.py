@@ -14,7 +14,7 @@ from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import ModelError
 from ref.symbols import BOS, N_SYMBOLS
-from tests.test_m1_model import CFG, make_model, sample_text
+from test_m1_model import CFG, make_model, sample_text
 
 EVERY = 5
 

@@ -2,8 +2,9 @@
 main(); the pipeline's commands (repro, train-m1, build, train-m2, eval) live in train/commands.py.
 
     equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
-                              [--model markov2|markovK|unigram|MODEL.npz] [--backend ref|cpu|gpu]
-    equalinfo decompress IN OUT [--model MODEL.npz] [--backend ref|cpu|gpu]
+                              [--model markov2|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
+                              [--m1-rule 1|2] [--m1-context N]
+    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2] [--m1-context N]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (README "Commands" shows them in use):
@@ -13,6 +14,11 @@ Decisions (README "Commands" shows them in use):
   its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
   many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
   decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
+- `--model M1.npz`, a checkpoint from `equalinfo train-m1`, codes with M1 (train/m1.py,
+  coding_model_from_checkpoint): its rows by exact rule 2 (integer products, the fast one; --m1-rule 1 for the
+  float rule), restarting every seq_len symbols, the length it was trained on (--m1-context N for less, never more),
+  so plain AC over a whole file never shows M1 a context longer than it learned. Only the fingerprint goes into the
+  file: decompress needs the same checkpoint and the same --m1-rule/--m1-context.
 - staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
   "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
 - Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
@@ -32,6 +38,8 @@ import argparse
 import os
 import re
 import sys
+import time
+from contextlib import contextmanager
 
 from fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
 
@@ -46,12 +54,15 @@ from ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
 from train import backends, codec, fileformat, limits  # noqa: E402
 from train.backends import BackendUnavailable  # noqa: E402
 from train.options import check_options  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 PROG = "equalinfo"
 DEFAULT_WINDOW_BITS = 16
 DEFAULT_PRECISION = 14
 DEFAULT_MODEL = "markov2"
 DEFAULT_MODEL_CHOICES = ("markov2", "markov1", "unigram")  # without --model: the one that makes the smallest file
+DEFAULT_M1_RULE = 2  # an M1 checkpoint codes by exact rule 2 (integer products: ref/integer_m1.py)
+PROGRESS_BYTES = 100_000  # smaller inputs code in a moment: no progress bar
 
 
 class CliError(ValueError):
@@ -131,12 +142,38 @@ def cheapest_model(names, symbols):
     return best
 
 
-def model_from_path(path):
-    """The model in a file made by fit-model; the error hints at the model names when the path does not exist."""
+def model_from_path(path, args, backend):
+    """The model in a file made by fit-model, or M1 from a train-m1 checkpoint (with args' --m1-rule and
+    --m1-context); the error hints at the model names when the path does not exist."""
     if not os.path.exists(path):
         raise CliError(f"--model {path}: no such model file (expected markovK with K = 1..{MarkovModel.MAX_ORDER}, "
-                       "unigram, or a file made by `equalinfo fit-model`)")
+                       "unigram, a file made by `equalinfo fit-model` or an M1 checkpoint from `equalinfo train-m1`)")
+    from train import m1  # M1 and its checkpoints; imported only when a path is given
+
+    if m1.is_checkpoint(path):
+        try:
+            return m1.coding_model_from_checkpoint(path, backend.name, args.m1_rule, args.m1_context)
+        except ValueError as error:  # CheckpointError (wrong role, corrupt), a refused context
+            raise CliError(str(error)) from None
+    if args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
+        raise CliError(f"--m1-rule and --m1-context apply to an M1 checkpoint given as --model; {path} is a "
+                       "model file")
     return fileformat.load_model_file(path)
+
+
+@contextmanager
+def coding_progress(n_bytes, verb):
+    """A progress bar over the input's bytes (shown on a terminal, for inputs of PROGRESS_BYTES or more); yields
+    the callback the coders call with the symbols coded so far."""
+    with tqdm(total=n_bytes, desc=verb, unit="B", unit_scale=True, leave=False,
+              disable=None if n_bytes >= PROGRESS_BYTES else True) as bar:
+        yield lambda done: bar.update(done - bar.n)
+
+
+def speed_words(n_bytes, seconds, backend):
+    """'in 1.2 s, 85.3 KB/s on cpu': the summary line's timing."""
+    rate = n_bytes / seconds if seconds > 0 else float("inf")
+    return f"in {seconds:.1f} s, {rate / 1000:,.1f} KB/s on {backend.name}"
 
 
 def describe_model(model):
@@ -181,8 +218,11 @@ def compress_command(args):
     coded = args.method in ("ac", "equalinfo")
     name = parse_model_name(spec) if coded else None
     model, embed = None, False
+    backend = backends.load_or_fastest(args.backend)
     if coded and name is None:
-        model = model_from_path(spec)  # loaded before the input is read, to fail early
+        model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
+    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
+        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
     data = read_input(args.input)
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
@@ -191,15 +231,17 @@ def compress_command(args):
         else:
             model = fit_named_model(name, symbols)
         embed = True
-    backend = backends.load_or_fastest(args.backend)
-    if args.no_store:
-        (blob, header), why = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
-                                                   backend), None
-    else:
-        blob, header, why = codec.compress_or_store(data, args.method, model, embed, window_bits, precision,
-                                                    backend)
+    started = time.perf_counter()
+    with coding_progress(len(data), "compress") as progress:
+        if args.no_store:
+            (blob, header), why = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
+                                                       backend, progress), None
+        else:
+            blob, header, why = codec.compress_or_store(data, args.method, model, embed, window_bits, precision,
+                                                        backend, progress)
+    seconds = time.perf_counter() - started
     write_atomic(args.output, blob)
-    print(compress_summary(args, data, blob, header, why))
+    print(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
     return 0
 
 
@@ -224,10 +266,19 @@ def compress_summary(args, data, blob, header, why=None):
 
 
 def decompress_command(args):
-    model = fileformat.load_model_file(args.model) if args.model is not None else None
+    backend = backends.load_or_fastest(args.backend)
+    if args.model is not None:
+        model = model_from_path(args.model, args, backend)
+    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
+        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
+    else:
+        model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
-    data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}",
-                                          backend=backends.load_or_fastest(args.backend))
+    started = time.perf_counter()
+    with coding_progress(fileformat.unpack(blob).header.original_length, "decompress") as progress:
+        data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
+                                              progress=progress)
+    seconds = time.perf_counter() - started
     write_atomic(args.output, data)
     settings = [f"method {header.method}"]
     if header.method == "equalinfo":
@@ -235,7 +286,8 @@ def decompress_command(args):
     if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
                         + (" (embedded)" if header.model_length else f" from {args.model}"))
-    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok)")
+    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
+          + speed_words(len(data), seconds, backend))
     return 0
 
 
@@ -257,6 +309,15 @@ def add_backend_option(parser):
     """--backend NAME: the backend a command computes with (train/backends.py)."""
     parser.add_argument("--backend", choices=backends.NAMES, default=None,
                         help="ref, cpu or gpu (default: the fastest available)")
+
+
+def add_m1_options(parser):
+    """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
+    parser.add_argument("--m1-rule", type=int, choices=(1, 2), default=DEFAULT_M1_RULE,
+                        help="an M1 checkpoint's exact rule: 2 integer products (default, fast), 1 float reductions")
+    parser.add_argument("--m1-context", type=int, default=None, metavar="N",
+                        help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
+                             "trained on; longer is refused)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -290,8 +351,9 @@ def build_parser():
                           help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
     compress.add_argument("--model", default=None,
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
-                               "embedded in the file; or a model file from fit-model: only its fingerprint is "
-                               f"stored (default {DEFAULT_MODEL})")
+                               "embedded in the file; or a model file from fit-model or an M1 checkpoint from "
+                               f"train-m1: only its fingerprint is stored (default {DEFAULT_MODEL})")
+    add_m1_options(compress)
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")
     add_backend_option(compress)
@@ -302,7 +364,9 @@ def build_parser():
     decompress.add_argument("input", metavar="IN")
     decompress.add_argument("output", metavar="OUT")
     decompress.add_argument("--model", metavar="PATH", default=None,
-                            help="the model file the input was compressed with, if it does not embed its model")
+                            help="the model file or M1 checkpoint the input was compressed with, if it does not "
+                                 "embed its model")
+    add_m1_options(decompress)
     add_backend_option(decompress)
     decompress.set_defaults(run=decompress_command)
 

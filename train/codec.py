@@ -8,6 +8,7 @@ pipeline does. `stored` keeps the bytes as they are: `compress_or_store` writes 
 when coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what it
 saves), so no input grows by more than the 100 bytes of header and checksums.
 """
+import inspect
 import zlib
 
 import numpy as np
@@ -20,7 +21,25 @@ from ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
 from train import backends, fileformat
 from train.fileformat import FormatError, Header
 
-def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None):
+def on_backend(model, backend):
+    """The model with its rows computed by `backend`: an M1 moves to the backend's twin of its exact rule (the same
+    rows, bit for bit, ref.m1); the other models compute the same way everywhere."""
+    if getattr(model, "kind", None) != "transformer":
+        return model
+    from train import m1  # M1's backend twins; imported only when an M1 codes
+
+    return m1.on_backend(model, backend.name)
+
+
+def run_coder(function, *args, progress=None, **kwargs):
+    """function(*args, **kwargs), passing `progress` (called with the symbols coded so far) if it takes one."""
+    if progress is not None and "progress" in inspect.signature(function).parameters:
+        kwargs["progress"] = progress
+    return function(*args, **kwargs)
+
+
+def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None,
+                   progress=None):
     """(file bytes, Header) of `data` compressed with `method`.
 
     model: the model for ac/equalinfo (required there); embed: store its arrays in the file (self-contained) or
@@ -43,12 +62,13 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
         raise ValueError(f"method {method} needs a model")
     check_precision(precision, N_SYMBOLS)
     backend = backend or backends.load("ref")
+    coder_model = on_backend(model, backend)
     if method == "equalinfo":
         check_window_bits(window_bits, precision)
-        bits = backend.equalinfo.compress(symbols, model, window_bits, precision)
+        bits = run_coder(backend.equalinfo.compress, symbols, coder_model, window_bits, precision, progress=progress)
     else:
         window_bits = 0
-        bits = backend.ac.compress(symbols, model, precision)
+        bits = run_coder(backend.ac.compress, symbols, coder_model, precision, progress=progress)
     arrays = model.arrays()
     header = Header(method, precision, window_bits, model.kind, fingerprint(arrays), len(data), 0, zlib.crc32(data))
     return fileformat.pack(header, bits, arrays if embed else None), header
@@ -101,7 +121,7 @@ def markov_estimate(symbols, order):
 
 
 def compress_or_store(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14,
-                      backend=None):
+                      backend=None, progress=None):
     """(file bytes, Header, why) of `data` compressed with `method`, or stored if that is no larger.
 
     why: None if the method's file was kept, else the reason it was stored (for the summary line). A unigram or
@@ -123,7 +143,7 @@ def compress_or_store(data, method="equalinfo", model=None, embed=True, window_b
                 return (*compress_bytes(data, "stored"), f"its {estimate_model.kind} model would code it in "
                         f"{payload:,.0f} bytes" + (f" plus {model_bytes:,} of model" if model_bytes else ""))
     if method != "stored":
-        blob, header = compress_bytes(data, method, model, embed, window_bits, precision, backend)
+        blob, header = compress_bytes(data, method, model, embed, window_bits, precision, backend, progress)
         if len(blob) < limit:
             return blob, header, None
         why = f"{method} would write {len(blob):,} bytes"
@@ -147,7 +167,7 @@ def inflate(payload, n_bytes):
     return data
 
 
-def decompress_bytes(blob, model=None, model_name="the given model", backend=None):
+def decompress_bytes(blob, model=None, model_name="the given model", backend=None, progress=None):
     """(original bytes, Header) of a file's bytes, decoded with `backend` (as in compress_bytes); FormatError names
     whatever is wrong.
 
@@ -165,14 +185,15 @@ def decompress_bytes(blob, model=None, model_name="the given model", backend=Non
             else:
                 data = container.payload
         else:
-            coder_model = fileformat.resolve_model(container, model, model_name)
-            n = header.original_length
             backend = backend or backends.load("ref")
+            coder_model = on_backend(fileformat.resolve_model(container, model, model_name), backend)
+            n = header.original_length
             if header.method == "equalinfo":
-                symbols = backend.equalinfo.decompress(container.bits, coder_model, header.window_bits,
-                                                       header.precision, n_symbols=n)
+                symbols = run_coder(backend.equalinfo.decompress, container.bits, coder_model, header.window_bits,
+                                    header.precision, n_symbols=n, progress=progress)
             else:
-                symbols = backend.ac.decompress(container.bits, coder_model, n, header.precision)
+                symbols = run_coder(backend.ac.decompress, container.bits, coder_model, n, header.precision,
+                                    progress=progress)
             data = symbols_to_bytes(symbols)
     except FormatError:
         raise

@@ -8,13 +8,15 @@ Validation: the validation stream cut into consecutive sequences of the same sha
 per symbol (EOS counts as a symbol, as it is coded).
 """
 import math
+import zipfile
 
 import numpy as np
 
 from ref import integer_m1, transformer
 from ref.m1 import TransformerModel
 from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
-from train.trainer import TrainSettings, train
+from train import checkpoint
+from train.trainer import TrainSettings, load_checkpoint, train
 
 
 def make_config(size="3m", dtype="float32", **overrides):
@@ -89,19 +91,57 @@ def exact_m1_module(backend_name, rule=1):
     raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
 
 
-def coding_model(params, cfg, backend_name, rule=1):
+def coding_model(params, cfg, backend_name, rule=1, restart_every=None):
     """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule
     `rule`, with its key/value-cached grower where it has one. params: the trained float parameters; rule 2
-    quantizes them (ref.integer_m1.quantize_params: per-channel int16 weights, no calibration data needed)."""
+    quantizes them (ref.integer_m1.quantize_params: per-channel int16 weights, no calibration data needed).
+    restart_every: ref.m1.TransformerModel's (None: M1 reads the whole prefix, as within Equal-Info windows)."""
     if rule == 2:
         params = integer_m1.quantize_params(params, cfg)
     module = exact_m1_module(backend_name, rule)
     return TransformerModel(params, cfg, rows=module.next_probs,
-                            prefix_rows=getattr(module, "PrefixRows", None), rule=rule)
+                            prefix_rows=getattr(module, "PrefixRows", None), rule=rule, restart_every=restart_every)
 
 
 def on_backend(model, backend_name):
     """The same M1 (same arrays and rule, hence the same bits) with rows from the backend's twin of its rule."""
     module = exact_m1_module(backend_name, model.rule)
     return TransformerModel(model.params, model.cfg, rows=module.next_probs,
-                            prefix_rows=getattr(module, "PrefixRows", None), rule=model.rule)
+                            prefix_rows=getattr(module, "PrefixRows", None), rule=model.rule,
+                            restart_every=model.restart_every)
+
+
+def is_checkpoint(path):
+    """True if path is an equalinfo training checkpoint (an .npz with a checkpoint header), not a model file."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return checkpoint.HEADER + ".npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def trained_context(meta):
+    """The sequence length an M1 checkpoint was trained on (train_m1 records it), or None for older ones."""
+    value = meta.get("seq_len") if isinstance(meta, dict) else None
+    return value if isinstance(value, int) and value > 0 else None
+
+
+def coding_model_from_checkpoint(path, backend_name, rule=2, context=None):
+    """M1 from a train-m1 checkpoint as a coding model for whole files: rows by exact rule `rule` on the backend,
+    restarting every `context` symbols (default: the sequence length it was trained on, never more).
+
+    A file is one long sequence, but M1 was trained on BOS-started sequences of seq_len symbols; restarting it
+    every seq_len symbols keeps every context it reads within those it learned (and each row's cost bounded).
+    A longer `context` would make it extrapolate, so it is refused; a shorter one is allowed (it costs bits).
+    """
+    params, cfg, _, meta = load_checkpoint(path, "m1")
+    trained = trained_context(meta)
+    if context is None and trained is None:
+        raise ValueError(f"{path} does not record the sequence length M1 was trained on (an older checkpoint); "
+                         "give it with --m1-context N")
+    if context is not None and trained is not None and context > trained:
+        raise ValueError(f"--m1-context {context}: {path} was trained on {trained}-symbol sequences; M1 does not "
+                         "code contexts longer than those it was trained on")
+    if context is not None and context < 1:
+        raise ValueError(f"--m1-context {context}: must be at least 1")
+    return coding_model(params, cfg, backend_name, rule, restart_every=context or trained)
