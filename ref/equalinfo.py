@@ -157,10 +157,10 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
     return windows
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14):
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True):
     """encode_windows of each sequence (a list of lists of Window). Here one after another; the fast backends code
     them together (one M1 call per step for every active window), with the same windows."""
-    return [encode_windows(symbols, model, window_bits, precision) for symbols in symbol_arrays]
+    return [encode_windows(symbols, model, window_bits, precision, delimit) for symbols in symbol_arrays]
 
 
 def compress(symbols, model, window_bits=16, precision=14):

@@ -135,14 +135,22 @@ class ArithmeticCoded(BitMethod):
 
 
 class EqualInfo(BitMethod):
+    """Equal-Info windows of b bits with M1. delimit=False: the paper's plain rule (greedy, the shortest cell
+    padded with zeros), built for comparison only -- M2 can train on it, but its windows do not decode exactly."""
     name = "equalinfo"
 
-    def __init__(self, model, window_bits, bits_per_token, backend, precision=14, cache=None):
+    def __init__(self, model, window_bits, bits_per_token, backend, precision=14, cache=None, delimit=True):
         super().__init__(bits_per_token, cache)
         self.model, self.window_bits, self.backend, self.precision = model, window_bits, backend, precision
+        self.delimit = delimit
+
+    def windows(self, symbols):
+        return self.cached("windows", symbols, lambda: self.backend.equalinfo.encode_windows(
+            symbols, self.model, self.window_bits, self.precision, self.delimit))
 
     def bits(self, symbols):
-        return self.backend.equalinfo.compress(symbols, self.model, self.window_bits, self.precision)
+        windows = self.windows(symbols)
+        return np.concatenate([w.bits for w in windows]) if windows else np.zeros(0, np.uint8)
 
     def prepare(self, examples):
         """Code many examples' windows together (fast backends batch M1 over every active window); later calls
@@ -152,20 +160,22 @@ class EqualInfo(BitMethod):
         todo = [np.asarray(symbols, dtype=np.int64) for symbols in examples]
         todo = [symbols for symbols in todo if ("windows", symbols.tobytes()) not in self.cache]
         if todo:
-            coded = self.backend.equalinfo.encode_windows_batch(todo, self.model, self.window_bits, self.precision)
+            coded = self.backend.equalinfo.encode_windows_batch(todo, self.model, self.window_bits, self.precision,
+                                                                self.delimit)
             for symbols, windows in zip(todo, coded):
                 self.cache[("windows", symbols.tobytes())] = windows
 
     def tokens_and_cover(self, symbols, kept):
         """Exact: the kept tokens hold whole windows (plus a part of one), whose symbol counts are known."""
-        windows = self.cached("windows", symbols, lambda: self.backend.equalinfo.encode_windows(
-            symbols, self.model, self.window_bits, self.precision))
-        bits = np.concatenate([w.bits for w in windows]) if windows else np.zeros(0, np.uint8)
-        tokens = bits_to_tokens(bits, self.bits_per_token)
+        windows = self.windows(symbols)
+        tokens = bits_to_tokens(self.bits(symbols), self.bits_per_token)
         whole = (kept * self.bits_per_token) // self.window_bits  # windows entirely inside the kept tokens
         return tokens, float(sum(w.length for w in windows[:whole]))
 
     def decode(self, tokens, n_tokens, n_symbols):
+        if not self.delimit:
+            raise ValueError("zero-padded Equal-Info windows (delimit=False, the paper's plain rule) do not decode "
+                             "exactly: a window's end is ambiguous where zero bits could be more symbols")
         bits = tokens_to_bits(tokens[:n_tokens], self.bits_per_token)
         bits = bits[:len(bits) - len(bits) % self.window_bits]
         return self.backend.equalinfo.decompress(bits, self.model, self.window_bits, self.precision, n_symbols)

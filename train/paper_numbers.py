@@ -22,8 +22,9 @@ PAPER = {
 }
 
 
-def label(method, window_bits=None, bits_per_token=None):
-    """The paper's name of a dataset: Bytes, SentencePiece, AC[v=256], EqualInfoAC[b=16,v=65k], ..."""
+def label(method, window_bits=None, bits_per_token=None, delimit=True):
+    """The paper's name of a dataset: Bytes, SentencePiece, AC[v=256], EqualInfoAC[b=16,v=65k], ...; our
+    delimiting-cell windows carry the paper's name, its zero-padded ones (delimit=False) add ",zero-pad"."""
     if method == "bytes":
         return "Bytes"
     if method == "spm":
@@ -31,5 +32,5 @@ def label(method, window_bits=None, bits_per_token=None):
     v = {8: "256", 16: "65k"}.get(bits_per_token, str(1 << bits_per_token))
     names = {"ac": "AC", "staticac": "StaticAC", "gzip": "GZip"}
     if method == "equalinfo":
-        return f"EqualInfoAC[b={window_bits},v={v}]"
+        return f"EqualInfoAC[b={window_bits},v={v}{'' if delimit else ',zero-pad'}]"
     return f"{names[method]}[v={v}]"

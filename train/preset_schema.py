@@ -192,7 +192,8 @@ DATASET = Tagged("method", {
     "bytes": {}, "spm": {"vocab_size": Optional(Int(2, 1 << 20))},
     "gzip": {"bits_per_token": TOKEN_BITS}, "staticac": {"bits_per_token": TOKEN_BITS},
     "ac": {"bits_per_token": TOKEN_BITS},
-    "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS},
+    "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS,
+                  "delimit": Optional(Bool())},
 })
 assert set(DATASET.variants) == set(methods.METHODS)
 
@@ -203,7 +204,7 @@ PRESET = Dict({
     "packing": Dict({"group_size": POSITIVE, "example_length": Int(1, 1 << 24), "validation_every": Int(2, BIG)}),
     "m1": Dict({"size": SIZE, "dtype": DTYPE, "seq_len": Int(2, 1 << 16), "batch_size": Int(1, 1 << 16),
                 "eval_sequences": Optional(POSITIVE), "train": TRAIN}),
-    "coding": Dict({"precision": Optional(Int(9, 16))}),
+    "coding": Dict({"precision": Optional(Int(9, 16)), "exact_rule": Optional(Int(1, 2))}),
     "datasets": Dict({"train_examples": POSITIVE, "val_examples": POSITIVE, "seq_len": Int(1, 1 << 20),
                       "methods": List(DATASET)}),
     "m2": Dict({"sizes": List(SIZE), "dtype": DTYPE, "batch_size": Int(1, 1 << 16), "eval_rows": Optional(POSITIVE),

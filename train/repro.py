@@ -22,7 +22,7 @@ from ref import transformer
 from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import UnigramModel
-from train import backends, build, m1, m2, methods
+from train import backends, build, controls, m1, m2, methods
 from train.paper_numbers import PAPER, label
 from train.preset_schema import PresetError, validate
 from train.trainer import versions, write_json
@@ -60,7 +60,7 @@ def dataset_specs(preset):
         windows = entry.get("window_bits", [None])
         for b in windows:
             for n in (widths if isinstance(widths, list) else [widths]):
-                specs.append((label(method, b, n), method, b, n, entry))
+                specs.append((label(method, b, n, entry.get("delimit", True)), method, b, n, entry))
     return specs
 
 
@@ -141,7 +141,8 @@ class Pipeline:
     def method_for(self, method, window_bits, bits_per_token, entry, examples, trained_m1=None):
         """The tokenizer of one dataset (train/methods.py); ac and equalinfo code with trained_m1."""
         precision = self.preset["coding"].get("precision", 14)
-        cache = self.bit_caches.setdefault((method, window_bits), {})  # shared by the v=256 and v=65k datasets
+        delimit = entry.get("delimit", True)
+        cache = self.bit_caches.setdefault((method, window_bits, delimit), {})  # shared by v=256 and v=65k
         if method == "bytes":
             return methods.Bytes()
         if method == "gzip":
@@ -151,10 +152,10 @@ class Pipeline:
             return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
                                            self.backend, precision, cache)
         if method in ("ac", "equalinfo"):
-            model = m1.coding_model(trained_m1.params, trained_m1.cfg, self.backend.name)
+            model = self.m1_coding_model(trained_m1)
             if method == "ac":
                 return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
-            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache)
+            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache, delimit)
         if method == "spm":
             if self.spm is None:
                 documents = examples_to_documents(examples.train)
@@ -163,6 +164,17 @@ class Pipeline:
                 (self.out / "spm.model").write_bytes(self.spm[1])
             return methods.SentencePiece(self.spm[0])
         raise PresetError(f"unknown method {method!r}")
+
+    def m1_coding_model(self, trained_m1, restart_every="trained"):
+        """M1 as the coders' model: exact rule coding.exact_rule (1 by default; 2 is the integer-product rule), on
+        this run's backend, restarting every m1.seq_len symbols -- the length it was trained on -- so that neither
+        AC over a whole example nor a long Equal-Info window makes it read a context it never learned
+        (train.m1.check_context refuses anything longer). restart_every=None is the extrapolating control."""
+        trained = int(self.preset["m1"]["seq_len"])
+        if restart_every == "trained":
+            restart_every = m1.check_context(trained, trained)
+        rule = int(self.preset["coding"].get("exact_rule", 1))
+        return m1.coding_model(trained_m1.params, trained_m1.cfg, self.backend.name, rule, restart_every)
 
     def build_datasets(self, examples, trained_m1):
         """(datasets {label: {"train": Dataset, "validation": Dataset}}, skipped {label: reason}) for the preset."""
@@ -190,6 +202,25 @@ class Pipeline:
         self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
         return sets
 
+    # 4b. controls
+    def controls(self, examples, trained_m1, datasets):
+        """{"ac_context": ..., "windows": {label: ...}} (train/controls.py): AC with M1 at its training length vs
+        over whole examples, on the validation examples the datasets use; zero padding's trace in every Equal-Info
+        dataset. Empty where the preset has no M1 method."""
+        out = {}
+        specs = {name: (method, b) for name, method, b, _, _ in dataset_specs(self.preset)}
+        if any(method in ("ac", "equalinfo") for method, _ in specs.values()):
+            precision = self.preset["coding"].get("precision", 14)
+            chosen = examples.validation[:self.preset["datasets"]["val_examples"]]
+            whole = self.m1_coding_model(trained_m1, restart_every=None)  # extrapolates, on purpose
+            out["ac_context"] = self._timed("controls", controls.ac_context, self.backend,
+                                            self.m1_coding_model(trained_m1), whole, chosen, precision)
+            self.log("control: AC with M1 at its training length {bits_per_byte_trained_context:.3f} bits/byte, "
+                     "over whole examples {bits_per_byte_whole_example:.3f}".format(**out["ac_context"]))
+        out["windows"] = {name: controls.window_statistics(sets["validation"], specs[name][1])
+                          for name, sets in datasets.items() if specs[name][0] == "equalinfo"}
+        return out
+
     # 5. M2
     def train_m2(self, datasets, m1_cfg):
         """{label: {size: figures}}: M2 at every preset size trained on every dataset and evaluated."""
@@ -216,7 +247,7 @@ class Pipeline:
         return results
 
     # 6. reports
-    def report(self, started, m1_result, datasets, m2_results, skipped):
+    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None):
         """results.json, results.md and the figure in OUT; returns the results dict."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
@@ -224,7 +255,7 @@ class Pipeline:
             "m1": m1_result,
             "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
                          for name, sets in datasets.items()},
-            "m2": m2_results, "skipped": skipped,
+            "m2": m2_results, "skipped": skipped, "controls": control_results or {},
         }
         write_json(self.out / "results.json", results)
         (self.out / "results.md").write_text(results_markdown(results))
@@ -236,8 +267,9 @@ class Pipeline:
         examples = self.examples()
         trained_m1 = self.train_m1(examples)
         datasets, skipped = self.build_datasets(examples, trained_m1)
+        control_results = self.controls(examples, trained_m1, datasets)
         m2_results = self.train_m2(datasets, trained_m1.cfg)
-        return self.report(started, trained_m1.result, datasets, m2_results, skipped)
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results)
 
 
 def _slug(name):
@@ -273,7 +305,32 @@ def results_markdown(results):
         s = sides["validation"]
         lines.append(f"| {name} | {s['cr_full']:.3f} | {s['cr_kept']:.3f} | {s['kept_fraction']:.2f} | "
                      f"{_fmt(PAPER.get(name, (None,))[0])} |")
+    lines += controls_markdown(results.get("controls", {}))
     return "\n".join(lines) + "\n"
+
+
+def controls_markdown(control_results):
+    """The controls' section of results.md (train/controls.py says what each measures)."""
+    lines = []
+    context = control_results.get("ac_context")
+    if context:
+        lines += ["", "## Control: M1's context in AC", "",
+                  f"AC over {context['examples']} validation examples ({context['bytes']:,} bytes), the coder's own "
+                  "bits/byte:", "",
+                  "| M1 reads | bits/byte |", "|---|---|",
+                  f"| restarting every {context['restart_every']} symbols (its training length; what the datasets "
+                  f"use) | {context['bits_per_byte_trained_context']:.3f} |",
+                  f"| the whole example (extrapolating) | {context['bits_per_byte_whole_example']:.3f} |"]
+    windows = control_results.get("windows")
+    if windows:
+        lines += ["", "## Control: zero padding's trace in Equal-Info tokens (validation, kept tokens)", "",
+                  "| Dataset | windows | mean trailing zero bits | last bit 0 | KL(last token) | KL(all tokens) | "
+                  "KL(random, same count) |", "|---|---|---|---|---|---|---|"]
+        for name, w in windows.items():
+            lines.append(f"| {name} | {w['windows']:,} | {w['mean_trailing_zero_bits']:.2f} | "
+                         f"{w['last_bit_zero_fraction']:.2f} | {w['last_token_kl']:.3f} | {w['all_tokens_kl']:.3f} | "
+                         f"{w['random_kl']:.3f} |")
+    return lines
 
 
 def _fmt(value):

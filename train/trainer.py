@@ -138,9 +138,11 @@ def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_pat
     if resume and checkpoint_path.exists():
         params, saved_cfg, state, meta = (load_checkpoint(checkpoint_path, role) if role
                                           else checkpoint.load(checkpoint_path))
-        if saved_cfg != cfg or meta.get("settings") != asdict(settings):
+        changed = [key for key, value in (extra_meta or {}).items() if key in meta and meta[key] != value]
+        if saved_cfg != cfg or meta.get("settings") != asdict(settings) or changed:
             raise ValueError(f"{checkpoint_path} belongs to a different run (its model config or training "
-                             f"settings differ); start a new output directory or drop --resume")
+                             f"settings{' or ' + ', '.join(changed) if changed else ''} differ); start a new output "
+                             "directory or drop --resume")
         start, history = int(meta["step"]), list(meta["history"])
     elif resume:
         raise FileNotFoundError(f"--resume given but there is no checkpoint at {checkpoint_path}")

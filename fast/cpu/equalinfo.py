@@ -399,9 +399,9 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
     return [Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14):
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True):
     """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows)."""
-    results = _encode_many(list(symbol_arrays), model, window_bits, precision, True)
+    results = _encode_many(list(symbol_arrays), model, window_bits, precision, delimit)
     return [[Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
             for bits, meta in results]
 
