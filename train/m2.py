@@ -6,14 +6,19 @@ Batches: rows in a permutation drawn from (seed, epoch), so step s reads rows s*
 sequence of epochs: a pure function of (seed, step), which makes resume exact (train/trainer.py).
 bits/byte (PAPER.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
 validation set's compression ratio over the data actually kept (cr_kept, train/build.py).
+Beside it `evaluate` reports how sure that figure is (its standard error over the evaluated rows,
+train/uncertainty.py) and the floors it must beat: uniform (log2 v bits/token) and unigram (train/unigram.py: the
+held-out floor with leave-one-out smoothing, and the old add-one floor for comparison), the floors measured on the
+same validation rows as M2.
 """
 import math
 
 import numpy as np
 
 from ref import metrics, transformer
+from train import uncertainty, unigram
 from train.build import summary
-from train.trainer import TrainSettings, mean_nll, train
+from train.trainer import TrainSettings, nll_by_row, train
 
 
 def make_config(size, vocab_size, dtype="float32", **overrides):
@@ -64,33 +69,44 @@ def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8,
 
 def unigram_bits_per_token(train_set, val_set):
     """Cross-entropy (bits/token) of the validation tokens under the training tokens' unigram distribution,
-    add-one smoothed: the "unigram" floor of PAPER.md §3.2 before dividing by the CR."""
-    vocab = train_set.meta["vocab_size"]
-    counts = np.ones(vocab)
-    tokens, weights = train_set.column("tokens"), train_set.column("weights")
-    np.add.at(counts, tokens[weights > 0], 1)
-    log_p = np.log2(counts / counts.sum())
-    val_tokens, val_weights = val_set.column("tokens"), val_set.column("weights")
-    return float(-(log_p[val_tokens] * val_weights).sum() / val_weights.sum())
+    add-one smoothed: the "unigram" floor of PAPER.md §3.2 before dividing by the CR, as first reported. For a large
+    vocabulary and few tokens it is unsound (train/unigram.py says why); `unigram_floor` is the floor to use."""
+    return unigram_floor(train_set, val_set).addone_bits_per_token
+
+
+def unigram_floor(train_set, val_set, eval_rows=None):
+    """train/unigram.py's UnigramFloor of the first `eval_rows` validation rows (all by default) under the training
+    tokens' frequencies."""
+    n = len(val_set) if eval_rows is None else min(eval_rows, len(val_set))
+    val = val_set.take(np.arange(n), ["tokens", "weights"])
+    return unigram.heldout_floor(train_set.column("tokens"), train_set.column("weights"), val["tokens"],
+                                 val["weights"], train_set.meta["vocab_size"])
 
 
 def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0, eval_rows=None):
-    """The paper's figures of one M2 on one dataset (PAPER.md §3-4)."""
+    """The paper's figures of one M2 on one dataset (PAPER.md §3-4), with bits/byte's standard error over the
+    evaluated rows and the uniform and unigram floors (bits/byte) on the same rows."""
     stats = summary(val_set)
-    nll, weight = mean_nll(backend.transformer, params, cfg, eval_batches(val_set, batch_size, eval_rows))
+    nll, weight, row_nll, row_weight = nll_by_row(backend.transformer, params, cfg,
+                                                  eval_batches(val_set, batch_size, eval_rows))
     nll_per_token = nll / weight
     cr = stats["cr_kept"]
     vocab = val_set.meta["vocab_size"]
     bits_per_token_of_data = math.log2(vocab)
     n_nonembedding = transformer.count_params(cfg)["matrices"]
+    floor = unigram_floor(train_set, val_set, eval_rows)
+    se = uncertainty.bits_per_byte_se(row_nll, row_weight, cr)
     return {
         "nll_per_token": nll_per_token,
         "bits_per_token": nll_per_token / math.log(2),
         "bits_per_byte": metrics.bits_per_byte(nll_per_token, cr),
+        "bits_per_byte_se": se if math.isfinite(se) else None,  # None: one row shows no spread
         "token_cr": cr, "token_cr_full": stats["cr_full"],
         "bit_cr": 8 * cr / bits_per_token_of_data,
         "uniform_bits_per_byte": bits_per_token_of_data / cr,
-        "unigram_bits_per_byte": unigram_bits_per_token(train_set, val_set) / cr,
+        "unigram_bits_per_byte": floor.bits_per_token / cr,
+        "unigram_addone_bits_per_byte": floor.addone_bits_per_token / cr,
+        "unigram_alpha": floor.alpha,
         "flops_per_byte": metrics.flops_per_byte(n_nonembedding, cr, m1_params),
-        "m2_nonembedding_params": int(n_nonembedding), "eval_tokens": int(weight),
+        "m2_nonembedding_params": int(n_nonembedding), "eval_tokens": int(weight), "eval_rows": int(len(row_nll)),
     }

@@ -168,6 +168,7 @@ def _hint(word, known):
 
 
 BIG = 1 << 30
+MAX_SEEDS = 1000  # m2.seeds: M2 trained this many times per (dataset, size), seeds preset seed + 0, 1, ...
 COUNT = Int(0, BIG)
 POSITIVE = Int(1, BIG)
 CLIP = Optional(Nullable(Float(0, 1e9, low_open=True)))
@@ -208,7 +209,7 @@ PRESET = Dict({
     "datasets": Dict({"train_examples": POSITIVE, "val_examples": POSITIVE, "seq_len": Int(1, 1 << 20),
                       "methods": List(DATASET)}),
     "m2": Dict({"sizes": List(SIZE), "dtype": DTYPE, "batch_size": Int(1, 1 << 16), "eval_rows": Optional(POSITIVE),
-                "train": TRAIN}),
+                "seeds": Optional(Int(1, MAX_SEEDS)), "train": TRAIN}),
 })
 
 

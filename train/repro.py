@@ -5,9 +5,11 @@ Steps, each resumable from what is already in the output directory (a finished s
 2. M1 trained on the train side only (train/m1.py) -> m1.npz;
 3. the coding models: M1 (its rows by the exact rule of the backend), StaticAC's unigram model, SentencePiece;
 4. one dataset per method, window size and token width (train/build.py) for train and validation;
-5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does;
+5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does, once per seed (m2.seeds,
+   default 1; seed s trains from preset seed + s) and the seeds combined (combine_seeds);
 6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us) and
-   bits_per_byte_vs_flops.png (like Figure 3) if matplotlib is installed.
+   bits_per_byte_vs_flops.png (like Figure 3) if matplotlib is installed. Each bits/byte comes with its standard
+   error and the floors it must beat; "below unigram floor?" (below_floor) is yes only beyond 2 SE (+ seed std).
 """
 import json
 import time
@@ -22,7 +24,7 @@ from ref import transformer
 from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import UnigramModel
-from train import backends, build, controls, m1, m2, methods
+from train import backends, build, controls, m1, m2, methods, uncertainty
 from train.paper_numbers import PAPER, label
 from train.preset_schema import PresetError, validate
 from train.trainer import versions, write_json
@@ -223,7 +225,8 @@ class Pipeline:
 
     # 5. M2
     def train_m2(self, datasets, m1_cfg):
-        """{label: {size: figures}}: M2 at every preset size trained on every dataset and evaluated."""
+        """{label: {size: figures}}: M2 at every preset size trained on every dataset once per seed (m2.seeds),
+        evaluated, and the seeds' figures combined (combine_seeds)."""
         spec = self.preset["m2"]
         m1_count = transformer.count_params(m1_cfg)["matrices"]
         results = {}
@@ -232,19 +235,31 @@ class Pipeline:
             uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
             for size in spec["sizes"]:
                 cfg = m2.make_config(size, vocab, spec.get("dtype", "float32"))
-                path = self.out / "m2" / f"{_slug(name)}.{size}.npz"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                params, history = self._timed(
-                    f"train_m2 {name} {size}", m2.train_m2, sets["train"], sets["validation"], path, self.backend,
-                    cfg, {**spec["train"], "seed": self.seed}, spec["batch_size"], spec.get("eval_rows"),
-                    resume=path.exists())
-                figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"],
-                                      spec["batch_size"], m1_count if uses_m1 else 0, spec.get("eval_rows"))
-                figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
-                results.setdefault(name, {})[size] = figures
-                self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f} bits/byte "
-                         f"(uniform {figures['uniform_bits_per_byte']:.3f})")
+                per_seed = [self.train_m2_seed(name, sets, size, cfg, s, m1_count if uses_m1 else 0)
+                            for s in range(spec.get("seeds", 1))]
+                figures = results.setdefault(name, {})[size] = combine_seeds(per_seed)
+                se, seeds = figures["bits_per_byte_se"], figures["seeds"]
+                self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f}"
+                         + (f" ± {se:.3f}" if se is not None else "")
+                         + (f" (seed std {seeds['std']:.3f}, {seeds['n']} seeds)" if seeds["n"] > 1 else "")
+                         + f" bits/byte (uniform {figures['uniform_bits_per_byte']:.3f}, "
+                         f"unigram {figures['unigram_bits_per_byte']:.3f})")
         return results
+
+    def train_m2_seed(self, name, sets, size, cfg, seed_index, m1_params):
+        """The figures of one M2 trained with seed preset seed + seed_index (its initial parameters and batch order),
+        checkpointed at m2_path (resumed when there)."""
+        spec = self.preset["m2"]
+        path = m2_path(self.out, name, size, seed_index)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        params, history = self._timed(
+            f"train_m2 {name} {size}", m2.train_m2, sets["train"], sets["validation"], path, self.backend,
+            cfg, {**spec["train"], "seed": self.seed + seed_index}, spec["batch_size"], spec.get("eval_rows"),
+            resume=path.exists())
+        figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"], spec["batch_size"],
+                              m1_params, spec.get("eval_rows"))
+        figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
+        return figures
 
     # 6. reports
     def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None):
@@ -272,6 +287,53 @@ class Pipeline:
         return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results)
 
 
+def m2_path(out, name, size, seed_index=0):
+    """OUT/m2/<slug>.<size>.npz for seed 0 (the path before seeds existed), <slug>.<size>.seed<s>.npz for others."""
+    suffix = "" if seed_index == 0 else f".seed{seed_index}"
+    return Path(out) / "m2" / f"{_slug(name)}.{size}{suffix}.npz"
+
+
+def combine_seeds(per_seed):
+    """One row's figures from the figures of each seed ([dict], seed 0 first).
+
+    A figure the seeds share (the CR, the floors, FLOPs) is kept as it is; one that differs (bits/byte, its SE, the
+    losses) becomes the mean over seeds (None if some seed has none). `seeds` adds the spread of bits/byte:
+    {"n", "std" (sample std, None for one seed), "min", "max", "values" (seed 0 first)}."""
+    combined = {}
+    for key in per_seed[0]:
+        values = [figures.get(key) for figures in per_seed]
+        if all(value == values[0] for value in values):
+            combined[key] = values[0]
+        elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
+            combined[key] = float(np.mean(values))
+        else:
+            combined[key] = None
+    values = [figures["bits_per_byte"] for figures in per_seed]
+    spread = uncertainty.seed_spread(values)
+    combined["seeds"] = {"n": spread["n"], "std": spread["std"], "min": spread["min"], "max": spread["max"],
+                         "values": values}
+    return combined
+
+
+def floor_margin(figures):
+    """How far below a floor bits/byte must lie to count: 2 SE, plus the seed std when there are several seeds;
+    None when the SE is unknown (fewer than two evaluated rows)."""
+    se = figures.get("bits_per_byte_se")
+    if se is None:
+        return None
+    seeds = figures.get("seeds") or {}
+    return 2 * se + (seeds["std"] if seeds.get("n", 1) > 1 and seeds.get("std") is not None else 0.0)
+
+
+def below_floor(figures, floor_key="unigram_bits_per_byte"):
+    """True when bits/byte + floor_margin is below the floor (held-out unigram by default): "learnable" in the
+    project's sense; False otherwise; None when the margin is unknown."""
+    margin = floor_margin(figures)
+    if margin is None or figures.get(floor_key) is None:
+        return None
+    return figures["bits_per_byte"] + margin < figures[floor_key]
+
+
 def _slug(name):
     return name.replace("[", "_").replace("]", "").replace(",", "_").replace("=", "")
 
@@ -289,16 +351,27 @@ def results_markdown(results):
              f"M1 ({results['m1']['config']['d_model']}-dim, {results['m1']['config']['n_layers']} layers): "
              f"{results['m1']['val_bits_per_byte']:.3f} bits/byte on validation (the paper's M1: 1.457).", "",
              "## Bits/byte (FLOPs/byte) by M2 size, like the paper's Tables 15-16", "",
-             "| Method | " + " | ".join(f"ours {s}" for s in sizes) + " | ours uniform | ours unigram | paper 25m | "
-             "paper 2b |", "|---" * (len(sizes) + 5) + "|"]
+             "| Method | " + " | ".join(f"ours {s}" for s in sizes) + " | ours uniform | ours unigram (held-out) | "
+             f"ours unigram (add-one) | below unigram floor? ({' / '.join(sizes)}) | paper 25m | paper 2b |",
+             "|---" * (len(sizes) + 7) + "|"]
     for name, by_size in results["m2"].items():
-        cells = [f"{by_size[s]['bits_per_byte']:.3f} ({by_size[s]['flops_per_byte'] / 1e3:.1f}K)" for s in sizes]
+        cells = [f"{_mean_se(by_size[s])} ({by_size[s]['flops_per_byte'] / 1e3:.1f}K)" for s in sizes]
         first = by_size[sizes[0]]
+        verdicts = " / ".join({True: "yes", False: "no", None: "unknown"}[below_floor(by_size[s])] for s in sizes)
         paper = PAPER.get(name, (None, None, None))
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['uniform_bits_per_byte']:.3f} | "
-                     f"{first['unigram_bits_per_byte']:.3f} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
+                     f"{first['unigram_bits_per_byte']:.3f} | {_fmt3(first.get('unigram_addone_bits_per_byte'))} | "
+                     f"{verdicts} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
     for name, reason in results.get("skipped", {}).items():
         lines.append(f"| {name} | skipped: {reason} |")
+    lines += ["", "bits/byte ± its standard error over the evaluated validation rows (delta method for a ratio of row "
+              "sums, train/uncertainty.py); with several seeds (m2.seeds) the mean over seeds, and `seed std` their "
+              "sample std. The unigram floor is held out: token frequencies of the train side, additive smoothing "
+              "chosen by leave-one-out (train/unigram.py), scored on the same validation rows; add-one, the floor "
+              "reported before, is unsound for a large vocabulary with few tokens and is shown for comparison only. "
+              "\"below unigram floor?\" says yes only when bits/byte + 2 SE (+ the seed std) is below the held-out "
+              "floor: a figure within that margin of the floor does not show that M2 learnt anything beyond token "
+              "frequencies."]
     lines += ["", "## Token compression ratios, like the paper's Table 12", "",
               "| Method | ours (whole examples) | ours (kept data) | kept fraction | paper |", "|---|---|---|---|---|"]
     for name, sides in results["datasets"].items():
@@ -333,12 +406,29 @@ def controls_markdown(control_results):
     return lines
 
 
+def _mean_se(figures):
+    """'4.728 ± 0.012', with the seed std when there are several seeds: '4.728 ± 0.012, seed std 0.020 (n=3)'."""
+    text = f"{figures['bits_per_byte']:.3f}"
+    if figures.get("bits_per_byte_se") is not None:
+        text += f" ± {figures['bits_per_byte_se']:.3f}"
+    seeds = figures.get("seeds") or {}
+    if seeds.get("n", 1) > 1:
+        text += f", seed std {seeds['std']:.3f} (n={seeds['n']})"
+    return text
+
+
+def _fmt3(value):
+    return "" if value is None else f"{value:.3f}"
+
+
 def _fmt(value):
     return "" if value is None else f"{value:.2f}"
 
 
 def figure(results, path):
-    """bits/byte against FLOPs/byte, one line per method across M2 sizes (the paper's Figure 3); needs matplotlib."""
+    """bits/byte against FLOPs/byte, one line per method across M2 sizes (the paper's Figure 3), with error bars of
+    floor_margin (2 SE, plus the seed std with several seeds) and each method's held-out unigram (dotted) and
+    uniform (dash-dot) floors in its colour; needs matplotlib."""
     try:
         import matplotlib
 
@@ -350,14 +440,23 @@ def figure(results, path):
     fig, ax = plt.subplots(figsize=(8, 5.5))
     colors = plt.get_cmap("tab20").colors
     for index, (name, by_size) in enumerate(results["m2"].items()):
+        color = colors[index % len(colors)]
         xs = [by_size[s]["flops_per_byte"] for s in sizes]
         ys = [by_size[s]["bits_per_byte"] for s in sizes]
-        ax.plot(xs, ys, marker="o", color=colors[index % len(colors)], linestyle="-" if index < 20 else "--",
-                label=name)
+        bars = [floor_margin(by_size[s]) or 0.0 for s in sizes]  # 2 SE (+ seed std): the "below floor" margin
+        ax.errorbar(xs, ys, yerr=bars, marker="o", color=color, linestyle="-" if index < 20 else "--", capsize=3,
+                    label=name)
+        # the method's floors, as a segment across its FLOPs range (a little wider, so one size shows too)
+        span = (min(xs) / 1.15, max(xs) * 1.15)
+        ax.hlines(by_size[sizes[0]]["unigram_bits_per_byte"], *span, colors=[color], linestyles=":", linewidth=1.2)
+        ax.hlines(by_size[sizes[0]]["uniform_bits_per_byte"], *span, colors=[color], linestyles="-.", linewidth=0.8,
+                  alpha=0.5)
+    ax.plot([], [], color="gray", linestyle=":", label="held-out unigram floor")
+    ax.plot([], [], color="gray", linestyle="-.", alpha=0.5, label="uniform floor")
     ax.set_xscale("log")
     ax.set_xlabel("inference FLOPs/byte")
     ax.set_ylabel("bits/byte (validation)")
-    ax.set_title("bits/byte vs FLOPs/byte (cf. the paper's Figure 3)")
+    ax.set_title("bits/byte vs FLOPs/byte (cf. the paper's Figure 3); bars: 2 SE (+ seed std)")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

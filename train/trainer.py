@@ -101,10 +101,9 @@ def _array_module(array):
     return cupy if cupy is not None and isinstance(array, cupy.ndarray) else np
 
 
-def mean_nll(transformer, params, cfg, batches):
-    """(sum of weighted NLL in nats, sum of weights) over batches of (inputs, targets, weights); no z-loss."""
+def _weighted_nll(transformer, params, cfg, batches):
+    """Per batch: (NLL in nats times weight [B, T], weights [B, T]), on the backend's array module; no z-loss."""
     params = _placement(transformer)[0](params)
-    total, weight = 0.0, 0.0
     for inputs, targets, weights in batches:
         logits = transformer.forward(params, cfg, inputs)  # [B, T, V]
         xp = _array_module(logits)
@@ -113,9 +112,36 @@ def mean_nll(transformer, params, cfg, batches):
         top = logits.max(axis=-1, keepdims=True)
         log_norm = top[..., 0] + xp.log(xp.exp(logits - top).sum(axis=-1))  # [B, T]
         picked = xp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
-        total += float(((log_norm - picked) * weights).sum())
+        yield (log_norm - picked) * weights, weights
+
+
+def mean_nll(transformer, params, cfg, batches):
+    """(sum of weighted NLL in nats, sum of weights) over batches of (inputs, targets, weights); no z-loss."""
+    total, weight = 0.0, 0.0
+    for nll, weights in _weighted_nll(transformer, params, cfg, batches):
+        total += float(nll.sum())
         weight += float(weights.sum())
     return total, weight
+
+
+def _host(array):
+    """A NumPy copy of a NumPy or CuPy array."""
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
+
+
+def nll_by_row(transformer, params, cfg, batches):
+    """(total, weight, row_nll [R], row_weight [R]): mean_nll's two sums, computed exactly as mean_nll computes them,
+    plus each row's own sums (R = all rows of all batches, in order), which the standard error of bits/byte needs
+    (train/uncertainty.py). One forward pass per batch serves both."""
+    total, weight, rows, row_weights = 0.0, 0.0, [], []
+    for nll, weights in _weighted_nll(transformer, params, cfg, batches):
+        total += float(nll.sum())
+        weight += float(weights.sum())
+        rows.append(_host(nll.sum(axis=-1)))  # [B]
+        row_weights.append(_host(weights.sum(axis=-1)))  # [B]
+    if not rows:
+        return total, weight, np.zeros(0), np.zeros(0)
+    return total, weight, np.concatenate(rows).astype(np.float64), np.concatenate(row_weights).astype(np.float64)
 
 
 def train(cfg, params, settings, backend, batch_at, eval_batches, checkpoint_path, resume=False,
