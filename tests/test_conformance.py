@@ -76,18 +76,38 @@ def same_up_to_blas_rounding(fresh, committed):
     return True
 
 
+BLAS_JSON = ("gradient_global_norm",)  # transformer.json's one float computed from BLAS-made gradients
+
+
+def same_json_up_to_blas_rounding(fresh, committed):
+    """True if two transformer.json files are equal but for BLAS_JSON floats within 1e-12 relative (the global
+    gradient norm of the AdamW step sums the BLAS-made gradients, so its last bit may move with them)."""
+    def same(a, b, key=None):
+        if isinstance(a, dict) and isinstance(b, dict):
+            return list(a) == list(b) and all(same(a[k], b[k], k) for k in a)
+        if isinstance(a, list) and isinstance(b, list):
+            return len(a) == len(b) and all(same(x, y, key) for x, y in zip(a, b))
+        if key in BLAS_JSON and isinstance(a, float) and isinstance(b, float):
+            return abs(a - b) <= 1e-12 * abs(b)
+        return a == b and type(a) is type(b)
+    return same(json.loads(fresh.read_bytes()), json.loads(committed.read_bytes()))
+
+
+FORGIVEN = {"transformer.npz": same_up_to_blas_rounding, "transformer.json": same_json_up_to_blas_rounding}
+
+
 def test_fresh_export_is_the_committed_set_byte_for_byte(tmp_path):
     manifest = conformance.export(tmp_path)
     committed = sorted(p.name for p in VECTORS.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == committed
     changed = [name for name in committed if (tmp_path / name).read_bytes() != (VECTORS / name).read_bytes()]
-    if "transformer.npz" in changed and same_up_to_blas_rounding(tmp_path / "transformer.npz",
-                                                                  VECTORS / "transformer.npz"):
-        changed.remove("transformer.npz")  # and the manifest differs only in that file's hash:
-        fresh = json.loads((tmp_path / files.MANIFEST).read_bytes())
-        fresh["files"]["transformer.npz"] = files.sha256((VECTORS / "transformer.npz").read_bytes())
-        if files.json_bytes(fresh) == (VECTORS / files.MANIFEST).read_bytes():
-            changed.remove(files.MANIFEST)
+    fresh = json.loads((tmp_path / files.MANIFEST).read_bytes())
+    for name, same in FORGIVEN.items():
+        if name in changed and same(tmp_path / name, VECTORS / name):
+            changed.remove(name)  # and the manifest may differ only in that file's hash:
+            fresh["files"][name] = files.sha256((VECTORS / name).read_bytes())
+    if files.MANIFEST in changed and files.json_bytes(fresh) == (VECTORS / files.MANIFEST).read_bytes():
+        changed.remove(files.MANIFEST)
     assert not changed, (f"the exported vectors differ from tests/conformance_vectors in {changed}: if the change "
                          "is intended, bump train.conformance.FORMAT_VERSION, re-export, and record the new "
                          "manifest's SHA-256 in RELEASED")
