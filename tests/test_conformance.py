@@ -296,6 +296,18 @@ def test_the_spec_s_worked_examples_are_the_committed_vectors():
     assert (vector["window_bits"], vector["window_lengths"][0], vector["greedy_lengths"][0]) == (16, 1, 1)
 
 
+def test_the_spec_s_rule_2_example_is_the_committed_vectors():
+    """docs/conformance.md works edge row 5 of m1_integer_m1 through the four steps of rule 2 by hand."""
+    spec = (VECTORS.parents[1] / "docs" / "conformance.md").read_text()
+    with np.load(VECTORS / "m1_integer_m1.npz", allow_pickle=False) as archive:
+        w_int, s = archive["param.blocks.0.w_gate.int"][3, 0], archive["param.blocks.0.w_gate.scale"][0]
+        x_int, e, acc, y = (archive[f"edge.{key}"][5] for key in ("x_int", "e", "acc", "y"))
+    assert e == -13 and x_int.tolist() == [0, 0, 0, -24576, 0, 0, 0, 0] and acc[0] == -24576 * int(w_int)
+    for text in (f"W_int[3, 0] = {w_int}", f"= {acc[0]}; s_0 = {float(s)!r}", f"{float(acc[0] * s)!r} (float64)",
+                 f"{float(acc[0] * s * 2.0 ** -13)!r},", f"`edge.y[5, 0]` = {str(y[0])}."):
+        assert text in spec, text
+
+
 @pytest.mark.parametrize("edit,same", [(one_ulp("grad.blocks.0.wq", 3), True),
                                        (scale("grad.blocks.0.wq", 3, 1.0 + 1e-9), False),
                                        (one_ulp("param.blocks.0.wq", 3), False)])
