@@ -75,7 +75,7 @@ def steps(x, qparams, name):
 
 def forward_pass(qparams, cfg, ids):
     """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass."""
-    from ref import integer_m1
+    from ref import exact_m1, integer_m1
 
     counts, traces = {}, {}
 
@@ -90,8 +90,6 @@ def forward_pass(qparams, cfg, ids):
         if name in TRACED:
             traces[name] = steps(x, params, name)
         return integer_m1.int_matmul(x, params, name)
-
-    from ref import exact_m1
 
     exact_m1.logits(qparams, cfg, ids, product=product)
     return counts, traces
