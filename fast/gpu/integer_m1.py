@@ -55,6 +55,19 @@ def _int_matmul_dev(x, qparams, name):
     return (scaled * power[:, None]).astype(x.dtype)
 
 
+def quantize_rows(x):
+    """(x_int float64 [N, n], e int64 [N]) of a NumPy x [N, n], computed on the device; as
+    ref.integer_m1.quantize_rows (the conformance vectors check this step on its own)."""
+    x_int, e = _quantize_rows_dev(device.asarray(np.ascontiguousarray(x)))
+    return np.asarray(device.host(x_int)), np.asarray(device.host(e))
+
+
+def int_matmul(x, qparams, name):
+    """y = x @ W by rule 2 for a NumPy x [N, n], on the device; as ref.integer_m1.int_matmul."""
+    stored = {name + ".int": qparams[name + ".int"], name + ".scale": device.asarray(qparams[name + ".scale"])}
+    return np.asarray(device.host(_int_matmul_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
+
+
 def _logits_dev(qparams, cfg, inputs):
     """Logits [B*T, vocab_out] on the device; qparams: dict of device arrays (int16 ones left on the host)."""
     batch, length = inputs.shape

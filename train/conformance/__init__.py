@@ -16,7 +16,7 @@ from train.conformance import coder, m1_rows, packing, quantization, tokens, tra
 from train.conformance.files import VectorError, read_family, read_manifest, write_set
 from train.conformance.tally import Tally
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing]
 
 

@@ -5,6 +5,11 @@ input sequences [B, T] starting with BOS -> the rule's float32 logits and float6
 patterns) -> integer CDFs at precision 14 -> the Equal-Info windows (and plain AC) of a short text coded with M1.
 The check also evaluates a prefix of the inputs alone and expects the same leading rows: a row depends on its
 prefix and the weights only, which is what lets a decoder rebuild the encoder's rows one symbol at a time.
+
+Rule 2 (ref/integer_m1.py) is one more entry in RULES, family m1_integer_m1, rather than a family module of its
+own: its rows, CDFs, prefix check and windows are exactly rule 1's fields, computed by another module, and a
+porter reads both families the same way. What only rule 2 has (the quantized M1, its integer products step by
+step, the rule's edge cases) is the rule's `extension`, train/conformance/m1_integer.py.
 """
 import dataclasses
 import importlib
@@ -23,10 +28,11 @@ SETTINGS = [("ac", None), ("equalinfo", 16), ("equalinfo", 48)]
 class Rule:
     """One exact rule: its family name, version and each backend's module with next_probs(params, cfg, inputs)
     (and, optionally, logits(params, cfg, inputs), the logits before the float64 softmax, also checked bit for bit).
-    A second rule (integer matrix products) is one more entry in RULES: a new family m1_<name>."""
+    `extension`: a module with the rule's own fields (m1_integer.py is the interface), or None."""
     name: str
-    version_of: tuple  # (module, attribute) holding the rule's version number
+    version_of: tuple  # (module, attribute) holding the rule's version number, also M1's `rule` argument
     modules: dict  # backend -> module name
+    extension: str = None
 
     @property
     def family(self):
@@ -40,10 +46,24 @@ class Rule:
         name = self.modules.get(backend)
         return None if name is None else importlib.import_module(name)
 
+    def extended(self):
+        return None if self.extension is None else importlib.import_module(self.extension)
+
+    def model_and_inputs(self):
+        """(params, cfg, inputs) of the family: the tiny M1 and INPUT_TEXTS, as the extension changes them."""
+        params, cfg = tiny_m1()
+        extension = self.extended()
+        if extension is None:
+            return params, cfg, inputs(INPUT_TEXTS)
+        return extension.model(params, cfg), cfg, inputs(INPUT_TEXTS + [extension.EXTRA_TEXT])
+
 
 RULES = [
     Rule("exact_m1", ("ref.exact_m1", "EXACT_M1_VERSION"),
          {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}),
+    Rule("integer_m1", ("ref.integer_m1", "EXACT_M1_VERSION"),
+         {"ref": "ref.integer_m1", "cpu": "fast.cpu.integer_m1", "gpu": "fast.gpu.integer_m1"},
+         extension="train.conformance.m1_integer"),
 ]
 
 
@@ -64,11 +84,11 @@ def tiny_m1():
     return params, cfg
 
 
-def inputs():
-    """[B, T] int64: BOS then the symbols of each input text (EOS where it has \\x00), padded with BOS to length."""
+def inputs(texts):
+    """[B, T] int64: BOS then the symbols of each text (EOS where it has \\x00), padded with BOS to length."""
     from ref.symbols import BOS, documents_to_symbols
 
-    rows = [documents_to_symbols(text.split("\x00"))[:-1] for text in INPUT_TEXTS]  # no trailing EOS
+    rows = [documents_to_symbols(text.split("\x00"))[:-1] for text in texts]  # no trailing EOS
     length = 1 + max(len(r) for r in rows)
     out = np.full((len(rows), length), BOS, dtype=np.int64)
     for b, row in enumerate(rows):
@@ -88,14 +108,13 @@ def build_rule(rule):
     from ref.symbols import documents_to_symbols
 
     module = rule.module("ref")
-    params, cfg = tiny_m1()
-    ids = inputs()
+    params, cfg, ids = rule.model_and_inputs()
     probs = module.next_probs(params, cfg, ids)
     arrays = {f"param.{name}": value for name, value in params.items()}
     arrays.update({"inputs": ids, "probs": probs, "cdfs": quantize(probs, PRECISION)})
     if hasattr(module, "logits"):  # a rule's logits before its float64 softmax, where it has them
         arrays["logits"] = module.logits(params, cfg, ids)
-    model = TransformerModel(params, cfg, rows=module.next_probs)
+    model = TransformerModel(params, cfg, rows=module.next_probs, rule=rule.version())
     symbols = documents_to_symbols(TEXT.split("\x00"))
     arrays["symbols"] = symbols
     vectors = []
@@ -128,6 +147,8 @@ def build_rule(rule):
                    "symbols": "<i8 [n] the coded text", "bits.ID": "|u1 the vector's bits"},
         "vectors": vectors,
     }
+    if rule.extended() is not None:
+        rule.extended().build(description, arrays, params, cfg, ids, module)
     return description, arrays
 
 
@@ -159,10 +180,13 @@ def check_rule(rule, description, arrays, impl, tally):
     got = tally.call("rows", "next_probs of a prefix", module.next_probs, params, cfg, ids[:, :prefix])
     if got is not None:
         tally.same(got, arrays["probs"][:, :prefix], "rows", f"rows of the first {prefix} inputs evaluated alone")
-    model = TransformerModel(params, cfg, rows=module.next_probs, prefix_rows=getattr(module, "PrefixRows", None))
+    model = TransformerModel(params, cfg, rows=module.next_probs, prefix_rows=getattr(module, "PrefixRows", None),
+                             rule=rule.version())
     for vector in description["vectors"]:
         check_vector(vector, arrays[f"bits.{vector['id']}"], arrays["symbols"], model, impl, tally,
                      f"vector {vector['id']}")
+    if rule.extended() is not None:
+        rule.extended().check(description, arrays, params, cfg, module, impl, tally)
 
 
 class Family:
