@@ -47,6 +47,8 @@ def _pipeline(args, out_dir):
     preset = repro.load_preset(args.preset)
     if getattr(args, "seed", None) is not None:
         preset["seed"] = args.seed
+    if getattr(args, "scale", None) is not None:
+        preset = repro.scale_preset(preset, args.scale)
     return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr))
 
 
@@ -141,6 +143,9 @@ def add_commands(commands, add_threads_option):
 
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
     run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
+    run.add_argument("--scale", type=float, default=None,
+                     help="multiply the preset's data (train/validation examples) and training steps by this "
+                          "factor, keeping model sizes and M2's epochs: <1 for a quick look, >1 for more cores or a GPU")
     common(run)
     run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out])
 

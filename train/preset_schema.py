@@ -202,6 +202,7 @@ PRESET = Dict({
     "description": Optional(Str()),
     "seed": Int(0, (1 << 63) - 1),
     "corpus": Optional(Str()),
+    "scale": Optional(Float(0, 1e6, low_open=True)),  # written by repro --scale: the factor applied
     "packing": Dict({"group_size": POSITIVE, "example_length": Int(1, 1 << 24), "validation_every": Int(2, BIG)}),
     "m1": Dict({"size": SIZE, "dtype": DTYPE, "seq_len": Int(2, 1 << 16), "batch_size": Int(1, 1 << 16),
                 "eval_sequences": Optional(POSITIVE), "train": TRAIN}),
@@ -209,7 +210,8 @@ PRESET = Dict({
     "datasets": Dict({"train_examples": POSITIVE, "val_examples": POSITIVE, "seq_len": Int(1, 1 << 20),
                       "methods": List(DATASET)}),
     "m2": Dict({"sizes": List(SIZE), "dtype": DTYPE, "batch_size": Int(1, 1 << 16), "eval_rows": Optional(POSITIVE),
-                "seeds": Optional(Int(1, MAX_SEEDS)), "train": TRAIN}),
+                "seeds": Optional(Int(1, MAX_SEEDS)), "epochs": Optional(Float(0, 1000, low_open=True)),
+                "train": TRAIN}),
 })
 
 

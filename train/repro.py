@@ -24,7 +24,7 @@ from ref import transformer
 from ref.fingerprint import fingerprint
 from ref.m1 import TransformerModel
 from ref.models import UnigramModel
-from train import backends, build, controls, m1, m2, methods, uncertainty
+from train import backends, build, controls, estimate, m1, m2, methods, uncertainty
 from train.paper_numbers import PAPER, label
 from train.preset_schema import PresetError, validate
 from train.trainer import versions, write_json
@@ -252,13 +252,14 @@ class Pipeline:
         spec = self.preset["m2"]
         path = m2_path(self.out, name, size, seed_index)
         path.parent.mkdir(parents=True, exist_ok=True)
+        settings = m2_settings(spec, len(sets["train"]), self.seed + seed_index)
         params, history = self._timed(
             f"train_m2 {name} {size}", m2.train_m2, sets["train"], sets["validation"], path, self.backend,
-            cfg, {**spec["train"], "seed": self.seed + seed_index}, spec["batch_size"], spec.get("eval_rows"),
-            resume=path.exists())
+            cfg, settings, spec["batch_size"], spec.get("eval_rows"), resume=path.exists())
         figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"], spec["batch_size"],
                               m1_params, spec.get("eval_rows"))
         figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
+        figures["epochs"] = settings["steps"] * spec["batch_size"] / len(sets["train"])
         return figures
 
     # 6. reports
@@ -277,9 +278,18 @@ class Pipeline:
         figure(results, self.out / "bits_per_byte_vs_flops.png")
         return results
 
+    def estimate(self, examples):
+        """Print how long this preset should take here (train/estimate.py), before the long work starts."""
+        rows = min(self.preset["datasets"]["train_examples"], len(examples.train))
+        figures = estimate.estimate(self.preset, self.backend, dataset_specs(self.preset), rows,
+                                    np.asarray(examples.train[0].symbols, np.int64))
+        self.log(estimate.describe(figures))
+        return figures
+
     def run(self):
         started = time.perf_counter()
         examples = self.examples()
+        self.estimate(examples)
         trained_m1 = self.train_m1(examples)
         datasets, skipped = self.build_datasets(examples, trained_m1)
         control_results = self.controls(examples, trained_m1, datasets)
@@ -291,6 +301,49 @@ def m2_path(out, name, size, seed_index=0):
     """OUT/m2/<slug>.<size>.npz for seed 0 (the path before seeds existed), <slug>.<size>.seed<s>.npz for others."""
     suffix = "" if seed_index == 0 else f".seed{seed_index}"
     return Path(out) / "m2" / f"{_slug(name)}.{size}{suffix}.npz"
+
+
+def m2_settings(spec, train_rows, seed):
+    """M2's training settings: the preset's, with the steps (and AdamW's total_steps) set from m2.epochs when the
+    preset gives epochs, so that an epoch is exactly one pass over the training rows at any --scale."""
+    settings = {**spec["train"], "seed": seed}
+    if "epochs" in spec:
+        steps = estimate.m2_steps(spec, train_rows)
+        optimizer = dict(settings["optimizer"])
+        if "total_steps" in optimizer:
+            optimizer["total_steps"] = steps
+            optimizer["warmup_steps"] = min(optimizer.get("warmup_steps", 0), steps // 2)
+        settings.update(steps=steps, optimizer=optimizer)
+    return settings
+
+
+def scale_preset(preset, factor):
+    """The preset with its data and training scaled by `factor` (repro --scale): train/validation examples, M1's
+    steps and M2's steps (M2 stays at the same epochs); model sizes, lengths and learning rates stay."""
+    if not factor > 0:
+        raise PresetError(f"--scale must be positive, got {factor}")
+    scaled = json.loads(json.dumps(preset))
+
+    def times(value):
+        return max(1, round(value * factor))
+
+    for key in ("train_examples", "val_examples"):
+        scaled["datasets"][key] = times(preset["datasets"][key])
+    for part in ("m1", "m2"):
+        train = scaled[part]["train"]
+        train["steps"] = times(train["steps"])
+        optimizer = train["optimizer"]
+        if "total_steps" in optimizer:
+            optimizer["total_steps"] = train["steps"]
+            optimizer["warmup_steps"] = min(optimizer.get("warmup_steps", 0), train["steps"] // 2)
+        for key in ("eval_every", "checkpoint_every"):
+            if train.get(key):
+                train[key] = times(train[key])
+    if scaled["m2"].get("eval_rows"):
+        scaled["m2"]["eval_rows"] = times(scaled["m2"]["eval_rows"])
+    scaled["scale"] = factor
+    validate(scaled, "the scaled preset")
+    return scaled
 
 
 def combine_seeds(per_seed):
