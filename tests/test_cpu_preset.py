@@ -61,6 +61,8 @@ def test_the_estimate_adds_up_its_probes(monkeypatch):
     assert figures["m2_steps"] == steps
     assert figures["m1_s"] == pytest.approx(0.5 * preset["m1"]["train"]["steps"])
     assert figures["coding_s"] == pytest.approx(len(coded) * examples * preset["packing"]["example_length"] / 1000)
-    assert figures["m2_s"] == pytest.approx(0.5 * steps * m2["seeds"] * len(specs) * len(m2["sizes"]))
+    eval_batches = -(-min(m2["eval_rows"], preset["datasets"]["val_examples"]) // m2["batch_size"])
+    per_run = 0.5 * (steps + eval_batches / 3)
+    assert figures["m2_s"] == pytest.approx(per_run * m2["seeds"] * len(specs) * len(m2["sizes"]))
     assert figures["total_s"] == pytest.approx(figures["m1_s"] + figures["coding_s"] + figures["m2_s"])
     assert "min" in estimate.describe(figures)

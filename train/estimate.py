@@ -1,8 +1,9 @@
 """How long a preset will take on this machine, said before the work starts (`equalinfo repro` prints it).
 
 A guess from a few seconds of probing, not a promise: one timed training step of M1 and of each M2 (size, vocab)
-the preset trains, and M1 coding a short text by the preset's exact rule, scaled by the steps and bytes the preset
-asks for. What it leaves out (SentencePiece training, gzip, evaluation, reports) is small at these sizes. On a
+the preset trains, and M1 coding a short text by the preset's exact rule, scaled by the steps, evaluation batches
+and bytes the preset asks for. It leaves out SentencePiece training, gzip, the controls and the reports (at
+--scale 0.01 of the cpu preset these doubled the time; at full scale they are a small share). On a
 machine shared with other work the probe and the run slow down alike.
 """
 import math
@@ -13,6 +14,7 @@ import numpy as np
 from train import m1, m2
 
 PROBE_BYTES = 600  # text coded by the probe (a few windows of every size)
+EVAL_SHARE = 1 / 3  # an evaluation batch (forward only) costs about a third of a training step
 
 
 def _step_seconds(backend, cfg, batch_size, seq_len, seed=0):
@@ -67,6 +69,7 @@ def estimate(preset, backend, specs, train_rows, text):
                                         spec_m1["seq_len"], 16, text[:PROBE_BYTES])
         coding_s = len(coded) * example_bytes / rate  # b=16 is the slowest window size: an upper bound
     seq_len, batch = preset["datasets"]["seq_len"], spec_m2["batch_size"]
+    val_rows = preset["datasets"]["val_examples"]
     steps = m2_steps(spec_m2, train_rows)
     per_step = {}
     m2_s = 0.0
@@ -76,7 +79,8 @@ def estimate(preset, backend, specs, train_rows, text):
             if (size, vocab) not in per_step:
                 cfg = m2.make_config(size, vocab, spec_m2.get("dtype", "float32"))
                 per_step[size, vocab] = _step_seconds(backend, cfg, batch, seq_len)
-            m2_s += spec_m2.get("seeds", 1) * steps * per_step[size, vocab]
+            eval_batches = -(-min(spec_m2.get("eval_rows") or val_rows, val_rows) // batch)
+            m2_s += spec_m2.get("seeds", 1) * (steps + EVAL_SHARE * eval_batches) * per_step[size, vocab]
     return {"m1_s": m1_s, "coding_s": coding_s, "m2_s": m2_s, "total_s": m1_s + coding_s + m2_s, "m2_steps": steps}
 
 
