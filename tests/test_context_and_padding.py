@@ -165,3 +165,10 @@ def test_resuming_m1_with_another_sequence_length_is_refused(tmp_path):
     with pytest.raises(ValueError, match="seq_len differ"):
         m1.train_m1(symbols, symbols, tmp_path / "m1.npz", backend, cfg, settings, seq_len=32, batch_size=2,
                     eval_sequences=2, resume=True)
+
+
+def test_an_m1_trained_on_shorter_sequences_than_the_preset_codes_is_refused(run):
+    pipeline, _, trained, _ = run
+    shorter = repro.TrainedM1(trained.params, trained.cfg, seq_len=SEQ_LEN // 2)
+    with pytest.raises(ValueError, match=f"trained on {SEQ_LEN // 2}-symbol sequences"):
+        pipeline.m1_coding_model(shorter)

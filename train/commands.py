@@ -16,6 +16,7 @@ from data.shards import open_dataset
 from ref.transformer import SIZES, count_params
 from train import backends, m2, repro
 from train.build import summary
+from train.m1 import trained_context
 from train.methods import METHODS
 from train.paper_numbers import label
 from train.trainer import load_checkpoint, write_json
@@ -78,7 +79,8 @@ def build_command(args):
         raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
     m1_checkpoint = load_checkpoint(args.m1, "m1") if args.m1 else None
     pipeline = _pipeline(args, args.out)
-    trained_m1 = repro.TrainedM1(*m1_checkpoint[:2]) if m1_checkpoint else None
+    trained_m1 = (repro.TrainedM1(*m1_checkpoint[:2], seq_len=trained_context(m1_checkpoint[3]))
+                  if m1_checkpoint else None)
     entry = {"method": args.method, "vocab_size": args.vocab_size}
     name = label(args.method, args.window_bits, args.bits_per_token)
     sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),

@@ -75,10 +75,12 @@ class Examples:
 
 @dataclass
 class TrainedM1:
-    """M1's parameters and config; `result` (validation bits/byte, history, size) when this run trained it."""
+    """M1's parameters and config; `result` (validation bits/byte, history, size) when this run trained it;
+    `seq_len` the sequence length it was trained on when it comes from elsewhere (a checkpoint's meta)."""
     params: dict
     cfg: transformer.Config
     result: dict = None
+    seq_len: int = None
 
 
 class Pipeline:
@@ -172,9 +174,10 @@ class Pipeline:
         this run's backend, restarting every m1.seq_len symbols -- the length it was trained on -- so that neither
         AC over a whole example nor a long Equal-Info window makes it read a context it never learned
         (train.m1.check_context refuses anything longer). restart_every=None is the extrapolating control."""
-        trained = int(self.preset["m1"]["seq_len"])
+        context = int(self.preset["m1"]["seq_len"])
+        trained = trained_m1.seq_len or context  # a run's own M1 trained on the preset's (resume refuses others)
         if restart_every == "trained":
-            restart_every = m1.check_context(trained, trained)
+            restart_every = m1.check_context(context, trained)
         rule = int(self.preset["coding"].get("exact_rule", 1))
         return m1.coding_model(trained_m1.params, trained_m1.cfg, self.backend.name, rule, restart_every)
 
