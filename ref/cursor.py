@@ -41,12 +41,25 @@ class CdfCursor:
                                          or self.assumed[len(self.inputs) - 1] != self.inputs[-1]):
             self.assumed = self.ahead = None
 
+    def rewind(self, n_inputs):
+        """Forget the inputs after the first n_inputs (BOS counts); rows prefetched for them stay valid."""
+        if not 1 <= n_inputs <= len(self.inputs):
+            raise ValueError(f"cannot rewind {len(self.inputs)} inputs to {n_inputs}")
+        del self.inputs[n_inputs:]
+
     def prefetch(self, upcoming):
-        """Announce the next symbols (in this order) so that their rows come from few calls on longer prefixes."""
+        """Announce the next symbols (in this order) so that their rows come from few calls on longer prefixes.
+
+        Rows already in hand are kept when the new announcement agrees with the inputs they were made from: a coder
+        that does not reset the model between windows (ref/equalinfo.py's model_reset_every) announces each window
+        from where the last one ended, and re-evaluating the whole prefix at every window would cost O(n^2)."""
         if self.context_length is not None:
             return  # the context cache already makes every step cheap
-        self.assumed = self.inputs + [int(s) for s in upcoming]
-        self.ahead = None
+        assumed = self.inputs + [int(s) for s in upcoming]
+        kept = 0 if self.ahead is None else len(self.ahead)
+        if not (kept and len(assumed) >= kept and assumed[:kept] == self.assumed[:kept]):
+            self.ahead = None
+        self.assumed = assumed
 
     def _prefetched(self):
         """The CDF after the current inputs from the announced prefix's rows, or None if none was announced."""

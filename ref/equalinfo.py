@@ -23,6 +23,11 @@ A window ends on its bits alone, never on a symbol count: the paper's rule has n
 cap would only add a second way for a window to end that every coder and decoder must mirror.
 If no k >= 1 admits a delimiting cell, compression raises WindowError rather than emit an undecodable window
 (this needs a pathological model; the tests hunt for it with adversarial distributions).
+
+`model_reset_every` = k is the paper's Table 9 ablation, for study only: the coder still resets at every window, but
+the model's context only at every k-th window (None: never, only at the start of the input), so a window's symbols
+are predicted from earlier windows too. Windows then no longer decode alone -- the decoder must have decoded the
+k-1 windows before -- which is exactly why the paper resets at every window; `decompress` takes the same k.
 """
 from dataclasses import dataclass
 
@@ -107,13 +112,23 @@ def shortest_cell(encoder, window_bits):
     raise WindowError("the interval holds no cell of the window's size")
 
 
-def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=True):
+def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=True, reset_model=True):
     """Encode the window that starts at symbols[start]; returns a Window.
 
     delimit=False gives the paper's plain rule (greedy, shortest cell padded with zeros) for comparison only:
-    such windows need not decode.
+    such windows need not decode. reset_model=False keeps the cursor's context (the symbols of earlier windows);
+    either way the cursor ends holding the window's symbols, not the ones tried past its end.
     """
-    cursor.reset()
+    if reset_model:
+        cursor.reset()
+    before = len(cursor.inputs)
+    window = _greedy_delimited_window(symbols, start, cursor, window_bits, precision, delimit)
+    cursor.rewind(before + window.length)
+    return window
+
+
+def _greedy_delimited_window(symbols, start, cursor, window_bits, precision, delimit):
+    """encode_window's rule, from the cursor's current context."""
     lookahead = max_symbols_per_window(window_bits, precision)
     cursor.prefetch(symbols[start:start + lookahead])  # rows for every symbol this window could take
     encoders = [Encoder(precision)]  # encoders[k]: state after the window's first k symbols
@@ -146,23 +161,41 @@ def encode_window(symbols, start, cursor, window_bits, precision=14, delimit=Tru
                       f"window_bits={window_bits}, precision={precision})")
 
 
-def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
+def check_model_reset_every(model_reset_every):
+    """k >= 1 (reset the model's context every k windows) or None (never); returns it."""
+    if model_reset_every is not None and (isinstance(model_reset_every, bool)
+                                          or not isinstance(model_reset_every, (int, np.integer))
+                                          or model_reset_every < 1):
+        raise WindowError(f"model_reset_every must be an integer >= 1 (windows between resets of the model's "
+                          f"context) or None (never), got {model_reset_every!r}")
+    return model_reset_every
+
+
+def resets_model(index, model_reset_every):
+    """True if window `index` (0-based) starts the model's context afresh."""
+    return index == 0 or (model_reset_every is not None and index % model_reset_every == 0)
+
+
+def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """All windows of a symbol sequence, in order (a list of Window)."""
     symbols = check_symbols(symbols)
     check_window_bits(window_bits, precision)
+    check_model_reset_every(model_reset_every)
     cursor = CdfCursor(model, precision)
     windows, start = [], 0
     while start < len(symbols):
-        window = encode_window(symbols, start, cursor, window_bits, precision, delimit)
+        window = encode_window(symbols, start, cursor, window_bits, precision, delimit,
+                               resets_model(len(windows), model_reset_every))
         windows.append(window)
         start += window.length
     return windows
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True):
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """encode_windows of each sequence (a list of lists of Window). Here one after another; the fast backends code
     them together (one M1 call per step for every active window), with the same windows."""
-    return [encode_windows(symbols, model, window_bits, precision, delimit) for symbols in symbol_arrays]
+    return [encode_windows(symbols, model, window_bits, precision, delimit, model_reset_every)
+            for symbols in symbol_arrays]
 
 
 def compress(symbols, model, window_bits=16, precision=14):
@@ -171,13 +204,15 @@ def compress(symbols, model, window_bits=16, precision=14):
     return np.concatenate([w.bits for w in windows]) if windows else np.zeros(0, dtype=np.uint8)
 
 
-def decode_window(window_bits_array, cursor, precision=14, limit=None):
-    """Symbols (list of int) of one window from its bits alone; at most `limit` if given."""
+def decode_window(window_bits_array, cursor, precision=14, limit=None, reset_model=True):
+    """Symbols (list of int) of one window from its bits alone (and, with reset_model=False, the cursor's
+    context: the windows decoded before it); at most `limit` if given."""
     window_bits = len(window_bits_array)
     bound = max_symbols_per_window(window_bits, precision)
     first_point = Decoder(window_bits_array, precision, tail_bit=0)
     last_point = Decoder(window_bits_array, precision, tail_bit=1)
-    cursor.reset()
+    if reset_model:
+        cursor.reset()
     symbols = []
     while limit is None or len(symbols) < limit:
         cdf = cursor.cdf()
@@ -192,13 +227,15 @@ def decode_window(window_bits_array, cursor, precision=14, limit=None):
     return symbols
 
 
-def decompress(bits, model, window_bits=16, precision=14, n_symbols=None):
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, model_reset_every=1):
     """Symbols (int64) of a sequence of windows.
 
     Without n_symbols every window is decoded as self-delimiting, which is exact for every window but possibly the
     input's last (see the module docstring); with n_symbols the result is exact and its length is checked.
+    model_reset_every must be the encoder's.
     """
     check_window_bits(window_bits, precision)
+    check_model_reset_every(model_reset_every)
     bits = np.asarray(bits, dtype=np.uint8)
     if bits.ndim != 1 or len(bits) % window_bits:
         raise WindowError(f"{len(bits)} bits is not a whole number of {window_bits}-bit windows")
@@ -208,7 +245,8 @@ def decompress(bits, model, window_bits=16, precision=14, n_symbols=None):
         limit = None if n_symbols is None else n_symbols - len(symbols)
         if limit == 0:
             raise WindowError(f"window {index} lies past the {n_symbols} symbols the input should hold")
-        window = decode_window(bits[index * window_bits:(index + 1) * window_bits], cursor, precision, limit)
+        window = decode_window(bits[index * window_bits:(index + 1) * window_bits], cursor, precision, limit,
+                               resets_model(index, model_reset_every))
         symbols.extend(window)
     if n_symbols is not None and len(symbols) != n_symbols:
         raise WindowError(f"the windows hold {len(symbols)} symbols, expected {n_symbols} (truncated input?)")

@@ -59,8 +59,8 @@ def estimate(preset, backend, specs, train_rows, text):
     spec_m1, spec_m2 = preset["m1"], preset["m2"]
     m1_cfg = m1.make_config(spec_m1["size"], spec_m1.get("dtype", "float32"))
     m1_s = spec_m1["train"]["steps"] * _step_seconds(backend, m1_cfg, spec_m1["batch_size"], spec_m1["seq_len"])
-    coded = {(method, b, entry.get("delimit", True)) for _, method, b, _, entry in specs
-             if method in ("ac", "equalinfo")}
+    coded = {(method, b, entry.get("delimit", True), entry.get("m1_reset_every", 1))
+             for _, method, b, _, entry in specs if method in ("ac", "equalinfo")}
     examples = preset["datasets"]["train_examples"] + preset["datasets"]["val_examples"]
     example_bytes = examples * preset["packing"]["example_length"]
     coding_s = 0.0

@@ -136,17 +136,20 @@ class ArithmeticCoded(BitMethod):
 
 class EqualInfo(BitMethod):
     """Equal-Info windows of b bits with M1. delimit=False: the paper's plain rule (greedy, the shortest cell
-    padded with zeros), built for comparison only -- M2 can train on it, but its windows do not decode exactly."""
+    padded with zeros), built for comparison only -- M2 can train on it, but its windows do not decode exactly.
+    model_reset_every k != 1 (None: never): the paper's Table 9 ablation, M1's context reset only every k windows
+    (ref/equalinfo.py); such windows decode only in order, after the ones before them."""
     name = "equalinfo"
 
-    def __init__(self, model, window_bits, bits_per_token, backend, precision=14, cache=None, delimit=True):
+    def __init__(self, model, window_bits, bits_per_token, backend, precision=14, cache=None, delimit=True,
+                 model_reset_every=1):
         super().__init__(bits_per_token, cache)
         self.model, self.window_bits, self.backend, self.precision = model, window_bits, backend, precision
-        self.delimit = delimit
+        self.delimit, self.model_reset_every = delimit, model_reset_every
 
     def windows(self, symbols):
         return self.cached("windows", symbols, lambda: self.backend.equalinfo.encode_windows(
-            symbols, self.model, self.window_bits, self.precision, self.delimit))
+            symbols, self.model, self.window_bits, self.precision, self.delimit, self.model_reset_every))
 
     def bits(self, symbols):
         windows = self.windows(symbols)
@@ -161,7 +164,7 @@ class EqualInfo(BitMethod):
         todo = [symbols for symbols in todo if ("windows", symbols.tobytes()) not in self.cache]
         if todo:
             coded = self.backend.equalinfo.encode_windows_batch(todo, self.model, self.window_bits, self.precision,
-                                                                self.delimit)
+                                                                self.delimit, self.model_reset_every)
             for symbols, windows in zip(todo, coded):
                 self.cache[("windows", symbols.tobytes())] = windows
 
@@ -178,7 +181,8 @@ class EqualInfo(BitMethod):
                              "exactly: a window's end is ambiguous where zero bits could be more symbols")
         bits = tokens_to_bits(tokens[:n_tokens], self.bits_per_token)
         bits = bits[:len(bits) - len(bits) % self.window_bits]
-        return self.backend.equalinfo.decompress(bits, self.model, self.window_bits, self.precision, n_symbols)
+        return self.backend.equalinfo.decompress(bits, self.model, self.window_bits, self.precision, n_symbols,
+                                                 self.model_reset_every)
 
 
 class SentencePiece:

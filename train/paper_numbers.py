@@ -22,9 +22,11 @@ PAPER = {
 }
 
 
-def label(method, window_bits=None, bits_per_token=None, delimit=True):
+def label(method, window_bits=None, bits_per_token=None, delimit=True, m1_reset_every=1):
     """The paper's name of a dataset: Bytes, SentencePiece, AC[v=256], EqualInfoAC[b=16,v=65k], ...; our
-    delimiting-cell windows carry the paper's name, its zero-padded ones (delimit=False) add ",zero-pad"."""
+    delimiting-cell windows carry the paper's name, its zero-padded ones (delimit=False) add ",zero-pad", and the
+    Table 9 ablation (M1's context reset every k windows, or never: m1_reset_every k or None) ",M1 reset every k"
+    or ",M1 never reset"."""
     if method == "bytes":
         return "Bytes"
     if method == "spm":
@@ -32,5 +34,7 @@ def label(method, window_bits=None, bits_per_token=None, delimit=True):
     v = {8: "256", 16: "65k"}.get(bits_per_token, str(1 << bits_per_token))
     names = {"ac": "AC", "staticac": "StaticAC", "gzip": "GZip"}
     if method == "equalinfo":
-        return f"EqualInfoAC[b={window_bits},v={v}{'' if delimit else ',zero-pad'}]"
+        reset = ("" if m1_reset_every == 1 else ",M1 never reset" if m1_reset_every is None
+                 else f",M1 reset every {m1_reset_every}")
+        return f"EqualInfoAC[b={window_bits},v={v}{'' if delimit else ',zero-pad'}{reset}]"
     return f"{names[method]}[v={v}]"

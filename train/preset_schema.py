@@ -194,7 +194,8 @@ DATASET = Tagged("method", {
     "gzip": {"bits_per_token": TOKEN_BITS}, "staticac": {"bits_per_token": TOKEN_BITS},
     "ac": {"bits_per_token": TOKEN_BITS},
     "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS,
-                  "delimit": Optional(Bool())},
+                  "delimit": Optional(Bool()),
+                  "m1_reset_every": Optional(Either((Int(1, 1 << 20), Choice(("never",)))))},
 })
 assert set(DATASET.variants) == set(methods.METHODS)
 

@@ -51,6 +51,12 @@ def load_preset(name_or_path):
     return preset
 
 
+def m1_reset_every(entry):
+    """An equalinfo entry's "m1_reset_every" as ref/equalinfo.py's model_reset_every: k, or None for "never"."""
+    value = entry.get("m1_reset_every", 1)
+    return None if value == "never" else int(value)
+
+
 def dataset_specs(preset):
     """(label, method, window_bits, bits_per_token, extra) for every dataset the preset asks for."""
     specs = []
@@ -62,7 +68,8 @@ def dataset_specs(preset):
         windows = entry.get("window_bits", [None])
         for b in windows:
             for n in (widths if isinstance(widths, list) else [widths]):
-                specs.append((label(method, b, n, entry.get("delimit", True)), method, b, n, entry))
+                specs.append((label(method, b, n, entry.get("delimit", True), m1_reset_every(entry)),
+                              method, b, n, entry))
     return specs
 
 
@@ -145,8 +152,8 @@ class Pipeline:
     def method_for(self, method, window_bits, bits_per_token, entry, examples, trained_m1=None):
         """The tokenizer of one dataset (train/methods.py); ac and equalinfo code with trained_m1."""
         precision = self.preset["coding"].get("precision", 14)
-        delimit = entry.get("delimit", True)
-        cache = self.bit_caches.setdefault((method, window_bits, delimit), {})  # shared by v=256 and v=65k
+        delimit, reset_every = entry.get("delimit", True), m1_reset_every(entry)
+        cache = self.bit_caches.setdefault((method, window_bits, delimit, reset_every), {})  # v=256 and v=65k
         if method == "bytes":
             return methods.Bytes()
         if method == "gzip":
@@ -159,7 +166,8 @@ class Pipeline:
             model = self.m1_coding_model(trained_m1)
             if method == "ac":
                 return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
-            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache, delimit)
+            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache, delimit,
+                                     reset_every)
         if method == "spm":
             if self.spm is None:
                 documents = examples_to_documents(examples.train)

@@ -38,6 +38,7 @@ from numba import njit
 from fast.cpu.ac import ContextTable, context_id, table_row, uses_table
 from fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step, find_symbol,
                                  point_bits, quantize, undo_carry)
+from ref import equalinfo as ref_equalinfo
 from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
 from ref.symbols import BOS, N_SYMBOLS, check_symbols
 
@@ -393,14 +394,21 @@ def _encode_many(streams, model, window_bits, precision, delimit, use_table=True
     return _encode_streams(streams, model, int(window_bits), int(precision), delimit, lookahead)
 
 
-def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True):
+def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """All windows of a symbol sequence, in order (a list of ref.equalinfo.Window), identical to ref's."""
-    [(bits, meta)] = _encode_many([symbols], model, window_bits, precision, delimit)
-    return [Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
+    return encode_windows_batch([symbols], model, window_bits, precision, delimit, model_reset_every)[0]
 
 
-def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True):
-    """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows)."""
+def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
+    """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows).
+
+    model_reset_every != 1 (the Table 9 ablation, ref/equalinfo.py) is coded by ref's rule one sequence at a time,
+    with this model's rows: the lockstep restarts a stream's model at every window, and an ablation does not
+    justify a second lockstep that carries context across windows. ref's cursor keeps the rows of the growing
+    prefix across windows, so the cost stays that of one pass of M1 over each sequence."""
+    if ref_equalinfo.check_model_reset_every(model_reset_every) != 1:
+        return ref_equalinfo.encode_windows_batch(symbol_arrays, model, window_bits, precision, delimit,
+                                                  model_reset_every)
     results = _encode_many(list(symbol_arrays), model, window_bits, precision, delimit)
     return [[Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
             for bits, meta in results]
@@ -583,8 +591,11 @@ def _assemble(pieces, n_symbols):
     return symbols[:n_symbols]  # only the last window can be cut by its limit
 
 
-def decompress(bits, model, window_bits=16, precision=14, n_symbols=None):
-    """Symbols (int64) of a sequence of windows: identical to ref.equalinfo.decompress (same errors)."""
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, model_reset_every=1):
+    """Symbols (int64) of a sequence of windows: identical to ref.equalinfo.decompress (same errors).
+    model_reset_every != 1 decodes by ref's rule, window after window (see encode_windows_batch)."""
+    if ref_equalinfo.check_model_reset_every(model_reset_every) != 1:
+        return ref_equalinfo.decompress(bits, model, window_bits, precision, n_symbols, model_reset_every)
     check_window_bits(window_bits, precision)
     windows = _window_array(bits, window_bits)
     return _assemble(decode_windows(windows, model, precision), n_symbols)
