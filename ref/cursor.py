@@ -41,6 +41,12 @@ class CdfCursor:
                                          or self.assumed[len(self.inputs) - 1] != self.inputs[-1]):
             self.assumed = self.ahead = None
 
+    def supply(self, upcoming, cdfs):
+        """prefetch(upcoming) with the rows' CDFs already made by the caller, e.g. in one model call for many
+        sequences (cdfs [n, V+1]: row t is the CDF after (inputs + upcoming)[:t + 1]); the caller vouches for them."""
+        self.assumed = self.inputs + [int(s) for s in upcoming]
+        self.ahead = np.asarray(cdfs)
+
     def rewind(self, n_inputs):
         """Forget the inputs after the first n_inputs (BOS counts); rows prefetched for them stay valid."""
         if not 1 <= n_inputs <= len(self.inputs):

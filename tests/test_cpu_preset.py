@@ -55,8 +55,9 @@ def test_the_estimate_adds_up_its_probes(monkeypatch):
     figures = estimate.estimate(preset, None, specs, train_rows=800, text=list(range(1000)))
     m2 = preset["m2"]
     steps = 800 // m2["batch_size"]
-    coded = {(method, b, entry.get("delimit", True)) for _, method, b, _, entry in specs
-             if method in ("ac", "equalinfo")}
+    coded = {(method, b, entry.get("delimit", True), entry.get("m1_reset_every", 1))
+             for _, method, b, _, entry in specs if method in ("ac", "equalinfo")}
+    assert len(coded) == 8  # AC, EqualInfoAC b=16 (ours, zero-padded, reset every 2, never), b=32, 64, 128
     examples = preset["datasets"]["train_examples"] + preset["datasets"]["val_examples"]
     assert figures["m2_steps"] == steps
     assert figures["m1_s"] == pytest.approx(0.5 * preset["m1"]["train"]["steps"])

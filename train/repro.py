@@ -399,7 +399,7 @@ def below_floor(figures, floor_key="unigram_bits_per_byte"):
 
 
 def _slug(name):
-    return name.replace("[", "_").replace("]", "").replace(",", "_").replace("=", "")
+    return name.replace("[", "_").replace("]", "").replace(",", "_").replace("=", "").replace(" ", "-")
 
 
 def _m1_fingerprint(coder):

@@ -38,6 +38,8 @@ from numba import njit
 from fast.cpu.ac import ContextTable, context_id, table_row, uses_table
 from fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step, find_symbol,
                                  point_bits, quantize, undo_carry)
+from ref import arithmetic as ref_arithmetic
+from ref import cursor as ref_cursor
 from ref import equalinfo as ref_equalinfo
 from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
 from ref.symbols import BOS, N_SYMBOLS, check_symbols
@@ -394,6 +396,46 @@ def _encode_many(streams, model, window_bits, precision, delimit, use_table=True
     return _encode_streams(streams, model, int(window_bits), int(precision), delimit, lookahead)
 
 
+def _encode_keeping_context(streams, model, window_bits, precision, delimit, every, streams_per_call=64):
+    """The Table 9 ablation (M1 reset every `every` windows, None: never) by ref's rule, streams batched.
+
+    Each round, every unfinished stream starts a group of `every` windows (its model context starts afresh); ONE
+    model call per `streams_per_call` streams gives each the rows of its next `ahead` symbols, which ref's cursor
+    takes as prefetched, and ref's encode_window codes the group's windows from them (the cursor evaluates more
+    rows itself in the rare group that runs past them). Same windows as ref: rows depend on their prefix alone."""
+    check_window_bits(window_bits, precision)
+    streams = [check_symbols(s) for s in streams]
+    cursors = [ref_cursor.CdfCursor(model, precision) for _ in streams]
+    windows = [[] for _ in streams]
+    positions = [0] * len(streams)
+    ahead, used = 32, []  # symbols supplied per group; the group lengths so far
+    while True:
+        active = [s for s in range(len(streams)) if positions[s] < len(streams[s])]
+        if not active:
+            return windows
+        for first in range(0, len(active), streams_per_call):
+            chunk = active[first:first + streams_per_call]
+            prefixes = [streams[s][positions[s]:positions[s] + (ahead if every else len(streams[s]))]
+                        for s in chunk]  # never reset: one group, the whole sequence
+            batch = np.full((len(chunk), 1 + max(len(p) for p in prefixes)), BOS, np.int64)  # right-padded
+            for row, prefix in enumerate(prefixes):
+                batch[row, 1:1 + len(prefix)] = prefix
+            probs = model.next_probs(batch)  # [A, T, V]
+            for row, (s, prefix) in enumerate(zip(chunk, prefixes)):
+                cursors[s].reset()
+                cursors[s].supply(prefix, ref_arithmetic.quantize(probs[row, :1 + len(prefix)], precision))
+                group_start = positions[s]
+                while positions[s] < len(streams[s]) and (every is None or positions[s] == group_start
+                                                          or len(windows[s]) % every):
+                    window = ref_equalinfo.encode_window(streams[s], positions[s], cursors[s], window_bits,
+                                                         precision, delimit, reset_model=False)
+                    windows[s].append(window)
+                    positions[s] += window.length
+                used.append(positions[s] - group_start)
+        if every is not None:
+            ahead = int(np.ceil(1.5 * np.mean(used[-256:]))) + 8  # most groups fit, few rows are wasted
+
+
 def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """All windows of a symbol sequence, in order (a list of ref.equalinfo.Window), identical to ref's."""
     return encode_windows_batch([symbols], model, window_bits, precision, delimit, model_reset_every)[0]
@@ -407,8 +449,8 @@ def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, del
     justify a second lockstep that carries context across windows. ref's cursor keeps the rows of the growing
     prefix across windows, so the cost stays that of one pass of M1 over each sequence."""
     if ref_equalinfo.check_model_reset_every(model_reset_every) != 1:
-        return ref_equalinfo.encode_windows_batch(symbol_arrays, model, window_bits, precision, delimit,
-                                                  model_reset_every)
+        return _encode_keeping_context(list(symbol_arrays), model, window_bits, precision, delimit,
+                                       model_reset_every)
     results = _encode_many(list(symbol_arrays), model, window_bits, precision, delimit)
     return [[Window(int(m[0]), int(m[1]), int(m[2]), bool(m[3]), b) for m, b in zip(meta, bits)]
             for bits, meta in results]
