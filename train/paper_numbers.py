@@ -17,6 +17,9 @@ PAPER = {
     "EqualInfoAC[b=64,v=65k]": (8.33, 1.82, 1.76),
     "EqualInfoAC[b=128,v=256]": (4.61, 1.71, 1.71),
     "EqualInfoAC[b=128,v=65k]": (9.22, 1.70, 1.67),
+    # Table 9 (M1's context reset every other window / never; the paper gives bits/byte only for a 403m M2)
+    "EqualInfoAC[b=16,v=256,M1 reset every 2]": (3.40, None, None),
+    "EqualInfoAC[b=16,v=256,M1 never reset]": (5.33, None, None),
     "GZip[v=256]": (2.23, 2.34, 1.56),
     "GZip[v=65k]": (4.47, 2.92, 2.26),
 }
