@@ -19,6 +19,40 @@ try:
 except device.GPUUnavailable as error:
     MODE, WHY_NOT = None, str(error)
 
+def _thread_safe_simulated_shared_arrays():
+    """numba's simulator gives a block's threads one shared array per source line by check-then-insert in a dict
+    (FakeCUDAShared.array) with no lock: two threads that reach the line together can each make their own array,
+    and a kernel that stages a tile through shared memory then reads another thread's garbage. The short switch
+    interval below makes that likely when the machine is loaded (a flaky bit mismatch in the exact-M1 matmul). On a
+    GPU shared arrays are static; here the allocation is serialized."""
+    import threading
+
+    from numba.core import types
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    shared = kernelapi.FakeCUDAShared
+    if getattr(shared, "_equalinfo_locked", False):
+        return
+    dynamic, lock = shared.array, threading.Lock()
+
+    def array(self, shape, dtype):
+        if shape == 0:
+            return dynamic(self, shape, dtype)  # one buffer for all, made in __init__: no race
+        caller = sys._getframe(1)
+        key = (caller.f_code.co_filename, caller.f_lineno)  # the simulator's key: the allocating line
+        with lock:
+            if key not in self._allocations:
+                self._allocations[key] = np.empty(shape, numpy_support.as_dtype(dtype)
+                                                  if isinstance(dtype, types.Type) else dtype)
+            return self._allocations[key]
+
+    shared.array, shared._equalinfo_locked = array, True
+
+
+if MODE == "simulator":
+    _thread_safe_simulated_shared_arrays()
+
 needs_kernels = pytest.mark.skipif(MODE is None, reason=f"neither a GPU nor numba's CUDA simulator: {WHY_NOT}")
 gpu_only = pytest.mark.skipif(MODE != "gpu", reason="needs CuPy and a CUDA GPU (float32/TF32/bf16 tolerances, "
                                                    "10-step trajectories, cuBLAS); the simulator runs the rest")
