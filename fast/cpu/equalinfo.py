@@ -425,8 +425,8 @@ def _encode_keeping_context(streams, model, window_bits, precision, delimit, eve
                 cursors[s].reset()
                 cursors[s].supply(prefix, ref_arithmetic.quantize(probs[row, :1 + len(prefix)], precision))
                 group_start = positions[s]
-                while positions[s] < len(streams[s]) and (every is None or positions[s] == group_start
-                                                          or len(windows[s]) % every):
+                while positions[s] < len(streams[s]) and (positions[s] == group_start
+                                                          or not ref_equalinfo.resets_model(len(windows[s]), every)):
                     window = ref_equalinfo.encode_window(streams[s], positions[s], cursors[s], window_bits,
                                                          precision, delimit, reset_model=False)
                     windows[s].append(window)
@@ -444,10 +444,9 @@ def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, m
 def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """encode_windows of each sequence, coded together in lockstep (identical to ref's one-by-one windows).
 
-    model_reset_every != 1 (the Table 9 ablation, ref/equalinfo.py) is coded by ref's rule one sequence at a time,
-    with this model's rows: the lockstep restarts a stream's model at every window, and an ablation does not
-    justify a second lockstep that carries context across windows. ref's cursor keeps the rows of the growing
-    prefix across windows, so the cost stays that of one pass of M1 over each sequence."""
+    model_reset_every != 1 (the Table 9 ablation, ref/equalinfo.py) is coded by ref's window rule with this model's
+    rows batched per group of windows (`_encode_keeping_context`): the lockstep restarts a stream's model at every
+    window, and an ablation does not justify a second lockstep that carries context across windows."""
     if ref_equalinfo.check_model_reset_every(model_reset_every) != 1:
         return _encode_keeping_context(list(symbol_arrays), model, window_bits, precision, delimit,
                                        model_reset_every)
@@ -658,11 +657,14 @@ def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=
     return result
 
 
-def decode_window(window_bits_array, cursor, precision=14, limit=None):
+def decode_window(window_bits_array, cursor, precision=14, limit=None, reset_model=True):
     """Symbols (list of int) of one window from its bits alone; at most `limit` if given (ref's signature).
 
-    cursor: a ref.cursor.CdfCursor (its model is used) or a model.
+    cursor: a ref.cursor.CdfCursor (its model is used) or a model. reset_model=False (the Table 9 ablation: the
+    cursor's context carries earlier windows) decodes by ref's rule with that cursor.
     """
+    if not reset_model:
+        return ref_equalinfo.decode_window(window_bits_array, cursor, precision, limit, reset_model=False)
     model = getattr(cursor, "model", cursor)
     window = np.asarray(window_bits_array, dtype=np.uint8)[None]
     [symbols] = decode_windows(window, model, precision)
