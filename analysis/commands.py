@@ -1,10 +1,10 @@
 """`equalinfo analyze {stability,positions,uniformity,seq2seq}` and `equalinfo generate`: argument parsing and the
-glue from files on disk to the analyses (analysis/*.py) and to generation (train/generate.py).
+glue from files on disk to the analyses (analysis/*.py) and to generation (analysis/generate.py).
 
 Every analysis writes OUT/<name>.json (every number, plus the versions that made it) and OUT/<name>.png (skipped
 with a note without matplotlib) and prints a short table. `--run DIR` points at an `equalinfo repro` output
 directory and takes from it what an analysis needs (m1.npz, spm.model, datasets/*); single files can be given
-instead. Errors are one `equalinfo: error: ...` line (train/cli.py): a wrong model for a dataset, a dataset of the
+instead. Errors are one `equalinfo: error: ...` line (cli.py): a wrong model for a dataset, a dataset of the
 wrong method, an M1 other than the one that built a dataset.
 """
 import glob
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import common, positions, seq2seq, stability, uniformity
-from train import backends, generate, methods
+from equalinfo.analysis import common, positions, seq2seq, stability, uniformity
+from equalinfo.train import backends, methods
+from equalinfo.analysis import generate
 
 
 def _run_file(args, name):
@@ -204,7 +205,7 @@ def generate_command(args):
     print(common.table(["M2 over", "bytes/step", "M2 ms/step", "decode (M1) ms/step", "bytes/s", "steps",
                         "empty windows", "canonical windows"], rows))
     if args.json:
-        from train.trainer import versions, write_json
+        from equalinfo.train.trainer import versions, write_json
 
         write_json(args.json, {"runs": reports, "prompt": args.prompt, "temperature": args.temperature,
                                "seed": args.seed, "backend": backend.name, "versions": versions()})
@@ -223,7 +224,8 @@ def add_commands(commands, add_threads_option):
         parser.add_argument("--out", required=True, help="directory for <analysis>.json and <analysis>.png")
         parser.add_argument("--backend", choices=backends.NAMES, default=None)
         if m1:
-            parser.add_argument("--run", dest="run_dir", default=None, help="an equalinfo repro output directory (m1.npz, ...)")
+            parser.add_argument("--run", dest="run_dir", default=None,
+                                help="an equalinfo repro output directory (m1.npz, ...)")
             parser.add_argument("--m1", default=None, help="M1 checkpoint (default: the run's, else an order-2 "
                                                             "Markov stand-in fitted on the corpus)")
             parser.add_argument("--corpus", default=None, help="text source (default: the embedded corpus)")

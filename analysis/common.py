@@ -10,14 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus import open_corpus
-from data.shards import open_dataset
-from train import checkpoint
-from ref.models import MarkovModel, UnigramModel
-from ref.symbols import N_SYMBOLS
-from train import backends, m1, methods
-from train.paper_numbers import label
-from train.trainer import versions, write_json
+from equalinfo.data.corpus import open_corpus
+from equalinfo.data.shards import open_dataset
+from equalinfo.train import checkpoint
+from equalinfo.ref.models import MarkovModel, UnigramModel
+from equalinfo.ref.symbols import N_SYMBOLS
+from equalinfo.train import backends, m1, methods
+from equalinfo.report.paper_numbers import label
+from equalinfo.train.trainer import versions, write_json
 
 
 class AnalysisError(ValueError):
@@ -60,7 +60,7 @@ def load_m1(path, backend):
 
 def check_m1_matches(dataset, model, m1_path):
     """Refuse an M1 other than the one that built an M1-coded dataset (fingerprints in the dataset's meta)."""
-    from ref.fingerprint import fingerprint
+    from equalinfo.ref.fingerprint import fingerprint
 
     wanted = dataset.meta.get("m1_fingerprint")
     if wanted and fingerprint(model.arrays()) != wanted:
@@ -136,7 +136,7 @@ class Tokenizers:
 
     def tokenize(self, method, b, n, texts):
         if method == "equalinfo":
-            from ref.tokens import bits_to_tokens
+            from equalinfo.ref.tokens import bits_to_tokens
 
             return [bits_to_tokens(np.concatenate([w.bits for w in ws]), n) for ws in self.windows(texts, b)]
         coder = self.method(method, b, n)

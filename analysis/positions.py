@@ -21,9 +21,9 @@ import math
 
 import numpy as np
 
-from analysis import common
-from ref import transformer as ref_transformer
-from train.m2 import rows_to_batch
+from equalinfo.analysis import common
+from equalinfo.ref import transformer as ref_transformer
+from equalinfo.train.m2 import rows_to_batch
 
 
 def window_positions(seq_len, window_bits, bits_per_token):

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis import common
-from ref import transformer as ref_transformer
-from ref.symbols import bytes_to_symbols
-from train.trainer import TrainSettings, train
+from equalinfo.analysis import common
+from equalinfo.ref import transformer as ref_transformer
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo.train.trainer import TrainSettings, train
 
 SEP = 512
 VOCAB_IN = 513

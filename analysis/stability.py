@@ -24,8 +24,8 @@ from collections import Counter
 
 import numpy as np
 
-from analysis import common
-from ref.symbols import bytes_to_symbols
+from equalinfo.analysis import common
+from equalinfo.ref.symbols import bytes_to_symbols
 
 SENTENCE = b", and then the same sentence follows each word."
 WORD_POOL = 1000  # the most frequent corpus words the list is sampled from
@@ -138,7 +138,7 @@ def segmentation(tokenizers, spec, snippet, offset, word_length):
             position += len(text)
         return pieces
     if method == "equalinfo":
-        from ref.tokens import bits_to_tokens
+        from equalinfo.ref.tokens import bits_to_tokens
 
         [windows] = tokenizers.windows([symbols], b)
         return [{"text": _piece_text(snippet[w.start:w.start + w.length]),

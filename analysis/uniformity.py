@@ -25,41 +25,12 @@ import secrets
 
 import numpy as np
 
-from analysis import common
-from ref.tokens import tokens_to_bits
+from equalinfo.analysis import common
+from equalinfo.ref.metrics import bit_values as values, kl_to_uniform  # noqa: F401 (kl_to_uniform re-exported)
+from equalinfo.ref.tokens import tokens_to_bits
 
 NS = (1, 2, 4, 8, 16)
 QUANTILES = (5, 50, 95)
-
-
-def values(bits, n, overlapping):
-    """Integer values of the bit n-grams (overlapping) or n-bit tokens (consecutive) of a 0/1 stream, MSB first."""
-    bits = np.asarray(bits, dtype=np.int64)
-    if overlapping:
-        count = len(bits) - n + 1
-        if count <= 0:
-            return np.zeros(0, dtype=np.int64)
-        out = np.zeros(count, dtype=np.int64)
-        for k in range(n):
-            out = (out << 1) | bits[k:k + count]
-        return out
-    count = len(bits) // n
-    weights = 1 << np.arange(n - 1, -1, -1, dtype=np.int64)
-    return bits[:count * n].reshape(count, n) @ weights
-
-
-def kl_to_uniform(observed, n):
-    """(plug-in KL, Miller-Madow KL) in bits of the empirical distribution of `observed` against uniform on 2^n."""
-    observed = np.asarray(observed)
-    total = len(observed)
-    if total == 0:
-        raise ValueError("no values to measure")
-    counts = np.bincount(observed, minlength=1 << n)
-    seen = counts[counts > 0].astype(np.float64)
-    p = seen / total
-    entropy = float(-(p * np.log2(p)).sum())
-    plug_in = n - entropy
-    return plug_in, plug_in - (len(seen) - 1) / (2 * total * math.log(2))
 
 
 def kl_quantiles(bits, n, overlapping, samples, size=None):

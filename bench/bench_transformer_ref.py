@@ -13,7 +13,7 @@ import platform
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
 
 def parse_args():
@@ -33,7 +33,7 @@ if ARGS.threads:
 
 import numpy as np  # noqa: E402
 
-from ref import transformer as tr  # noqa: E402
+from equalinfo.ref import transformer as tr  # noqa: E402
 from torch_reference import torch_loss_fn  # noqa: E402
 
 

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from fast.cpu import arithmetic as fast_arith  # noqa: E402
-from fast.cpu import fused as fast_fused  # noqa: E402
-from fast.cpu import equalinfo as fast_ei  # noqa: E402
-from ref import arithmetic as ref_arith  # noqa: E402
-from ref import equalinfo as ref_ei  # noqa: E402
-from ref.models import MarkovModel  # noqa: E402
-from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
+from equalinfo.fast.cpu import arithmetic as fast_arith  # noqa: E402
+from equalinfo.fast.cpu import fused as fast_fused  # noqa: E402
+from equalinfo.fast.cpu import equalinfo as fast_ei  # noqa: E402
+from equalinfo.ref import arithmetic as ref_arith  # noqa: E402
+from equalinfo.ref import equalinfo as ref_ei  # noqa: E402
+from equalinfo.ref.models import MarkovModel  # noqa: E402
+from equalinfo.ref.symbols import BOS, bytes_to_symbols  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 

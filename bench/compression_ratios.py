@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from ref import ac, baselines, equalinfo  # noqa: E402
-from ref.arithmetic import Encoder  # noqa: E402
-from ref.cursor import CdfCursor  # noqa: E402
-from ref.models import MarkovModel, UnigramModel  # noqa: E402
-from ref.symbols import bytes_to_symbols  # noqa: E402
-from ref.tokens import bits_to_tokens  # noqa: E402
+from equalinfo.ref import ac, baselines, equalinfo  # noqa: E402
+from equalinfo.ref.arithmetic import Encoder  # noqa: E402
+from equalinfo.ref.cursor import CdfCursor  # noqa: E402
+from equalinfo.ref.models import MarkovModel, UnigramModel  # noqa: E402
+from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
+from equalinfo.ref.tokens import bits_to_tokens  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 WINDOW_SIZES = (16, 32, 64, 128)

@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from fast.cpu import equalinfo as fast_ei  # noqa: E402
-from fast.cpu.threads import set_threads  # noqa: E402
-from ref import equalinfo  # noqa: E402
-from ref.m1 import TransformerModel  # noqa: E402
-from ref.symbols import bytes_to_symbols  # noqa: E402
-from train import backends, checkpoint, m1  # noqa: E402
-from train.trainer import TrainSettings  # noqa: E402
+from equalinfo.fast.cpu import equalinfo as fast_ei  # noqa: E402
+from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
+from equalinfo.ref import equalinfo  # noqa: E402
+from equalinfo.ref.m1 import TransformerModel  # noqa: E402
+from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
+from equalinfo.train import backends, checkpoint, m1  # noqa: E402
+from equalinfo.train.trainer import TrainSettings  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 EXAMPLE_BYTES = 10_240

@@ -42,20 +42,20 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from data.atomic import write_atomically  # noqa: E402
-from fast.cpu import equalinfo as cpu_ei  # noqa: E402
-from fast.cpu import exact_m1 as cpu_exact  # noqa: E402
-from fast.gpu import device  # noqa: E402
-from fast.cpu import integer_m1 as cpu_int  # noqa: E402
-from fast.gpu import exact_m1 as gpu_exact  # noqa: E402
-from fast.gpu import integer_m1 as gpu_int  # noqa: E402
-from ref import integer_m1  # noqa: E402
-from ref import transformer as tr  # noqa: E402
-from ref.m1 import TransformerModel  # noqa: E402
-from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
-from train import checkpoint, m1  # noqa: E402
+from equalinfo.data.atomic import write_atomically  # noqa: E402
+from equalinfo.fast.cpu import equalinfo as cpu_ei  # noqa: E402
+from equalinfo.fast.cpu import exact_m1 as cpu_exact  # noqa: E402
+from equalinfo.fast.gpu import device  # noqa: E402
+from equalinfo.fast.cpu import integer_m1 as cpu_int  # noqa: E402
+from equalinfo.fast.gpu import exact_m1 as gpu_exact  # noqa: E402
+from equalinfo.fast.gpu import integer_m1 as gpu_int  # noqa: E402
+from equalinfo.ref import integer_m1  # noqa: E402
+from equalinfo.ref import transformer as tr  # noqa: E402
+from equalinfo.ref.m1 import TransformerModel  # noqa: E402
+from equalinfo.ref.symbols import BOS, bytes_to_symbols  # noqa: E402
+from equalinfo.train import checkpoint, m1  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 EXAMPLE_BYTES = 10_240
@@ -69,7 +69,7 @@ def held_out_text(path):
     if path and Path(path).exists():
         data = Path(path).read_bytes()
         return data[len(data) * 9 // 10:], f"{Path(path).name}, last 10%"
-    from data import default_corpus
+    from equalinfo.data import default_corpus
 
     data = b"\n".join(default_corpus.documents())
     return data[len(data) * 9 // 10:], "embedded default corpus (Python's own text), last 10%"

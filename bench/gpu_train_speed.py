@@ -30,13 +30,12 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-sys.path.insert(0, os.path.join(ROOT, "bench"))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
 import numpy as np  # noqa: E402
 
-from ref import optim as ro  # noqa: E402
-from ref import transformer as tr  # noqa: E402
+from equalinfo.ref import optim as ro  # noqa: E402
+from equalinfo.ref import transformer as tr  # noqa: E402
 
 PEAKS = {"bf16": 989e12, "tf32": 495e12, "float32": 67e12}  # H100 SXM dense, FLOP/s
 TORCH_PRECISION = {"float32": "highest", "tf32": "high", "bf16": "medium"}
@@ -72,8 +71,8 @@ def ours(cfg, params, inputs, targets, args):
     """(step function returning the loss, synchronise) for fast.gpu, its arrays on the GPU throughout."""
     import cupy
 
-    from fast.gpu import optim as go
-    from fast.gpu import transformer as gt
+    from equalinfo.fast.gpu import optim as go
+    from equalinfo.fast.gpu import transformer as gt
 
     gt.set_matmul_precision(args.precision)
     opt = (go.Adafactor() if args.optimizer == "adafactor"

@@ -1,4 +1,4 @@
-"""The hostile inputs of the hardening work, each run as a real `python -m train.cli` process: exit status, wall
+"""The hostile inputs of the hardening work, each run as a real `python -m equalinfo` process: exit status, wall
 time, peak memory (the child's max RSS from wait4) and its error line, or the sizes where the command works.
 
     python bench/hostile_inputs.py            # prints a Markdown table (README "Limits and hardening")
@@ -16,20 +16,21 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "tests"))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
 from helpers import english_text  # noqa: E402
-from train import checkpoint  # noqa: E402
-from ref.fingerprint import fingerprint  # noqa: E402
-from ref.models import MarkovModel  # noqa: E402
-from ref.symbols import bytes_to_symbols  # noqa: E402
-from train import codec, fileformat  # noqa: E402
+from equalinfo.train import checkpoint  # noqa: E402
+from equalinfo.ref.fingerprint import fingerprint  # noqa: E402
+from equalinfo.ref.models import MarkovModel  # noqa: E402
+from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
+from equalinfo.filetool import codec, fileformat  # noqa: E402
 
 
 def cli(*argv, stdin_fifo_reader=None):
     """(status, seconds, max RSS MB, stderr) of one CLI process."""
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "train.cli", *map(str, argv)], cwd=ROOT,
+    process = subprocess.Popen([sys.executable, "-m", "equalinfo", *map(str, argv)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
@@ -101,7 +102,7 @@ def main():
           for method in ("ac", "staticac", "gzip")],
         ("compress an empty file", ["compress", work / "empty", work / "empty.eqi"]),
     ]
-    from train import backends, m1 as m1_training
+    from equalinfo.train import backends, m1 as m1_training
 
     symbols = bytes_to_symbols(english_text(20_000))
     m1_training.train_m1(symbols[:15_000], symbols[15_000:], work / "m1tmp.npz", backends.load("ref"),

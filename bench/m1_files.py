@@ -10,7 +10,7 @@ Usage (from the repository root; the M1 takes ~45 min to train on 2 cores):
 text is the last 100,000 bytes, which lie beyond that 90%. The preset is the demo's with M1 "3m" (the paper's M1
 shape) trained 2,700 steps on 128-symbol sequences.
 
-`run` compresses the held-out text exactly as the CLI does (train/codec.py, the file's bytes counted whole: header,
+`run` compresses the held-out text exactly as the CLI does (filetool/codec.py, the file's bytes counted whole: header,
 checksums, embedded model): M1 by plain AC and by Equal-Info windows of 16, 64 and 128 bits under exact rule 2,
 on the cpu backend; the default Markov model (embedded); and zlib -9, bz2 -9, xz -9 (Python's modules, the same
 libraries as the gzip/bzip2/xz tools). The M1 AC file is decoded back (on its first --decode-bytes bytes, AC's
@@ -27,11 +27,12 @@ import time
 import zlib
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from train import backends, codec, m1  # noqa: E402
-from train.cli import DEFAULT_MODEL_CHOICES, cheapest_model, describe_model, parse_model_name  # noqa: E402
-from ref.symbols import bytes_to_symbols  # noqa: E402
+from equalinfo.train import backends, m1  # noqa: E402
+from equalinfo.filetool import codec  # noqa: E402
+from equalinfo.cli import DEFAULT_MODEL_CHOICES, cheapest_model, describe_model, parse_model_name  # noqa: E402
+from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 HELD_OUT_BYTES = 100_000

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
-from fast.cpu import exact_m1 as cpu_exact  # noqa: E402
-from fast.cpu import integer_m1 as cpu_int  # noqa: E402
-from ref import integer_m1, transformer  # noqa: E402
-from train import checkpoint  # noqa: E402
-from ref.symbols import BOS, bytes_to_symbols  # noqa: E402
+from equalinfo.fast.cpu import exact_m1 as cpu_exact  # noqa: E402
+from equalinfo.fast.cpu import integer_m1 as cpu_int  # noqa: E402
+from equalinfo.ref import integer_m1, transformer  # noqa: E402
+from equalinfo.train import checkpoint  # noqa: E402
+from equalinfo.ref.symbols import BOS, bytes_to_symbols  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 

@@ -1,15 +1,15 @@
-"""Our Transformer (DESIGN.md) written in PyTorch, for the benchmarks only: it reads our parameter dict by name, so
+"""Our Transformer (docs/design.md) written in PyTorch, for the benchmarks only: it reads our parameter dict by name, so
 the benches can check it gives ref's loss on the same weights before they time anything. Never imported by the
 package."""
 import math
 
-from ref import transformer as tr
+from equalinfo.ref import transformer as tr
 
 
 def torch_loss_fn(weights, cfg, seq_len, torch, device=None):
     """loss(inputs, targets) -> scalar tensor (mean CE + z-loss, all weights 1), autograd for the backward.
 
-    weights: dict name -> torch tensor (requires_grad) with DESIGN.md's names; inputs/targets: long tensors [B, T];
+    weights: dict name -> torch tensor (requires_grad) with docs/design.md's names; inputs/targets: long tensors [B, T];
     device: where the bucket table and mask live (that of the weights; None: the CPU).
     """
     T = seq_len

@@ -33,7 +33,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
 
 def parse_args():
@@ -58,14 +58,14 @@ if ARGS.worker and ARGS.threads:  # a worker gets one thread count (the parent m
     for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[variable] = str(ARGS.threads[0])
 if not ARGS.openblas_spin:
-    from fast.cpu.threads import quiet_idle_blas_threads  # before NumPy loads OpenBLAS
+    from equalinfo.fast.cpu.threads import quiet_idle_blas_threads  # before NumPy loads OpenBLAS
 
     quiet_idle_blas_threads()
 
 import numpy as np  # noqa: E402
 
-from ref import optim as ro  # noqa: E402
-from ref import transformer as tr  # noqa: E402
+from equalinfo.ref import optim as ro  # noqa: E402
+from equalinfo.ref import transformer as tr  # noqa: E402
 from torch_reference import torch_loss_fn  # noqa: E402
 
 
@@ -128,8 +128,8 @@ def torch_stepper(cfg, params, inputs, targets):
 
 def make_steppers(size, names=("fast.cpu", "PyTorch", "ref")):
     """{name: step function} for the implementations asked for and available, each on its own copy of the weights."""
-    from fast.cpu import optim as fo
-    from fast.cpu import transformer as ft
+    from equalinfo.fast.cpu import optim as fo
+    from equalinfo.fast.cpu import transformer as ft
 
     cfg, params, inputs, targets = make_problem(size)
     steppers, versions = {}, {}

@@ -8,6 +8,6 @@ data.shards          .npy shards + JSON index, atomic and resumable writes, memo
 data.atomic          write_atomically: a file's old content or all of the new, never a part
 Every problem with input data raises data.DataError (a ValueError).
 """
-from data.sources import DataError
+from equalinfo.data.sources import DataError
 
 __all__ = ["DataError"]

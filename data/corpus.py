@@ -6,8 +6,8 @@ source on every `iter()`. `describe()` says what it is, for the record a run wri
 """
 import os
 
-from data import default_corpus
-from data.sources import iter_documents, list_files
+from equalinfo.data import default_corpus
+from equalinfo.data.sources import iter_documents, list_files
 
 __all__ = ["Corpus", "open_corpus", "DEFAULT"]
 

@@ -32,7 +32,7 @@ import platform
 import sys
 import warnings
 
-from data.sources import DataError
+from equalinfo.data.sources import DataError
 
 __all__ = ["documents", "info", "MODULES", "NAME"]
 

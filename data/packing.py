@@ -1,4 +1,4 @@
-"""The paper's packing of documents into fixed-size examples (PAPER.md §1.7), with a train/validation split.
+"""The paper's packing of documents into fixed-size examples (docs/paper.md §1.7), with a train/validation split.
 
 The pipeline, all streaming (documents go through in constant memory, one group at a time):
   1. documents are taken in corpus order in groups of `group_size` consecutive documents (128 in the paper; the last
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.symbols import EOS, symbols_to_documents, text_to_bytes
+from equalinfo.ref.symbols import EOS, symbols_to_documents, text_to_bytes
 
 __all__ = ["Example", "GROUP_SIZE", "EXAMPLE_LENGTH", "VALIDATION_EVERY", "SPLITS", "group_documents", "group_split",
            "group_symbols", "cut", "iter_examples", "shuffle", "buffered_shuffle", "examples_to_documents"]

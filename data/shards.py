@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic import write_atomically
-from data.sources import DataError
+from equalinfo.data.atomic import write_atomically
+from equalinfo.data.sources import DataError
 
 __all__ = ["ShardWriter", "Dataset", "open_dataset", "rows_done", "is_complete", "token_columns", "FORMAT",
            "VERSION", "INDEX"]

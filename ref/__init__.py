@@ -3,7 +3,7 @@
 Every other backend (fast/cpu, fast/gpu) is tested against these modules. They compute from their arguments alone:
 no files, no progress reporting; they import NumPy, a few standard modules (math, hashlib, zlib) and each other.
 Read them in this order; each line names the paper's part it implements and the result it serves
-(§ = section of the paper, PAPER.md gives the facts).
+(§ = section of the paper, docs/paper.md gives the facts).
 
 Text to bits (§2.4, §3.3; Figure 1's compression step)
  1. symbols.py     M1's alphabet: bytes 0-255, EOS 256, BOS 257 (an input only); documents <-> symbols
@@ -26,7 +26,9 @@ M1 and M2, the language models (§3.2, §3.5; Table 4)
                    order, so BLAS and cuBLAS may compute them (M1 at matrix-product speed, same bits everywhere)
 13. exact_rules.py the rules by version number, the number every M1 file and dataset carries
 14. m1.py          TransformerModel: M1 behind the model protocol, its rows by its rule (Figure 1's M1)
+15. stored_models.py  a model rebuilt from its kind and stored arrays (what files and model files hold)
 Scoring (§3.8, App. D.1)
-15. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3)
-16. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
+16. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3),
+                   and how far bits are from uniform (KL, §6.3)
+17. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
 """

@@ -6,9 +6,9 @@ told how many symbols to read (files store it in their header).
 """
 import numpy as np
 
-from ref.arithmetic import STATE_BITS, CoderError, Decoder, Encoder, check_precision
-from ref.cursor import CdfCursor
-from ref.symbols import N_SYMBOLS, check_symbols
+from equalinfo.ref.arithmetic import STATE_BITS, CoderError, Decoder, Encoder, check_precision
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.symbols import N_SYMBOLS, check_symbols
 
 
 def compress(symbols, model, precision=14):

@@ -1,7 +1,7 @@
 """The paper's non-neural baselines as bitstreams: raw bytes and GZip.
 
 GZip is what the paper calls GZip: Python's zlib at its default level (6), with zlib's 2-byte header and 4-byte
-Adler-32 footer kept (PAPER.md §1.6; the paper's "two bytes" footer is loose wording). StaticAC is plain AC with a
+Adler-32 footer kept (docs/paper.md §1.6; the paper's "two bytes" footer is loose wording). StaticAC is plain AC with a
 unigram model (ref.ac + ref.models.UnigramModel), so it needs nothing here.
 """
 import zlib

@@ -1,8 +1,8 @@
 """The coders' view of a model: one quantized integer CDF per step (ref/models.py has the model protocol)."""
 import numpy as np
 
-from ref.arithmetic import quantize
-from ref.symbols import BOS
+from equalinfo.ref.arithmetic import quantize
+from equalinfo.ref.symbols import BOS
 
 
 class CdfCursor:

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.arithmetic import STATE_BITS, Decoder, Encoder, check_precision
-from ref.cursor import CdfCursor
-from ref.symbols import N_SYMBOLS, check_symbols
+from equalinfo.ref.arithmetic import STATE_BITS, Decoder, Encoder, check_precision
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.symbols import N_SYMBOLS, check_symbols
 
 
 class WindowError(ValueError):

@@ -5,7 +5,7 @@ window's prefix one symbol at a time, must rebuild exactly the rows the encoder 
 promise that: BLAS picks kernels and summation orders by matrix shape and thread count, NumPy's `sum` is pairwise
 and its `exp` is a SIMD routine that differs between builds, GPUs fuse multiply-adds. Then the same prefix gives
 rows that differ in the last bits with the batch size, the padded length, the backend or the machine -- and now
-and then a different CDF and a garbled window (DESIGN.md, "Determinism of M1's probabilities").
+and then a different CDF and a garbled window (docs/design.md, "Determinism of M1's probabilities").
 
 So this module *specifies* the arithmetic of M1's forward pass down to the order of every rounding, using only
 operations IEEE 754 rounds exactly the same way everywhere (+, -, *, /, sqrt, max, scaling by powers of two), and
@@ -39,7 +39,7 @@ import math
 
 import numpy as np
 
-from ref.transformer import RMS_EPS, bucket_table, check_params  # noqa: F401 (rule 1 reads the float parameters)
+from equalinfo.ref.transformer import (RMS_EPS, bucket_table, check_params)  # noqa: F401 (rule 1 reads the float parameters)
 
 EXACT_M1_VERSION = 1  # bump when any rounding above changes: it is part of the coding model's fingerprint
 

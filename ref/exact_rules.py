@@ -1,4 +1,4 @@
-"""The exact rules M1's coding rows may follow, by version (DESIGN.md "Determinism of M1's probabilities").
+"""The exact rules M1's coding rows may follow, by version (docs/design.md "Determinism of M1's probabilities").
 
 A rule fixes every rounding of M1's coding pass, so that a row depends on its prefix and M1's arrays alone. Its
 version is stored in M1's arrays, hence in the fingerprint of every file and dataset coded with it, and a decoder
@@ -9,7 +9,7 @@ cfg)` (the parameters that rule reads) and `next_probs(params, cfg, inputs)`.
 """
 import importlib
 
-RULE_MODULES = {1: "ref.exact_m1", 2: "ref.integer_m1"}
+RULE_MODULES = {1: "equalinfo.ref.exact_m1", 2: "equalinfo.ref.integer_m1"}
 LATEST_RULE = 2
 
 

@@ -54,8 +54,8 @@ what M1 stores (ref/models.py), so its fingerprint covers them and a decoder nee
 """
 import numpy as np
 
-from ref import exact_m1
-from ref.exact_m1 import softmax64
+from equalinfo.ref import exact_m1
+from equalinfo.ref.exact_m1 import softmax64
 
 EXACT_M1_VERSION = 2  # part of the coding model's fingerprint; bump when any rounding above changes
 
@@ -101,7 +101,7 @@ def quantize_params(params, cfg):
 
 def check_params(qparams, cfg):
     """Raise ValueError naming the problem if qparams are not rule 2's parameters for cfg."""
-    from ref.transformer import param_shapes
+    from equalinfo.ref.transformer import param_shapes
 
     shapes = param_shapes(cfg)
     expected = {name: (shape, cfg.dtype) for name, shape in shapes.items()}

@@ -1,10 +1,10 @@
 """M1, the Transformer as a coding model: ref/transformer.py's parameters behind ref/models.py's protocol."""
 import numpy as np
 
-from ref import transformer
-from ref.exact_rules import known_versions, rule_module
-from ref.models import ModelError, check_inputs
-from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+from equalinfo.ref import transformer
+from equalinfo.ref.exact_rules import known_versions, rule_module
+from equalinfo.ref.models import ModelError, check_inputs
+from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
 NO_WINDOW_CAP = -1  # the value of arrays()["coding.max_window_symbols"]: windows are not capped by a symbol count
 
@@ -12,7 +12,7 @@ NO_WINDOW_CAP = -1  # the value of arrays()["coding.max_window_symbols"]: window
 class TransformerModel:
     """M1: a Transformer (ref/transformer.py's parameters) as a coding model, with bit-reproducible rows.
 
-    Determinism (DESIGN.md, "Determinism of M1's probabilities"): the coders quantise every row into an integer CDF,
+    Determinism (docs/design.md, "Determinism of M1's probabilities"): the coders quantise every row into an integer CDF,
     and the decoder, which sees a window's prefix one symbol at a time, must get exactly the rows the encoder got,
     whatever the batch size B or length T of the calls that produced them, and whichever backend or machine made
     them. Ordinary float code promises none of that, so the rows come from ref/exact_m1.py, which fixes the order of

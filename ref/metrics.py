@@ -1,4 +1,4 @@
-"""The paper's figures of merit (PAPER.md §4, DESIGN.md "Metrics").
+"""The paper's figures of merit (docs/paper.md §4, docs/design.md "Metrics").
 
 - token compression ratio = text bytes / tokens (the paper's main "CR"; bytes per M2 step);
 - bit compression ratio = text bits / compressed bits = 8 * bytes / bits;
@@ -8,6 +8,8 @@
   byte; the paper counts 6M for its 3M-parameter M1).
 """
 import math
+
+import numpy as np
 
 
 def token_compression_ratio(n_bytes, n_tokens):
@@ -34,3 +36,35 @@ def flops_per_byte(m2_nonembedding_params, compression_ratio, m1_params=0):
     if compression_ratio <= 0:
         raise ValueError("compression_ratio must be positive")
     return 2.0 * m2_nonembedding_params / compression_ratio + 2.0 * m1_params
+
+
+def bit_values(bits, n, overlapping):
+    """Integer values of the bit n-grams (overlapping) or n-bit tokens (consecutive) of a 0/1 stream, MSB first."""
+    bits = np.asarray(bits, dtype=np.int64)
+    if overlapping:
+        count = len(bits) - n + 1
+        if count <= 0:
+            return np.zeros(0, dtype=np.int64)
+        out = np.zeros(count, dtype=np.int64)
+        for k in range(n):
+            out = (out << 1) | bits[k:k + count]
+        return out
+    count = len(bits) // n
+    weights = 1 << np.arange(n - 1, -1, -1, dtype=np.int64)
+    return bits[:count * n].reshape(count, n) @ weights
+
+
+def kl_to_uniform(observed, n):
+    """(plug-in KL, Miller-Madow KL) in bits of the empirical distribution of `observed` against uniform on 2^n.
+
+    How far a method's bits are from random (docs/paper.md §3.7; analysis/uniformity.py, train/controls.py)."""
+    observed = np.asarray(observed)
+    total = len(observed)
+    if total == 0:
+        raise ValueError("no values to measure")
+    counts = np.bincount(observed, minlength=1 << n)
+    seen = counts[counts > 0].astype(np.float64)
+    p = seen / total
+    entropy = float(-(p * np.log2(p)).sum())
+    plug_in = n - entropy
+    return plug_in, plug_in - (len(seen) - 1) / (2 * total * math.log(2))

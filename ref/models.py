@@ -12,7 +12,7 @@ The protocol every coder uses (M1 included):
   each and returns the rows next_probs would give (a decoder's incremental evaluation; ref/m1.py).
 
 Every row must be a deterministic function of its own context: the decoder sees the prefix one symbol at a time and
-must get bit-identical rows to the ones the encoder saw in longer calls (DESIGN.md, "Determinism").
+must get bit-identical rows to the ones the encoder saw in longer calls (docs/design.md, "Determinism").
 
 M1, the Transformer behind this protocol, is in ref/m1.py; ref/cursor.py turns any model into the coder's CDFs.
 The two simple models here make the whole coding stack testable before M1 exists: a unigram model (StaticAC's
@@ -20,7 +20,7 @@ model) and an order-k Markov model, both with add-one smoothing so that every sy
 """
 import numpy as np
 
-from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
 
 class ModelError(ValueError):
@@ -137,19 +137,3 @@ class MarkovModel:
     def arrays(self):
         return {"order": np.array(self.order, dtype=np.int64), "context_ids": self.context_ids,
                 "counts": self.counts}
-
-
-def model_from_arrays(kind, arrays):
-    """Rebuild a model from its kind and arrays (as stored in a compressed file or a model file)."""
-    from ref.m1 import TransformerModel  # ref.m1 builds on this module, so it is imported when needed
-
-    try:
-        if kind == UnigramModel.kind:
-            return UnigramModel(arrays["counts"])
-        if kind == MarkovModel.kind:
-            return MarkovModel(int(arrays["order"]), arrays["context_ids"], arrays["counts"])
-        if kind == TransformerModel.kind:
-            return TransformerModel.from_arrays(arrays)
-    except KeyError as missing:
-        raise ModelError(f"{kind} model is missing its array {missing}") from None
-    raise ModelError(f"unknown model kind {kind!r}")

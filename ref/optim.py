@@ -28,7 +28,7 @@ def rsqrt_schedule(step, base=1.0, warmup_steps=10_000):
 
     So the rate is constant at base / sqrt(warmup) (0.01 for the paper's base 1.0 and 10k warmup) until step
     `warmup_steps`, then decays as 1/sqrt(step). There is no linear ramp: Adafactor's parameter-scaled steps and
-    update clipping make one unnecessary (PAPER.md §1.2 gives our reading of the paper's schedule).
+    update clipping make one unnecessary (docs/paper.md §1.2 gives our reading of the paper's schedule).
     """
     return base / math.sqrt(max(step, warmup_steps, 1))
 

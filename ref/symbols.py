@@ -2,7 +2,7 @@
 
 Ids 0-255 are the bytes of the UTF-8 (or raw) text, 256 is EOS (end of document), 257 is BOS. BOS is never coded: it
 is only ever M1's first *input*, at the start of every sequence and of every Equal-Info window, so M1 embeds 258 ids
-and predicts 257 (DESIGN.md, "Symbols").
+and predicts 257 (docs/design.md, "Symbols").
 """
 import numpy as np
 

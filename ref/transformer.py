@@ -3,8 +3,8 @@
 This file is the ground truth that the fast backends are tested against, so it favours being obviously right over
 being fast (while avoiding Python loops over tokens or heads). Read it top to bottom:
 
-1. `Config`, `SIZES`, `make_config`: the shapes (PAPER.md §2, Table 4).
-2. `init_params`: the parameter dict, with exactly the names and shapes of DESIGN.md ("The Transformer").
+1. `Config`, `SIZES`, `make_config`: the shapes (docs/paper.md §2, Table 4).
+2. `init_params`: the parameter dict, with exactly the names and shapes of docs/design.md ("The Transformer").
 3. One forward/backward pair per layer (embedding, RMSNorm, attention, gated MLP, unembedding, loss), llm.c style:
    each `*_forward` returns its output and a small `cache` tuple holding what its `*_backward` needs.
 4. `forward` (logits only) and `loss_and_grads` (loss + gradient of every parameter).
@@ -102,21 +102,21 @@ SIZES = {
     "25m": dict(d_model=512, n_heads=8, n_layers=6, d_ff=2048),
     "113m": dict(d_model=768, n_heads=12, n_layers=12, d_ff=3072),
     "403m": dict(d_model=1024, n_heads=16, n_layers=24, d_ff=4096),
-    "2b": dict(d_model=2048, n_heads=32, n_layers=24, d_ff=8192),  # ~1.61B non-embedding: see PAPER.md §2
+    "2b": dict(d_model=2048, n_heads=32, n_layers=24, d_ff=8192),  # ~1.61B non-embedding: see docs/paper.md §2
     "tiny": dict(d_model=32, n_heads=4, n_layers=2, d_ff=64),
     "micro": dict(d_model=8, n_heads=2, n_layers=1, d_ff=12),
 }
 
 
 def make_config(size, vocab_in=258, vocab_out=257, **overrides):
-    """Config of a named size (see `SIZES`); the defaults are M1's vocabularies (DESIGN.md "Symbols")."""
+    """Config of a named size (see `SIZES`); the defaults are M1's vocabularies (docs/design.md "Symbols")."""
     if size not in SIZES:
         raise ValueError(f"unknown model size {size!r}; known sizes: {sorted(SIZES)}")
     return Config(vocab_in=vocab_in, vocab_out=vocab_out, **{**SIZES[size], **overrides})
 
 
 def param_shapes(cfg):
-    """name -> shape of every parameter, in a fixed order (DESIGN.md "The Transformer")."""
+    """name -> shape of every parameter, in a fixed order (docs/design.md "The Transformer")."""
     d, inner, ff = cfg.d_model, cfg.n_heads * cfg.head_dim, cfg.d_ff
     shapes = {"embed": (cfg.vocab_in, d)}
     for i in range(cfg.n_layers):
@@ -504,7 +504,7 @@ def count_params(cfg):
     """Parameter counts by kind, as a dict:
 
     - "matrices": the blocks' weight matrices, L * (4 d H dh + 3 d ff). This is exactly how the paper's size names
-      count (3m = 3,145,728; 113m = 113,246,208; PAPER.md §2) and what FLOPs/byte uses.
+      count (3m = 3,145,728; 113m = 113,246,208; docs/paper.md §2) and what FLOPs/byte uses.
     - "non_embedding": everything except embed and unembed (adds norm scales and relative biases, < 0.1%).
     - "embedding": embed + unembed.   - "total".
     """
@@ -524,7 +524,7 @@ def flops_per_token(cfg, seq_len):
               + n_layers * 4 * seq_len * d (scores q.k and the weighted sum of v, counted over the full context as
               Kaplan et al. do; causal masking halves this in practice).
     training = 3 * forward (the backward pass costs two forwards). Embedding lookups, norms, softmax are ignored.
-    The paper's FLOPs/byte uses only 2 * N_nonembedding per token (DESIGN.md "Metrics"); this is the fuller count.
+    The paper's FLOPs/byte uses only 2 * N_nonembedding per token (docs/design.md "Metrics"); this is the fuller count.
     """
     forward_flops = (2 * count_params(cfg)["matrices"] + 2 * cfg.d_model * cfg.vocab_out
                      + cfg.n_layers * 4 * seq_len * cfg.d_model)

@@ -10,7 +10,7 @@ import helpers
 import numpy as np
 import pytest
 
-from fast.gpu import device
+from equalinfo.fast.gpu import device
 
 try:
     device.xp()

@@ -9,9 +9,9 @@ import hashlib
 import mpmath
 import numpy as np
 
-from ref.arithmetic import STATE_BITS
-from ref.equalinfo import WindowError
-from ref.symbols import BOS, EOS, N_SYMBOLS, bytes_to_symbols, documents_to_symbols
+from equalinfo.ref.arithmetic import STATE_BITS
+from equalinfo.ref.equalinfo import WindowError
+from equalinfo.ref.symbols import BOS, EOS, N_SYMBOLS, bytes_to_symbols, documents_to_symbols
 
 class AdversarialModel:
     """A finite-context model whose rows are extreme but deterministic functions of the context.
@@ -118,7 +118,7 @@ WINDOW_SIZES = [16, 24, 32, 64, 128]  # the Equal-Info window sizes the coding t
 
 def simple_models():
     """(training symbols, {"unigram", "markov2"}): the models fitted on 60 KB of English that the coder tests use."""
-    from ref.models import MarkovModel, UnigramModel
+    from equalinfo.ref.models import MarkovModel, UnigramModel
 
     training = bytes_to_symbols(english_text(60_000))
     return training, {"unigram": UnigramModel.fit(training), "markov2": MarkovModel.fit(training, 2)}
@@ -164,7 +164,7 @@ def assert_equalinfo_input_errors(equalinfo_module, model):
 
 def perturbed_params(cfg, seed):
     """Random Transformer params with norms and relative biases moved off their init so every path carries signal."""
-    from ref import transformer as tr
+    from equalinfo.ref import transformer as tr
 
     rng = np.random.default_rng(seed + 1000)
     params = tr.init_params(cfg, seed)
@@ -178,7 +178,7 @@ def perturbed_params(cfg, seed):
 
 def m1_params(cfg, seed):
     """Random M1 params whose norms and relative biases are 1 + noise, so that every parameter matters."""
-    from ref import transformer as tr
+    from equalinfo.ref import transformer as tr
 
     params = tr.init_params(cfg, seed)
     rng = np.random.default_rng(seed + 1)
@@ -228,7 +228,7 @@ def optimizer_trajectory(model, optim_module, make_opt, dtype, steps=10, place=l
 
     model / optim_module: a backend's transformer and optim modules; make_opt(optim_module) -> an optimizer;
     place(params) puts the initial params where the backend keeps them (a GPU backend's to_device)."""
-    from ref import transformer as tr
+    from equalinfo.ref import transformer as tr
 
     cfg = tr.Config(vocab_in=12, vocab_out=10, d_model=32, n_heads=4, n_layers=2, d_ff=48, dtype=dtype)
     params = place(tr.init_params(cfg, 0))
@@ -251,7 +251,7 @@ def optimizer_trajectory(model, optim_module, make_opt, dtype, steps=10, place=l
 def run_cli(capsys, *argv, within=None):
     """(exit status, stdout, stderr) of the `equalinfo` command line run in-process on argv; `within`: a context
     manager to run it in (tests/limits.py's `bounded` caps its memory and time)."""
-    from train import cli
+    from equalinfo import cli
 
     with within or contextlib.nullcontext():
         try:

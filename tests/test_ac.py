@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import cell_inside, english_text, exact_final_interval, ideal_bits, simple_models, symbol_cases
-from ref import ac
-from ref.arithmetic import STATE_BITS, quantize
-from ref.symbols import BOS, bytes_to_symbols
+from equalinfo.ref import ac
+from equalinfo.ref.arithmetic import STATE_BITS, quantize
+from equalinfo.ref.symbols import BOS, bytes_to_symbols
 
 TRAINING, MODELS = simple_models()
 

@@ -1,19 +1,20 @@
-"""The analyses (analysis/) and generation (train/generate.py) at toy size, against independent computations."""
+"""The analyses (analysis/) and generation (analysis/generate.py) at toy size, against independent computations."""
 import functools
 import math
 
 import numpy as np
 import pytest
 
-from analysis import common, positions, stability, uniformity
-from data.shards import ShardWriter
+from equalinfo.analysis import common, positions, stability, uniformity
+from equalinfo.data.shards import ShardWriter
 from helpers import english_text
-from ref import equalinfo, transformer
-from ref.cursor import CdfCursor
-from ref.models import MarkovModel
-from ref.symbols import bytes_to_symbols
-from ref.tokens import bits_to_tokens
-from train import backends, generate
+from equalinfo.ref import equalinfo, transformer
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo.ref.tokens import bits_to_tokens
+from equalinfo.train import backends
+from equalinfo.analysis import generate
 
 
 def brute_levenshtein(a, b):
@@ -89,7 +90,7 @@ def test_positions_refuses_other_methods_and_mismatched_models(tmp_path):
     dataset = common.open_split(tmp_path / "d")
     with pytest.raises(common.AnalysisError, match="Equal-Info"):
         positions.check_dataset(dataset)
-    from train import checkpoint
+    from equalinfo.train import checkpoint
 
     cfg = transformer.make_config("micro", vocab_in=258, vocab_out=257)
     checkpoint.save(tmp_path / "m.npz", transformer.init_params(cfg, 0), cfg)
@@ -141,7 +142,7 @@ def test_random_windows_decode_alike_in_the_backend_and_ref(markov):
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
-    from train import cli
+    from equalinfo import cli
 
     _tiny_dataset(tmp_path / "d" / "validation", {"method": "gzip", "label": "GZip[v=256]"}, 256)
     _tiny_dataset(tmp_path / "d" / "train", {"method": "gzip", "label": "GZip[v=256]"}, 256)

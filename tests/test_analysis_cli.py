@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import levenshtein, run_cli
-from train import cli
+from equalinfo import cli
 
 
 def ok(capsys, *argv):

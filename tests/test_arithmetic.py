@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from helpers import cell_inside, exact_final_interval, ideal_bits
-from ref.arithmetic import STATE_BITS, CoderError, Decoder, Encoder, check_cdf, quantize
+from equalinfo.ref.arithmetic import STATE_BITS, CoderError, Decoder, Encoder, check_cdf, quantize
 
 
 def quantize_by_hand(probs, precision):

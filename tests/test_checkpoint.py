@@ -6,10 +6,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from ref import fingerprint as fp
-from ref import optim
-from ref import transformer as tr
-from train import checkpoint as ck
+from equalinfo.ref import fingerprint as fp
+from equalinfo.ref import optim
+from equalinfo.ref import transformer as tr
+from equalinfo.train import checkpoint as ck
 
 CFG = tr.Config(vocab_in=12, vocab_out=10, d_model=16, n_heads=2, n_layers=2, d_ff=24, dtype="float32")
 MICRO = tr.Config(vocab_in=5, vocab_out=4, d_model=4, n_heads=2, n_layers=1, d_ff=4, dtype="float64")

@@ -1,6 +1,6 @@
-"""The `equalinfo` command line (train/cli.py): files in, files out, one clear error line and status 2 on failure.
+"""The `equalinfo` command line (cli.py): files in, files out, one clear error line and status 2 on failure.
 
-main() is called in-process (fast); one test runs `python -m train.cli` in a subprocess to check the real exit
+main() is called in-process (fast); one test runs `python -m equalinfo` in a subprocess to check the real exit
 status and stderr. Inputs are small because the reference coder is slow.
 """
 import os
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from helpers import fails_cli, run_cli
-from train import cli, fileformat
+from equalinfo import cli
+from equalinfo.filetool import fileformat
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
@@ -197,7 +198,7 @@ def test_write_atomic_replaces_and_keeps_mode(tmp_path):
 def test_subprocess_error_has_status_2_and_no_traceback(tmp_path):
     bogus = tmp_path / "bogus.eqi"
     bogus.write_bytes(b"\x89EQI\r\n\x1a\n\x01\x00 too short")
-    result = subprocess.run([sys.executable, "-m", "train.cli", "decompress", str(bogus), str(tmp_path / "o")],
+    result = subprocess.run([sys.executable, "-m", "equalinfo", "decompress", str(bogus), str(tmp_path / "o")],
                             cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.startswith("equalinfo: error: truncated file") and "Traceback" not in result.stderr
@@ -211,7 +212,7 @@ def test_threads_option_sets_both_pools_where_it_acts(capsys, files, tmp_path):
     error. The pipeline commands take it; the file commands, whose coders run on one thread, refuse it."""
     import numba
 
-    from fast.cpu import threads
+    from equalinfo.fast.cpu import threads
 
     before = numba.get_num_threads(), threads.blas_threads()
     missing = tmp_path / "no-such-dataset"
@@ -245,12 +246,12 @@ def test_file_commands_give_the_same_files_on_every_backend(capsys, files, tmp_p
 
 def test_cli_quiets_idle_blas_threads_before_numpy_loads():
     """The CLI sets OPENBLAS_THREAD_TIMEOUT before NumPy loads OpenBLAS (fast/cpu/threads.py says why)."""
-    code = ("import os, sys; import train.cli; "
+    code = ("import os, sys; import equalinfo.cli; "
             "print(os.environ.get('OPENBLAS_THREAD_TIMEOUT'), 'numpy' in sys.modules)")
     env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_THREAD_TIMEOUT"}
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env=env)
     assert result.stdout.split() == ["4", "True"], result.stderr
-    code = "import numpy; from fast.cpu import threads; print(threads.quiet_idle_blas_threads())"
+    code = "import numpy; from equalinfo.fast.cpu import threads; print(threads.quiet_idle_blas_threads())"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "False", result.stderr  # too late once NumPy is loaded, and it says so

@@ -1,4 +1,4 @@
-"""The conformance vectors (train/conformance, docs/conformance.md): the committed set passes on every backend, a
+"""The conformance vectors (conformance/, docs/conformance.md): the committed set passes on every backend, a
 fresh export reproduces it byte for byte, and an edited vector fails exactly its own family."""
 import hashlib
 import io
@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train import conformance
-from train.backends import BackendUnavailable
-from train.cli import main
-from train.conformance import files, implementations
+from equalinfo import conformance
+from equalinfo.train.backends import BackendUnavailable
+from equalinfo.cli import main
+from equalinfo.conformance import files, implementations
 
 VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 # SHA-256 of the committed manifest.json of each format version. Any change to the vectors changes the manifest;
@@ -59,11 +59,11 @@ def test_gpu_backend_rule_2_steps_pass():
     family that needs no simulated kernel (its rows run in the slow test above; about 100 s under the simulator)."""
     import importlib
 
-    from train.conformance import m1_integer
-    from train.conformance.tally import Tally
+    from equalinfo.conformance import m1_integer
+    from equalinfo.conformance.tally import Tally
 
     gpu_or_skip()
-    module = importlib.import_module("fast.gpu.integer_m1")
+    module = importlib.import_module("equalinfo.fast.gpu.integer_m1")
     description, arrays = files.read_family(VECTORS, files.read_manifest(VECTORS, conformance.FORMAT_VERSION),
                                             "m1_integer_m1")
     qparams = {name[len("param."):]: value for name, value in arrays.items() if name.startswith("param.")}
@@ -130,7 +130,7 @@ def test_fresh_export_is_the_committed_set_byte_for_byte(tmp_path):
     if files.MANIFEST in changed and files.json_bytes(fresh) == (VECTORS / files.MANIFEST).read_bytes():
         changed.remove(files.MANIFEST)
     assert not changed, (f"the exported vectors differ from tests/conformance_vectors in {changed}: if the change "
-                         "is intended, bump train.conformance.FORMAT_VERSION, re-export, and record the new "
+                         "is intended, bump equalinfo.conformance.FORMAT_VERSION, re-export, and record the new "
                          "manifest's SHA-256 in RELEASED")
     assert manifest["format_version"] == conformance.FORMAT_VERSION
     digest = hashlib.sha256((VECTORS / files.MANIFEST).read_bytes()).hexdigest()

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from helpers import english_text
-from ref import ac as ref_ac
-from ref import equalinfo as ref_equalinfo
-from ref.m1 import TransformerModel
-from ref.models import MarkovModel
-from train import controls, m1, methods, repro
-from train.preset_schema import PresetError, validate
-from train.trainer import TrainSettings
+from equalinfo.ref import ac as ref_ac
+from equalinfo.ref import equalinfo as ref_equalinfo
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import MarkovModel
+from equalinfo.train import controls, m1, methods, repro
+from equalinfo.train.preset_schema import PresetError, validate
+from equalinfo.train.trainer import TrainSettings
 
 SEQ_LEN = 24
 PRESET = {

@@ -3,8 +3,8 @@ import copy
 
 import pytest
 
-from train import estimate, repro
-from train.preset_schema import PresetError
+from equalinfo.train import estimate, repro
+from equalinfo.train.preset_schema import PresetError
 
 
 def test_the_cpu_preset_validates_and_keeps_m1_within_its_context():

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from data import packing
-from data.default_corpus import documents as default_documents
-from ref.symbols import EOS
+from equalinfo.data import packing
+from equalinfo.data.default_corpus import documents as default_documents
+from equalinfo.ref.symbols import EOS
 
 
 def corpus(n=53, seed=0):

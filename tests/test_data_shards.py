@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from data import shards
-from data.shards import DataError, Dataset, ShardWriter, token_columns
+from equalinfo.data import shards
+from equalinfo.data.shards import DataError, Dataset, ShardWriter, token_columns
 
 LENGTH = 6
 META = {"method": "bytes", "parameters": {"sequence_length": LENGTH}, "m1_fingerprint": None}

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from data import default_corpus
-from data.corpus import open_corpus
-from data.sources import DataError, iter_documents, list_files, read_json_lines, read_text
+from equalinfo.data import default_corpus
+from equalinfo.data.corpus import open_corpus
+from equalinfo.data.sources import DataError, iter_documents, list_files, read_json_lines, read_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Hello, world.", "Ünïcödé — 日本語 ✓", "", "line one\nline two\n"]
@@ -156,7 +156,7 @@ def test_default_corpus_non_trivial_and_consistent():
 
 def test_default_corpus_deterministic_across_processes():
     """Two fresh interpreters (different hash seeds) build the same corpus as this process."""
-    code = "from data import default_corpus as d; print(d.info()['sha256'], d.info()['documents'])"
+    code = "from equalinfo.data import default_corpus as d; print(d.info()['sha256'], d.info()['documents'])"
     outputs = set()
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)

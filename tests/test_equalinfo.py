@@ -4,11 +4,11 @@ import pytest
 
 from helpers import (WINDOW_SIZES, AdversarialModel, assert_equalinfo_input_errors, cell_inside, english_text,
                      exact_final_interval, simple_models, symbol_cases)
-from ref import equalinfo
-from ref.arithmetic import quantize
-from ref.cursor import CdfCursor
-from ref.models import MarkovModel
-from ref.symbols import BOS, bytes_to_symbols
+from equalinfo.ref import equalinfo
+from equalinfo.ref.arithmetic import quantize
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import BOS, bytes_to_symbols
 
 TRAINING, MODELS = simple_models()
 

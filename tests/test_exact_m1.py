@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from helpers import m1_inputs, m1_params
 
-from fast.cpu import exact_m1 as fast_exact
-from ref import exact_m1 as ref_exact
-from ref import transformer as tr
+from equalinfo.fast.cpu import exact_m1 as fast_exact
+from equalinfo.ref import exact_m1 as ref_exact
+from equalinfo.ref import transformer as tr
 
 SHAPES = [(1, 1), (3, 17), (2, 150)]  # 150 > max_distance 128: the log-bucket range and the shared last bucket
 

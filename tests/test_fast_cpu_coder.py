@@ -6,15 +6,15 @@ import pytest
 
 from helpers import (WINDOW_SIZES, AdversarialModel, assert_equalinfo_input_errors, english_text, simple_models,
                      symbol_cases, unseen_text)
-from fast.cpu import ac as fast_ac
-from fast.cpu import arithmetic as fast_arith
-from fast.cpu import equalinfo as fast_ei
-from ref import ac as ref_ac
-from ref import arithmetic as ref_arith
-from ref import equalinfo as ref_ei
-from ref.arithmetic import CoderError
-from ref.models import MarkovModel
-from ref.symbols import EOS, bytes_to_symbols
+from equalinfo.fast.cpu import ac as fast_ac
+from equalinfo.fast.cpu import arithmetic as fast_arith
+from equalinfo.fast.cpu import equalinfo as fast_ei
+from equalinfo.ref import ac as ref_ac
+from equalinfo.ref import arithmetic as ref_arith
+from equalinfo.ref import equalinfo as ref_ei
+from equalinfo.ref.arithmetic import CoderError
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import EOS, bytes_to_symbols
 
 TRAINING, MODELS = simple_models()
 MODELS["adversarial"] = AdversarialModel("mixed", context_length=2, seed=5)

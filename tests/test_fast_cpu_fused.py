@@ -4,10 +4,10 @@ import re
 import numpy as np
 import pytest
 
-from fast.cpu import arithmetic as fast_arith
-from fast.cpu import fused as fast_fused
-from ref import arithmetic as ref_arith
-from ref.arithmetic import CoderError
+from equalinfo.fast.cpu import arithmetic as fast_arith
+from equalinfo.fast.cpu import fused as fast_fused
+from equalinfo.ref import arithmetic as ref_arith
+from equalinfo.ref.arithmetic import CoderError
 
 
 def largest_entry(n_symbols, dtype):

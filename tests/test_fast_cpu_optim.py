@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from helpers import OPTIMIZERS, optimizer_trajectory, rel_err
 
-from fast.cpu import optim as fo
-from fast.cpu import transformer as ft
-from ref import optim as ro
-from ref import transformer as tr
+from equalinfo.fast.cpu import optim as fo
+from equalinfo.fast.cpu import transformer as ft
+from equalinfo.ref import optim as ro
+from equalinfo.ref import transformer as tr
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-10), ("float32", 2e-4)])
 @pytest.mark.parametrize("name", list(OPTIMIZERS))

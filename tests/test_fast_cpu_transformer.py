@@ -1,4 +1,4 @@
-"""Conformance of fast/cpu/transformer.py with ref/transformer.py (DESIGN.md "Backends with identical interfaces").
+"""Conformance of fast/cpu/transformer.py with ref/transformer.py (docs/design.md "Backends with identical interfaces").
 
 As llm.c's test_gpt2.c checks its C model against PyTorch: the same random parameters and batch go through both
 backends, and the logits, the loss and every gradient tensor must agree. In float64 the only differences are rounding
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from helpers import perturbed_params, rel_err, training_batch
 
-from fast.cpu import transformer as ft
-from ref import transformer as tr
+from equalinfo.fast.cpu import transformer as ft
+from equalinfo.ref import transformer as tr
 
 
 def make_cfg(dtype="float64", **overrides):
@@ -205,7 +205,7 @@ def test_shared_definitions_are_ref_s():
     for name in ("Config", "SIZES", "make_config", "init_params", "count_params", "flops_per_token", "param_shapes",
                  "check_params", "relative_position_bucket", "bucket_table"):
         assert getattr(ft, name) is getattr(tr, name), name
-    from fast.cpu import kernels_nn
+    from equalinfo.fast.cpu import kernels_nn
     assert kernels_nn.RMS_EPS == tr.RMS_EPS
 
 
@@ -216,9 +216,9 @@ def test_results_do_not_depend_on_the_thread_count(monkeypatch):
     BLAS may round its products differently between calls and thread counts.)"""
     import numba
 
-    from fast.cpu import kernels_nn
-    from fast.cpu import optim as fo
-    from fast.cpu.threads import blas_threads, set_threads
+    from equalinfo.fast.cpu import kernels_nn
+    from equalinfo.fast.cpu import optim as fo
+    from equalinfo.fast.cpu.threads import blas_threads, set_threads
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("Numba has one thread only")

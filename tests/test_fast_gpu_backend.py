@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gpu_support import MODE, needs_kernels, quick_simulator_threads  # noqa: F401
 
-from train import backends, checkpoint, m1, repro
+from equalinfo.train import backends, checkpoint, m1, repro
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_CUPY = pytest.mark.skipif(MODE == "gpu", reason="checks the message given where CuPy or a GPU is missing")
@@ -18,8 +18,9 @@ NO_CUPY = pytest.mark.skipif(MODE == "gpu", reason="checks the message given whe
 def test_fast_gpu_imports_without_cupy():
     """A fresh interpreter with CuPy hidden imports every fast.gpu module (nothing touches CuPy at import)."""
     code = ("import sys; sys.modules['cupy'] = None\n"  # makes `import cupy` fail, as on a machine without it
-            "import fast.gpu, fast.gpu.transformer, fast.gpu.optim, fast.gpu.ac, fast.gpu.equalinfo\n"
-            "from fast.gpu import device\n"
+            "import equalinfo.fast.gpu.transformer, equalinfo.fast.gpu.optim\n"
+            "import equalinfo.fast.gpu.ac, equalinfo.fast.gpu.equalinfo\n"
+            "from equalinfo.fast.gpu import device\n"
             "try:\n    device.xp()\nexcept device.GPUUnavailable as error:\n    print('unavailable:', error)\n"
             "else:\n    print('simulated' if device.SIMULATED else 'gpu')\n")
     env = {key: value for key, value in __import__("os").environ.items() if key != "NUMBA_ENABLE_CUDASIM"}
@@ -38,7 +39,7 @@ def test_backend_gpu_says_what_is_missing():
 
 @NO_CUPY
 def test_cli_backend_gpu_fails_with_one_clear_line(tmp_path, capsys):
-    from train import cli
+    from equalinfo import cli
 
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train-m1", "--out", str(tmp_path / "m1.npz"), "--backend", "gpu", "--steps", "1"])
@@ -48,7 +49,7 @@ def test_cli_backend_gpu_fails_with_one_clear_line(tmp_path, capsys):
 
 def gpu_modules():
     """The gpu backend's modules as backends.load would bundle them (load itself insists on CuPy and a GPU)."""
-    from fast.gpu import ac, equalinfo, optim, transformer
+    from equalinfo.fast.gpu import ac, equalinfo, optim, transformer
 
     return SimpleNamespace(name="gpu", transformer=transformer, optim=optim, ac=ac, equalinfo=equalinfo)
 

@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from helpers import m1_inputs, m1_params
 
-from fast.cpu import equalinfo as cpu_equalinfo
-from fast.cpu import exact_m1 as cpu_exact
-from ref import equalinfo as ref_equalinfo
-from ref import exact_m1 as ref_exact
-from ref import transformer as tr
-from ref.m1 import TransformerModel
+from equalinfo.fast.cpu import equalinfo as cpu_equalinfo
+from equalinfo.fast.cpu import exact_m1 as cpu_exact
+from equalinfo.ref import equalinfo as ref_equalinfo
+from equalinfo.ref import exact_m1 as ref_exact
+from equalinfo.ref import transformer as tr
+from equalinfo.ref.m1 import TransformerModel
 from gpu_support import MODE, gpu_only, needs_kernels, quick_simulator_threads  # noqa: F401
 
 pytestmark = needs_kernels
 
 if MODE is not None:
-    from fast.gpu import exact_m1 as gpu_exact
+    from equalinfo.fast.gpu import exact_m1 as gpu_exact
 
 
 def small(dtype="float32", seed=0, **overrides):
@@ -127,10 +127,10 @@ def test_equalinfo_round_trip_with_gpu_rows():
 def test_gpu_backend_codes_with_gpu_rows():
     """train.m1.exact_m1_module('gpu') is this module (not the CPU fallback), and fast.gpu's coder
     modules are the CPU coder."""
-    from fast.cpu import equalinfo as cpu_eq
-    from fast.gpu import ac as gpu_ac
-    from fast.gpu import equalinfo as gpu_eq
-    from train.m1 import exact_m1_module
+    from equalinfo.fast.cpu import equalinfo as cpu_eq
+    from equalinfo.fast.gpu import ac as gpu_ac
+    from equalinfo.fast.gpu import equalinfo as gpu_eq
+    from equalinfo.train.m1 import exact_m1_module
 
     assert exact_m1_module("gpu").next_probs is gpu_exact.next_probs
     assert gpu_eq.compress_batch is cpu_eq.compress_batch and gpu_eq.decompress_batch is cpu_eq.decompress_batch
@@ -161,7 +161,7 @@ def test_ptx_has_no_fused_multiply_add():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_real_shapes_match_the_cpu_twin(dtype):
     """M1 "3m" with real launch shapes (64 x 64 tiles, 128-thread blocks) against fast.cpu's twin."""
-    from train.m1 import make_config
+    from equalinfo.train.m1 import make_config
 
     cfg = make_config("3m", dtype=dtype)
     params = tr.init_params(cfg, 0)

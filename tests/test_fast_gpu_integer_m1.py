@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 from helpers import m1_inputs
 
-from fast.cpu import equalinfo as cpu_equalinfo
-from fast.cpu import integer_m1 as cpu_int
-from ref import equalinfo as ref_equalinfo
-from ref import integer_m1
-from ref import transformer as tr
-from ref.m1 import TransformerModel
-from ref.symbols import bytes_to_symbols
+from equalinfo.fast.cpu import equalinfo as cpu_equalinfo
+from equalinfo.fast.cpu import integer_m1 as cpu_int
+from equalinfo.ref import equalinfo as ref_equalinfo
+from equalinfo.ref import integer_m1
+from equalinfo.ref import transformer as tr
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.symbols import bytes_to_symbols
 from gpu_support import MODE, needs_kernels, quick_simulator_threads  # noqa: F401
 
 pytestmark = needs_kernels
 
 if MODE is not None:
-    from fast.gpu import integer_m1 as gpu_int
+    from equalinfo.fast.gpu import integer_m1 as gpu_int
 
 
 def small(dtype="float32", seed=0):

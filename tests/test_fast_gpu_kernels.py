@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from gpu_support import needs_kernels, on_device, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
-from fast.gpu import device
-from fast.gpu import kernels_nn as K
-from ref import transformer as tr
+from equalinfo.fast.gpu import device
+from equalinfo.fast.gpu import kernels_nn as K
+from equalinfo.ref import transformer as tr
 
 pytestmark = needs_kernels
 TOL = {"float64": 1e-12, "float32": 2e-6}

@@ -11,10 +11,10 @@ import pytest
 from helpers import OPTIMIZERS, optimizer_trajectory
 from gpu_support import gpu_only, needs_kernels, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
-from fast.gpu import optim as go
-from fast.gpu import transformer as gt
-from ref import optim as ro
-from ref import transformer as tr
+from equalinfo.fast.gpu import optim as go
+from equalinfo.fast.gpu import transformer as gt
+from equalinfo.ref import optim as ro
+from equalinfo.ref import transformer as tr
 
 pytestmark = needs_kernels
 

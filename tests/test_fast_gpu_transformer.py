@@ -13,9 +13,9 @@ import pytest
 from helpers import perturbed_params, training_batch
 from gpu_support import gpu_only, needs_kernels, on_host, quick_simulator_threads, rel_err  # noqa: F401
 
-from fast.gpu import device
-from fast.gpu import transformer as gt
-from ref import transformer as tr
+from equalinfo.fast.gpu import device
+from equalinfo.fast.gpu import transformer as gt
+from equalinfo.ref import transformer as tr
 
 pytestmark = needs_kernels
 

@@ -1,4 +1,4 @@
-"""The .eqi container (train/fileformat.py) and the byte-level codec behind the CLI (train/codec.py).
+"""The .eqi container (filetool/fileformat.py) and the byte-level codec behind the CLI (filetool/codec.py).
 
 Inputs stay small (the reference coder runs at ~20-50 us per symbol); the damage tests are exhaustive over every
 byte of a small file because they never reach the decoder: every problem must be caught by the container checks.
@@ -10,11 +10,12 @@ import zlib
 import numpy as np
 import pytest
 
-from ref.fingerprint import fingerprint
-from ref.models import MarkovModel, UnigramModel
-from ref.symbols import bytes_to_symbols
-from train import backends, codec, fileformat
-from train.fileformat import FormatError, Header
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.models import MarkovModel, UnigramModel
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo.train import backends
+from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool.fileformat import FormatError, Header
 
 TEXT = (b"Equal-Info windows reset the coder every b bits, so each window decodes on its own. "
         b"\xc3\xa9t\xc3\xa9 \xe2\x82\xac 100\n") * 6

@@ -29,10 +29,11 @@ from hypothesis import strategies as st
 
 from helpers import english_text
 from limits import bounded
-from ref.fingerprint import fingerprint
-from ref.models import MarkovModel, UnigramModel
-from ref.symbols import bytes_to_symbols
-from train import cli, codec, fileformat
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.models import MarkovModel, UnigramModel
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo import cli
+from equalinfo.filetool import codec, fileformat
 
 CI_EXAMPLES = 800
 SLOW_EXAMPLES = 5000
@@ -63,7 +64,7 @@ def _seeds():
 
 
 SEEDS = _seeds()
-FIELDS = {  # name -> (offset, struct format) in the header (train/fileformat.py)
+FIELDS = {  # name -> (offset, struct format) in the header (filetool/fileformat.py)
     "version": (8, "<H"), "method": (10, "<B"), "precision": (11, "<B"), "window_bits": (12, "<I"),
     "original_length": (64, "<Q"), "coded_bits": (72, "<Q"), "original_crc32": (80, "<I"),
     "model_length": (84, "<Q"),

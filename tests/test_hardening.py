@@ -20,10 +20,11 @@ import pytest
 
 from helpers import english_text, fails_cli, run_cli
 from limits import bounded
-from ref.fingerprint import fingerprint
-from ref.models import MarkovModel
-from ref.symbols import bytes_to_symbols
-from train import cli, codec, fileformat
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo import cli
+from equalinfo.filetool import codec, fileformat
 
 TEXT = english_text(1_300)
 RANDOM = np.random.default_rng(17).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
@@ -327,7 +328,7 @@ def test_text_is_still_coded_and_the_model_embedded_when_it_pays(capsys, tmp_pat
 # ------------------------------------------------------------------------------------ checkpoints and folders
 
 def micro_m1_run(path, resume=False, **settings):
-    from train import backends, m1
+    from equalinfo.train import backends, m1
 
     symbols = bytes_to_symbols(english_text(30_000))
     settings = {"steps": 6, "optimizer": {"name": "adamw", "peak_lr": 3e-3, "warmup_steps": 1, "total_steps": 6},
@@ -340,8 +341,8 @@ def micro_m1_run(path, resume=False, **settings):
 def test_checkpoints_come_by_time_without_checkpoint_every(tmp_path, monkeypatch):
     """checkpoint_every 0 (the demo's M2): a checkpoint still comes every CHECKPOINT_SECONDS, and resuming from
     the one a kill left behind gives the straight run's result."""
-    from train import checkpoint
-    from train import m1, trainer
+    from equalinfo.train import checkpoint
+    from equalinfo.train import m1, trainer
 
     straight, _ = micro_m1_run(tmp_path / "straight.npz")
     monkeypatch.setattr(trainer, "CHECKPOINT_SECONDS", 0.0)  # every step is "a few minutes later"
@@ -363,8 +364,8 @@ def test_checkpoints_come_by_time_without_checkpoint_every(tmp_path, monkeypatch
 
 def test_checkpoints_are_refused_in_the_wrong_role(capsys, tmp_path):
     """A byte-level M2 has M1's shapes; only the role in its meta tells them apart."""
-    from train import checkpoint
-    from train import trainer
+    from equalinfo.train import checkpoint
+    from equalinfo.train import trainer
 
     micro_m1_run(tmp_path / "m1.npz")
     params, cfg, state, meta = checkpoint.load(tmp_path / "m1.npz")
@@ -406,7 +407,7 @@ def test_steps_given_are_the_steps_trained(capsys, tmp_path):
     status, _, err = run(capsys, "train-m1", "--out", tmp_path / "m1.npz", "--corpus", tmp_path / "corpus",
                          "--preset", tmp_path / "p.json", "--steps", 2, "--backend", "ref", seconds=120)
     assert status == 0, err
-    from train import checkpoint
+    from equalinfo.train import checkpoint
 
     assert checkpoint.load(tmp_path / "m1.npz")[3]["step"] == 2
 

@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 from helpers import m1_inputs
 
-from fast.cpu import equalinfo as fast_ei
-from fast.cpu import integer_m1 as cpu_int
-from fast.cpu.threads import set_threads
-from ref import equalinfo, exact_m1, integer_m1
-from ref import transformer as tr
-from ref.exact_rules import LATEST_RULE
-from ref.fingerprint import fingerprint
-from ref.m1 import TransformerModel
-from ref.models import ModelError
-from ref.symbols import bytes_to_symbols
+from equalinfo.fast.cpu import equalinfo as fast_ei
+from equalinfo.fast.cpu import integer_m1 as cpu_int
+from equalinfo.fast.cpu.threads import set_threads
+from equalinfo.ref import equalinfo, exact_m1, integer_m1
+from equalinfo.ref import transformer as tr
+from equalinfo.ref.exact_rules import LATEST_RULE
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import ModelError
+from equalinfo.ref.symbols import bytes_to_symbols
 
 
 def small(dtype="float32", seed=0, **overrides):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from helpers import fails_cli, run_cli
-from ref import transformer as tr
-from train import checkpoint
+from equalinfo.ref import transformer as tr
+from equalinfo.train import checkpoint
 
 TEXT = (b"It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
         b"foolishness; \xe2\x80\x94 Dickens\n") * 3

@@ -3,17 +3,17 @@ randomly initialised Transformer (ref.m1.TransformerModel)."""
 import numpy as np
 import pytest
 
-from fast.cpu import ac as fast_ac
-from fast.cpu import equalinfo as fast_ei
-from fast.cpu import exact_m1 as fast_exact
-from ref import ac, equalinfo, exact_m1
-from ref import transformer as tr
-from ref.exact_rules import LATEST_RULE
-from ref.fingerprint import fingerprint
-from ref.m1 import TransformerModel
-from ref.models import ModelError
-from ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
-from train import checkpoint
+from equalinfo.fast.cpu import ac as fast_ac
+from equalinfo.fast.cpu import equalinfo as fast_ei
+from equalinfo.fast.cpu import exact_m1 as fast_exact
+from equalinfo.ref import ac, equalinfo, exact_m1
+from equalinfo.ref import transformer as tr
+from equalinfo.ref.exact_rules import LATEST_RULE
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import ModelError
+from equalinfo.ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
+from equalinfo.train import checkpoint
 
 CFG = tr.Config(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48)  # float32, like M1
 

@@ -9,16 +9,16 @@ import copy
 import numpy as np
 import pytest
 
-from fast.cpu import equalinfo as fast_equalinfo
+from equalinfo.fast.cpu import equalinfo as fast_equalinfo
 from helpers import AdversarialModel, cell_inside, english_text, exact_final_interval
-from ref import equalinfo as ref_equalinfo
-from ref.arithmetic import quantize
-from ref.m1 import TransformerModel
-from ref.models import MarkovModel
-from ref.symbols import BOS, N_SYMBOLS
-from train import m1, repro
-from train.paper_numbers import label
-from train.preset_schema import PresetError, validate
+from equalinfo.ref import equalinfo as ref_equalinfo
+from equalinfo.ref.arithmetic import quantize
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import BOS, N_SYMBOLS
+from equalinfo.train import m1, repro
+from equalinfo.report.paper_numbers import label
+from equalinfo.train.preset_schema import PresetError, validate
 
 PRECISION = 14
 
@@ -38,7 +38,7 @@ def text():
 @pytest.fixture(scope="module")
 def tiny_m1():
     """A whole-prefix model (M1's kind of rows): a micro Transformer with random weights."""
-    from ref import transformer
+    from equalinfo.ref import transformer
     cfg = m1.make_config("micro", "float64")
     return TransformerModel(transformer.init_params(cfg, 3), cfg)
 

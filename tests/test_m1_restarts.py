@@ -4,16 +4,16 @@ decode only with the same L."""
 import numpy as np
 import pytest
 
-from fast.cpu import ac as fast_ac
-from fast.cpu import equalinfo as fast_ei
-from fast.cpu import exact_m1 as fast_exact
-from fast.cpu import integer_m1 as fast_integer
-from ref import ac, equalinfo, integer_m1
-from ref import transformer as tr
-from ref.fingerprint import fingerprint
-from ref.m1 import TransformerModel
-from ref.models import ModelError
-from ref.symbols import BOS, N_SYMBOLS
+from equalinfo.fast.cpu import ac as fast_ac
+from equalinfo.fast.cpu import equalinfo as fast_ei
+from equalinfo.fast.cpu import exact_m1 as fast_exact
+from equalinfo.fast.cpu import integer_m1 as fast_integer
+from equalinfo.ref import ac, equalinfo, integer_m1
+from equalinfo.ref import transformer as tr
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import ModelError
+from equalinfo.ref.symbols import BOS, N_SYMBOLS
 from test_m1_model import CFG, make_model, sample_text
 
 EVERY = 5

@@ -4,10 +4,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from ref.arithmetic import quantize
-from ref.cursor import CdfCursor
-from ref.models import MarkovModel, ModelError, UnigramModel, model_from_arrays
-from ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols
+from equalinfo.ref.arithmetic import quantize
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.models import MarkovModel, ModelError, UnigramModel
+from equalinfo.ref.stored_models import model_from_arrays
+from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols
 
 
 def naive_markov_probs(symbols, order, context):

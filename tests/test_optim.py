@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from ref import optim
-from ref import transformer as tr
+from equalinfo.ref import optim
+from equalinfo.ref import transformer as tr
 
 
 def test_rsqrt_schedule():

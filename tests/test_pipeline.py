@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from helpers import english_text
-from train import build, cli, m2, methods, repro
-from train.trainer import mean_nll
+from equalinfo.train import build, m2, methods, repro
+from equalinfo import cli
+from equalinfo.train.trainer import mean_nll
 
 TINY = {
     "seed": 0,

@@ -10,13 +10,14 @@ import statistics
 import numpy as np
 import pytest
 
-from data.packing import Example
+from equalinfo.data.packing import Example
 from helpers import english_text
-from ref.models import UnigramModel
-from train import backends, build, m1, m2, methods, repro, unigram
-from train.checkpoint import load
-from train.preset_schema import PresetError, validate
-from train.trainer import mean_nll, nll_by_row
+from equalinfo.ref.models import UnigramModel
+from equalinfo.train import backends, build, m1, m2, methods, repro
+from equalinfo.report import unigram
+from equalinfo.train.checkpoint import load
+from equalinfo.train.preset_schema import PresetError, validate
+from equalinfo.train.trainer import mean_nll, nll_by_row
 
 SEQ_LEN = 48
 PRESET = {
@@ -99,7 +100,7 @@ def test_evaluate_reports_the_se_and_both_unigram_floors(datasets):
     ratio = nll.sum() / w.sum()
     by_hand = math.sqrt(4 / 3 * ((nll - ratio * w) ** 2).sum()) / w.sum() / (math.log(2) * cr)
     assert figures["bits_per_byte_se"] == pytest.approx(by_hand, rel=1e-9)
-    # the floors on the same four rows: add-one by the old formula, held-out through train/unigram.py
+    # the floors on the same four rows: add-one by the old formula, held-out through report/unigram.py
     val = sets["validation"].take(np.arange(4), ["tokens", "weights"])
     counts = np.ones(1 << 16)
     train_tokens, train_weights = sets["train"].column("tokens"), sets["train"].column("weights")

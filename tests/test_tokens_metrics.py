@@ -5,9 +5,9 @@ import zlib
 import numpy as np
 import pytest
 
-from ref import baselines, metrics
-from ref.symbols import EOS, documents_to_symbols, symbols_to_bytes, symbols_to_documents, text_to_bytes
-from ref.tokens import bits_to_tokens, tokens_to_bits
+from equalinfo.ref import baselines, metrics
+from equalinfo.ref.symbols import EOS, documents_to_symbols, symbols_to_bytes, symbols_to_documents, text_to_bytes
+from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
 
 
 @pytest.mark.parametrize("bits_per_token", range(1, 17))
@@ -52,7 +52,7 @@ def test_bits_per_byte_and_ratios():
 
 
 def test_flops_per_byte_matches_the_paper():
-    # PAPER.md Table 17: EqualInfoAC[16,256] Delay at 25m (CR 2.20) costs 28.73M FLOPs/byte, with the paper's
+    # docs/paper.md Table 17: EqualInfoAC[16,256] Delay at 25m (CR 2.20) costs 28.73M FLOPs/byte, with the paper's
     # nominal 25M parameters for M2 and 6M FLOPs/byte (2 x 3M) for M1
     assert metrics.flops_per_byte(25e6, 2.20, m1_params=3e6) / 1e6 == pytest.approx(28.73, abs=0.01)
     assert metrics.flops_per_byte(25e6, 1.0) == pytest.approx(50e6)

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from helpers import english_text
-from ref.symbols import bytes_to_symbols
-from train import backends, m1
-from train.trainer import TrainSettings, mean_nll
+from equalinfo.ref.symbols import bytes_to_symbols
+from equalinfo.train import backends, m1
+from equalinfo.train.trainer import TrainSettings, mean_nll
 
 TEXT = bytes_to_symbols(english_text(120_000))
 SETTINGS = dict(steps=12, optimizer={"name": "adamw", "peak_lr": 3e-3, "warmup_steps": 2, "total_steps": 12},

@@ -2,7 +2,7 @@
 
 Gradients: float64 central differences with Richardson extrapolation along random directions, one set of directions
 per parameter tensor and for the embedded input, with and without loss weights/padding. Loss: an independent
-mpmath implementation (loops, 50 digits) of the architecture as DESIGN.md describes it. Buckets: the exact integer
+mpmath implementation (loops, 50 digits) of the architecture as docs/design.md describes it. Buckets: the exact integer
 definition and hand-computed values. Counts: the paper's size names.
 """
 import math
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from helpers import perturbed_params
 
-from ref import transformer as tr
+from equalinfo.ref import transformer as tr
 
 # Two layers, several heads, T = 40 > 16 so the logarithmic buckets are used; small sizes keep FD cheap.
 FD_CFG = tr.Config(vocab_in=11, vocab_out=7, d_model=16, n_heads=4, n_layers=2, d_ff=24, z_loss=0.05,
@@ -143,7 +143,7 @@ def test_zero_total_weight_is_an_error():
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# An independent high-precision implementation (mpmath, loops, written from DESIGN.md's description)
+# An independent high-precision implementation (mpmath, loops, written from docs/design.md's description)
 # ----------------------------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""train/uncertainty.py against a closed form (equal rows: the SE of a mean), a bootstrap, repeated experiments
+"""report/uncertainty.py against a closed form (equal rows: the SE of a mean), a bootstrap, repeated experiments
 and the statistics module."""
 import math
 import statistics
@@ -6,7 +6,7 @@ import statistics
 import numpy as np
 import pytest
 
-from train import uncertainty
+from equalinfo.report import uncertainty
 
 
 def synthetic_rows(rng, n):

@@ -1,11 +1,11 @@
-"""train/unigram.py against independent computations: LOO by removing each token and refitting, the uniform floor
+"""report/unigram.py against independent computations: LOO by removing each token and refitting, the uniform floor
 log2(V) on uniform tokens, the entropy of a known distribution, the old add-one formula."""
 import math
 
 import numpy as np
 import pytest
 
-from train import unigram
+from equalinfo.report import unigram
 
 
 def brute_loo(tokens, vocab, alpha):

@@ -1,18 +1,19 @@
-"""Drivers and the `equalinfo` command line.
+"""The paper's pipeline: raw text -> M1 -> compressed datasets -> M2 -> the paper's tables (`equalinfo repro`).
 
-The command line
-    cli.py           main(); the file tool's commands (compress, decompress, fit-model) and their parser
-    commands.py      the pipeline's commands (repro, train-m1, build, train-m2, eval)
-    backends.py      a backend by name (ref, cpu, gpu): the modules every command computes with
-The file tool: any file in, a self-describing .eqi file out, and back
-    codec.py         bytes <-> file bytes with one of four methods (equalinfo, ac, staticac, gzip)
-    fileformat.py    the .eqi container: header, checksums, embedded or referenced model
-The paper's pipeline (train/repro.py runs it end to end; presets/ hold its settings)
+Running it
+    repro.py         `equalinfo repro`: every step below from a preset, each resumable, then the report
+    commands.py      the pipeline's subcommands (repro, train-m1, build, train-m2, eval) and their parsers
+    preset_schema.py what a preset (presets/*.json) may contain, checked before any work starts
+    estimate.py      how long a preset will take on this machine, said before the work starts
+    backends.py      a backend by name (ref, cpu, gpu): the modules every step computes with
+The steps
     m1.py            M1: training on the corpus, and M1 as a coding model with the backend's exact rows
     methods.py       the tokenizers of the paper's Table 15: bytes, SentencePiece, gzip, StaticAC, AC, Equal-Info
     build.py         M2 datasets: every example tokenized, trimmed or padded to the row length
     m2.py            M2: training on a dataset and the paper's metrics
+    controls.py      measurements that say whether a difference means what it seems to (M1's context, padding)
     trainer.py       the training loop both models share (batches, optimizer, checkpoints, resumption)
     checkpoint.py    the checkpoint container (.npz of named arrays, no pickle)
-    paper_numbers.py the paper's figures, printed beside ours
+The statistics and the paper's numbers printed beside ours are in equalinfo.report; the file tool is
+equalinfo.filetool; the command line is equalinfo.cli.
 """

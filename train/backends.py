@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 NAMES = ("ref", "cpu", "gpu")
 _MODULES = ("transformer", "optim", "ac", "equalinfo")
-_PACKAGES = {"ref": "ref", "cpu": "fast.cpu", "gpu": "fast.gpu"}
+_PACKAGES = {"ref": "equalinfo.ref", "cpu": "equalinfo.fast.cpu", "gpu": "equalinfo.fast.gpu"}
 
 
 class BackendUnavailable(RuntimeError):
@@ -38,7 +38,7 @@ def load(name):
 
 
 def _check_gpu():
-    from fast.gpu.probe import NoGPU, cupy_with_a_gpu
+    from equalinfo.fast.gpu.probe import NoGPU, cupy_with_a_gpu
 
     try:
         cupy_with_a_gpu()

@@ -13,7 +13,7 @@ stopped and ends with the same files.
 import numpy as np
 from tqdm import tqdm
 
-from data.shards import ShardWriter, open_dataset, token_columns
+from equalinfo.data.shards import ShardWriter, open_dataset, token_columns
 
 
 def columns(seq_len):

@@ -4,7 +4,7 @@ Layout of the archive (every member is a plain numeric array, so `np.load(path, 
     __header__         uint8 bytes of a UTF-8 JSON object: {"format": "equalinfo-checkpoint", "version": 1,
                        "config": Config.to_dict(), "meta": <user meta>, "param_fingerprint": <sha256 hex>,
                        "opt_fingerprint": <sha256 hex or null>}
-    params/NAME        one array per parameter (DESIGN.md's names, e.g. params/blocks.0.wq)
+    params/NAME        one array per parameter (docs/design.md's names, e.g. params/blocks.0.wq)
     opt/KEY            one array per optimizer-state entry (e.g. opt/v_row/blocks.0.wq), if given
 The fingerprints are `ref.fingerprint.fingerprint` of the params and of the optimizer state (the same hash that
 compressed files carry to name their M1), so a load detects any changed byte even where the zip layer would not.
@@ -19,9 +19,9 @@ import zipfile
 
 import numpy as np
 
-from data.atomic import write_atomically
-from ref.fingerprint import fingerprint
-from ref.transformer import Config, check_params
+from equalinfo.data.atomic import write_atomically
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.transformer import Config, check_params
 
 FORMAT = "equalinfo-checkpoint"
 VERSION = 1

@@ -12,14 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from data.shards import open_dataset
-from ref.transformer import SIZES, count_params
-from train import backends, m2, repro
-from train.build import summary
-from train.m1 import trained_context
-from train.methods import METHODS
-from train.paper_numbers import label
-from train.trainer import load_checkpoint, write_json
+from equalinfo.data.shards import open_dataset
+from equalinfo.ref.transformer import SIZES, count_params
+from equalinfo.train import backends, m2, repro
+from equalinfo.train.build import summary
+from equalinfo.train.m1 import trained_context
+from equalinfo.train.methods import METHODS
+from equalinfo.report.paper_numbers import label
+from equalinfo.train.trainer import load_checkpoint, write_json
 
 
 @contextlib.contextmanager
@@ -130,7 +130,7 @@ def eval_command(args):
 def add_commands(commands, add_threads_option):
     """Register the pipeline subcommands on an argparse subparsers object.
 
-    add_threads_option(parser) adds the CLI's shared --threads N (train/cli.py applies it before a command runs).
+    add_threads_option(parser) adds the CLI's shared --threads N (cli.py applies it before a command runs).
     """
     def common(parser, corpus=True):
         parser.add_argument("--preset", default="demo", help="a preset name (train/presets) or a .json path")

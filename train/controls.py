@@ -15,8 +15,8 @@ import secrets
 
 import numpy as np
 
-from analysis.uniformity import kl_to_uniform, values
-from ref.tokens import tokens_to_bits
+from equalinfo.ref.metrics import bit_values, kl_to_uniform
+from equalinfo.ref.tokens import tokens_to_bits
 
 
 def ac_context(backend, trained_model, whole_model, examples, precision=14):
@@ -60,10 +60,10 @@ def window_statistics(dataset, window_bits):
     windows = kept_window_bits(dataset, window_bits)  # [W, b]
     if len(windows) == 0:
         raise ValueError(f"{dataset.directory}: no whole window in the kept tokens")
-    last_tokens = values(windows[:, -n:].reshape(-1), n, overlapping=False)  # the N bits that end each window
-    all_tokens = values(windows.reshape(-1), n, overlapping=False)
+    last_tokens = bit_values(windows[:, -n:].reshape(-1), n, overlapping=False)  # the N bits that end each window
+    all_tokens = bit_values(windows.reshape(-1), n, overlapping=False)
     random = np.frombuffer(secrets.token_bytes(len(last_tokens) * math.ceil(n / 8)), np.uint8)
-    random_tokens = values(np.unpackbits(random)[:len(last_tokens) * n], n, overlapping=False)
+    random_tokens = bit_values(np.unpackbits(random)[:len(last_tokens) * n], n, overlapping=False)
     zeros = trailing_zeros(windows)
     return {"windows": int(len(windows)), "mean_trailing_zero_bits": float(zeros.mean()),
             "last_bit_zero_fraction": float((windows[:, -1] == 0).mean()),

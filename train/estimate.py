@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from train import m1, m2
+from equalinfo.train import m1, m2
 
 PROBE_BYTES = 600  # text coded by the probe (a few windows of every size)
 EVAL_SHARE = 1 / 3  # an evaluation batch (forward only) costs about a third of a training step

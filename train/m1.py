@@ -12,11 +12,11 @@ import zipfile
 
 import numpy as np
 
-from ref import integer_m1, transformer
-from ref.m1 import TransformerModel
-from ref.symbols import BOS, N_INPUTS, N_SYMBOLS
-from train import checkpoint
-from train.trainer import TrainSettings, load_checkpoint, train
+from equalinfo.ref import integer_m1, transformer
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
+from equalinfo.train import checkpoint
+from equalinfo.train.trainer import TrainSettings, load_checkpoint, train
 
 
 def make_config(size="3m", dtype="float32", **overrides):
@@ -70,8 +70,10 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
 
 
 _EXACT_M1_MODULES = {  # (rule version, backend) -> the backend's implementation of that exact rule
-    (1, "ref"): "ref.exact_m1", (1, "cpu"): "fast.cpu.exact_m1", (1, "gpu"): "fast.gpu.exact_m1",
-    (2, "ref"): "ref.integer_m1", (2, "cpu"): "fast.cpu.integer_m1", (2, "gpu"): "fast.gpu.integer_m1",
+    (1, "ref"): "equalinfo.ref.exact_m1", (1, "cpu"): "equalinfo.fast.cpu.exact_m1",
+    (1, "gpu"): "equalinfo.fast.gpu.exact_m1",
+    (2, "ref"): "equalinfo.ref.integer_m1", (2, "cpu"): "equalinfo.fast.cpu.integer_m1",
+    (2, "gpu"): "equalinfo.fast.gpu.integer_m1",
 }
 
 

@@ -4,10 +4,10 @@ M2 reads [BOS, t_0, ..., t_{L-2}] and predicts [t_0, ..., t_{L-1}]: its vocabula
 one BOS id (= v) for the input, so vocab_in = v + 1 and vocab_out = v. Padding positions have weight 0.
 Batches: rows in a permutation drawn from (seed, epoch), so step s reads rows s*B .. (s+1)*B-1 of the endless
 sequence of epochs: a pure function of (seed, step), which makes resume exact (train/trainer.py).
-bits/byte (PAPER.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
+bits/byte (docs/paper.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
 validation set's compression ratio over the data actually kept (cr_kept, train/build.py).
 Beside it `evaluate` reports how sure that figure is (its standard error over the evaluated rows,
-train/uncertainty.py) and the floors it must beat: uniform (log2 v bits/token) and unigram (train/unigram.py: the
+report/uncertainty.py) and the floors it must beat: uniform (log2 v bits/token) and unigram (report/unigram.py: the
 held-out floor with leave-one-out smoothing, and the old add-one floor for comparison), the floors measured on the
 same validation rows as M2.
 """
@@ -15,10 +15,10 @@ import math
 
 import numpy as np
 
-from ref import metrics, transformer
-from train import uncertainty, unigram
-from train.build import summary
-from train.trainer import TrainSettings, nll_by_row, train
+from equalinfo.ref import metrics, transformer
+from equalinfo.report import uncertainty, unigram
+from equalinfo.train.build import summary
+from equalinfo.train.trainer import TrainSettings, nll_by_row, train
 
 
 def make_config(size, vocab_size, dtype="float32", **overrides):
@@ -69,13 +69,13 @@ def train_m2(train_set, val_set, out_path, backend, cfg, settings, batch_size=8,
 
 def unigram_bits_per_token(train_set, val_set):
     """Cross-entropy (bits/token) of the validation tokens under the training tokens' unigram distribution,
-    add-one smoothed: the "unigram" floor of PAPER.md §3.2 before dividing by the CR, as first reported. For a large
-    vocabulary and few tokens it is unsound (train/unigram.py says why); `unigram_floor` is the floor to use."""
+    add-one smoothed: the "unigram" floor of docs/paper.md §3.2 before dividing by the CR, as first reported. For a large
+    vocabulary and few tokens it is unsound (report/unigram.py says why); `unigram_floor` is the floor to use."""
     return unigram_floor(train_set, val_set).addone_bits_per_token
 
 
 def unigram_floor(train_set, val_set, eval_rows=None):
-    """train/unigram.py's UnigramFloor of the first `eval_rows` validation rows (all by default) under the training
+    """report/unigram.py's UnigramFloor of the first `eval_rows` validation rows (all by default) under the training
     tokens' frequencies."""
     n = len(val_set) if eval_rows is None else min(eval_rows, len(val_set))
     val = val_set.take(np.arange(n), ["tokens", "weights"])
@@ -84,7 +84,7 @@ def unigram_floor(train_set, val_set, eval_rows=None):
 
 
 def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0, eval_rows=None):
-    """The paper's figures of one M2 on one dataset (PAPER.md §3-4), with bits/byte's standard error over the
+    """The paper's figures of one M2 on one dataset (docs/paper.md §3-4), with bits/byte's standard error over the
     evaluated rows and the uniform and unigram floors (bits/byte) on the same rows."""
     stats = summary(val_set)
     nll, weight, row_nll, row_weight = nll_by_row(backend.transformer, params, cfg,

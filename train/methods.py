@@ -19,9 +19,9 @@ import zlib
 
 import numpy as np
 
-from ref import baselines
-from ref.symbols import EOS, N_SYMBOLS
-from ref.tokens import bits_to_tokens, tokens_to_bits
+from equalinfo.ref import baselines
+from equalinfo.ref.symbols import EOS, N_SYMBOLS
+from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
 
 ESCAPE = 0xFF
 METHODS = ("bytes", "spm", "gzip", "staticac", "ac", "equalinfo")

@@ -9,9 +9,10 @@ required. An optimizer's keys depend on its `name`, a dataset entry's on its `me
 import difflib
 from dataclasses import dataclass, field
 
-from ref.transformer import SIZES
-from train import limits, methods
-from train.options import MAX_STEPS
+from equalinfo.ref.transformer import SIZES
+from equalinfo import limits
+from equalinfo.train import methods
+from equalinfo.options import MAX_STEPS
 
 
 class PresetError(ValueError):

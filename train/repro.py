@@ -18,16 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
-from data.corpus import open_corpus
-from data.packing import examples_to_documents, iter_examples, shuffle
-from ref import transformer
-from ref.fingerprint import fingerprint
-from ref.m1 import TransformerModel
-from ref.models import UnigramModel
-from train import backends, build, controls, estimate, m1, m2, methods, uncertainty
-from train.paper_numbers import PAPER, label
-from train.preset_schema import PresetError, validate
-from train.trainer import versions, write_json
+from equalinfo.data.corpus import open_corpus
+from equalinfo.data.packing import examples_to_documents, iter_examples, shuffle
+from equalinfo.ref import transformer
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.models import UnigramModel
+from equalinfo.train import backends, build, controls, estimate, m1, m2, methods
+from equalinfo.report import uncertainty
+from equalinfo.report.paper_numbers import PAPER, label
+from equalinfo.train.preset_schema import PresetError, validate
+from equalinfo.train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
@@ -429,9 +430,9 @@ def results_markdown(results):
     for name, reason in results.get("skipped", {}).items():
         lines.append(f"| {name} | skipped: {reason} |")
     lines += ["", "bits/byte ± its standard error over the evaluated validation rows (delta method for a ratio of row "
-              "sums, train/uncertainty.py); with several seeds (m2.seeds) the mean over seeds, and `seed std` their "
+              "sums, report/uncertainty.py); with several seeds (m2.seeds) the mean over seeds, and `seed std` their "
               "sample std. The unigram floor is held out: token frequencies of the train side, additive smoothing "
-              "chosen by leave-one-out (train/unigram.py), scored on the same validation rows; add-one, the floor "
+              "chosen by leave-one-out (report/unigram.py), scored on the same validation rows; add-one, the floor "
               "reported before, is unsound for a large vocabulary with few tokens and is shown for comparison only. "
               "\"below unigram floor?\" says yes only when bits/byte + 2 SE (+ the seed std) is below the held-out "
               "floor: a figure within that margin of the floor does not show that M2 learnt anything beyond token "

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic import write_atomically
-from train import checkpoint
+from equalinfo.data.atomic import write_atomically
+from equalinfo.train import checkpoint
 
 
 CHECKPOINT_SECONDS = 120.0
@@ -132,7 +132,7 @@ def _host(array):
 def nll_by_row(transformer, params, cfg, batches):
     """(total, weight, row_nll [R], row_weight [R]): mean_nll's two sums, computed exactly as mean_nll computes them,
     plus each row's own sums (R = all rows of all batches, in order), which the standard error of bits/byte needs
-    (train/uncertainty.py). One forward pass per batch serves both."""
+    (report/uncertainty.py). One forward pass per batch serves both."""
     total, weight, rows, row_weights = 0.0, 0.0, [], []
     for nll, weights in _weighted_nll(transformer, params, cfg, batches):
         total += float(nll.sum())

@@ -20,11 +20,11 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
 import numpy as np
 from numba import njit
 
-from fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
-                                 find_symbol, quantize)
-from fast.cpu.fused import decode_one_probs, encode_cells, symbol_cells
-from ref.arithmetic import STATE_BITS, CoderError
-from ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
+from equalinfo.fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
+    find_symbol, quantize)
+from equalinfo.fast.cpu.fused import decode_one_probs, encode_cells, symbol_cells
+from equalinfo.ref.arithmetic import STATE_BITS, CoderError
+from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
 __all__ = ["ContextTable", "compress", "decompress"]
 
@@ -54,7 +54,7 @@ class ContextTable:
         self.model, self.precision, self.k = model, int(precision), int(model.context_length)
         self.ids = np.zeros(0, dtype=np.int64)
         self.cdfs = np.zeros((0, N_SYMBOLS + 1), dtype=np.int64)
-        from ref.models import MarkovModel  # its known contexts are worth evaluating up front
+        from equalinfo.ref.models import MarkovModel  # its known contexts are worth evaluating up front
 
         if isinstance(model, MarkovModel) and len(model.context_ids):
             self.add(model.context_ids)

@@ -21,8 +21,8 @@ Coding straight from float rows, without building whole CDFs, is fast/cpu/fused.
 import numpy as np
 from numba import njit
 
-from ref.arithmetic import (FULL, HALF, MAX_PRECISION, STATE_BITS, TOO_LARGE, CoderError,  # noqa: F401
-                             check_cdf, check_integers, check_precision)  # (re-exported)
+from equalinfo.ref.arithmetic import (FULL, HALF, MAX_PRECISION, STATE_BITS, TOO_LARGE, CoderError, check_cdf,
+    check_integers, check_precision)  # (re-exported)
 
 __all__ = ["STATE_BITS", "FULL", "HALF", "MAX_PRECISION", "CoderError", "check_precision", "quantize",
            "check_cdf", "check_cdfs", "check_bits", "Encoder", "Decoder", "encode_rows", "decode_rows", "encode_cdfs",

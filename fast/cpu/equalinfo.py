@@ -35,14 +35,14 @@ context.
 import numpy as np
 from numba import njit
 
-from fast.cpu.ac import ContextTable, context_id, table_row, uses_table
-from fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step, find_symbol,
-                                 point_bits, quantize, undo_carry)
-from ref import arithmetic as ref_arithmetic
-from ref import cursor as ref_cursor
-from ref import equalinfo as ref_equalinfo
-from ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
-from ref.symbols import BOS, N_SYMBOLS, check_symbols
+from equalinfo.fast.cpu.ac import ContextTable, context_id, table_row, uses_table
+from equalinfo.fast.cpu.arithmetic import (FULL, STATE_BITS, CoderError, consume, decoder_start, encode_step,
+    find_symbol, point_bits, quantize, undo_carry)
+from equalinfo.ref import arithmetic as ref_arithmetic
+from equalinfo.ref import cursor as ref_cursor
+from equalinfo.ref import equalinfo as ref_equalinfo
+from equalinfo.ref.equalinfo import Window, WindowError, check_window_bits, max_symbols_per_window  # noqa: F401
+from equalinfo.ref.symbols import BOS, N_SYMBOLS, check_symbols
 
 __all__ = ["Window", "WindowError", "check_window_bits", "max_symbols_per_window", "encode_windows",
            "encode_windows_batch", "compress", "decompress", "decode_window", "compress_batch", "decompress_batch",

@@ -22,9 +22,9 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fast.cpu.threads import one_thread_below
-from ref.exact_m1 import EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS  # noqa: F401
-from ref.transformer import bucket_table
+from equalinfo.fast.cpu.threads import one_thread_below
+from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS)  # noqa: F401
+from equalinfo.ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread

@@ -27,8 +27,8 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fast.cpu.arithmetic import (FULL, CoderError, check_bits, check_precision, consume, decoder_start, encode_step,
-                                 finish_bits, quantize, room_for_a_symbol)
+from equalinfo.fast.cpu.arithmetic import (FULL, CoderError, check_bits, check_precision, consume, decoder_start,
+    encode_step, finish_bits, quantize, room_for_a_symbol)
 
 __all__ = ["encode_probs", "symbol_cells", "encode_cells", "decode_probs", "decode_one_probs"]
 

@@ -16,9 +16,9 @@ import math
 import numpy as np
 from numba import njit
 
-from fast.cpu import exact_m1
-from fast.cpu.exact_m1 import softmax64
-from ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
+from equalinfo.fast.cpu import exact_m1
+from equalinfo.fast.cpu.exact_m1 import softmax64
+from equalinfo.ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
 
 
 @njit(cache=True)

@@ -10,7 +10,7 @@ Conventions shared by all kernels:
 - Sums over a row (RMS, softmax normaliser, logsumexp) are accumulated in float64, then cast to the data's dtype.
 - Sums *across* rows (gradients of norm scales, of relative biases, of the embedding) are done in a fixed number of
   chunks, each summed in order, so results do not depend on how many threads run; no atomics.
-- No fastmath anywhere: the forward pass feeds M1's probabilities to the arithmetic coder (DESIGN.md "Conventions"),
+- No fastmath anywhere: the forward pass feeds M1's probabilities to the arithmetic coder (docs/design.md "Conventions"),
   and the backward kernels are bound by memory traffic, not by the reassociation that fastmath would allow.
 - Attention matrices are laid out [B*H, T, T] (row i = query, column j = key); only j <= i is ever read or written
   except for zero-filling the future, which the next matrix product reads.
@@ -20,8 +20,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from fast.cpu.threads import one_thread_below
-from ref.transformer import RMS_EPS
+from equalinfo.fast.cpu.threads import one_thread_below
+from equalinfo.ref.transformer import RMS_EPS
 
 N_CHUNKS = 32  # fixed number of row chunks for cross-row reductions (independent of the thread count)
 PARALLEL_MIN_ELEMENTS = 1 << 15  # below this many elements a kernel runs on the calling thread only

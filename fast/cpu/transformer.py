@@ -1,6 +1,6 @@
 """The fast CPU Transformer: ref/transformer.py's model and interface, with fused Numba kernels between BLAS calls.
 
-Same public functions as the reference (DESIGN.md "Backends with identical interfaces"): `forward`,
+Same public functions as the reference (docs/design.md "Backends with identical interfaces"): `forward`,
 `loss_and_grads`, `loss_and_grads_from_embeddings`, and, re-exported from ref because they are shared definitions,
 `Config`, `SIZES`, `make_config`, `param_shapes`, `init_params`, `check_params`, `count_params`, `flops_per_token`,
 `relative_position_bucket`, `bucket_table`, `RMS_EPS`. Inputs are checked by the same code as ref, so bad inputs
@@ -30,9 +30,9 @@ import threading
 
 import numpy as np
 
-from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, not reimplemented)
-    RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params, check_targets, count_params, dtype_of,
-    flops_per_token, init_params, make_config, param_shapes, relative_position_bucket)
+from equalinfo.ref.transformer import (RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params,
+    check_targets, count_params, dtype_of, flops_per_token, init_params, make_config, param_shapes,
+    relative_position_bucket)
 
 from . import kernels_nn as K
 

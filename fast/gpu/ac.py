@@ -5,5 +5,5 @@ CPU whatever the backend. With M1 as the model, the rows it codes with come from
 (fast.gpu.exact_m1.next_probs via train.m1.coding_model(..., 'gpu')), bit-identical to the CPU's, so the bits do not
 depend on where the rows were computed (fast/gpu/equalinfo.py says more).
 """
-from fast.cpu.ac import *  # noqa: F401,F403
-from fast.cpu.ac import __all__  # noqa: F401
+from equalinfo.fast.cpu.ac import *  # noqa: F401,F403
+from equalinfo.fast.cpu.ac import __all__  # noqa: F401

@@ -15,7 +15,7 @@ relative error up to 2^-11 (5e-4), to bfloat16 up to 2^-8 (4e-3); the errors of 
 cancel, so logits move by about 1e-3 (tf32) and 1e-2 (bf16) of their scale, the loss by less, and gradients, which
 pass through twice as many products, by a few times that. Training curves are not visibly affected (the paper
 trained in bfloat16); M1's coding path must not use them, since its probabilities must be reproducible
-(DESIGN.md "Determinism of M1's probabilities"). float64 arrays always use float64 products.
+(docs/design.md "Determinism of M1's probabilities"). float64 arrays always use float64 products.
 
 Row-major on column-major cuBLAS: C = op(A) op(B) in row-major is C^T = op(B)^T op(A)^T in column-major, and a
 row-major matrix read as column-major is its transpose, so the call passes B first, then A, each with its own

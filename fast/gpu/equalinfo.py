@@ -9,5 +9,5 @@ symbol's interval depends on the previous one; a window's end depends on every s
 GPU's thousands of threads to share but the per-stream parallelism the lockstep batch already exposes, and it is
 a small part of the time next to M1 (bench/gpu_equalinfo_speed.py prints the split).
 """
-from fast.cpu.equalinfo import *  # noqa: F401,F403
-from fast.cpu.equalinfo import __all__  # noqa: F401
+from equalinfo.fast.cpu.equalinfo import *  # noqa: F401,F403
+from equalinfo.fast.cpu.equalinfo import __all__  # noqa: F401

@@ -1,6 +1,6 @@
 """numba.cuda twin of ref/exact_m1.py: M1's probabilities by the exact rule, bit for bit, for thousands of rows at once.
 
-Read ref/exact_m1.py for the rule and why it exists (DESIGN.md, "Determinism of M1's probabilities"): every
+Read ref/exact_m1.py for the rule and why it exists (docs/design.md, "Determinism of M1's probabilities"): every
 reduction in one fixed order, one rounding per multiply and per add, exp64 as a fixed polynomial. This file computes
 the same roundings in the same order on a GPU, so that a window compressed with GPU rows decodes with CPU rows
 (fast/cpu/exact_m1.py, ref/exact_m1.py) and back. tests/test_fast_gpu_exact_m1.py checks it bit for bit against ref.
@@ -44,10 +44,10 @@ import numba
 import numpy as np
 from numba import cuda
 
-from fast.gpu import device
-from fast.gpu.device import SIMULATED, kernel_arrays
-from ref.exact_m1 import EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS  # noqa: F401
-from ref.transformer import bucket_table
+from equalinfo.fast.gpu import device
+from equalinfo.fast.gpu.device import SIMULATED, kernel_arrays
+from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS)  # noqa: F401
+from equalinfo.ref.transformer import bucket_table
 
 # matmul tiling: a block of (BY, BX) threads computes a (BY*RM) x (BX*RN) tile of y, staging TK columns of x and TK
 # rows of w per step. The simulator (every thread a Python thread) gets tiny tiles, which also exercise the tails.

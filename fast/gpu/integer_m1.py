@@ -18,9 +18,9 @@ device (cached per host array).
 """
 import numpy as np
 
-from fast.gpu import device
-from fast.gpu.exact_m1 import _attend_dev, _kernels, _launch_rows, _rms_norm_dev, _softmax64_dev, _weights
-from ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
+from equalinfo.fast.gpu import device
+from equalinfo.fast.gpu.exact_m1 import _attend_dev, _kernels, _launch_rows, _rms_norm_dev, _softmax64_dev, _weights
+from equalinfo.ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
 
 _WEIGHT_CACHE = {}  # id(int16 host array) -> (that array, its float64 device copy)
 

@@ -20,7 +20,7 @@ import math
 import numba
 from numba import cuda
 
-from ref.transformer import RMS_EPS
+from equalinfo.ref.transformer import RMS_EPS
 
 from .device import REDUCE_BLOCKS, THREADS, blocks_for, kernel_arrays
 

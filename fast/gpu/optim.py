@@ -16,8 +16,8 @@ import math
 
 import numpy as np
 
-from ref import optim as _ref
-from ref.optim import decays, rsqrt_schedule, warmup_cosine_schedule  # noqa: F401  (re-exported)
+from equalinfo.ref import optim as _ref
+from equalinfo.ref.optim import decays, rsqrt_schedule, warmup_cosine_schedule  # noqa: F401  (re-exported)
 
 from . import device
 from . import kernels_optim as K

@@ -1,6 +1,6 @@
 """The GPU Transformer: ref/transformer.py's model and interface, with cuBLAS products and fused numba.cuda kernels.
 
-Same public functions as ref and fast.cpu (DESIGN.md "Backends with identical interfaces"): `forward`,
+Same public functions as ref and fast.cpu (docs/design.md "Backends with identical interfaces"): `forward`,
 `loss_and_grads`, `loss_and_grads_from_embeddings`, and, re-exported from ref because they are shared definitions,
 `Config`, `SIZES`, `make_config`, `param_shapes`, `init_params`, `check_params`, `count_params`, `flops_per_token`,
 `relative_position_bucket`, `bucket_table`, `RMS_EPS`. Inputs, targets and weights are checked on the host by the
@@ -21,11 +21,10 @@ matrices [B*H, T, T] are materialised per layer and kept for the backward, as in
 """
 import numpy as np
 
-from ref.transformer import (  # noqa: F401  (re-exported: shared definitions, not reimplemented)
-    RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params, count_params, dtype_of, flops_per_token,
-    init_params, make_config, param_shapes, relative_position_bucket)
+from equalinfo.ref.transformer import (RMS_EPS, SIZES, Config, bucket_table, check_inputs, check_params, count_params,
+    dtype_of, flops_per_token, init_params, make_config, param_shapes, relative_position_bucket)
 
-from fast.cpu import transformer as cpu_transformer
+from equalinfo.fast.cpu import transformer as cpu_transformer
 
 from . import device
 from . import kernels_nn as K

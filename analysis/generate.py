@@ -1,7 +1,7 @@
 """Generating text with an M2: sample its tokens, turn them back into text, and time every part.
 
 The paper argues that an M2 over Equal-Info tokens needs fewer decoder steps per byte than one over bytes or
-SentencePiece (bytes per step = the compression ratio) but measures no latency (PAPER.md §3.6). Here each step is
+SentencePiece (bytes per step = the compression ratio) but measures no latency (docs/paper.md §3.6). Here each step is
 timed: M2's forward pass and sampling (M2 ms/step), turning the new tokens into text (for Equal-Info this runs M1
 to decode every completed window: M1 ms/step), and the end-to-end bytes per second.
 
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ref.equalinfo import decode_window
-from ref.cursor import CdfCursor
-from ref.symbols import EOS, bytes_to_symbols
-from ref.tokens import bits_to_tokens, tokens_to_bits
+from equalinfo.ref.equalinfo import decode_window
+from equalinfo.ref.cursor import CdfCursor
+from equalinfo.ref.symbols import EOS, bytes_to_symbols
+from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
 
 EOS_TEXT = b"\n[EOS]\n"
 

@@ -30,15 +30,15 @@ SETTINGS = ([("text", "sample", "ac", None, 14)]
 
 def models():
     """name -> the family's Markov models, fitted on their training texts."""
-    from ref.models import MarkovModel
-    from ref.symbols import bytes_to_symbols
+    from equalinfo.ref.models import MarkovModel
+    from equalinfo.ref.symbols import bytes_to_symbols
 
     return {"text": MarkovModel.fit(bytes_to_symbols(TRAINING_TEXT.encode("utf-8")), ORDER),
             "skewed": MarkovModel.fit(bytes_to_symbols(SKEWED_TRAINING), ORDER)}
 
 
 def sample_symbols(sample):
-    from ref.symbols import bytes_to_symbols, documents_to_symbols
+    from equalinfo.ref.symbols import bytes_to_symbols, documents_to_symbols
 
     if sample == "sample":
         return documents_to_symbols(SAMPLE.split("\x00"))
@@ -47,7 +47,7 @@ def sample_symbols(sample):
 
 
 def build():
-    from ref import ac, equalinfo
+    from equalinfo.ref import ac, equalinfo
 
     fitted = models()
     arrays = {}
@@ -89,7 +89,7 @@ def build():
 
 
 def model_from(arrays, name):
-    from ref.models import MarkovModel
+    from equalinfo.ref.models import MarkovModel
 
     return MarkovModel(ORDER, arrays[f"model.{name}.context_ids"], arrays[f"model.{name}.counts"])
 

@@ -6,7 +6,7 @@ fallback to the preset, or a run that fills the machine's memory. Options a comm
 left at None (take the preset's value), are skipped. Checks that depend on other values (window bits against the
 precision, a checkpoint's sizes) stay where those values are known.
 """
-from train import limits
+from equalinfo import limits
 
 MAX_STEPS = 10 ** 9
 

@@ -9,7 +9,7 @@ prefix and the weights only, which is what lets a decoder rebuild the encoder's 
 Rule 2 (ref/integer_m1.py) is one more entry in RULES, family m1_integer_m1, rather than a family module of its
 own: its rows, CDFs, prefix check and windows are exactly rule 1's fields, computed by another module, and a
 porter reads both families the same way. What only rule 2 has (the quantized M1, its integer products step by
-step, the rule's edge cases) is the rule's `extension`, train/conformance/m1_integer.py.
+step, the rule's edge cases) is the rule's `extension`, conformance/m1_integer.py.
 """
 import dataclasses
 import importlib
@@ -59,18 +59,19 @@ class Rule:
 
 
 RULES = [
-    Rule("exact_m1", ("ref.exact_m1", "EXACT_M1_VERSION"),
-         {"ref": "ref.exact_m1", "cpu": "fast.cpu.exact_m1", "gpu": "fast.gpu.exact_m1"}),
-    Rule("integer_m1", ("ref.integer_m1", "EXACT_M1_VERSION"),
-         {"ref": "ref.integer_m1", "cpu": "fast.cpu.integer_m1", "gpu": "fast.gpu.integer_m1"},
-         extension="train.conformance.m1_integer"),
+    Rule("exact_m1", ("equalinfo.ref.exact_m1", "EXACT_M1_VERSION"),
+         {"ref": "equalinfo.ref.exact_m1", "cpu": "equalinfo.fast.cpu.exact_m1", "gpu": "equalinfo.fast.gpu.exact_m1"}),
+    Rule("integer_m1", ("equalinfo.ref.integer_m1", "EXACT_M1_VERSION"),
+         {"ref": "equalinfo.ref.integer_m1", "cpu": "equalinfo.fast.cpu.integer_m1",
+          "gpu": "equalinfo.fast.gpu.integer_m1"},
+         extension="equalinfo.conformance.m1_integer"),
 ]
 
 
 def tiny_m1():
     """(params, cfg) of a micro-sized float32 M1 with perturbed norm scales and strong relative biases."""
-    from ref import transformer
-    from ref.symbols import N_INPUTS, N_SYMBOLS
+    from equalinfo.ref import transformer
+    from equalinfo.ref.symbols import N_INPUTS, N_SYMBOLS
 
     cfg = transformer.make_config("micro", vocab_in=N_INPUTS, vocab_out=N_SYMBOLS, dtype="float32")
     params = transformer.init_params(cfg, SEED)
@@ -86,7 +87,7 @@ def tiny_m1():
 
 def inputs(texts):
     """[B, T] int64: BOS then the symbols of each text (EOS where it has \\x00), padded with BOS to length."""
-    from ref.symbols import BOS, documents_to_symbols
+    from equalinfo.ref.symbols import BOS, documents_to_symbols
 
     rows = [documents_to_symbols(text.split("\x00"))[:-1] for text in texts]  # no trailing EOS
     length = 1 + max(len(r) for r in rows)
@@ -102,10 +103,10 @@ def config_json(cfg):
 
 
 def build_rule(rule):
-    from ref import ac, equalinfo
-    from ref.arithmetic import quantize
-    from ref.m1 import TransformerModel
-    from ref.symbols import documents_to_symbols
+    from equalinfo.ref import ac, equalinfo
+    from equalinfo.ref.arithmetic import quantize
+    from equalinfo.ref.m1 import TransformerModel
+    from equalinfo.ref.symbols import documents_to_symbols
 
     module = rule.module("ref")
     params, cfg, ids = rule.model_and_inputs()
@@ -153,9 +154,9 @@ def build_rule(rule):
 
 
 def check_rule(rule, description, arrays, impl, tally):
-    from ref.m1 import TransformerModel
-    from ref.transformer import Config
-    from train.conformance.windows import check_vector
+    from equalinfo.ref.m1 import TransformerModel
+    from equalinfo.ref.transformer import Config
+    from equalinfo.conformance.windows import check_vector
 
     module = rule.module(impl.backend)
     if module is None:

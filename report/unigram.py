@@ -1,4 +1,4 @@
-"""The unigram floor of PAPER.md §3.2, held out and sound for a large vocabulary.
+"""The unigram floor of docs/paper.md §3.2, held out and sound for a large vocabulary.
 
 The floor asks: how many bits per token does a model need that knows only how often each token occurs? We fit
 token frequencies on the training tokens and measure the cross-entropy of the validation tokens. An M2 that does

@@ -13,11 +13,12 @@ A backend here is everything the families call, by role:
 import importlib
 from types import SimpleNamespace
 
-from train import backends
-from train.backends import BackendUnavailable
+from equalinfo.train import backends
+from equalinfo.train.backends import BackendUnavailable
 
 NAMES = ("ref", "cpu", "gpu")
-_ARITHMETIC = {"ref": "ref.arithmetic", "cpu": "fast.cpu.arithmetic", "gpu": "fast.cpu.arithmetic"}
+_ARITHMETIC = {"ref": "equalinfo.ref.arithmetic", "cpu": "equalinfo.fast.cpu.arithmetic",
+               "gpu": "equalinfo.fast.cpu.arithmetic"}
 
 
 def load(name):
@@ -31,7 +32,7 @@ def load(name):
         if name != "gpu" or not _simulated():
             raise BackendUnavailable(f"{missing}; or set NUMBA_ENABLE_CUDASIM=1 to run its kernels under numba's "
                                      "CUDA simulator") from None
-        modules = SimpleNamespace(**{role: importlib.import_module(f"fast.gpu.{role}")
+        modules = SimpleNamespace(**{role: importlib.import_module(f"equalinfo.fast.gpu.{role}")
                                      for role in ("transformer", "optim", "ac", "equalinfo")})
         label = "gpu (CUDA simulator)"
     return SimpleNamespace(name=label, backend=name, arithmetic=importlib.import_module(_ARITHMETIC[name]),
@@ -41,6 +42,6 @@ def load(name):
 
 def _simulated():
     """True when numba.cuda runs its simulator (fast.gpu then computes with NumPy on the CPU)."""
-    from fast.gpu import device
+    from equalinfo.fast.gpu import device
 
     return device.SIMULATED

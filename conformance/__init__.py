@@ -12,9 +12,9 @@ and a vector set of another version is refused rather than half-checked.
 """
 import time
 
-from train.conformance import coder, m1_rows, packing, quantization, tokens, transformer, windows
-from train.conformance.files import VectorError, read_family, read_manifest, write_set
-from train.conformance.tally import Tally
+from equalinfo.conformance import coder, m1_rows, packing, quantization, tokens, transformer, windows
+from equalinfo.conformance.files import VectorError, read_family, read_manifest, write_set
+from equalinfo.conformance.tally import Tally
 
 FORMAT_VERSION = 2
 FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing]
@@ -88,7 +88,7 @@ def export_command(args):
 
 
 def check_command(args):
-    from train.conformance import implementations
+    from equalinfo.conformance import implementations
 
     impl = implementations.load(args.backend)
     results = check(args.directory, impl, args.family or None)

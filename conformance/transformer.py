@@ -24,7 +24,7 @@ STEPS = {"adafactor": 3, "adamw": 4}
 
 
 def _setup():
-    from ref import transformer
+    from equalinfo.ref import transformer
 
     cfg = transformer.Config(**CONFIG)
     params = transformer.init_params(cfg, SEED)
@@ -54,7 +54,7 @@ def _optimizers(optim):
 
 
 def build():
-    from ref import optim, transformer
+    from equalinfo.ref import optim, transformer
 
     cfg, params, inputs, targets, weights = _setup()
     loss, grads = transformer.loss_and_grads(params, cfg, inputs, targets, weights)
@@ -93,7 +93,7 @@ def build():
 
 
 def check(description, arrays, impl, tally):
-    from ref.transformer import Config
+    from equalinfo.ref.transformer import Config
 
     cfg = Config(**description["config"])
     tolerance = description["tolerance"]

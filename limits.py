@@ -20,9 +20,9 @@ expands at most 1032:1.
 """
 import math
 
-from ref.arithmetic import STATE_BITS
-from ref.equalinfo import max_symbols_per_window
-from ref.symbols import N_SYMBOLS
+from equalinfo.ref.arithmetic import STATE_BITS
+from equalinfo.ref.equalinfo import max_symbols_per_window
+from equalinfo.ref.symbols import N_SYMBOLS
 
 MAX_INPUT_BYTES = 1 << 28
 MAX_MODEL_BYTES = 1 << 28

@@ -15,8 +15,8 @@ DOCUMENTS = [b"Hello, world.", b"", "na\u00efve caf\u00e9 \u2615".encode("utf-8"
 
 
 def build():
-    from data.packing import iter_examples
-    from train.build import fit_row
+    from equalinfo.data.packing import iter_examples
+    from equalinfo.train.build import fit_row
 
     arrays = {"documents": np.frombuffer(b"".join(DOCUMENTS), dtype=np.uint8),
               "document_lengths": np.array([len(d) for d in DOCUMENTS])}
@@ -49,8 +49,8 @@ def documents_of(arrays):
 
 
 def check(description, arrays, impl, tally):
-    from data.packing import examples_to_documents, iter_examples
-    from train.build import fit_row
+    from equalinfo.data.packing import examples_to_documents, iter_examples
+    from equalinfo.train.build import fit_row
 
     settings, documents = description["settings"], documents_of(arrays)
     for split, want in description["splits"].items():

@@ -12,7 +12,7 @@ SEED = 1402
 
 
 def _counting_encoder(precision):
-    from ref.arithmetic import Encoder
+    from equalinfo.ref.arithmetic import Encoder
 
     class CountingEncoder(Encoder):
         """ref's encoder, counting carries and their lengths (bits changed) for the case description."""
@@ -32,7 +32,7 @@ def _counting_encoder(precision):
 
 
 def _random_cdfs(rng, n, n_symbols, precision, concentration):
-    from ref.arithmetic import quantize
+    from equalinfo.ref.arithmetic import quantize
 
     return quantize(rng.dirichlet(np.full(n_symbols, concentration), size=n), precision)
 
@@ -56,7 +56,7 @@ def _encode(cdfs, rows, symbols, precision):
 
 def _candidates(rng):
     """(name, precision, cdfs, rows, symbols) of every kind of case; symbol i is coded with cdfs[rows[i]]."""
-    from ref.arithmetic import quantize
+    from equalinfo.ref.arithmetic import quantize
 
     yield "empty", 14, quantize(np.ones((1, 2)), 14), np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     yield "one-symbol", 8, quantize(np.array([[0.25, 0.5, 0.25]]), 8), np.array([0]), np.array([1])

@@ -3,7 +3,7 @@
 A model archive (a model file, or the model embedded in a compressed file) is a dict name -> array. The models'
 constructors check what they need to compute, but an archive can be wrong in ways a constructor never expects
 (`order` a vector or a string, counts in floats, an extra array); the schema below refuses all of those with one
-message naming the array, first on dtypes and shapes alone (before the data is read, train/npz.py) and then on the
+message naming the array, first on dtypes and shapes alone (before the data is read, filetool/npz.py) and then on the
 values (counts in range, context ids that name real contexts, finite weights).
 
 Shapes: an int is a fixed size, a letter a size that must be the same wherever it appears, None any shape.
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.models import MarkovModel
-from ref.symbols import N_INPUTS, N_SYMBOLS
+from equalinfo.ref.models import MarkovModel
+from equalinfo.ref.symbols import N_INPUTS, N_SYMBOLS
 
 MAX_COUNT = 1 << 48  # a count table's entries: far above any real count, low enough that row sums fit int64
 

@@ -56,7 +56,7 @@ HAND_ROW = np.array([0.1, 0.2, 0.3, 0.4])  # docs/conformance.md works this row 
 
 
 def build():
-    from ref.arithmetic import quantize
+    from equalinfo.ref.arithmetic import quantize
 
     rng = np.random.default_rng(SEED)
     cases, arrays = [], {}

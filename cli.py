@@ -27,7 +27,7 @@ Decisions (README "Commands" shows them in use):
 - When coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what
   it saves), compress stores the input instead (method `stored`: 100 bytes of header and checksums on top);
   --no-store keeps the coded file anyway.
-- Inputs, options and files are checked against train/limits.py before any work (README "Limits and hardening").
+- Inputs, options and files are checked against limits.py before any work (README "Limits and hardening").
 - Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
   one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors (argparse's
   own errors too: `equalinfo COMMAND --help` shows the usage).
@@ -41,19 +41,21 @@ import sys
 import time
 from contextlib import contextmanager
 
-from fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
+from equalinfo.fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
 
 threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of spinning (read when NumPy loads it)
 
-from data.atomic import write_atomically  # noqa: E402 (after the line above on purpose)
-from ref.arithmetic import check_precision  # noqa: E402
-from ref.equalinfo import check_window_bits  # noqa: E402
-from ref.fingerprint import fingerprint  # noqa: E402
-from ref.models import MarkovModel, UnigramModel  # noqa: E402
-from ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
-from train import backends, codec, fileformat, limits  # noqa: E402
-from train.backends import BackendUnavailable  # noqa: E402
-from train.options import check_options  # noqa: E402
+from equalinfo.data.atomic import write_atomically  # noqa: E402 (after the line above on purpose)
+from equalinfo.ref.arithmetic import check_precision  # noqa: E402
+from equalinfo.ref.equalinfo import check_window_bits  # noqa: E402
+from equalinfo.ref.fingerprint import fingerprint  # noqa: E402
+from equalinfo.ref.models import MarkovModel, UnigramModel  # noqa: E402
+from equalinfo.ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
+from equalinfo.train import backends  # noqa: E402
+from equalinfo.filetool import codec, fileformat  # noqa: E402
+from equalinfo import limits  # noqa: E402
+from equalinfo.train.backends import BackendUnavailable  # noqa: E402
+from equalinfo.options import check_options  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 PROG = "equalinfo"
@@ -110,7 +112,7 @@ def parse_model_name(spec):
 
 def fit_named_model(name, symbols):
     """The model of a parsed name (parse_model_name), fitted on symbols; CliError if its table would be larger
-    than the largest model (train/limits.py), found before the table is built."""
+    than the largest model (limits.py), found before the table is built."""
     kind, order = name
     if kind == "unigram":
         return UnigramModel.fit(symbols)
@@ -148,7 +150,7 @@ def model_from_path(path, args, backend):
     if not os.path.exists(path):
         raise CliError(f"--model {path}: no such model file (expected markovK with K = 1..{MarkovModel.MAX_ORDER}, "
                        "unigram, a file made by `equalinfo fit-model` or an M1 checkpoint from `equalinfo train-m1`)")
-    from train import m1  # M1 and its checkpoints; imported only when a path is given
+    from equalinfo.train import m1  # M1 and its checkpoints; imported only when a path is given
 
     if m1.is_checkpoint(path):
         try:
@@ -379,13 +381,13 @@ def build_parser():
     kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")
     fit.set_defaults(run=fit_model_command)
 
-    from train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
+    from equalinfo.train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
 
     pipeline_commands.add_commands(commands, add_threads_option)
-    from train import conformance  # export and check conformance vectors (docs/conformance.md)
+    from equalinfo import conformance  # export and check conformance vectors (docs/conformance.md)
 
     conformance.add_command(commands)
-    from analysis import commands as analysis_commands  # analyze {stability,positions,uniformity,seq2seq}, generate
+    from equalinfo.analysis import commands as analysis_commands  # analyze {stability,positions,uniformity,seq2seq}, generate
 
     analysis_commands.add_commands(commands, add_threads_option)
     return parser
@@ -404,7 +406,7 @@ def main(argv=None):
         check_options(args)
         if getattr(args, "threads", None) is not None:
             threads.set_threads(args.threads)
-        from train.commands import removing_new_empty_dirs
+        from equalinfo.train.commands import removing_new_empty_dirs
 
         with removing_new_empty_dirs(*getattr(args, "out_dirs", lambda _: [])(args)):
             return args.run(args)

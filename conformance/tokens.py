@@ -13,7 +13,7 @@ WIDTHS = (1, 8, 16)
 
 
 def build():
-    from ref.tokens import bits_to_tokens
+    from equalinfo.ref.tokens import bits_to_tokens
 
     rng = np.random.default_rng(SEED)
     arrays, cases = {}, []
@@ -48,7 +48,7 @@ def build():
 
 
 def check(description, arrays, impl, tally):
-    from ref.tokens import bits_to_tokens, tokens_to_bits
+    from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
 
     for case in description["cases"]:
         bits = arrays[f"bits.{case['id']}"]

@@ -48,7 +48,7 @@ EDGE_ROWS = [  # (what the row exercises, its 8 float32 entries)
 
 def model(params, cfg):
     """The family's M1: the tiny float M1 with embed[ZERO_SYMBOL] = 0, quantized by the rule."""
-    from ref.integer_m1 import quantize_params
+    from equalinfo.ref.integer_m1 import quantize_params
 
     params = dict(params)
     params["embed"] = params["embed"].copy()
@@ -58,14 +58,14 @@ def model(params, cfg):
 
 def long_inputs():
     """[1, T] int64: BOS then LONG_TEXT's symbols."""
-    from ref.symbols import BOS, bytes_to_symbols
+    from equalinfo.ref.symbols import BOS, bytes_to_symbols
 
     return np.concatenate([[BOS], bytes_to_symbols(LONG_TEXT.encode())]).astype(np.int64)[None, :]
 
 
 def steps(x, qparams, name):
     """{x, x_int, e, acc, y} of one product by ref.integer_m1, x_int and acc as exact int64."""
-    from ref import integer_m1
+    from equalinfo.ref import integer_m1
 
     x_int, e = integer_m1.quantize_rows(x)
     acc = integer_m1.integer_product(x_int, qparams[name + ".int"])
@@ -75,7 +75,7 @@ def steps(x, qparams, name):
 
 def forward_pass(qparams, cfg, ids):
     """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass."""
-    from ref import exact_m1, integer_m1
+    from equalinfo.ref import exact_m1, integer_m1
 
     counts, traces = {}, {}
 
@@ -97,7 +97,7 @@ def forward_pass(qparams, cfg, ids):
 
 def build(description, arrays, qparams, cfg, ids, module):
     """Add rule 2's fields (module docstring) to the family's description and arrays."""
-    from ref.arithmetic import quantize
+    from equalinfo.ref.arithmetic import quantize
 
     long_ids = long_inputs()
     rows = module.next_probs(qparams, cfg, long_ids)[0, POSITIONS]

@@ -1,4 +1,4 @@
-"""The paper's figures our results are printed beside (PAPER.md: Table 12 CRs, Tables 15-16 bits/byte at 25m and 2b,
+"""The paper's figures our results are printed beside (docs/paper.md: Table 12 CRs, Tables 15-16 bits/byte at 25m and 2b,
 Table 3 uniform floors). Keys are our method labels (see `label`)."""
 
 # label: (token CR [Table 12], bits/byte of the 25m M2, bits/byte of the 2b M2) [Tables 15, 16]

@@ -29,9 +29,9 @@ or already-compressed input, tiny files): 100 bytes of header and checksums on t
 (the same layout without `stored`) are still read; a version 1 file naming method 4 is corrupt.
 
 Before anything is allocated or decoded the header's numbers are checked against each other and against
-train/limits.py: original_length against what coded_bits can hold at the coder's precision (or in the payload's
+limits.py: original_length against what coded_bits can hold at the coder's precision (or in the payload's
 windows, or in a zlib stream of that size) and against MAX_INPUT_BYTES; window_bits against MAX_WINDOW_BITS;
-the model's archive against MAX_MODEL_BYTES and its kind's schema (train/model_arrays.py).
+the model's archive against MAX_MODEL_BYTES and its kind's schema (filetool/model_arrays.py).
 
 Why two CRCs: the header CRC makes the length fields trustworthy, so a short file is reported as *truncated* and a
 damaged length as *corrupt*, rather than one being mistaken for the other; the file CRC catches any damage to the
@@ -39,7 +39,7 @@ model or payload *before* decoding, because a damaged arithmetic-coded payload d
 fails deep inside the coder with an unhelpful message). The original's CRC-32 is checked after decoding as the
 end-to-end proof that the bytes written out are the bytes that went in.
 
-Models are stored as npz archives (a zip of .npy files read by train/npz.py: sizes checked first, never pickle).
+Models are stored as npz archives (a zip of .npy files read by filetool/npz.py: sizes checked first, never pickle).
 They are written with fixed zip timestamps and names in sorted order, so the same input always gives the same file, byte
 for byte. A model *file* (from `equalinfo fit-model`) is the same archive plus a `__kind__` entry (a 0-d string
 array) naming the model class; inside a compressed file the kind lives in the header instead.
@@ -53,12 +53,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ref.arithmetic import MAX_PRECISION
-from ref.fingerprint import fingerprint
-from ref.models import model_from_arrays
-from train import limits
-from train.model_arrays import check_model_arrays, check_meta, fits_some_kind
-from train.npz import read_npz, write_npz
+from equalinfo.ref.arithmetic import MAX_PRECISION
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.stored_models import model_from_arrays
+from equalinfo import limits
+from equalinfo.filetool.model_arrays import check_model_arrays, check_meta, fits_some_kind
+from equalinfo.filetool.npz import read_npz, write_npz
 
 MAGIC = b"\x89EQI\r\n\x1a\n"
 VERSION = 2
@@ -119,12 +119,12 @@ class Container:
 # ---------------------------------------------------------------------------------------------------- npz archives
 
 def arrays_to_npz(arrays):
-    """Bytes of an npz archive of a dict name -> array, deterministic (train/npz.py)."""
+    """Bytes of an npz archive of a dict name -> array, deterministic (filetool/npz.py)."""
     return write_npz(arrays)
 
 
 def npz_to_arrays(data, check=None):
-    """dict name -> array of npz bytes, every size checked before it is read (train/npz.py, MAX_MODEL_BYTES);
+    """dict name -> array of npz bytes, every size checked before it is read (filetool/npz.py, MAX_MODEL_BYTES);
     raises ValueError if it is not such an archive or check(meta) refuses it."""
     return read_npz(data, limits.MAX_MODEL_BYTES, limits.MAX_MODEL_MEMBERS, check)
 
@@ -283,7 +283,7 @@ def _check_fields(header):
 
 
 def _length_problems(header):
-    """The original length against the largest input and against what the payload can hold (train/limits.py)."""
+    """The original length against the largest input and against what the payload can hold (limits.py)."""
     n, bits = header.original_length, header.coded_bits
     if n > limits.MAX_INPUT_BYTES:
         return [f"original length {n:,} bytes is above the largest input, "

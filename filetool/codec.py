@@ -13,20 +13,21 @@ import zlib
 
 import numpy as np
 
-from ref.arithmetic import check_precision
-from ref.equalinfo import check_window_bits
-from ref.fingerprint import fingerprint
-from ref.models import MarkovModel, UnigramModel
-from ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
-from train import backends, fileformat
-from train.fileformat import FormatError, Header
+from equalinfo.ref.arithmetic import check_precision
+from equalinfo.ref.equalinfo import check_window_bits
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.models import MarkovModel, UnigramModel
+from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
+from equalinfo.train import backends
+from equalinfo.filetool import fileformat
+from equalinfo.filetool.fileformat import FormatError, Header
 
 def on_backend(model, backend):
     """The model with its rows computed by `backend`: an M1 moves to the backend's twin of its exact rule (the same
     rows, bit for bit, ref.m1); the other models compute the same way everywhere."""
     if getattr(model, "kind", None) != "transformer":
         return model
-    from train import m1  # M1's backend twins; imported only when an M1 codes
+    from equalinfo.train import m1  # M1's backend twins; imported only when an M1 codes
 
     return m1.on_backend(model, backend.name)
 
