@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from equalinfo.ref.equalinfo import decode_window
-from equalinfo.ref.cursor import CdfCursor
 from equalinfo.ref.symbols import EOS, bytes_to_symbols
 from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
 
@@ -142,7 +140,6 @@ class EqualInfoText:
         self.backend, self.precision = backend, precision
         self.name = f"EqualInfoAC[b={window_bits},v={1 << bits_per_token}]"
         self.pending = np.zeros(0, dtype=np.uint8)
-        self.cursor = CdfCursor(model, precision)
 
     @property
     def tokens_per_window(self):
@@ -163,10 +160,7 @@ class EqualInfoText:
 
     def decode(self, bits):
         """Symbols of one window's bits (self-delimited, as every window M2 samples must be)."""
-        decode_windows = getattr(self.backend.equalinfo, "decode_windows", None)
-        if decode_windows is not None:
-            return decode_windows(bits[None, :], self.model, self.precision)[0].tolist()
-        return decode_window(bits, self.cursor, self.precision)
+        return self.backend.equalinfo.decode_windows(bits[None, :], self.model, self.precision)[0].tolist()
 
     def push(self, token, stats):
         self.pending = np.concatenate([self.pending, tokens_to_bits(np.array([token]), self.bits_per_token)])

@@ -6,7 +6,7 @@ A backend here is everything the families call, by role:
 - ac, equalinfo: plain AC and Equal-Info windows;
 - transformer, optim: forward/loss_and_grads and the optimizers (the gpu backend's run on CuPy, or under numba's
   CUDA simulator when NUMBA_ENABLE_CUDASIM=1 is set and there is no GPU);
-- m1_rows(rule): the backend's implementation of an exact M1 rule (family m1_*), or None if it has none;
+- the exact M1 rules (families m1_*): not here, train.backends.exact_rule(version, backend) resolves them;
 - tokens and packing have a single implementation (ref.tokens, data.packing + train.build.fit_row), shared by every
   backend; their families still run, so a change in them fails every backend alike.
 """

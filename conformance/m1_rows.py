@@ -16,6 +16,9 @@ import importlib
 
 import numpy as np
 
+from equalinfo.ref.exact_rules import RULE_MODULES
+from equalinfo.train import backends
+
 SEED = 1405
 TEXT = "Equal-Info windows reset M1 at every window.\x00Ok."
 INPUT_TEXTS = ["Hello, M1! Every window", "\u00e9t\u00e9 \u2014 caf\u00e9s\x00and an end"]  # \x00 marks EOS
@@ -26,25 +29,27 @@ SETTINGS = [("ac", None), ("equalinfo", 16), ("equalinfo", 48)]
 
 @dataclasses.dataclass(frozen=True)
 class Rule:
-    """One exact rule: its family name, version and each backend's module with next_probs(params, cfg, inputs)
-    (and, optionally, logits(params, cfg, inputs), the logits before the float64 softmax, also checked bit for bit).
+    """One exact rule by its version (ref/exact_rules.py); each backend's module computing it comes from
+    train.backends.exact_rule, with next_probs(params, cfg, inputs) and logits(params, cfg, inputs), the logits
+    before the float64 softmax, both checked bit for bit.
     `extension`: a module with the rule's own fields (m1_integer.py is the interface), or None."""
-    name: str
-    version_of: tuple  # (module, attribute) holding the rule's version number, also M1's `rule` argument
-    modules: dict  # backend -> module name
+    version: int
     extension: str = None
+
+    @property
+    def name(self):
+        return RULE_MODULES[self.version]
 
     @property
     def family(self):
         return f"m1_{self.name}"
 
-    def version(self):
-        module, attribute = self.version_of
-        return int(getattr(importlib.import_module(module), attribute))
-
     def module(self, backend):
-        name = self.modules.get(backend)
-        return None if name is None else importlib.import_module(name)
+        """The backend's module computing the rule, or None if it cannot be imported here."""
+        try:
+            return backends.exact_rule(self.version, backend)
+        except backends.BackendUnavailable:
+            return None
 
     def extended(self):
         return None if self.extension is None else importlib.import_module(self.extension)
@@ -58,14 +63,7 @@ class Rule:
         return extension.model(params, cfg), cfg, inputs(INPUT_TEXTS + [extension.EXTRA_TEXT])
 
 
-RULES = [
-    Rule("exact_m1", ("equalinfo.ref.exact_m1", "EXACT_M1_VERSION"),
-         {"ref": "equalinfo.ref.exact_m1", "cpu": "equalinfo.fast.cpu.exact_m1", "gpu": "equalinfo.fast.gpu.exact_m1"}),
-    Rule("integer_m1", ("equalinfo.ref.integer_m1", "EXACT_M1_VERSION"),
-         {"ref": "equalinfo.ref.integer_m1", "cpu": "equalinfo.fast.cpu.integer_m1",
-          "gpu": "equalinfo.fast.gpu.integer_m1"},
-         extension="equalinfo.conformance.m1_integer"),
-]
+RULES = [Rule(1), Rule(2, extension="equalinfo.conformance.m1_integer")]
 
 
 def tiny_m1():
@@ -113,9 +111,8 @@ def build_rule(rule):
     probs = module.next_probs(params, cfg, ids)
     arrays = {f"param.{name}": value for name, value in params.items()}
     arrays.update({"inputs": ids, "probs": probs, "cdfs": quantize(probs, PRECISION)})
-    if hasattr(module, "logits"):  # a rule's logits before its float64 softmax, where it has them
-        arrays["logits"] = module.logits(params, cfg, ids)
-    model = TransformerModel(params, cfg, rows=module.next_probs, rule=rule.version())
+    arrays["logits"] = module.logits(params, cfg, ids)  # the rule's logits before its float64 softmax
+    model = TransformerModel(params, cfg, rows=module.next_probs, rule=rule.version)
     symbols = documents_to_symbols(TEXT.split("\x00"))
     arrays["symbols"] = symbols
     vectors = []
@@ -138,7 +135,7 @@ def build_rule(rule):
     description = {
         "family": rule.family,
         "rule": rule.name,
-        "rule_version": rule.version(),
+        "rule_version": rule.version,
         "config": config_json(cfg),
         "precision": PRECISION,
         "prefix_checked": PREFIX,
@@ -162,13 +159,13 @@ def check_rule(rule, description, arrays, impl, tally):
     if module is None:
         tally.expect(False, rule.name, f"backend {impl.backend} has no implementation of this rule")
         return
-    tally.expect(description["rule_version"] == rule.version(), "rule",
-                 f"the vectors follow version {description['rule_version']}, this build computes {rule.version()}")
+    tally.expect(description["rule_version"] == rule.version, "rule",
+                 f"the vectors follow version {description['rule_version']}, this build computes {rule.version}")
     cfg = Config(**description["config"])
     params = {name[len("param."):]: value for name, value in arrays.items() if name.startswith("param.")}
     ids = arrays["inputs"]
     if "logits" in arrays:
-        got = tally.call("rows", "logits", getattr(module, "logits", None), params, cfg, ids)
+        got = tally.call("rows", "logits", module.logits, params, cfg, ids)
         if got is not None:
             tally.same(np.asarray(got), arrays["logits"], "rows", "logits")
     got = tally.call("rows", "next_probs", module.next_probs, params, cfg, ids)
@@ -181,8 +178,7 @@ def check_rule(rule, description, arrays, impl, tally):
     got = tally.call("rows", "next_probs of a prefix", module.next_probs, params, cfg, ids[:, :prefix])
     if got is not None:
         tally.same(got, arrays["probs"][:, :prefix], "rows", f"rows of the first {prefix} inputs evaluated alone")
-    model = TransformerModel(params, cfg, rows=module.next_probs, prefix_rows=getattr(module, "PrefixRows", None),
-                             rule=rule.version())
+    model = TransformerModel(params, cfg, rows=module.next_probs, rule=rule.version)
     for vector in description["vectors"]:
         check_vector(vector, arrays[f"bits.{vector['id']}"], arrays["symbols"], model, impl, tally,
                      f"vector {vector['id']}")

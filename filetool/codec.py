@@ -8,7 +8,6 @@ pipeline does. `stored` keeps the bytes as they are: `compress_or_store` writes 
 when coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what it
 saves), so no input grows by more than the 100 bytes of header and checksums.
 """
-import inspect
 import zlib
 
 import numpy as np
@@ -16,27 +15,31 @@ import numpy as np
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
 from equalinfo.train import backends
 from equalinfo.filetool import fileformat
 from equalinfo.filetool.fileformat import FormatError, Header
 
+def as_fingerprinted(model, wanted):
+    """The given model, or the same M1 as equalinfo 0.1.0 fingerprinted it when that is the fingerprint the file
+    names (ref.m1.TransformerModel: M1s of 0.1.0 stored a retired window cap, so their fingerprints differ)."""
+    if isinstance(model, TransformerModel) and not model.keeps_window_cap:
+        old = model.with_window_cap_entry()
+        if fingerprint(model.arrays()) != wanted and fingerprint(old.arrays()) == wanted:
+            return old
+    return model
+
+
 def on_backend(model, backend):
     """The model with its rows computed by `backend`: an M1 moves to the backend's twin of its exact rule (the same
     rows, bit for bit, ref.m1); the other models compute the same way everywhere."""
-    if getattr(model, "kind", None) != "transformer":
+    if not isinstance(model, TransformerModel):
         return model
     from equalinfo.train import m1  # M1's backend twins; imported only when an M1 codes
 
     return m1.on_backend(model, backend.name)
-
-
-def run_coder(function, *args, progress=None, **kwargs):
-    """function(*args, **kwargs), passing `progress` (called with the symbols coded so far) if it takes one."""
-    if progress is not None and "progress" in inspect.signature(function).parameters:
-        kwargs["progress"] = progress
-    return function(*args, **kwargs)
 
 
 def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None,
@@ -66,10 +69,10 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
     coder_model = on_backend(model, backend)
     if method == "equalinfo":
         check_window_bits(window_bits, precision)
-        bits = run_coder(backend.equalinfo.compress, symbols, coder_model, window_bits, precision, progress=progress)
+        bits = backend.equalinfo.compress(symbols, coder_model, window_bits, precision, progress=progress)
     else:
         window_bits = 0
-        bits = run_coder(backend.ac.compress, symbols, coder_model, precision, progress=progress)
+        bits = backend.ac.compress(symbols, coder_model, precision, progress=progress)
     arrays = model.arrays()
     header = Header(method, precision, window_bits, model.kind, fingerprint(arrays), len(data), 0, zlib.crc32(data))
     return fileformat.pack(header, bits, arrays if embed else None), header
@@ -187,14 +190,14 @@ def decompress_bytes(blob, model=None, model_name="the given model", backend=Non
                 data = container.payload
         else:
             backend = backend or backends.load("ref")
+            model = as_fingerprinted(model, header.fingerprint)
             coder_model = on_backend(fileformat.resolve_model(container, model, model_name), backend)
             n = header.original_length
             if header.method == "equalinfo":
-                symbols = run_coder(backend.equalinfo.decompress, container.bits, coder_model, header.window_bits,
-                                    header.precision, n_symbols=n, progress=progress)
+                symbols = backend.equalinfo.decompress(container.bits, coder_model, header.window_bits,
+                                                       header.precision, n_symbols=n, progress=progress)
             else:
-                symbols = run_coder(backend.ac.decompress, container.bits, coder_model, n, header.precision,
-                                    progress=progress)
+                symbols = backend.ac.decompress(container.bits, coder_model, n, header.precision, progress=progress)
             data = symbols_to_bytes(symbols)
     except FormatError:
         raise

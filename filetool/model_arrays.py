@@ -34,7 +34,7 @@ SCHEMAS = {
     "transformer": {"params.*.int": Array("int"),  # rule 2's integer weights (ref/integer_m1.py), before params.*
                     "params.*": Array("float"), "config.n_heads": Array("int", ()),
                     "config.max_distance": Array("int", ()), "coding.exact_m1_version": Array("int", ()),
-                    "coding.max_window_symbols": Array("int", ()),
+                    "coding.max_window_symbols": Array("int", (), required=False),  # M1s of equalinfo 0.1.0
                     "coding.restart_symbols": Array("int", (), required=False)},  # ref/m1.py: restart_every
 }
 

@@ -1,7 +1,8 @@
 """Readable NumPy ground truth of "Training LLMs over Neurally Compressed Text" (Lester et al., 2024).
 
-Every other backend (fast/cpu, fast/gpu) is tested against these modules. They compute from their arguments alone:
-no files, no progress reporting; they import NumPy, a few standard modules (math, hashlib, zlib) and each other.
+Every other backend (fast/cpu, fast/gpu) is tested against these modules, and has the same public functions. They
+compute from their arguments alone (no files; a coder's optional progress(n) callback is the only thing they call
+back); they import NumPy, a few standard modules (math, hashlib, zlib, ...) and each other.
 Read them in this order; each line names the paper's part it implements and the result it serves
 (§ = section of the paper, docs/paper.md gives the facts).
 

@@ -8,16 +8,17 @@ from equalinfo.ref.symbols import BOS
 class CdfCursor:
     """Walks a sequence one symbol at a time and hands the coder the quantized CDF of the next symbol.
 
-    reset() starts a new sequence (input BOS); cdf() is the next symbol's CDF; push(symbol) appends it.
+    reset() starts a new sequence (input BOS); cdf() is the next symbol's CDF; push(symbol) appends it; rewind(n)
+    forgets the inputs after the first n (an encoder that tried symbols past a window's end).
     Two shortcuts, neither of which can change a result:
     - a finite-context model's CDFs are cached by context, so each distinct context is evaluated and quantized once
       (a row of such a model depends on its context only);
     - prefetch(upcoming) lets an encoder, which knows the symbols to come, get the rows of a whole-prefix model
-      (M1) for many of them from ONE call on a longer prefix; the protocol makes row t depend on inputs 0..t
+      (M1) for many of them from few calls on longer prefixes; the protocol makes row t depend on inputs 0..t
       only, so these rows equal the ones a decoder gets one call per symbol. The rows are evaluated lazily, for
       the first PREFETCH_ROWS symbols and then for twice as many each time the pushed symbols run past them (a
       window rarely uses all of `upcoming`), and dropped at the first pushed symbol that does not follow
-      `upcoming` (or at reset).
+      `upcoming`, at reset, or at an announcement that disagrees with the inputs they were made from.
     Otherwise a whole-prefix model is evaluated on the whole prefix at every step, as a decoder must.
     """
 
@@ -40,12 +41,6 @@ class CdfCursor:
         if self.assumed is not None and (len(self.inputs) > len(self.assumed)
                                          or self.assumed[len(self.inputs) - 1] != self.inputs[-1]):
             self.assumed = self.ahead = None
-
-    def supply(self, upcoming, cdfs):
-        """prefetch(upcoming) with the rows' CDFs already made by the caller, e.g. in one model call for many
-        sequences (cdfs [n, V+1]: row t is the CDF after (inputs + upcoming)[:t + 1]); the caller vouches for them."""
-        self.assumed = self.inputs + [int(s) for s in upcoming]
-        self.ahead = np.asarray(cdfs)
 
     def rewind(self, n_inputs):
         """Forget the inputs after the first n_inputs (BOS counts); rows prefetched for them stay valid."""

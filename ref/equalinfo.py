@@ -28,6 +28,25 @@ If no k >= 1 admits a delimiting cell, compression raises WindowError rather tha
 the model's context only at every k-th window (None: never, only at the start of the input), so a window's symbols
 are predicted from earlier windows too. Windows then no longer decode alone -- the decoder must have decoded the
 k-1 windows before -- which is exactly why the paper resets at every window; `decompress` takes the same k.
+
+Round trip with 16-bit windows (any model of ref/models.py's protocol codes; M1 is ref/m1.py's):
+
+>>> from equalinfo.ref import equalinfo
+>>> from equalinfo.ref.models import MarkovModel
+>>> from equalinfo.ref.symbols import bytes_to_symbols, symbols_to_bytes
+>>> text = b"abracadabra, abracadabra, abracadabra"
+>>> symbols = bytes_to_symbols(text)
+>>> model = MarkovModel.fit(symbols, order=2)
+>>> bits = equalinfo.compress(symbols, model, window_bits=16)
+>>> len(bits) % 16  # whole windows
+0
+>>> back = equalinfo.decompress(bits, model, window_bits=16, n_symbols=len(symbols))
+>>> symbols_to_bytes(back) == text
+True
+>>> windows = bits.reshape(-1, 16)  # and every window decodes alone, to the symbols it was built from
+>>> pieces = equalinfo.decode_windows(windows, model)
+>>> sum(len(piece) for piece in pieces) == len(symbols)
+True
 """
 from dataclasses import dataclass
 
@@ -178,17 +197,21 @@ def resets_model(index, model_reset_every):
 
 def encode_windows(symbols, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
     """All windows of a symbol sequence, in order (a list of Window)."""
+    return list(_windows(symbols, model, window_bits, precision, delimit, model_reset_every))
+
+
+def _windows(symbols, model, window_bits, precision, delimit=True, model_reset_every=1):
+    """encode_windows, one window at a time (a generator)."""
     symbols = check_symbols(symbols)
     check_window_bits(window_bits, precision)
     check_model_reset_every(model_reset_every)
     cursor = CdfCursor(model, precision)
-    windows, start = [], 0
+    start, index = 0, 0
     while start < len(symbols):
         window = encode_window(symbols, start, cursor, window_bits, precision, delimit,
-                               resets_model(len(windows), model_reset_every))
-        windows.append(window)
-        start += window.length
-    return windows
+                               resets_model(index, model_reset_every))
+        yield window
+        start, index = start + window.length, index + 1
 
 
 def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, delimit=True, model_reset_every=1):
@@ -198,10 +221,20 @@ def encode_windows_batch(symbol_arrays, model, window_bits=16, precision=14, del
             for symbols in symbol_arrays]
 
 
-def compress(symbols, model, window_bits=16, precision=14):
-    """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows."""
-    windows = encode_windows(symbols, model, window_bits, precision)
+def compress(symbols, model, window_bits=16, precision=14, progress=None):
+    """bits (uint8 0/1, a multiple of window_bits long) of the sequence cut into Equal-Info windows; progress(n), if
+    given, is called with the symbols coded so far, after every window."""
+    windows = []
+    for window in _windows(symbols, model, window_bits, precision):
+        windows.append(window)
+        if progress is not None:
+            progress(window.start + window.length)
     return np.concatenate([w.bits for w in windows]) if windows else np.zeros(0, dtype=np.uint8)
+
+
+def compress_batch(symbol_arrays, model, window_bits=16, precision=14):
+    """compress of each sequence (a list of uint8 arrays). Here one after another; fast.cpu codes them together."""
+    return [compress(symbols, model, window_bits, precision) for symbols in symbol_arrays]
 
 
 def decode_window(window_bits_array, cursor, precision=14, limit=None, reset_model=True):
@@ -227,12 +260,31 @@ def decode_window(window_bits_array, cursor, precision=14, limit=None, reset_mod
     return symbols
 
 
-def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, model_reset_every=1):
+def decode_windows(windows, model, precision=14, progress=None):
+    """Self-delimited symbols (a list of int64 arrays) of many windows [W, b], each decoded alone (no count limit):
+    exact for every delimited window, i.e. all but an input's last non-delimited one (see decompress).
+    progress(n), if given, is called with the symbols decoded so far, after every window."""
+    windows = np.asarray(windows)
+    if windows.ndim != 2:
+        raise WindowError(f"windows must be [n_windows, window_bits], got shape {windows.shape}")
+    check_window_bits(windows.shape[1], precision)
+    cursor = CdfCursor(model, precision)
+    pieces, decoded = [], 0
+    for window in windows.astype(np.uint8):
+        pieces.append(np.array(decode_window(window, cursor, precision), dtype=np.int64))
+        decoded += len(pieces[-1])
+        if progress is not None:
+            progress(decoded)
+    return pieces
+
+
+def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, model_reset_every=1, progress=None):
     """Symbols (int64) of a sequence of windows.
 
     Without n_symbols every window is decoded as self-delimiting, which is exact for every window but possibly the
     input's last (see the module docstring); with n_symbols the result is exact and its length is checked.
-    model_reset_every must be the encoder's.
+    model_reset_every must be the encoder's. progress(n), if given, is called with the symbols decoded so far,
+    after every window.
     """
     check_window_bits(window_bits, precision)
     check_model_reset_every(model_reset_every)
@@ -248,6 +300,15 @@ def decompress(bits, model, window_bits=16, precision=14, n_symbols=None, model_
         window = decode_window(bits[index * window_bits:(index + 1) * window_bits], cursor, precision, limit,
                                resets_model(index, model_reset_every))
         symbols.extend(window)
+        if progress is not None:
+            progress(len(symbols))
     if n_symbols is not None and len(symbols) != n_symbols:
         raise WindowError(f"the windows hold {len(symbols)} symbols, expected {n_symbols} (truncated input?)")
     return np.array(symbols, dtype=np.int64)
+
+
+def decompress_batch(bit_arrays, model, window_bits=16, precision=14, n_symbols=None):
+    """decompress of each compressed sequence (a list); n_symbols: a list of counts, or None. Here one after
+    another; fast.cpu decodes all their windows together."""
+    n_symbols = [None] * len(bit_arrays) if n_symbols is None else list(n_symbols)
+    return [decompress(bits, model, window_bits, precision, n) for bits, n in zip(bit_arrays, n_symbols)]

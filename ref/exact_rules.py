@@ -3,20 +3,22 @@
 A rule fixes every rounding of M1's coding pass, so that a row depends on its prefix and M1's arrays alone. Its
 version is stored in M1's arrays, hence in the fingerprint of every file and dataset coded with it, and a decoder
 computes rows by the version the arrays name. Each rule's module exposes EXACT_M1_VERSION, `check_params(params,
-cfg)` (the parameters that rule reads) and `next_probs(params, cfg, inputs)`.
-- 1: ref/exact_m1.py, fixed-order float reductions (the float parameters; no BLAS).
-- 2: ref/integer_m1.py, integer matrix products (int16 weights with per-channel scales; BLAS and cuBLAS exact).
+cfg)` (the parameters that rule reads), `logits(params, cfg, inputs)` and `next_probs(params, cfg, inputs)`.
+- 1: exact_m1.py, fixed-order float reductions (the float parameters; no BLAS).
+- 2: integer_m1.py, integer matrix products (int16 weights with per-channel scales; BLAS and cuBLAS exact).
+The fast backends mirror ref/ file for file, so the same module names name their twins of each rule:
+train.backends.exact_rule(version, backend) resolves them; ref itself needs only its own.
 """
 import importlib
 
-RULE_MODULES = {1: "equalinfo.ref.exact_m1", 2: "equalinfo.ref.integer_m1"}
+RULE_MODULES = {1: "exact_m1", 2: "integer_m1"}  # version -> the module computing it, in ref/ and in each fast/
 LATEST_RULE = 2
 
 
 def rule_module(version):
     """ref's module computing rule `version`, or None if this build does not know that version."""
     name = RULE_MODULES.get(version)
-    return None if name is None else importlib.import_module(name)
+    return None if name is None else importlib.import_module(f"equalinfo.ref.{name}")
 
 
 def known_versions():

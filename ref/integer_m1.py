@@ -50,7 +50,7 @@ How the quantized M1 is obtained from a trained float M1: `quantize_params` (max
 calibration data is needed because activation scales are dynamic per row, computed from the row itself). The
 result is a parameter dict holding, instead of each product's float matrix `name`, `name + ".int"` (int16
 [n, m]) and `name + ".scale"` (float64 [m]); embed, the norms' scales and rel_bias stay float. These arrays are
-what M1 stores (ref/models.py), so its fingerprint covers them and a decoder needs nothing else.
+what M1 stores (ref/m1.py's TransformerModel.arrays), so its fingerprint covers them and a decoder needs nothing else.
 """
 import numpy as np
 

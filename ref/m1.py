@@ -1,4 +1,6 @@
 """M1, the Transformer as a coding model: ref/transformer.py's parameters behind ref/models.py's protocol."""
+import copy
+
 import numpy as np
 
 from equalinfo.ref import transformer
@@ -6,21 +8,22 @@ from equalinfo.ref.exact_rules import known_versions, rule_module
 from equalinfo.ref.models import ModelError, check_inputs
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
-NO_WINDOW_CAP = -1  # the value of arrays()["coding.max_window_symbols"]: windows are not capped by a symbol count
+RETIRED_WINDOW_CAP = "coding.max_window_symbols"  # an array older M1s store; TransformerModel says why
+NO_WINDOW_CAP = -1  # its only value this equalinfo reads: "windows are not capped by a symbol count"
 
 
 class TransformerModel:
     """M1: a Transformer (ref/transformer.py's parameters) as a coding model, with bit-reproducible rows.
 
-    Determinism (docs/design.md, "Determinism of M1's probabilities"): the coders quantise every row into an integer CDF,
-    and the decoder, which sees a window's prefix one symbol at a time, must get exactly the rows the encoder got,
-    whatever the batch size B or length T of the calls that produced them, and whichever backend or machine made
-    them. Ordinary float code promises none of that, so the rows come from ref/exact_m1.py, which fixes the order of
-    every rounding (no BLAS, no library exp): row t depends on inputs 0..t of its own sequence and the weights alone.
-    `rows` picks the implementation of that one rule: ref.exact_m1.next_probs (NumPy, the default) or a fast twin
-    (fast.cpu.exact_m1.next_probs) -- tested bit for bit against each other, so a file compressed with one decodes
-    with the other. The rule's version is part of `arrays()`, hence of the model's fingerprint: a file made under
-    another rule is refused rather than decoded into garbage.
+    Determinism (docs/design.md, "Determinism of M1's probabilities"): the coders quantise every row into an
+    integer CDF, and the decoder, which sees a window's prefix one symbol at a time, must get exactly the rows the
+    encoder got, whatever the batch size B or length T of the calls that produced them, and whichever backend or
+    machine made them. Ordinary float code promises none of that, so the rows come from an exact rule, which fixes
+    every rounding: row t depends on inputs 0..t of its own sequence and the weights alone. `rows` picks the
+    implementation of the rule: its ref module's next_probs (the default) or a fast twin (train.backends.exact_rule),
+    tested bit for bit against each other, so a file compressed with one decodes with the other. The rule's version
+    is part of `arrays()`, hence of the model's fingerprint: a file made under another rule is refused rather than
+    decoded into garbage.
 
     `rule` is the version of the exact arithmetic (ref/exact_rules.py): 1, fixed-order float reductions over the
     float parameters (ref/exact_m1.py); 2, integer matrix products over quantized parameters
@@ -35,15 +38,18 @@ class TransformerModel:
     anyway, is far shorter than L. L is part of `arrays()` ("coding.restart_symbols", present only when set, so
     every fingerprint made without it stays valid): a decoder with another L is refused, not garbled.
 
-    `arrays()` also holds `coding.max_window_symbols` = -1, which says "windows end on their bits alone": it keeps the
-    fingerprints of every M1 file and dataset ever written valid. The coders have no symbol cap (ref/equalinfo.py
-    says why), so `from_arrays` refuses an M1 stored with any other value rather than decode its windows wrongly.
+    M1s stored by equalinfo 0.1.0 also hold `coding.max_window_symbols` = -1 ("windows end on their bits alone"),
+    a retired setting: the coders have no symbol cap (ref/equalinfo.py says why). New M1s do not store it, so the
+    same weights have another fingerprint than they had then. `from_arrays` still reads old arrays and keeps the
+    entry (`keeps_window_cap`), so an old M1 and everything coded with it keep their fingerprint;
+    `with_window_cap_entry()` is a newly built M1 as 0.1.0 fingerprinted it (filetool/codec.py decodes old files
+    with it). An M1 stored with any other cap is refused rather than decode its windows wrongly.
     """
 
     kind = "transformer"
     context_length = None  # every row may depend on the whole prefix since the last BOS-started reset
 
-    def __init__(self, params, cfg, rows=None, prefix_rows=None, rule=1, restart_every=None):
+    def __init__(self, params, cfg, rows=None, rule=1, restart_every=None):
         module = rule_module(rule)
         if module is None:
             raise ModelError(f"this M1's rows follow version {rule!r} of the exact arithmetic, which this build "
@@ -55,37 +61,28 @@ class TransformerModel:
             module.check_params(params, cfg)
         except ValueError as error:
             raise ModelError(str(error)) from None
-        if restart_every is not None and (int(restart_every) != restart_every or restart_every < 1):
-            raise ModelError(f"an M1 restarts every L >= 1 symbols, got L = {restart_every!r}")
         self.params, self.cfg, self.rule = params, cfg, int(rule)
-        self.restart_every = None if restart_every is None else int(restart_every)
-        self._rows = module.next_probs if rows is None else rows
-        self._prefix_rows = prefix_rows  # optional: a class like fast.cpu.exact_m1.PrefixRows, for decoders
+        self.restart_every = checked_restart_every(restart_every)
+        self.rows = module.next_probs if rows is None else rows  # next_probs(params, cfg, inputs) of the rule
+        self.keeps_window_cap = False  # True: arrays() holds the retired entry, as M1s of equalinfo 0.1.0 did
 
     def next_probs(self, inputs):
         """float64 probabilities [B, T, 257] for int inputs [B, T]; row t depends on inputs[b, :t+1] alone."""
         inputs = check_inputs(inputs)
         if self.restart_every is None:
-            return self._rows(self.params, self.cfg, inputs)
-        return restarted_rows(lambda chunks: self._rows(self.params, self.cfg, chunks), inputs, self.restart_every)
-
-    def prefix_rows(self, n_slots):
-        """A grower of n_slots prefixes, one input at a time with cached keys/values (its `extend(slots, inputs)`
-        gives the rows next_probs would), or None if this model's rows come without one."""
-        if self._prefix_rows is None:
-            return None
-        grower = self._prefix_rows(self.params, self.cfg, n_slots)
-        return grower if self.restart_every is None else RestartingRows(grower, self.restart_every)
+            return self.rows(self.params, self.cfg, inputs)
+        return restarted_rows(lambda chunks: self.rows(self.params, self.cfg, chunks), inputs, self.restart_every)
 
     def arrays(self):
-        """The parameters plus what else fixes the rows and windows: unshaped settings, the rule's version."""
+        """The parameters plus what else fixes the rows: unshaped settings, the rule's version, L if set."""
         arrays = {"params." + name: value for name, value in self.params.items()}
         arrays.update({
             "config.n_heads": np.array(self.cfg.n_heads, dtype=np.int64),
             "config.max_distance": np.array(self.cfg.max_distance, dtype=np.int64),
             "coding.exact_m1_version": np.array(self.rule, dtype=np.int64),
-            "coding.max_window_symbols": np.array(NO_WINDOW_CAP, dtype=np.int64),
         })
+        if self.keeps_window_cap:
+            arrays[RETIRED_WINDOW_CAP] = np.array(NO_WINDOW_CAP, dtype=np.int64)
         if self.restart_every is not None:
             arrays["coding.restart_symbols"] = np.array(self.restart_every, dtype=np.int64)
         return arrays
@@ -109,18 +106,40 @@ class TransformerModel:
                 d_model=params["embed"].shape[1], n_heads=int(arrays["config.n_heads"]), n_layers=n_layers,
                 d_ff=shape("blocks.0.w_gate")[1], num_buckets=params["blocks.0.rel_bias"].shape[0],
                 max_distance=int(arrays["config.max_distance"]), dtype=dtype or params["embed"].dtype.name)
-            cap = int(arrays["coding.max_window_symbols"])
+            cap = int(arrays[RETIRED_WINDOW_CAP]) if RETIRED_WINDOW_CAP in arrays else None
             restart = int(arrays["coding.restart_symbols"]) if "coding.restart_symbols" in arrays else None
         except (KeyError, IndexError, ValueError) as error:
             raise ModelError(f"transformer model arrays are malformed: {error}") from None
-        if cap != NO_WINDOW_CAP:
+        if cap not in (None, NO_WINDOW_CAP):
             raise ModelError(f"this M1 caps Equal-Info windows at {cap} symbols; windows here end on their bits "
                              f"alone, so its data cannot be decoded")
-        return cls(params, cfg, rows, rule=version, restart_every=restart)
+        model = cls(params, cfg, rows, rule=version, restart_every=restart)
+        model.keeps_window_cap = cap is not None
+        return model
+
+    def _copy(self, **changes):
+        model = copy.copy(self)
+        model.__dict__.update(changes)
+        return model
 
     def with_restarts(self, restart_every):
-        """The same M1 (same rows, rule and grower) restarting every `restart_every` symbols (None: never)."""
-        return TransformerModel(self.params, self.cfg, self._rows, self._prefix_rows, self.rule, restart_every)
+        """The same M1 (same rows and rule) restarting every `restart_every` symbols (None: never)."""
+        return self._copy(restart_every=checked_restart_every(restart_every))
+
+    def with_rows(self, rows):
+        """The same M1 with its rows from `rows`, another implementation of its rule (the same bits, bit for bit)."""
+        return self._copy(rows=rows)
+
+    def with_window_cap_entry(self):
+        """The same M1 with the arrays, hence the fingerprint, that equalinfo 0.1.0 gave it."""
+        return self._copy(keeps_window_cap=True)
+
+
+def checked_restart_every(restart_every):
+    """L (an int >= 1) or None, or a ModelError."""
+    if restart_every is not None and (int(restart_every) != restart_every or restart_every < 1):
+        raise ModelError(f"an M1 restarts every L >= 1 symbols, got L = {restart_every!r}")
+    return None if restart_every is None else int(restart_every)
 
 
 def restarted_rows(rows, inputs, every):
@@ -139,41 +158,3 @@ def restarted_rows(rows, inputs, every):
     chunks[:, 0] = BOS
     out = rows(chunks)  # [B * K, L, V]
     return out.reshape(batch, n_chunks * every, -1)[:, :length]
-
-
-class RestartingRows:
-    """A key/value-cached grower (fast.cpu.exact_m1.PrefixRows' interface) whose slots start afresh every `every`
-    inputs: the input at a multiple of `every` is replaced by BOS and the slot's cache is reset before it, so
-    `extend` gives the rows of restarted_rows and a slot never holds more than `every` positions."""
-
-    def __init__(self, grower, every):
-        self.grower, self.every = grower, int(every)
-        self.lengths = np.zeros(len(grower.lengths), dtype=np.int64)  # inputs appended since reset, restarts aside
-
-    def reset(self, slots):
-        self.grower.reset(slots)
-        self.lengths[slots] = 0
-
-    def extend(self, slots, inputs):
-        """float64 rows [A, V] after appending inputs [A] to slots [A] (a slot may repeat: its inputs in order)."""
-        slots = np.asarray(slots, dtype=np.int64)
-        inputs = np.array(inputs, dtype=np.int64)
-        order = np.argsort(slots, kind="stable")
-        rank = np.empty(len(slots), dtype=np.int64)
-        rank[order] = np.arange(len(slots)) - np.searchsorted(slots[order], slots[order], side="left")
-        positions = self.lengths[slots] + rank  # each input's position in its slot's whole sequence
-        inputs[positions % self.every == 0] = BOS
-        # A call may carry a slot across a restart: split it into rounds, round r holding each slot's inputs in
-        # the r-th chunk this call reaches, and reset a slot before the round whose first input restarts it.
-        rounds = positions // self.every - self.lengths[slots] // self.every
-        rows = None
-        for r in range(int(rounds.max(initial=-1)) + 1):
-            chosen = np.flatnonzero(rounds == r)
-            restarting = chosen[(positions[chosen] % self.every == 0) & (positions[chosen] > 0)]
-            self.grower.reset(slots[restarting])
-            part = self.grower.extend(slots[chosen], inputs[chosen])
-            if rows is None:
-                rows = np.empty((len(slots),) + part.shape[1:], dtype=part.dtype)
-            rows[chosen] = part
-        np.add.at(self.lengths, slots, 1)
-        return rows if rows is not None else np.zeros((0, N_SYMBOLS))

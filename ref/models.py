@@ -8,8 +8,6 @@ The protocol every coder uses (M1 included):
   before the slice's start then read as BOS, and the caller only uses rows whose full context is inside the slice.
 - `arrays()`: dict name -> array that defines the model exactly; `ref.fingerprint.fingerprint(model.arrays())`
   identifies it in compressed files. `kind` names the class for file formats.
-- optional `prefix_rows(n_slots)`: an object whose `extend(slots, inputs)` grows several prefixes by one input
-  each and returns the rows next_probs would give (a decoder's incremental evaluation; ref/m1.py).
 
 Every row must be a deterministic function of its own context: the decoder sees the prefix one symbol at a time and
 must get bit-identical rows to the ones the encoder saw in longer calls (docs/design.md, "Determinism").

@@ -13,6 +13,7 @@ from equalinfo.ref import ac as ref_ac
 from equalinfo.ref import arithmetic as ref_arith
 from equalinfo.ref import equalinfo as ref_ei
 from equalinfo.ref.arithmetic import CoderError
+from equalinfo.ref.cursor import CdfCursor
 from equalinfo.ref.models import MarkovModel
 from equalinfo.ref.symbols import EOS, bytes_to_symbols
 
@@ -209,7 +210,7 @@ def test_decode_window_alone():
     windows = ref_ei.encode_windows(UNSEEN[:300], model, 32)
     for w in windows:
         limit = None if w.delimited else w.length
-        assert fast_ei.decode_window(w.bits, model, limit=limit) == list(UNSEEN[w.start:w.start + w.length])
+        assert fast_ei.decode_window(w.bits, CdfCursor(model), limit=limit) == list(UNSEEN[w.start:w.start + w.length])
 
 
 def test_bad_input_raises_like_ref():

@@ -125,14 +125,14 @@ def test_equalinfo_round_trip_with_gpu_rows():
 
 
 def test_gpu_backend_codes_with_gpu_rows():
-    """train.m1.exact_m1_module('gpu') is this module (not the CPU fallback), and fast.gpu's coder
+    """train.backends.exact_rule(1, 'gpu') is this module (not the CPU's), and fast.gpu's coder
     modules are the CPU coder."""
     from equalinfo.fast.cpu import equalinfo as cpu_eq
     from equalinfo.fast.gpu import ac as gpu_ac
     from equalinfo.fast.gpu import equalinfo as gpu_eq
-    from equalinfo.train.m1 import exact_m1_module
+    from equalinfo.train.backends import exact_rule
 
-    assert exact_m1_module("gpu").next_probs is gpu_exact.next_probs
+    assert exact_rule(1, "gpu").next_probs is gpu_exact.next_probs
     assert gpu_eq.compress_batch is cpu_eq.compress_batch and gpu_eq.decompress_batch is cpu_eq.decompress_batch
     assert gpu_ac.__all__
 

@@ -45,7 +45,7 @@ def test_next_probs_bit_identical(dtype, shape):
 
 def test_cpu_files_decode_with_the_gpu_twin():
     qparams, cfg = small()
-    cpu_model = TransformerModel(qparams, cfg, rule=2, rows=cpu_int.next_probs, prefix_rows=cpu_int.PrefixRows)
+    cpu_model = TransformerModel(qparams, cfg, rule=2, rows=cpu_int.next_probs)
     gpu_model = TransformerModel(qparams, cfg, rule=2, rows=gpu_int.next_probs)
     text = bytes_to_symbols(b"Now is the winter")
     [bits] = cpu_equalinfo.compress_batch([text], cpu_model, 16)

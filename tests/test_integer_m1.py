@@ -254,7 +254,7 @@ def test_files_made_with_cpu_decode_with_ref(model32):
     """Equal-Info windows compressed by fast.cpu with rule 2 decode with ref's coder and rows, and vice versa."""
     qparams, cfg, _ = model32
     ref_model = TransformerModel(qparams, cfg, rule=2)
-    cpu_model = TransformerModel(qparams, cfg, rule=2, rows=cpu_int.next_probs, prefix_rows=cpu_int.PrefixRows)
+    cpu_model = TransformerModel(qparams, cfg, rule=2, rows=cpu_int.next_probs)
     texts = [bytes_to_symbols(t) for t in (b"To be, or not to be", b"that is the question:", b"")]
     bits = fast_ei.compress_batch(texts, cpu_model, 16)
     for text, coded in zip(texts, bits):

@@ -6,13 +6,15 @@ import pytest
 from equalinfo.fast.cpu import ac as fast_ac
 from equalinfo.fast.cpu import equalinfo as fast_ei
 from equalinfo.fast.cpu import exact_m1 as fast_exact
-from equalinfo.ref import ac, equalinfo, exact_m1
+from equalinfo.ref import ac, equalinfo, exact_m1, integer_m1
 from equalinfo.ref import transformer as tr
 from equalinfo.ref.exact_rules import LATEST_RULE
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import ModelError
 from equalinfo.ref.symbols import BOS, EOS, N_SYMBOLS, documents_to_symbols
+from equalinfo.filetool import codec
+from equalinfo.filetool.fileformat import FormatError
 from equalinfo.train import checkpoint
 
 CFG = tr.Config(vocab_in=258, vocab_out=257, d_model=32, n_heads=4, n_layers=2, d_ff=48)  # float32, like M1
@@ -80,10 +82,10 @@ def test_arrays_of_another_rule_are_refused():
 def test_fast_and_ref_coders_read_each_other():
     """The Numba rows and lockstep batches make the same bits as ref one window at a time, and decode ref's bits."""
     model = make_model(sharpness=3.0, seed=5)
-    fast = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs, prefix_rows=fast_exact.PrefixRows)
+    fast = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs)
     texts = [documents_to_symbols(["Equal-Info windows decode alone."]), sample_text(make_model(3.0, seed=5), 90, 6),
              documents_to_symbols(["x"])]
-    without_cache = TransformerModel(model.params, model.cfg, rows=fast_exact.next_probs)
+    without_cache = TransformerModel(model.params, model.cfg, rows=lambda *args: fast_exact.next_probs(*args))
     batched = fast_ei.compress_batch(texts, fast, window_bits=16)
     for symbols, bits in zip(texts, batched):
         assert np.array_equal(bits, equalinfo.compress(symbols, model, window_bits=16))
@@ -136,5 +138,27 @@ def test_from_checkpoint_and_fingerprint(tmp_path):
     assert np.array_equal(loaded.next_probs(inputs), model.next_probs(inputs))
     rebuilt = TransformerModel.from_arrays(model.arrays())
     assert rebuilt.cfg == model.cfg and fingerprint(rebuilt.arrays()) == fingerprint(model.arrays())
-    # the M1 file format: "windows end on their bits alone" is recorded, so fingerprints of stored M1s stay valid
-    assert int(model.arrays()["coding.max_window_symbols"]) == -1
+    # the retired window cap is not stored any more; an M1 stored with it (equalinfo 0.1.0) keeps its fingerprint
+    assert "coding.max_window_symbols" not in model.arrays()
+    old_arrays = {**model.arrays(), "coding.max_window_symbols": np.array(-1, dtype=np.int64)}
+    old = TransformerModel.from_arrays(old_arrays)
+    assert fingerprint(old.arrays()) == fingerprint(old_arrays) != fingerprint(model.arrays())
+    assert fingerprint(model.with_window_cap_entry().arrays()) == fingerprint(old_arrays)
+
+
+def test_files_coded_with_an_m1_of_equalinfo_0_1_0_still_decode():
+    """Files name their M1 by fingerprint; those made when M1s stored the retired window cap decode with the same
+    M1 built today (given by the user, as from a checkpoint) or embedded in them."""
+    base = make_model(sharpness=3.0)
+    model = TransformerModel(integer_m1.quantize_params(base.params, base.cfg), base.cfg, rule=2)
+    old = model.with_window_cap_entry()  # the M1 as equalinfo 0.1.0 fingerprinted it
+    data = b"Equal-Info windows decode alone."
+    for method in ("equalinfo", "ac"):
+        blob, header = codec.compress_bytes(data, method, old, embed=False)
+        assert header.fingerprint == fingerprint(old.arrays()) != fingerprint(model.arrays())
+        assert codec.decompress_bytes(blob, model)[0] == data
+        blob, _ = codec.compress_bytes(data, method, old, embed=True)
+        assert codec.decompress_bytes(blob)[0] == data
+    other = make_model(sharpness=3.0, seed=9)  # a different M1 is still refused
+    with pytest.raises(FormatError, match="wrong model"):
+        codec.decompress_bytes(codec.compress_bytes(data, "ac", old, embed=False)[0], other)

@@ -8,6 +8,7 @@ from equalinfo.fast.cpu import ac as fast_ac
 from equalinfo.fast.cpu import equalinfo as fast_ei
 from equalinfo.fast.cpu import exact_m1 as fast_exact
 from equalinfo.fast.cpu import integer_m1 as fast_integer
+from equalinfo.fast.cpu.m1 import prefix_rows
 from equalinfo.ref import ac, equalinfo, integer_m1
 from equalinfo.ref import transformer as tr
 from equalinfo.ref.fingerprint import fingerprint
@@ -26,8 +27,7 @@ def restarting(rule, every=EVERY, fast=True):
     module = {1: fast_exact, 2: fast_integer}[rule]
     if not fast:
         return TransformerModel(params, base.cfg, rule=rule, restart_every=every)
-    return TransformerModel(params, base.cfg, rows=module.next_probs, prefix_rows=module.PrefixRows, rule=rule,
-                            restart_every=every)
+    return TransformerModel(params, base.cfg, rows=module.next_probs, rule=rule, restart_every=every)
 
 
 @pytest.mark.parametrize("rule", [1, 2])
@@ -50,7 +50,7 @@ def test_the_grower_restarts_like_next_probs_whatever_the_slots(rule):
     model = restarting(rule)
     rng = np.random.default_rng(4)
     sequences = [np.concatenate([[BOS], rng.integers(0, 257, n - 1)]) for n in (17, 9, 23)]
-    grower = model.prefix_rows(len(sequences))
+    grower = prefix_rows(model, len(sequences))
     fed, got = [0, 0, 0], [[], [], []]
     while any(f < len(s) for f, s in zip(fed, sequences)):
         slots = []  # a random interleaving, a slot repeated up to 7 times in one call (an encoder's lookahead)

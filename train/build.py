@@ -41,10 +41,9 @@ def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_sh
                          total_columns=("n_bytes", "n_tokens", "weights", "kept_bytes"))
     if not writer.complete:
         todo = list(examples)[writer.rows_done:]
-        prepare = getattr(method, "prepare", None)  # batched coding of many examples at once, where a method has it
         for index, example in enumerate(tqdm(todo, desc=desc or f"build {method.name}", unit="ex", disable=None)):
-            if prepare is not None and index % PREPARE_EXAMPLES == 0:
-                prepare([e.symbols for e in todo[index:index + PREPARE_EXAMPLES]])
+            if index % PREPARE_EXAMPLES == 0:  # a method may code the next examples together (train/methods.py)
+                method.prepare([e.symbols for e in todo[index:index + PREPARE_EXAMPLES]])
             symbols = np.asarray(example.symbols, dtype=np.int64)
             tokens, covered = method.tokens_and_cover(symbols, seq_len)
             row, weights = fit_row(tokens, seq_len)

@@ -15,7 +15,7 @@ import numpy as np
 from equalinfo.ref import integer_m1, transformer
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
-from equalinfo.train import checkpoint
+from equalinfo.train import backends, checkpoint
 from equalinfo.train.trainer import TrainSettings, load_checkpoint, train
 
 
@@ -69,40 +69,16 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
         extra_meta={"seq_len": int(seq_len)})
 
 
-_EXACT_M1_MODULES = {  # (rule version, backend) -> the backend's implementation of that exact rule
-    (1, "ref"): "equalinfo.ref.exact_m1", (1, "cpu"): "equalinfo.fast.cpu.exact_m1",
-    (1, "gpu"): "equalinfo.fast.gpu.exact_m1",
-    (2, "ref"): "equalinfo.ref.integer_m1", (2, "cpu"): "equalinfo.fast.cpu.integer_m1",
-    (2, "gpu"): "equalinfo.fast.gpu.integer_m1",
-}
-
-
-def exact_m1_module(backend_name, rule=1):
-    """The backend's implementation of M1's exact rule `rule` (ref/exact_rules.py); every one gives the same bits.
-
-    Called with the name of a backend that train.backends.load() accepted (so 'gpu' has CuPy and a device). If a
-    backend's twin cannot be imported, the next one in the list codes instead: the bits do not change."""
-    import importlib
-
-    candidates = [_EXACT_M1_MODULES[rule, backend_name], _EXACT_M1_MODULES[rule, "cpu"], _EXACT_M1_MODULES[rule, "ref"]]
-    for name in candidates:
-        try:
-            return importlib.import_module(name)
-        except ImportError:
-            continue
-    raise ImportError("no implementation of the exact M1 rule imports")  # unreachable: ref always imports
-
-
 def coding_model(params, cfg, backend_name, rule=1, restart_every=None):
-    """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule
-    `rule`, with its key/value-cached grower where it has one. params: the trained float parameters; rule 2
-    quantizes them (ref.integer_m1.quantize_params: per-channel int16 weights, no calibration data needed).
-    restart_every: ref.m1.TransformerModel's (None: M1 reads the whole prefix, as within Equal-Info windows)."""
+    """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule `rule`
+    (train.backends.exact_rule; fast.cpu's decoders add its key/value-cached grower, fast/cpu/m1.py).
+    params: the trained float parameters; rule 2 quantizes them (ref.integer_m1.quantize_params: per-channel int16
+    weights, no calibration data needed). restart_every: ref.m1.TransformerModel's (None: M1 reads the whole
+    prefix, as within Equal-Info windows)."""
     if rule == 2:
         params = integer_m1.quantize_params(params, cfg)
-    module = exact_m1_module(backend_name, rule)
-    return TransformerModel(params, cfg, rows=module.next_probs,
-                            prefix_rows=getattr(module, "PrefixRows", None), rule=rule, restart_every=restart_every)
+    rows = backends.exact_rule(rule, backend_name).next_probs
+    return TransformerModel(params, cfg, rows=rows, rule=rule, restart_every=restart_every)
 
 
 def check_context(context, trained_seq_len, what="M1"):
@@ -121,11 +97,10 @@ def check_context(context, trained_seq_len, what="M1"):
 
 
 def on_backend(model, backend_name):
-    """The same M1 (same arrays and rule, hence the same bits) with rows from the backend's twin of its rule."""
-    module = exact_m1_module(backend_name, model.rule)
-    return TransformerModel(model.params, model.cfg, rows=module.next_probs,
-                            prefix_rows=getattr(module, "PrefixRows", None), rule=model.rule,
-                            restart_every=model.restart_every)
+    """The same M1 (same arrays and rule, hence the same bits) with rows from the backend's twin of its rule: the
+    model itself if they already are, else a copy pointed at them (nothing is rebuilt or checked again)."""
+    rows = backends.exact_rule(model.rule, backend_name).next_probs
+    return model if model.rows is rows else model.with_rows(rows)
 
 
 def is_checkpoint(path):

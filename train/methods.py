@@ -73,6 +73,9 @@ class Bytes:
     def decode(self, tokens, n_tokens):
         return np.asarray(tokens[:n_tokens], dtype=np.int64)
 
+    def prepare(self, examples):
+        """Nothing to code ahead: train/build.py calls every method's prepare; EqualInfo codes examples together."""
+
 
 class BitMethod:
     """A method that makes a bitstream, cut into N-bit tokens.
@@ -104,6 +107,9 @@ class BitMethod:
 
     def bits(self, symbols):
         raise NotImplementedError
+
+    def prepare(self, examples):
+        """Nothing to code ahead: train/build.py calls every method's prepare; EqualInfo codes examples together."""
 
 
 class Gzip(BitMethod):
@@ -197,6 +203,9 @@ class SentencePiece:
         self.byte_ids = np.array([processor.piece_to_id(f"<0x{b:02X}>") for b in range(256)])
         if processor.unk_id() in self.byte_ids:
             raise ValueError("the SentencePiece model was trained without byte_fallback")
+
+    def prepare(self, examples):
+        """Nothing to code ahead: train/build.py calls every method's prepare; EqualInfo codes examples together."""
 
     def _text_tokens(self, data):
         """Tokens of a byte string: valid UTF-8 runs through SentencePiece, other bytes as byte tokens."""

@@ -1,10 +1,21 @@
-"""Numba backend, module for module the twin of ref/.
+"""Numba backend, module for module the twin of ref/ (the same public functions, the same bits).
 
-arithmetic.py   quantize, Encoder/Decoder, the coder's kernel API and array kernels (ref/arithmetic.py's twin)
-fused.py        coding straight from float rows: quantize's rule evaluated only where the coder reads it
-ac.py           plain AC; ContextTable (one CDF per context of a finite-context model)
-equalinfo.py    Equal-Info windows, one stream or many in lockstep (compress_batch / decompress_batch)
-exact_m1.py     M1's rows by the exact rule, and PrefixRows (the decoder's key/value cache)
+Twins of ref/ modules
+arithmetic.py        quantize, Encoder/Decoder, the coder's kernel API and array kernels (ref/arithmetic.py's twin)
+ac.py                plain AC; ContextTable (one CDF per context of a finite-context model)
+equalinfo.py         Equal-Info windows: encode_windows, compress, decompress, decode_windows and their *_batch
+exact_m1.py          M1's rows by exact rule 1, and PrefixRows (a decoder's key/value cache)
+integer_m1.py        M1's rows by exact rule 2 (integer products through BLAS), and its PrefixRows
+m1.py                which M1 has a key/value-cached grower (prefix_rows), and RestartingRows for restart_every
 transformer.py, kernels_nn.py, optim.py, kernels_optim.py   the Transformer and its optimizers
-threads.py      how many threads Numba and OpenBLAS use
+How equalinfo.py codes (no ref twin: ref codes one window at a time)
+window_rule.py       ref's window rule on one encoder state, compiled; the windows' meta columns
+table_encoding.py    every window of a sequence in one compiled call, for finite-context models
+lockstep.py          many streams in lockstep, one model call per step (M1)
+lookahead.py         how many rows the lockstep asks per window and call (adaptive)
+keeping_context.py   the Table 9 ablation (model reset every k windows): ref's rule, model calls batched
+window_decoding.py   many windows decoded together, each alone
+Helpers
+fused.py             coding straight from float rows: quantize's rule evaluated only where the coder reads it
+threads.py           how many threads Numba and OpenBLAS use
 Coding results are bit-identical to ref (tests/test_fast_cpu_coder.py, tests/test_fast_cpu_fused.py)."""

@@ -12,10 +12,11 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
   whole sequence (row t depends on inputs 0..t only, ref's CdfCursor.prefetch relies on the same), in pieces of
   ROWS_PER_CALL rows when the model restarts (an M1 with restart_every: a piece that starts at a restart has the
   rows the whole sequence has), so memory stays bounded on long inputs; the decoder one symbol per call, through
-  the model's key/value-cached grower when it has one (prefix_rows: one new position per symbol instead of the
+  M1's key/value-cached grower where it has one (fast/cpu/m1.py: one new position per symbol instead of the
   whole prefix). Its float rows go to the fused coder (fast.cpu.fused): quantize's rule evaluated only at the CDF
   entries the coder reads, the same bits and errors as quantize + coder.
-`progress(n)`, if given, is called with the number of symbols coded so far (the file commands' progress bar).
+`progress(n)`, if given, is called with the number of symbols coded so far (the file commands' progress bar), as
+by ref.ac.
 """
 import numpy as np
 from numba import njit
@@ -23,15 +24,16 @@ from numba import njit
 from equalinfo.fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
     find_symbol, quantize)
 from equalinfo.fast.cpu.fused import decode_one_probs, encode_cells, symbol_cells
+from equalinfo.fast.cpu.m1 import prefix_rows
+from equalinfo.ref.ac import PROGRESS_EVERY
 from equalinfo.ref.arithmetic import STATE_BITS, CoderError
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
-__all__ = ["ContextTable", "compress", "decompress"]
+__all__ = ["compress", "decompress"]  # ref.ac's; ContextTable serves fast/cpu/equalinfo.py too
 
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
 ROWS_PER_CALL = 8192  # rows of a restarting whole-prefix model per call (8192 x 257 float64 = 17 MB)
-PROGRESS_EVERY = 1024  # symbols between progress calls of the per-symbol decoder
 
 
 def uses_table(model):
@@ -189,7 +191,7 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
             if missing >= 0:
                 table.add(np.array([missing]))
     else:
-        grower = model.prefix_rows(1) if hasattr(model, "prefix_rows") else None
+        grower = prefix_rows(model, 1)
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
         slot = np.zeros(1, dtype=np.int64)
         for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call

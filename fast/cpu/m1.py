@@ -1,0 +1,68 @@
+"""fast.cpu's side of ref/m1.py: the key/value-cached growers its decoders evaluate M1's rows with.
+
+A decoder sees a window's prefix one symbol at a time, so ref asks M1 for the whole prefix again at every step
+(O(T^2) positions for a T-symbol window). A grower keeps each prefix's keys and values instead and evaluates only
+the newest position, with the same rows bit for bit: `prefix_rows(model, n_slots)` gives one for an M1 whose rows
+are fast.cpu's twin of its exact rule, the only implementations that have one (fast/cpu/exact_m1.PrefixRows and
+fast/cpu/integer_m1.PrefixRows, tested against next_probs). A grower's interface:
+- `extend(slots, inputs)`: append inputs [A] to slots [A] (a slot may repeat: its inputs in order) and return the
+  float64 rows [A, 257] that next_probs would give after each slot's prefix grown so far;
+- `reset(slots)`: start those slots afresh (their next input is BOS); `lengths` [n_slots]: inputs held per slot.
+fast/cpu/ac.py (the AC decoder, one slot) and fast/cpu/window_decoding.py (one slot per window) grow prefixes one
+input per step; fast/cpu/lockstep.py (one slot per stream) grows each stream by its lookahead's new positions.
+"""
+import numpy as np
+
+from equalinfo.fast.cpu import exact_m1, integer_m1
+from equalinfo.ref.m1 import TransformerModel
+from equalinfo.ref.symbols import BOS, N_SYMBOLS
+
+GROWERS = {exact_m1.next_probs: exact_m1.PrefixRows,  # an M1's rows function -> the grower of the same rows
+           integer_m1.next_probs: integer_m1.PrefixRows}
+
+
+def prefix_rows(model, n_slots):
+    """A grower of n_slots prefixes of `model`'s rows, or None for a model that has none (count models, M1 with
+    rows from ref or the GPU): their callers evaluate whole prefixes with next_probs instead."""
+    if not isinstance(model, TransformerModel) or model.rows not in GROWERS:
+        return None
+    grower = GROWERS[model.rows](model.params, model.cfg, n_slots)
+    return grower if model.restart_every is None else RestartingRows(grower, model.restart_every)
+
+
+class RestartingRows:
+    """A grower (the module docstring's interface) whose slots start afresh every `every` inputs, for an M1 with
+    restart_every: the input at a multiple of `every` is replaced by BOS and the slot's cache is reset before it,
+    so `extend` gives the rows of ref.m1.restarted_rows and a slot never holds more than `every` positions."""
+
+    def __init__(self, grower, every):
+        self.grower, self.every = grower, int(every)
+        self.lengths = np.zeros(len(grower.lengths), dtype=np.int64)  # inputs appended since reset, restarts aside
+
+    def reset(self, slots):
+        self.grower.reset(slots)
+        self.lengths[slots] = 0
+
+    def extend(self, slots, inputs):
+        """float64 rows [A, V] after appending inputs [A] to slots [A] (a slot may repeat: its inputs in order)."""
+        slots = np.asarray(slots, dtype=np.int64)
+        inputs = np.array(inputs, dtype=np.int64)
+        order = np.argsort(slots, kind="stable")
+        rank = np.empty(len(slots), dtype=np.int64)
+        rank[order] = np.arange(len(slots)) - np.searchsorted(slots[order], slots[order], side="left")
+        positions = self.lengths[slots] + rank  # each input's position in its slot's whole sequence
+        inputs[positions % self.every == 0] = BOS
+        # A call may carry a slot across a restart: split it into rounds, round r holding each slot's inputs in
+        # the r-th chunk this call reaches, and reset a slot before the round whose first input restarts it.
+        rounds = positions // self.every - self.lengths[slots] // self.every
+        rows = None
+        for r in range(int(rounds.max(initial=-1)) + 1):
+            chosen = np.flatnonzero(rounds == r)
+            restarting = chosen[(positions[chosen] % self.every == 0) & (positions[chosen] > 0)]
+            self.grower.reset(slots[restarting])
+            part = self.grower.extend(slots[chosen], inputs[chosen])
+            if rows is None:
+                rows = np.empty((len(slots),) + part.shape[1:], dtype=part.dtype)
+            rows[chosen] = part
+        np.add.at(self.lengths, slots, 1)
+        return rows if rows is not None else np.zeros((0, N_SYMBOLS))

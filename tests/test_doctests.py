@@ -1,0 +1,35 @@
+"""The usage examples in module docstrings run, and give what they show (doctest).
+
+pytest's --doctest-modules is not used: the repository's root is the package `equalinfo`, and pytest would import
+its modules under other names. So the modules with examples are listed here and imported as the package's.
+"""
+import doctest
+import importlib
+
+import pytest
+
+MODULES_WITH_EXAMPLES = ["equalinfo.ref.ac", "equalinfo.ref.equalinfo"]
+
+
+@pytest.mark.parametrize("name", MODULES_WITH_EXAMPLES)
+def test_examples_run(name):
+    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
+    assert result.attempted > 0, f"{name} has no examples to run"
+    assert result.failed == 0, f"{result.failed} of {name}'s {result.attempted} examples failed (output above)"
+
+
+def test_every_module_with_examples_is_listed():
+    """A module whose docstrings gain examples must be added to the list, or they would never run."""
+    import pathlib
+
+    import equalinfo
+
+    root = pathlib.Path(equalinfo.__file__).parent
+    found = set()
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        if parts[0] in ("tests", "bench", "results", "docs") or "__pycache__" in parts:
+            continue
+        if ">>> " in path.read_text(encoding="utf-8"):
+            found.add(".".join(("equalinfo",) + tuple(p for p in parts if p != "__init__")))
+    assert found == set(MODULES_WITH_EXAMPLES)
