@@ -314,12 +314,20 @@ def add_m1_options(parser):
                              "trained on; longer is refused)")
 
 
+def file_command(commands, name, run, files, **texts):
+    """The parser of one file command: `name`, run by `run`, its positional files [(dest, metavar)] in order."""
+    parser = commands.add_parser(name, **texts)
+    for dest, metavar in files:
+        parser.add_argument(dest, metavar=metavar)
+    parser.set_defaults(run=run)
+    return parser
+
+
 def add_commands(commands):
     """Register compress, decompress and fit-model on the CLI's subcommands (an argparse subparsers object)."""
-    compress = commands.add_parser("compress", help="compress a file into an .eqi file",
-                                   description="Compress any file (bytes in, bytes out).")
-    compress.add_argument("input", metavar="IN")
-    compress.add_argument("output", metavar="OUT")
+    compress = file_command(commands, "compress", compress_command, [("input", "IN"), ("output", "OUT")],
+                            help="compress a file into an .eqi file",
+                            description="Compress any file (bytes in, bytes out).")
     compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip", "stored"],
                           default="equalinfo",
                           help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
@@ -337,24 +345,19 @@ def add_commands(commands):
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")
     add_backend_option(compress)
-    compress.set_defaults(run=compress_command)
 
-    decompress = commands.add_parser("decompress", help="decompress an .eqi file",
-                                     description="Decompress a file made by `equalinfo compress`.")
-    decompress.add_argument("input", metavar="IN")
-    decompress.add_argument("output", metavar="OUT")
+    decompress = file_command(commands, "decompress", decompress_command, [("input", "IN"), ("output", "OUT")],
+                              help="decompress an .eqi file",
+                              description="Decompress a file made by `equalinfo compress`.")
     decompress.add_argument("--model", metavar="PATH", default=None,
                             help="the model file or M1 checkpoint the input was compressed with, if it does not "
                                  "embed its model")
     add_m1_options(decompress)
     add_backend_option(decompress)
-    decompress.set_defaults(run=decompress_command)
 
-    fit = commands.add_parser("fit-model", help="fit a model on a text and save it",
-                              description="Fit a simple model on a file and save it as an npz (no pickle).")
-    fit.add_argument("text", metavar="TEXT")
-    fit.add_argument("output", metavar="OUT.npz")
+    fit = file_command(commands, "fit-model", fit_model_command, [("text", "TEXT"), ("output", "OUT.npz")],
+                       help="fit a model on a text and save it",
+                       description="Fit a simple model on a file and save it as an npz (no pickle).")
     kind = fit.add_mutually_exclusive_group()
     kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
     kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")
-    fit.set_defaults(run=fit_model_command)
