@@ -7,7 +7,7 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
     equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2] [--m1-context N]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
-Decisions (README "Commands" shows them in use):
+Decisions (docs/commands.md shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
 - The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
   `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
@@ -27,7 +27,7 @@ Decisions (README "Commands" shows them in use):
 - When coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what
   it saves), compress stores the input instead (method `stored`: 100 bytes of header and checksums on top);
   --no-store keeps the coded file anyway.
-- Inputs, options and files are checked against limits.py before any work (README "Limits and hardening").
+- Inputs, options and files are checked against limits.py before any work (docs/limits.md).
 - Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
   one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors (argparse's
   own errors too: `equalinfo COMMAND --help` shows the usage).
@@ -73,8 +73,7 @@ def read_input(path, limit=limits.MAX_INPUT_BYTES):
     except OSError as error:
         raise CliError(f"cannot read {path}: {error.strerror or error}") from None
     if len(data) > limit:
-        raise CliError(f"{path} is larger than the largest input, {limits.size_words(limit)} (README, "
-                       "\"Limits and hardening\")")
+        raise CliError(f"{path} is larger than the largest input, {limits.size_words(limit)} (docs/limits.md)")
     return data
 
 

@@ -1,6 +1,6 @@
 """Every package's __init__.py docstring is its map: it names each of the package's modules, and nothing else.
 
-A reader starts at a package's map (README "A tour of the layout"); a module the map leaves out is one the reader
+A reader starts at a package's map (README "Layout"); a module the map leaves out is one the reader
 never finds, and a map that names a module that was moved or deleted sends them nowhere. Both happen silently when
 code moves, so the maps are checked from the source here, the way tests/test_layering.py checks the imports.
 
