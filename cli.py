@@ -1,325 +1,27 @@
-"""The `equalinfo` command line: the file tool's commands (compress and decompress files, fit models for them) and
-main(); the pipeline's commands (repro, train-m1, build, train-m2, eval) live in train/commands.py.
+"""The `equalinfo` command line: main() builds one parser from each package's subcommands, runs the command and
+turns an expected error into one line `equalinfo: error: ...` on stderr with exit status 2.
 
-    equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
-                              [--model markov2|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
-                              [--m1-rule 1|2] [--m1-context N]
-    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2] [--m1-context N]
-    equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
-
-Decisions (README "Commands" shows them in use):
-- Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
-- The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
-  `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
-  its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
-  many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
-  decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
-- `--model M1.npz`, a checkpoint from `equalinfo train-m1`, codes with M1 (train/m1.py,
-  coding_model_from_checkpoint): its rows by exact rule 2 (integer products, the fast one; --m1-rule 1 for the
-  float rule), restarting every seq_len symbols, the length it was trained on (--m1-context N for less, never more),
-  so plain AC over a whole file never shows M1 a context longer than it learned. Only the fingerprint goes into the
-  file: decompress needs the same checkpoint and the same --m1-rule/--m1-context.
-- staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
-  "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
-- Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
-  if it existed, untouched. Everything is decoded and checked in memory before OUT is touched. A symlink's target
-  is replaced (the link stays); a device or FIFO is written through, never replaced; a directory is refused.
-- When coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what
-  it saves), compress stores the input instead (method `stored`: 100 bytes of header and checksums on top);
-  --no-store keeps the coded file anyway.
-- Inputs, options and files are checked against limits.py before any work (README "Limits and hardening").
-- Expected errors (bad arguments, unreadable input, corrupt/truncated/foreign files, wrong or missing model) print
-  one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors (argparse's
-  own errors too: `equalinfo COMMAND --help` shows the usage).
-- The file commands code with a backend (train/backends.py; default: the fastest available), as the pipeline
-  does; every backend writes and reads the same bytes. They take no --threads: their coders run on one thread.
+The subcommands live with their package, each registered by its add_commands (conformance: add_command):
+    filetool/commands.py     compress, decompress, fit-model: the `.eqi` file tool
+    train/commands.py        repro, train-m1, build, train-m2, eval: the paper's pipeline
+    conformance/__init__.py  conformance export, conformance check
+    analysis/commands.py     analyze {stability,positions,uniformity,seq2seq}, generate
+Here: the options every package shares (--threads), applied before a command runs (with the option ranges of
+options.py), and what a failed command leaves (train/commands.py removing_new_empty_dirs).
 """
 import argparse
-import os
-import re
 import sys
-import time
-from contextlib import contextmanager
 
 from equalinfo.fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
 
 threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of spinning (read when NumPy loads it)
 
-from equalinfo.data.atomic import write_atomically  # noqa: E402 (after the line above on purpose)
-from equalinfo.ref.arithmetic import check_precision  # noqa: E402
-from equalinfo.ref.equalinfo import check_window_bits  # noqa: E402
-from equalinfo.ref.fingerprint import fingerprint  # noqa: E402
-from equalinfo.ref.models import MarkovModel, UnigramModel  # noqa: E402
-from equalinfo.ref.symbols import N_SYMBOLS, bytes_to_symbols  # noqa: E402
-from equalinfo.train import backends  # noqa: E402
-from equalinfo.filetool import codec, fileformat  # noqa: E402
-from equalinfo import limits  # noqa: E402
-from equalinfo.train.backends import BackendUnavailable  # noqa: E402
+from equalinfo.filetool import commands as file_commands  # noqa: E402 (after the line above on purpose)
+from equalinfo.filetool import fileformat  # noqa: E402
 from equalinfo.options import check_options  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+from equalinfo.train.backends import BackendUnavailable  # noqa: E402
 
 PROG = "equalinfo"
-DEFAULT_WINDOW_BITS = 16
-DEFAULT_PRECISION = 14
-DEFAULT_MODEL = "markov2"
-DEFAULT_MODEL_CHOICES = ("markov2", "markov1", "unigram")  # without --model: the one that makes the smallest file
-DEFAULT_M1_RULE = 2  # an M1 checkpoint codes by exact rule 2 (integer products: ref/integer_m1.py)
-PROGRESS_BYTES = 100_000  # smaller inputs code in a moment: no progress bar
-
-
-class CliError(ValueError):
-    """A usage problem found after parsing (argument combinations, model names)."""
-
-
-# ------------------------------------------------------------------------------------------------- file helpers
-
-def read_input(path, limit=limits.MAX_INPUT_BYTES):
-    """All bytes of an input file, at most `limit` of them, or CliError naming the file and the reason."""
-    try:
-        with open(path, "rb") as handle:
-            data = limits.read_at_most(handle, limit + 1)
-    except OSError as error:
-        raise CliError(f"cannot read {path}: {error.strerror or error}") from None
-    if len(data) > limit:
-        raise CliError(f"{path} is larger than the largest input, {limits.size_words(limit)} (README, "
-                       "\"Limits and hardening\")")
-    return data
-
-
-def write_atomic(path, data):
-    """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
-    (data/atomic.py); an OSError becomes a CliError naming the file."""
-    try:
-        write_atomically(path, lambda stream: stream.write(data))
-    except OSError as error:
-        raise CliError(f"cannot write {path}: {error.strerror or error}") from None
-
-
-# ------------------------------------------------------------------------------------------------------ models
-
-def parse_model_name(spec):
-    """(kind, order) of a model name: ('unigram', None) or ('markov', K); None if spec is not a name (a path)."""
-    if spec == "unigram":
-        return "unigram", None
-    match = re.fullmatch(r"markov(\d+)", spec)
-    if match is None:
-        return None
-    order = int(match.group(1))
-    if not 1 <= order <= MarkovModel.MAX_ORDER:
-        raise CliError(f"--model {spec}: the Markov order must be 1 to {MarkovModel.MAX_ORDER}")
-    return "markov", order
-
-
-def fit_named_model(name, symbols):
-    """The model of a parsed name (parse_model_name), fitted on symbols; CliError if its table would be larger
-    than the largest model (limits.py), found before the table is built."""
-    kind, order = name
-    if kind == "unigram":
-        return UnigramModel.fit(symbols)
-    _, contexts, _ = codec.markov_estimate(symbols, order)
-    table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
-    if table > limits.MAX_MODEL_BYTES:
-        raise CliError(f"--model markov{order}: its count table on this input would take "
-                       f"{table / 2 ** 20:,.0f} MiB, "
-                       f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
-                       "order or a model file from fit-model")
-    return MarkovModel.fit(symbols, order)
-
-
-def cheapest_model(names, symbols):
-    """The model of `names` (parsed) fitted on symbols whose embedded archive plus ideal code is the smallest.
-
-    A Markov model is fitted only if a lower bound of its file beats the best so far: its ideal code plus one bit
-    per nonzero count (codec.markov_estimate, no dense table), so random input never builds a large table."""
-    best, best_bytes = None, None
-    for name in sorted(names, key=lambda name: name[1] or 0):  # unigram, then rising orders
-        if name[0] == "markov" and best is not None:
-            bits, _, nonzero = codec.markov_estimate(symbols, name[1])
-            if (bits + nonzero) / 8 >= best_bytes:
-                continue
-        model = fit_named_model(name, symbols)
-        size = codec.ideal_bits(model, symbols) / 8 + len(fileformat.arrays_to_npz(model.arrays()))
-        if best is None or size < best_bytes:
-            best, best_bytes = model, size
-    return best
-
-
-def model_from_path(path, args, backend):
-    """The model in a file made by fit-model, or M1 from a train-m1 checkpoint (with args' --m1-rule and
-    --m1-context); the error hints at the model names when the path does not exist."""
-    if not os.path.exists(path):
-        raise CliError(f"--model {path}: no such model file (expected markovK with K = 1..{MarkovModel.MAX_ORDER}, "
-                       "unigram, a file made by `equalinfo fit-model` or an M1 checkpoint from `equalinfo train-m1`)")
-    from equalinfo.train import m1  # M1 and its checkpoints; imported only when a path is given
-
-    if m1.is_checkpoint(path):
-        try:
-            return m1.coding_model_from_checkpoint(path, backend.name, args.m1_rule, args.m1_context)
-        except ValueError as error:  # CheckpointError (wrong role, corrupt), a refused context
-            raise CliError(str(error)) from None
-    if args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
-        raise CliError(f"--m1-rule and --m1-context apply to an M1 checkpoint given as --model; {path} is a "
-                       "model file")
-    return fileformat.load_model_file(path)
-
-
-@contextmanager
-def coding_progress(n_bytes, verb):
-    """A progress bar over the input's bytes (shown on a terminal, for inputs of PROGRESS_BYTES or more); yields
-    the callback the coders call with the symbols coded so far."""
-    with tqdm(total=n_bytes, desc=verb, unit="B", unit_scale=True, leave=False,
-              disable=None if n_bytes >= PROGRESS_BYTES else True) as bar:
-        yield lambda done: bar.update(done - bar.n)
-
-
-def speed_words(n_bytes, seconds, backend):
-    """'in 1.2 s, 85.3 KB/s on cpu': the summary line's timing."""
-    rate = n_bytes / seconds if seconds > 0 else float("inf")
-    return f"in {seconds:.1f} s, {rate / 1000:,.1f} KB/s on {backend.name}"
-
-
-def describe_model(model):
-    """'markov order 2' / 'unigram': a model in words."""
-    return f"{model.kind} order {model.order}" if model.kind == "markov" else model.kind
-
-
-# ---------------------------------------------------------------------------------------------------- commands
-
-def check_compress_args(args):
-    """Reject argument combinations that would be silently ignored, before any work is done."""
-    method = args.method
-    if args.window_bits is not None and method != "equalinfo":
-        raise CliError(f"--window-bits applies to --method equalinfo only, not {method}")
-    if args.precision is not None and method in ("gzip", "stored"):
-        raise CliError(f"--precision does not apply to --method {method}")
-    if args.model is not None and method in ("gzip", "stored"):
-        raise CliError(f"--model does not apply to --method {method}")
-    if args.model is not None and method == "staticac":
-        raise CliError("staticac fits its own unigram model on the input; for a fixed model use "
-                       "--method ac --model MODEL.npz")
-    precision = DEFAULT_PRECISION if args.precision is None else args.precision
-    window_bits = DEFAULT_WINDOW_BITS if args.window_bits is None else args.window_bits
-    if method not in ("gzip", "stored"):
-        try:
-            check_precision(precision, N_SYMBOLS)
-        except ValueError as error:
-            raise CliError(f"--precision {precision}: {error}") from None
-    if method == "equalinfo":
-        try:
-            check_window_bits(window_bits, precision)
-        except ValueError as error:
-            raise CliError(f"--window-bits {window_bits}: {error}") from None
-        if window_bits > limits.MAX_WINDOW_BITS:
-            raise CliError(f"--window-bits {window_bits}: the largest window is {limits.MAX_WINDOW_BITS} bits")
-    return precision, window_bits
-
-
-def compress_command(args):
-    precision, window_bits = check_compress_args(args)
-    spec = args.model if args.model is not None else DEFAULT_MODEL
-    coded = args.method in ("ac", "equalinfo")
-    name = parse_model_name(spec) if coded else None
-    model, embed = None, False
-    backend = backends.load_or_fastest(args.backend)
-    if coded and name is None:
-        model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
-    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
-        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
-    data = read_input(args.input)
-    if coded and name is not None:
-        symbols = bytes_to_symbols(data)
-        if args.model is None:
-            model = cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols)
-        else:
-            model = fit_named_model(name, symbols)
-        embed = True
-    started = time.perf_counter()
-    with coding_progress(len(data), "compress") as progress:
-        if args.no_store:
-            (blob, header), why = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
-                                                       backend, progress), None
-        else:
-            blob, header, why = codec.compress_or_store(data, args.method, model, embed, window_bits, precision,
-                                                        backend, progress)
-    seconds = time.perf_counter() - started
-    write_atomic(args.output, blob)
-    print(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
-    return 0
-
-
-def compress_summary(args, data, blob, header, why=None):
-    """One line: sizes, bits/byte, method, and where the bytes went (model vs payload)."""
-    payload = -(-header.coded_bits // 8)
-    rate = f"{8 * len(blob) / len(data):.3f} bits/byte" if data else "empty input"
-    settings = [f"method {header.method}" + (f" ({why})" if why else "")]
-    if header.method == "equalinfo":
-        settings.append(f"b={header.window_bits}")
-    if header.method not in ("gzip", "stored"):
-        settings.append(f"precision {header.precision}")
-    parts = [f"payload {payload:,} bytes"
-             + (f" = {header.coded_bits / len(data):.3f} bits/byte" if data else "")]
-    if header.model_length:
-        parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
-    elif header.method not in ("gzip", "stored"):
-        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded (decompress needs --model)")
-    parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
-    return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "
-            f"({', '.join(settings)}; {'; '.join(parts)})")
-
-
-def decompress_command(args):
-    backend = backends.load_or_fastest(args.backend)
-    if args.model is not None:
-        model = model_from_path(args.model, args, backend)
-    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
-        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
-    else:
-        model = None
-    blob = read_input(args.input, limits.MAX_FILE_BYTES)
-    started = time.perf_counter()
-    with coding_progress(fileformat.unpack(blob).header.original_length, "decompress") as progress:
-        data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
-                                              progress=progress)
-    seconds = time.perf_counter() - started
-    write_atomic(args.output, data)
-    settings = [f"method {header.method}"]
-    if header.method == "equalinfo":
-        settings.append(f"b={header.window_bits}")
-    if header.method not in ("gzip", "stored"):
-        settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
-                        + (" (embedded)" if header.model_length else f" from {args.model}"))
-    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
-          + speed_words(len(data), seconds, backend))
-    return 0
-
-
-def fit_model_command(args):
-    data = read_input(args.text)
-    symbols = bytes_to_symbols(data)
-    model = UnigramModel.fit(symbols) if args.unigram else MarkovModel.fit(symbols, args.order)
-    blob = fileformat.model_file_bytes(model)
-    write_atomic(args.output, blob)
-    contexts = f", {len(model.context_ids):,} contexts" if model.kind == "markov" else ""
-    print(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
-          f"wrote {args.output} ({len(blob):,} bytes), fingerprint {fingerprint(model.arrays())}")
-    return 0
-
-
-# ------------------------------------------------------------------------------------------------------ parser
-
-def add_backend_option(parser):
-    """--backend NAME: the backend a command computes with (train/backends.py)."""
-    parser.add_argument("--backend", choices=backends.NAMES, default=None,
-                        help="ref, cpu or gpu (default: the fastest available)")
-
-
-def add_m1_options(parser):
-    """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=int, choices=(1, 2), default=DEFAULT_M1_RULE,
-                        help="an M1 checkpoint's exact rule: 2 integer products (default, fast), 1 float reductions")
-    parser.add_argument("--m1-context", type=int, default=None, metavar="N",
-                        help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
-                             "trained on; longer is refused)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -337,57 +39,14 @@ def build_parser():
     parser.add_argument("--version", action="version",
                         version=f"{PROG} 0.1.0 (file format version {fileformat.VERSION})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    compress = commands.add_parser("compress", help="compress a file into an .eqi file",
-                                   description="Compress any file (bytes in, bytes out).")
-    compress.add_argument("input", metavar="IN")
-    compress.add_argument("output", metavar="OUT")
-    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip", "stored"],
-                          default="equalinfo",
-                          help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
-                               "AC with a unigram model; gzip: zlib at the default level; stored: the bytes as "
-                               "they are")
-    compress.add_argument("--window-bits", type=int, default=None,
-                          help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
-    compress.add_argument("--precision", type=int, default=None,
-                          help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
-    compress.add_argument("--model", default=None,
-                          help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
-                               "embedded in the file; or a model file from fit-model or an M1 checkpoint from "
-                               f"train-m1: only its fingerprint is stored (default {DEFAULT_MODEL})")
-    add_m1_options(compress)
-    compress.add_argument("--no-store", action="store_true",
-                          help="keep the method's coding even when storing the input would be smaller")
-    add_backend_option(compress)
-    compress.set_defaults(run=compress_command)
-
-    decompress = commands.add_parser("decompress", help="decompress an .eqi file",
-                                     description="Decompress a file made by `equalinfo compress`.")
-    decompress.add_argument("input", metavar="IN")
-    decompress.add_argument("output", metavar="OUT")
-    decompress.add_argument("--model", metavar="PATH", default=None,
-                            help="the model file or M1 checkpoint the input was compressed with, if it does not "
-                                 "embed its model")
-    add_m1_options(decompress)
-    add_backend_option(decompress)
-    decompress.set_defaults(run=decompress_command)
-
-    fit = commands.add_parser("fit-model", help="fit a model on a text and save it",
-                              description="Fit a simple model on a file and save it as an npz (no pickle).")
-    fit.add_argument("text", metavar="TEXT")
-    fit.add_argument("output", metavar="OUT.npz")
-    kind = fit.add_mutually_exclusive_group()
-    kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
-    kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")
-    fit.set_defaults(run=fit_model_command)
-
+    file_commands.add_commands(commands)  # compress, decompress, fit-model
     from equalinfo.train import commands as pipeline_commands  # the pipeline: repro, train-m1, build, train-m2, eval
 
     pipeline_commands.add_commands(commands, add_threads_option)
     from equalinfo import conformance  # export and check conformance vectors (docs/conformance.md)
 
     conformance.add_command(commands)
-    from equalinfo.analysis import commands as analysis_commands  # analyze {stability,positions,uniformity,seq2seq}, generate
+    from equalinfo.analysis import commands as analysis_commands  # analyze {stability,...,seq2seq}, generate
 
     analysis_commands.add_commands(commands, add_threads_option)
     return parser

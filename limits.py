@@ -1,8 +1,8 @@
 """The explicit limits of the command line, and what a payload of a given size can possibly hold.
 
 Every length, count and size read from a file or an option is checked against these before anything is allocated
-or decoded, so a crafted header cannot make the program reserve terabytes or decode for hours (README, "Limits and
-hardening"). The limits are generous for real use and small enough that a hostile input stays within a few hundred
+or decoded, so a crafted header cannot make the program reserve terabytes or decode for hours (docs/limits.md).
+The limits are generous for real use and small enough that a hostile input stays within a few hundred
 MB of memory:
 - MAX_INPUT_BYTES: the largest input (compress) or output (decompress) held in memory, 256 MiB. Coding holds ~10
   to 30 bytes per input byte (int64 symbols, a Markov model's contexts), so this is the real ceiling of one run;

@@ -1,7 +1,7 @@
 """The hostile inputs of the hardening work, each run as a real `python -m equalinfo` process: exit status, wall
 time, peak memory (the child's max RSS from wait4) and its error line, or the sizes where the command works.
 
-    python bench/hostile_inputs.py            # prints a Markdown table (README "Limits and hardening")
+    python bench/hostile_inputs.py            # prints a Markdown table (docs/limits.md, "Limits and hardening")
 
 Every crafted file keeps valid CRCs (and fingerprints), so it gets past the checksums to the checks it tests.
 """

@@ -31,7 +31,8 @@ import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or 
 
 from equalinfo.train import backends, m1  # noqa: E402
 from equalinfo.filetool import codec  # noqa: E402
-from equalinfo.cli import DEFAULT_MODEL_CHOICES, cheapest_model, describe_model, parse_model_name  # noqa: E402
+from equalinfo.filetool.commands import (DEFAULT_MODEL_CHOICES, cheapest_model, describe_model,  # noqa: E402
+                                         parse_model_name)
 from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"

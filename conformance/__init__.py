@@ -6,7 +6,17 @@ the reference does. docs/conformance.md is the specification a porter reads; thi
     equalinfo conformance check DIR [--backend B]    run backend ref, cpu or gpu against it; a pass/fail table
 
 One module per family, each with NAME, build() -> (description, arrays) and check(description, arrays, impl,
-tally); files.py stores them, implementations.py says which code a backend name checks. FORMAT_VERSION names the
+tally):
+    quantization.py    float probability rows -> integer CDFs
+    coder.py           integer CDFs and symbols -> bits and back (the arithmetic coder)
+    windows.py         plain AC and Equal-Info windows with a small Markov model
+    tokens.py          bitstreams -> N-bit tokens and back
+    m1_rows.py         families m1_RULE: a tiny M1's probability rows under each exact rule, and the windows they code
+    m1_integer.py      rule 2's own steps (its quantized weights, row exponents, integer sums), in its m1_rows family
+    transformer.py     a small Transformer's logits, loss and gradients, one Adafactor and one AdamW step
+    packing.py         documents -> packed examples -> fixed-length rows
+The rest: files.py stores a set (JSON, .npz, a manifest of SHA-256 sums), implementations.py says which code a
+backend name checks, tally.py counts checks and keeps the reasons of failures. FORMAT_VERSION names the
 content: any change to the vectors (a coder or rule that gives other bits, a new case) must come with a new version,
 and a vector set of another version is refused rather than half-checked.
 """

@@ -1,1 +1,11 @@
-"""The `.eqi` file tool: any bytes in, a self-describing compressed file out, and back (`equalinfo compress`)."""
+"""The `.eqi` file tool: any bytes in, a self-describing compressed file out, and back (`equalinfo compress`).
+
+    commands.py      `equalinfo compress`, `decompress` and `fit-model`: their options, the model a file is coded
+                     with (fitted on the input, a model file or an M1 checkpoint), the summary lines
+    codec.py         bytes <-> file bytes by method (equalinfo, ac, staticac, gzip), or stored when coding would
+                     not make the file smaller
+    fileformat.py    the container: header fields and offsets, checksums, the embedded model; model files
+    model_arrays.py  one schema per model kind: what a stored model's arrays must look like, checked before use
+    npz.py           npz archives written deterministically and read with every size checked first (no pickle)
+docs/file-format.md describes the format for a reader; fileformat.py gives every field with its offset.
+"""

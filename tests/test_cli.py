@@ -13,7 +13,7 @@ import pytest
 
 from helpers import fails_cli, run_cli
 from equalinfo import cli
-from equalinfo.filetool import fileformat
+from equalinfo.filetool import commands as file_commands, fileformat
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
@@ -62,7 +62,7 @@ def test_default_method_is_equalinfo_with_the_cheapest_embedded_model(capsys, fi
     assert (header.method, header.window_bits, header.precision) == ("equalinfo", 16, 14)
     assert header.model_length > 0 and f"embedded {header.model_kind} model" in out and "payload" in out
     sizes = {}
-    for name in cli.DEFAULT_MODEL_CHOICES:
+    for name in file_commands.DEFAULT_MODEL_CHOICES:
         assert run(capsys, "compress", files["text"], tmp_path / f"{name}.eqi", "--no-store", "--model", name)[0] == 0
         sizes[name] = os.path.getsize(tmp_path / f"{name}.eqi")
     assert os.path.getsize(tmp_path / "t.eqi") <= min(sizes.values()) * 1.05, sizes
@@ -174,9 +174,9 @@ def test_write_atomic_cleans_up_when_the_rename_fails(tmp_path, monkeypatch):
     def broken_replace(source, destination):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cli.os, "replace", broken_replace)
-    with pytest.raises(cli.CliError, match="cannot write .*No space left"):
-        cli.write_atomic(str(target), b"new content")
+    monkeypatch.setattr(file_commands.os, "replace", broken_replace)
+    with pytest.raises(file_commands.CliError, match="cannot write .*No space left"):
+        file_commands.write_atomic(str(target), b"new content")
     assert target.read_bytes() == b"old" and not leftovers(tmp_path)
 
 
@@ -184,10 +184,10 @@ def test_write_atomic_replaces_and_keeps_mode(tmp_path):
     target = tmp_path / "out"
     target.write_bytes(b"old")
     os.chmod(target, 0o640)
-    cli.write_atomic(str(target), b"new")
+    file_commands.write_atomic(str(target), b"new")
     assert target.read_bytes() == b"new" and (os.stat(target).st_mode & 0o777) == 0o640
     fresh = tmp_path / "fresh"
-    cli.write_atomic(str(fresh), b"x")
+    file_commands.write_atomic(str(fresh), b"x")
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(fresh).st_mode & 0o777 == 0o666 & ~umask

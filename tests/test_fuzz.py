@@ -8,8 +8,8 @@ recomputed CRC, model arrays replaced by arrays of wrong shapes, dtypes and valu
 recomputed), and npz members whose .npy header announces sizes their data does not have.
 
 Budgets: the CI run (`pytest`) runs CI_EXAMPLES cases per test, derandomized, in well under a minute; the long run
-(`pytest -m slow tests/test_fuzz.py`) runs SLOW_EXAMPLES per test with fresh random seeds. README "Limits and
-hardening" gives the counts.
+(`pytest -m slow tests/test_fuzz.py`) runs SLOW_EXAMPLES per test with fresh random seeds. docs/limits.md
+("Limits and hardening") gives the counts.
 """
 import collections
 import contextlib

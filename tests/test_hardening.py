@@ -23,8 +23,8 @@ from limits import bounded
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.models import MarkovModel
 from equalinfo.ref.symbols import bytes_to_symbols
-from equalinfo import cli
 from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool import commands as file_commands
 
 TEXT = english_text(1_300)
 RANDOM = np.random.default_rng(17).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes()
@@ -436,6 +436,6 @@ def test_a_checkpoint_announcing_a_huge_array_is_refused(capsys, tmp_path):
 
 def test_inputs_above_the_limit_are_refused_without_reading_them_whole(tmp_path):
     (tmp_path / "big").write_bytes(bytes(1000))
-    with pytest.raises(cli.CliError, match="larger than the largest input"):
-        cli.read_input(tmp_path / "big", limit=999)
-    assert cli.read_input(tmp_path / "big", limit=1000) == bytes(1000)
+    with pytest.raises(file_commands.CliError, match="larger than the largest input"):
+        file_commands.read_input(tmp_path / "big", limit=999)
+    assert file_commands.read_input(tmp_path / "big", limit=1000) == bytes(1000)

@@ -14,7 +14,9 @@ from equalinfo.data.packing import Example
 from helpers import english_text
 from equalinfo.ref.models import UnigramModel
 from equalinfo.train import backends, build, m1, m2, methods, repro
-from equalinfo.report import unigram
+from equalinfo.report import figure, unigram
+from equalinfo.report.seeds import below_floor, combine_seeds
+from equalinfo.report.tables import results_markdown
 from equalinfo.train.checkpoint import load
 from equalinfo.train.preset_schema import PresetError, validate
 from equalinfo.train.trainer import mean_nll, nll_by_row
@@ -117,15 +119,15 @@ def test_evaluate_reports_the_se_and_both_unigram_floors(datasets):
 def test_combine_seeds_means_what_differs_and_keeps_what_is_shared():
     per_seed = [{"bits_per_byte": v, "bits_per_byte_se": se, "token_cr": 2.5, "eval_tokens": 96}
                 for v, se in ((4.71, 0.01), (4.69, 0.03), (4.80, 0.02))]
-    combined = repro.combine_seeds(per_seed)
+    combined = combine_seeds(per_seed)
     assert combined["bits_per_byte"] == pytest.approx(statistics.mean([4.71, 4.69, 4.80]))
     assert combined["bits_per_byte_se"] == pytest.approx(0.02)
     assert combined["token_cr"] == 2.5 and combined["eval_tokens"] == 96
     assert combined["seeds"] == {"n": 3, "std": pytest.approx(statistics.stdev([4.71, 4.69, 4.80])), "min": 4.69,
                                  "max": 4.80, "values": [4.71, 4.69, 4.80]}
     per_seed[1]["bits_per_byte_se"] = None
-    assert repro.combine_seeds(per_seed)["bits_per_byte_se"] is None
-    one = repro.combine_seeds(per_seed[:1])
+    assert combine_seeds(per_seed)["bits_per_byte_se"] is None
+    one = combine_seeds(per_seed[:1])
     assert one["bits_per_byte"] == 4.71 and one["seeds"]["n"] == 1 and one["seeds"]["std"] is None
 
 
@@ -170,11 +172,11 @@ def test_below_floor_needs_two_se_and_the_seed_std(bits, se, std, n, floor):
     figures = {"bits_per_byte": bits, "bits_per_byte_se": se, "unigram_bits_per_byte": floor,
                "seeds": {"n": n, "std": std, "min": bits, "max": bits, "values": [bits] * n}}
     upper = bits + 2 * se + (std if n > 1 else 0.0)
-    assert repro.below_floor(figures) is (upper < floor)
+    assert below_floor(figures) is (upper < floor)
 
 
 def test_below_floor_is_unknown_without_an_se():
-    assert repro.below_floor({"bits_per_byte": 1.0, "bits_per_byte_se": None, "unigram_bits_per_byte": 8.0}) is None
+    assert below_floor({"bits_per_byte": 1.0, "bits_per_byte_se": None, "unigram_bits_per_byte": 8.0}) is None
 
 
 def test_seeds_train_separate_checkpoints_and_combine(seeded_run, datasets):
@@ -215,7 +217,7 @@ def test_results_md_with_seeds(seeded_run, datasets, tmp_path):
                "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
                             for name, sets in datasets.items()},
                "m2": m2_results, "skipped": {}}
-    table = repro.results_markdown(results)
+    table = results_markdown(results)
     for name, by_size in m2_results.items():
         figures = by_size["micro"]
         line = next(row for row in table.splitlines() if row.startswith(f"| {name} |"))
@@ -227,4 +229,4 @@ def test_results_md_with_seeds(seeded_run, datasets, tmp_path):
         assert ("| yes |" if upper < figures["unigram_bits_per_byte"] else "| no |") in line
     assert "below unigram floor? (micro)" in table
     pytest.importorskip("matplotlib")
-    assert repro.figure(results, tmp_path / "figure.png") and (tmp_path / "figure.png").stat().st_size > 0
+    assert figure.draw(results, tmp_path / "figure.png") and (tmp_path / "figure.png").stat().st_size > 0

@@ -6,10 +6,12 @@ Steps, each resumable from what is already in the output directory (a finished s
 3. the coding models: M1 (its rows by the exact rule of the backend), StaticAC's unigram model, SentencePiece;
 4. one dataset per method, window size and token width (train/build.py) for train and validation;
 5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does, once per seed (m2.seeds,
-   default 1; seed s trains from preset seed + s) and the seeds combined (combine_seeds);
-6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us) and
-   bits_per_byte_vs_flops.png (like Figure 3) if matplotlib is installed. Each bits/byte comes with its standard
-   error and the floors it must beat; "below unigram floor?" (below_floor) is yes only beyond 2 SE (+ seed std).
+   default 1; seed s trains from preset seed + s) and the seeds combined (report/seeds.py);
+6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us:
+   report/tables.py) and bits_per_byte_vs_flops.png (like Figure 3: report/figure.py) if matplotlib is installed.
+   Each bits/byte comes with its standard error and the floors it must beat; "below unigram floor?"
+   (report/seeds.py below_floor) is yes only beyond 2 SE (+ seed std).
+This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
 """
 import json
 import time
@@ -25,8 +27,9 @@ from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import UnigramModel
 from equalinfo.train import backends, build, controls, estimate, m1, m2, methods
-from equalinfo.report import uncertainty
-from equalinfo.report.paper_numbers import PAPER, label
+from equalinfo.report import figure, tables
+from equalinfo.report.paper_numbers import label
+from equalinfo.report.seeds import combine_seeds
 from equalinfo.train.preset_schema import PresetError, validate
 from equalinfo.train.trainer import versions, write_json
 
@@ -286,8 +289,8 @@ class Pipeline:
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
         }
         write_json(self.out / "results.json", results)
-        (self.out / "results.md").write_text(results_markdown(results))
-        figure(results, self.out / "bits_per_byte_vs_flops.png")
+        (self.out / "results.md").write_text(tables.results_markdown(results))
+        figure.draw(results, self.out / "bits_per_byte_vs_flops.png")
         return results
 
     def estimate(self, examples):
@@ -358,47 +361,6 @@ def scale_preset(preset, factor):
     return scaled
 
 
-def combine_seeds(per_seed):
-    """One row's figures from the figures of each seed ([dict], seed 0 first).
-
-    A figure the seeds share (the CR, the floors, FLOPs) is kept as it is; one that differs (bits/byte, its SE, the
-    losses) becomes the mean over seeds (None if some seed has none). `seeds` adds the spread of bits/byte:
-    {"n", "std" (sample std, None for one seed), "min", "max", "values" (seed 0 first)}."""
-    combined = {}
-    for key in per_seed[0]:
-        values = [figures.get(key) for figures in per_seed]
-        if all(value == values[0] for value in values):
-            combined[key] = values[0]
-        elif all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in values):
-            combined[key] = float(np.mean(values))
-        else:
-            combined[key] = None
-    values = [figures["bits_per_byte"] for figures in per_seed]
-    spread = uncertainty.seed_spread(values)
-    combined["seeds"] = {"n": spread["n"], "std": spread["std"], "min": spread["min"], "max": spread["max"],
-                         "values": values}
-    return combined
-
-
-def floor_margin(figures):
-    """How far below a floor bits/byte must lie to count: 2 SE, plus the seed std when there are several seeds;
-    None when the SE is unknown (fewer than two evaluated rows)."""
-    se = figures.get("bits_per_byte_se")
-    if se is None:
-        return None
-    seeds = figures.get("seeds") or {}
-    return 2 * se + (seeds["std"] if seeds.get("n", 1) > 1 and seeds.get("std") is not None else 0.0)
-
-
-def below_floor(figures, floor_key="unigram_bits_per_byte"):
-    """True when bits/byte + floor_margin is below the floor (held-out unigram by default): "learnable" in the
-    project's sense; False otherwise; None when the margin is unknown."""
-    margin = floor_margin(figures)
-    if margin is None or figures.get(floor_key) is None:
-        return None
-    return figures["bits_per_byte"] + margin < figures[floor_key]
-
-
 def _slug(name):
     return name.replace("[", "_").replace("]", "").replace(",", "_").replace("=", "").replace(" ", "-")
 
@@ -406,125 +368,3 @@ def _slug(name):
 def _m1_fingerprint(coder):
     model = getattr(coder, "model", None)
     return fingerprint(model.arrays()) if isinstance(model, TransformerModel) else None
-
-
-def results_markdown(results):
-    sizes = results["preset"]["m2"]["sizes"]
-    lines = ["# equalinfo repro: preset results", "",
-             f"Backend `{results['backend']}`, {results['seconds'] / 60:.1f} minutes, "
-             f"{results['versions'].get('platform', '')}, Python {results['versions']['python']}.", "",
-             f"M1 ({results['m1']['config']['d_model']}-dim, {results['m1']['config']['n_layers']} layers): "
-             f"{results['m1']['val_bits_per_byte']:.3f} bits/byte on validation (the paper's M1: 1.457).", "",
-             "## Bits/byte (FLOPs/byte) by M2 size, like the paper's Tables 15-16", "",
-             "| Method | " + " | ".join(f"ours {s}" for s in sizes) + " | ours uniform | ours unigram (held-out) | "
-             f"ours unigram (add-one) | below unigram floor? ({' / '.join(sizes)}) | paper 25m | paper 2b |",
-             "|---" * (len(sizes) + 7) + "|"]
-    for name, by_size in results["m2"].items():
-        cells = [f"{_mean_se(by_size[s])} ({by_size[s]['flops_per_byte'] / 1e3:.1f}K)" for s in sizes]
-        first = by_size[sizes[0]]
-        verdicts = " / ".join({True: "yes", False: "no", None: "unknown"}[below_floor(by_size[s])] for s in sizes)
-        paper = PAPER.get(name, (None, None, None))
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['uniform_bits_per_byte']:.3f} | "
-                     f"{first['unigram_bits_per_byte']:.3f} | {_fmt3(first.get('unigram_addone_bits_per_byte'))} | "
-                     f"{verdicts} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
-    for name, reason in results.get("skipped", {}).items():
-        lines.append(f"| {name} | skipped: {reason} |")
-    lines += ["", "bits/byte ± its standard error over the evaluated validation rows (delta method for a ratio of row "
-              "sums, report/uncertainty.py); with several seeds (m2.seeds) the mean over seeds, and `seed std` their "
-              "sample std. The unigram floor is held out: token frequencies of the train side, additive smoothing "
-              "chosen by leave-one-out (report/unigram.py), scored on the same validation rows; add-one, the floor "
-              "reported before, is unsound for a large vocabulary with few tokens and is shown for comparison only. "
-              "\"below unigram floor?\" says yes only when bits/byte + 2 SE (+ the seed std) is below the held-out "
-              "floor: a figure within that margin of the floor does not show that M2 learnt anything beyond token "
-              "frequencies."]
-    lines += ["", "## Token compression ratios, like the paper's Table 12", "",
-              "| Method | ours (whole examples) | ours (kept data) | kept fraction | paper |", "|---|---|---|---|---|"]
-    for name, sides in results["datasets"].items():
-        s = sides["validation"]
-        lines.append(f"| {name} | {s['cr_full']:.3f} | {s['cr_kept']:.3f} | {s['kept_fraction']:.2f} | "
-                     f"{_fmt(PAPER.get(name, (None,))[0])} |")
-    lines += controls_markdown(results.get("controls", {}))
-    return "\n".join(lines) + "\n"
-
-
-def controls_markdown(control_results):
-    """The controls' section of results.md (train/controls.py says what each measures)."""
-    lines = []
-    context = control_results.get("ac_context")
-    if context:
-        lines += ["", "## Control: M1's context in AC", "",
-                  f"AC over {context['examples']} validation examples ({context['bytes']:,} bytes), the coder's own "
-                  "bits/byte:", "",
-                  "| M1 reads | bits/byte |", "|---|---|",
-                  f"| restarting every {context['restart_every']} symbols (its training length; what the datasets "
-                  f"use) | {context['bits_per_byte_trained_context']:.3f} |",
-                  f"| the whole example (extrapolating) | {context['bits_per_byte_whole_example']:.3f} |"]
-    windows = control_results.get("windows")
-    if windows:
-        lines += ["", "## Control: zero padding's trace in Equal-Info tokens (validation, kept tokens)", "",
-                  "| Dataset | windows | mean trailing zero bits | last bit 0 | KL(last token) | KL(all tokens) | "
-                  "KL(random, same count) |", "|---|---|---|---|---|---|---|"]
-        for name, w in windows.items():
-            lines.append(f"| {name} | {w['windows']:,} | {w['mean_trailing_zero_bits']:.2f} | "
-                         f"{w['last_bit_zero_fraction']:.2f} | {w['last_token_kl']:.3f} | {w['all_tokens_kl']:.3f} | "
-                         f"{w['random_kl']:.3f} |")
-    return lines
-
-
-def _mean_se(figures):
-    """'4.728 ± 0.012', with the seed std when there are several seeds: '4.728 ± 0.012, seed std 0.020 (n=3)'."""
-    text = f"{figures['bits_per_byte']:.3f}"
-    if figures.get("bits_per_byte_se") is not None:
-        text += f" ± {figures['bits_per_byte_se']:.3f}"
-    seeds = figures.get("seeds") or {}
-    if seeds.get("n", 1) > 1:
-        text += f", seed std {seeds['std']:.3f} (n={seeds['n']})"
-    return text
-
-
-def _fmt3(value):
-    return "" if value is None else f"{value:.3f}"
-
-
-def _fmt(value):
-    return "" if value is None else f"{value:.2f}"
-
-
-def figure(results, path):
-    """bits/byte against FLOPs/byte, one line per method across M2 sizes (the paper's Figure 3), with error bars of
-    floor_margin (2 SE, plus the seed std with several seeds) and each method's held-out unigram (dotted) and
-    uniform (dash-dot) floors in its colour; needs matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    sizes = results["preset"]["m2"]["sizes"]
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    colors = plt.get_cmap("tab20").colors
-    for index, (name, by_size) in enumerate(results["m2"].items()):
-        color = colors[index % len(colors)]
-        xs = [by_size[s]["flops_per_byte"] for s in sizes]
-        ys = [by_size[s]["bits_per_byte"] for s in sizes]
-        bars = [floor_margin(by_size[s]) or 0.0 for s in sizes]  # 2 SE (+ seed std): the "below floor" margin
-        ax.errorbar(xs, ys, yerr=bars, marker="o", color=color, linestyle="-" if index < 20 else "--", capsize=3,
-                    label=name)
-        # the method's floors, as a segment across its FLOPs range (a little wider, so one size shows too)
-        span = (min(xs) / 1.15, max(xs) * 1.15)
-        ax.hlines(by_size[sizes[0]]["unigram_bits_per_byte"], *span, colors=[color], linestyles=":", linewidth=1.2)
-        ax.hlines(by_size[sizes[0]]["uniform_bits_per_byte"], *span, colors=[color], linestyles="-.", linewidth=0.8,
-                  alpha=0.5)
-    ax.plot([], [], color="gray", linestyle=":", label="held-out unigram floor")
-    ax.plot([], [], color="gray", linestyle="-.", alpha=0.5, label="uniform floor")
-    ax.set_xscale("log")
-    ax.set_xlabel("inference FLOPs/byte")
-    ax.set_ylabel("bits/byte (validation)")
-    ax.set_title("bits/byte vs FLOPs/byte (cf. the paper's Figure 3); bars: 2 SE (+ seed std)")
-    ax.legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return True
-

@@ -1,0 +1,91 @@
+"""results.md of `equalinfo repro`: the paper's tables as markdown, our figures beside the paper's.
+
+Tables 15-16 (bits/byte and FLOPs/byte by M2 size, with standard errors, the floors and whether each figure lies
+below the held-out unigram floor), Table 12 (token compression ratios) and the controls (train/controls.py
+measures them). The input is the results dict that `equalinfo repro` writes as results.json; nothing here
+computes a figure, it only lays them out.
+"""
+from equalinfo.report.paper_numbers import PAPER
+from equalinfo.report.seeds import below_floor
+
+
+def results_markdown(results):
+    sizes = results["preset"]["m2"]["sizes"]
+    lines = ["# equalinfo repro: preset results", "",
+             f"Backend `{results['backend']}`, {results['seconds'] / 60:.1f} minutes, "
+             f"{results['versions'].get('platform', '')}, Python {results['versions']['python']}.", "",
+             f"M1 ({results['m1']['config']['d_model']}-dim, {results['m1']['config']['n_layers']} layers): "
+             f"{results['m1']['val_bits_per_byte']:.3f} bits/byte on validation (the paper's M1: 1.457).", "",
+             "## Bits/byte (FLOPs/byte) by M2 size, like the paper's Tables 15-16", "",
+             "| Method | " + " | ".join(f"ours {s}" for s in sizes) + " | ours uniform | ours unigram (held-out) | "
+             f"ours unigram (add-one) | below unigram floor? ({' / '.join(sizes)}) | paper 25m | paper 2b |",
+             "|---" * (len(sizes) + 7) + "|"]
+    for name, by_size in results["m2"].items():
+        cells = [f"{_mean_se(by_size[s])} ({by_size[s]['flops_per_byte'] / 1e3:.1f}K)" for s in sizes]
+        first = by_size[sizes[0]]
+        verdicts = " / ".join({True: "yes", False: "no", None: "unknown"}[below_floor(by_size[s])] for s in sizes)
+        paper = PAPER.get(name, (None, None, None))
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {first['uniform_bits_per_byte']:.3f} | "
+                     f"{first['unigram_bits_per_byte']:.3f} | {_fmt3(first.get('unigram_addone_bits_per_byte'))} | "
+                     f"{verdicts} | {_fmt(paper[1])} | {_fmt(paper[2])} |")
+    for name, reason in results.get("skipped", {}).items():
+        lines.append(f"| {name} | skipped: {reason} |")
+    lines += ["", "bits/byte ± its standard error over the evaluated validation rows (delta method for a ratio of row "
+              "sums, report/uncertainty.py); with several seeds (m2.seeds) the mean over seeds, and `seed std` their "
+              "sample std. The unigram floor is held out: token frequencies of the train side, additive smoothing "
+              "chosen by leave-one-out (report/unigram.py), scored on the same validation rows; add-one, the floor "
+              "reported before, is unsound for a large vocabulary with few tokens and is shown for comparison only. "
+              "\"below unigram floor?\" says yes only when bits/byte + 2 SE (+ the seed std) is below the held-out "
+              "floor: a figure within that margin of the floor does not show that M2 learnt anything beyond token "
+              "frequencies."]
+    lines += ["", "## Token compression ratios, like the paper's Table 12", "",
+              "| Method | ours (whole examples) | ours (kept data) | kept fraction | paper |", "|---|---|---|---|---|"]
+    for name, sides in results["datasets"].items():
+        s = sides["validation"]
+        lines.append(f"| {name} | {s['cr_full']:.3f} | {s['cr_kept']:.3f} | {s['kept_fraction']:.2f} | "
+                     f"{_fmt(PAPER.get(name, (None,))[0])} |")
+    lines += controls_markdown(results.get("controls", {}))
+    return "\n".join(lines) + "\n"
+
+
+def controls_markdown(control_results):
+    """The controls' section of results.md (train/controls.py says what each measures)."""
+    lines = []
+    context = control_results.get("ac_context")
+    if context:
+        lines += ["", "## Control: M1's context in AC", "",
+                  f"AC over {context['examples']} validation examples ({context['bytes']:,} bytes), the coder's own "
+                  "bits/byte:", "",
+                  "| M1 reads | bits/byte |", "|---|---|",
+                  f"| restarting every {context['restart_every']} symbols (its training length; what the datasets "
+                  f"use) | {context['bits_per_byte_trained_context']:.3f} |",
+                  f"| the whole example (extrapolating) | {context['bits_per_byte_whole_example']:.3f} |"]
+    windows = control_results.get("windows")
+    if windows:
+        lines += ["", "## Control: zero padding's trace in Equal-Info tokens (validation, kept tokens)", "",
+                  "| Dataset | windows | mean trailing zero bits | last bit 0 | KL(last token) | KL(all tokens) | "
+                  "KL(random, same count) |", "|---|---|---|---|---|---|---|"]
+        for name, w in windows.items():
+            lines.append(f"| {name} | {w['windows']:,} | {w['mean_trailing_zero_bits']:.2f} | "
+                         f"{w['last_bit_zero_fraction']:.2f} | {w['last_token_kl']:.3f} | {w['all_tokens_kl']:.3f} | "
+                         f"{w['random_kl']:.3f} |")
+    return lines
+
+
+def _mean_se(figures):
+    """'4.728 ± 0.012', with the seed std when there are several seeds: '4.728 ± 0.012, seed std 0.020 (n=3)'."""
+    text = f"{figures['bits_per_byte']:.3f}"
+    if figures.get("bits_per_byte_se") is not None:
+        text += f" ± {figures['bits_per_byte_se']:.3f}"
+    seeds = figures.get("seeds") or {}
+    if seeds.get("n", 1) > 1:
+        text += f", seed std {seeds['std']:.3f} (n={seeds['n']})"
+    return text
+
+
+def _fmt3(value):
+    return "" if value is None else f"{value:.3f}"
+
+
+def _fmt(value):
+    return "" if value is None else f"{value:.2f}"
