@@ -22,6 +22,20 @@ true ratio (the delta method, first order) gives R - ratio ~ mean(d_i) / mean(x_
 and SE(bits/byte) = SE(R) / (ln 2 * CR). When every row has the same weight this is exactly the textbook SE of a
 mean (std(y) / sqrt(n) / x); rows with more tokens count for more, as they do in R. It says nothing about the
 training seed and takes CR as fixed (it is the same for every model on the dataset, floors included).
+
+Rows that share a document are not independent. The validation rows are cut from a few long documents in corpus
+order (data/packing.py), so neighbouring rows share topic, vocabulary and style: their residuals d_i are
+correlated, and the formula above, which assumes they are not, reports too small an SE. The clustered SE treats
+the document (any label that groups rows: a document id, or the packing group when rows span documents) as the
+independent unit instead: sum y and x within each cluster g = 1..G and apply the same delta method to the G
+cluster sums,
+
+    SE_clustered(R) = sqrt(G / (G - 1) * sum_g D_g^2) / sum_i x_i,    D_g = sum_{i in g} d_i
+
+With one row per cluster it is the row SE above; when rows of a cluster move together (D_g adds their residuals
+with the same sign) it is larger, by up to sqrt(rows per cluster). It needs enough clusters to be itself reliable:
+with G clusters it is estimated from G numbers, so with ~20 documents it is a rough figure (its relative
+uncertainty is about 1 / sqrt(2 (G - 1))).
 """
 import math
 
@@ -49,6 +63,35 @@ def ratio_and_se(numerators, denominators):
 def bits_per_byte_se(row_nll, row_weight, bytes_per_token):
     """SE of bits/byte = (sum row_nll / sum row_weight) / (ln 2 * bytes_per_token); row_nll in nats, [n] each."""
     return ratio_and_se(row_nll, row_weight)[1] / (math.log(2) * bytes_per_token)
+
+
+def cluster_sums(values, clusters):
+    """(labels [G], sums [G]): `values` [n] summed within each cluster label of `clusters` [n] (any labels np.unique
+    can sort: ints, strings), labels in sorted order."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    clusters = np.asarray(clusters).reshape(-1)
+    if clusters.shape != values.shape:
+        raise ValueError(f"clusters {clusters.shape} must give one label per row {values.shape}")
+    labels, which = np.unique(clusters, return_inverse=True)
+    return labels, np.bincount(which.reshape(-1), weights=values, minlength=len(labels))
+
+
+def clustered_ratio_and_se(numerators, denominators, clusters):
+    """(R, SE(R)) of R = sum(numerators) / sum(denominators) with rows clustered by `clusters` [n] (one label per
+    row): the delta method over cluster sums (module docstring). SE is nan with fewer than 2 clusters."""
+    y = np.asarray(numerators, dtype=np.float64).reshape(-1)
+    x = np.asarray(denominators, dtype=np.float64).reshape(-1)
+    if y.shape != x.shape:
+        raise ValueError(f"numerators {y.shape} and denominators {x.shape} must have the same shape")
+    _, cluster_y = cluster_sums(y, clusters)
+    _, cluster_x = cluster_sums(x, clusters)
+    return ratio_and_se(cluster_y, cluster_x)
+
+
+def clustered_bits_per_byte_se(row_nll, row_weight, bytes_per_token, clusters):
+    """SE of bits/byte (as bits_per_byte_se) with the rows clustered by `clusters` [n]: documents, not rows, are
+    taken as the independent units."""
+    return clustered_ratio_and_se(row_nll, row_weight, clusters)[1] / (math.log(2) * bytes_per_token)
 
 
 def seed_spread(values):

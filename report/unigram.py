@@ -76,31 +76,45 @@ def _loo(groups, alpha):
 def choose_alpha(counts):
     """The alpha in [1e-8, 1e8] that maximises loo_log_likelihood(counts, alpha) (grid, then golden section)."""
     counts = np.asarray(counts, dtype=np.float64)
-    if counts.sum() < 2:  # LOO needs a token left after removing one; nothing to learn: as uniform as allowed
+    return choose_alpha_sparse(counts[counts > 0], len(counts))
+
+
+def choose_alpha_sparse(seen_counts, vocab_size):
+    """choose_alpha for a vocabulary given by its size and the counts of the words seen (those > 0): the same
+    choice, for vocabularies too large to hold one count per word (report/window_floors.py: 2^b windows)."""
+    seen = np.asarray(seen_counts, dtype=np.float64).reshape(-1)
+    if seen.sum() < 2:  # LOO needs a token left after removing one; nothing to learn: as uniform as allowed
         return float(10 ** LOG10_ALPHA_GRID[-1])
+    values, multiplicity = np.unique(seen[seen > 0], return_counts=True)
+    groups = (values, multiplicity, seen.sum(), vocab_size)
+    return maximise_over_log_alpha(lambda alpha: _loo(groups, alpha))
+
+
+def maximise_over_log_alpha(objective):
+    """The alpha in [1e-8, 1e8] that maximises objective(alpha), searched in log(alpha): the grid of
+    LOG10_ALPHA_GRID, then golden section between the best grid point's neighbours (module docstring)."""
     logs = LOG10_ALPHA_GRID * math.log(10)  # ln(alpha) on the grid
-    groups = _count_groups(counts)
 
-    def objective(log_alpha):
-        return _loo(groups, math.exp(log_alpha))
+    def in_log(log_alpha):
+        return objective(math.exp(log_alpha))
 
-    scores = [objective(x) for x in logs]
+    scores = [in_log(x) for x in logs]
     best = int(np.argmax(scores))
     if best in (0, len(logs) - 1):
         return float(math.exp(logs[best]))
     low, high = logs[best - 1], logs[best + 1]
     ratio = (math.sqrt(5) - 1) / 2
     a, b = high - ratio * (high - low), low + ratio * (high - low)
-    fa, fb = objective(a), objective(b)
+    fa, fb = in_log(a), in_log(b)
     for _ in range(GOLDEN_STEPS):
         if fa >= fb:  # the maximum lies in [low, b]
             high, b, fb = b, a, fa
             a = high - ratio * (high - low)
-            fa = objective(a)
+            fa = in_log(a)
         else:  # in [a, high]
             low, a, fa = a, b, fb
             b = low + ratio * (high - low)
-            fb = objective(b)
+            fb = in_log(b)
     return float(math.exp((low + high) / 2))
 
 

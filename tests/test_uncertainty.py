@@ -69,3 +69,59 @@ def test_seed_spread():
     assert uncertainty.seed_spread([3.0]) == {"n": 1, "mean": 3.0, "std": None, "min": 3.0, "max": 3.0}
     with pytest.raises(ValueError):
         uncertainty.seed_spread([])
+
+
+def test_clustered_se_with_one_row_per_document_is_the_row_se():
+    rng = np.random.default_rng(4)
+    y, x = synthetic_rows(rng, 50)
+    documents = rng.permutation(50) * 7 + 3  # any distinct labels, in any order
+    assert uncertainty.clustered_ratio_and_se(y, x, documents) == pytest.approx(uncertainty.ratio_and_se(y, x),
+                                                                                rel=1e-12)
+    assert uncertainty.clustered_bits_per_byte_se(y, x, 2.5, documents) == pytest.approx(
+        uncertainty.bits_per_byte_se(y, x, 2.5), rel=1e-12)
+
+
+def test_clustered_se_grows_when_rows_repeat_a_document():
+    """Each row twice under one document id: the pairs are not independent evidence. The row SE treats the 100 rows
+    as independent and shrinks by ~sqrt(2); the clustered SE sees 50 documents and stays at the 50 rows' SE."""
+    rng = np.random.default_rng(5)
+    y, x = synthetic_rows(rng, 50)
+    y2, x2, documents = np.repeat(y, 2), np.repeat(x, 2), np.repeat(np.arange(50), 2)
+    ratio, row_se = uncertainty.ratio_and_se(y2, x2)
+    clustered_ratio, clustered_se = uncertainty.clustered_ratio_and_se(y2, x2, documents)
+    assert clustered_ratio == pytest.approx(ratio, rel=1e-12)
+    assert clustered_se == pytest.approx(uncertainty.ratio_and_se(y, x)[1], rel=1e-12)
+    assert clustered_se > 1.3 * row_se
+
+
+def test_clustered_se_equals_the_delta_method_over_summed_documents():
+    """Documents of unequal numbers of rows, labelled by strings: the same as summing each document by hand."""
+    rng = np.random.default_rng(6)
+    y, x = synthetic_rows(rng, 40)
+    documents = np.array([f"doc{i}" for i in rng.integers(0, 9, 40)])
+    by_hand_y = [y[documents == d].sum() for d in sorted(set(documents))]
+    by_hand_x = [x[documents == d].sum() for d in sorted(set(documents))]
+    assert uncertainty.clustered_ratio_and_se(y, x, documents) == pytest.approx(
+        uncertainty.ratio_and_se(by_hand_y, by_hand_x), rel=1e-12)
+
+
+def test_clustered_se_matches_a_bootstrap_over_documents():
+    """Rows within a document share its difficulty: resampling whole documents (4,000 times) gives the clustered SE
+    (10%: the delta method and the bootstrap differ by O(1/G) at G = 60, the bootstrap is uncertain by ~1%)."""
+    rng = np.random.default_rng(7)
+    documents = np.repeat(np.arange(60), rng.integers(1, 12, 60))
+    x = rng.integers(10, 129, len(documents)).astype(float)
+    difficulty = rng.gamma(4.0, 0.5, 60)[documents] + rng.normal(0, 0.1, len(documents))
+    y = difficulty * x
+    _, se = uncertainty.clustered_ratio_and_se(y, x, documents)
+    doc_y = np.bincount(documents, weights=y)
+    doc_x = np.bincount(documents, weights=x)
+    picks = rng.integers(0, 60, (4000, 60))
+    boot = doc_y[picks].sum(axis=1) / doc_x[picks].sum(axis=1)
+    assert se == pytest.approx(boot.std(ddof=1), rel=0.10)
+    assert se > 1.5 * uncertainty.ratio_and_se(y, x)[1]
+
+
+def test_clustered_se_needs_one_label_per_row():
+    with pytest.raises(ValueError, match="one label per row"):
+        uncertainty.clustered_ratio_and_se([1.0, 2.0, 3.0], [1.0, 1.0, 1.0], [0, 1])
