@@ -6,10 +6,13 @@ computes rows by the version the arrays name. Each rule's module exposes EXACT_M
 cfg)` (the parameters that rule reads) and `next_probs(params, cfg, inputs)`.
 - 1: ref/exact_m1.py, fixed-order float reductions (the float parameters; no BLAS).
 - 2: ref/integer_m1.py, integer matrix products (int16 weights with per-channel scales; BLAS and cuBLAS exact).
+- 3: ref/int8_m1.py, int8-valued products (int8 weights, 14-bit rows split in two int8 halves; any float32 GEMM
+  exact, tensor cores included).
+LATEST_RULE is the pipeline's default; a rule above it is registered (its files decode) before it becomes the default.
 """
 import importlib
 
-RULE_MODULES = {1: "equalinfo.ref.exact_m1", 2: "equalinfo.ref.integer_m1"}
+RULE_MODULES = {1: "equalinfo.ref.exact_m1", 2: "equalinfo.ref.integer_m1", 3: "equalinfo.ref.int8_m1"}
 LATEST_RULE = 2
 
 
