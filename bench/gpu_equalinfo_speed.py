@@ -166,7 +166,7 @@ def main():
     parser.add_argument("--cpu-bytes", type=int, default=1024)
     parser.add_argument("--peak-tflops", type=float, default=67.0,
                         help="FP32 non-tensor peak counted with FMA (H100 SXM: 67; PCIe: 51)")
-    parser.add_argument("--rule", type=int, choices=(1, 2), default=2, help="M1's exact rule (ref/exact_rules.py)")
+    parser.add_argument("--rule", type=int, choices=(1, 2, 3), default=2, help="M1's exact rule (ref/exact_rules.py)")
     parser.add_argument("--peak-fp64-tflops", type=float, default=67.0,
                         help="FP64 DGEMM peak (tensor cores; H100/H200 SXM: 67), rule 2's ceiling")
     parser.add_argument("--positions-per-byte", type=float, default=1.3,

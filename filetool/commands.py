@@ -3,8 +3,8 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
     equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
                               [--model markov2|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
-                              [--m1-rule 1|2] [--m1-context N]
-    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2] [--m1-context N]
+                              [--m1-rule 1|2|3] [--m1-context N]
+    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3] [--m1-context N]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (docs/commands.md shows them in use):
@@ -15,8 +15,8 @@ Decisions (docs/commands.md shows them in use):
   many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
   decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
 - `--model M1.npz`, a checkpoint from `equalinfo train-m1`, codes with M1 (train/m1.py,
-  coding_model_from_checkpoint): its rows by exact rule 2 (integer products, the fast one; --m1-rule 1 for the
-  float rule), restarting every seq_len symbols, the length it was trained on (--m1-context N for less, never more),
+  coding_model_from_checkpoint): its rows by exact rule 2 (integer products; --m1-rule 1 for the float rule, 3 for
+  int8-valued products), restarting every seq_len symbols, the length it was trained on (--m1-context N for less, never more),
   so plain AC over a whole file never shows M1 a context longer than it learned. Only the fingerprint goes into the
   file: decompress needs the same checkpoint and the same --m1-rule/--m1-context.
 - staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
@@ -306,8 +306,9 @@ def add_backend_option(parser):
 
 def add_m1_options(parser):
     """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=int, choices=(1, 2), default=DEFAULT_M1_RULE,
-                        help="an M1 checkpoint's exact rule: 2 integer products (default, fast), 1 float reductions")
+    parser.add_argument("--m1-rule", type=int, choices=(1, 2, 3), default=DEFAULT_M1_RULE,
+                        help="an M1 checkpoint's exact rule: 2 int16 products (default), 3 int8-valued products, "
+                             "1 float reductions (ref/exact_rules.py)")
     parser.add_argument("--m1-context", type=int, default=None, metavar="N",
                         help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
                              "trained on; longer is refused)")

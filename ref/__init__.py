@@ -25,11 +25,13 @@ M1 and M2, the language models (§3.2, §3.5; Table 4)
                    probabilities on any machine (the non-determinism of §3.7, removed by construction)
 12. integer_m1.py  rule 2: the same pass with its matrix products on int16 operands, exact in any summation
                    order, so BLAS and cuBLAS may compute them (M1 at matrix-product speed, same bits everywhere)
-13. exact_rules.py the rules by version number, the number every M1 file and dataset carries
-14. m1.py          TransformerModel: M1 behind the model protocol, its rows by its rule (Figure 1's M1)
-15. stored_models.py  a model rebuilt from its kind and stored arrays (what files and model files hold)
+13. int8_m1.py     rule 3: its products on int8-valued operands (rows split in two halves), exact in any float32
+                   GEMM, tensor cores included
+14. exact_rules.py the rules by version number, the number every M1 file and dataset carries
+15. m1.py          TransformerModel: M1 behind the model protocol, its rows by its rule (Figure 1's M1)
+16. stored_models.py  a model rebuilt from its kind and stored arrays (what files and model files hold)
 Scoring (§3.8, App. D.1)
-16. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3),
+17. metrics.py     bits/byte, token and bit compression ratios, FLOPs/byte (Tables 3, 12, 15; Figure 3),
                    and how far bits are from uniform (KL, §6.3)
-17. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
+18. fingerprint.py the SHA-256 of a model's arrays that files and datasets carry to name their model
 """

@@ -11,7 +11,7 @@ from equalinfo.fast.cpu import integer_m1 as cpu_int
 from equalinfo.fast.cpu.threads import set_threads
 from equalinfo.ref import equalinfo, exact_m1, integer_m1
 from equalinfo.ref import transformer as tr
-from equalinfo.ref.exact_rules import LATEST_RULE
+from equalinfo.ref.exact_rules import RULE_MODULES
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import ModelError
@@ -246,8 +246,8 @@ def test_rule_2_model_arrays_round_trip_and_differ_from_rule_1(model32):
     assert np.array_equal(rebuilt.next_probs(inputs), integer_m1.next_probs(qparams, cfg, inputs))
     with pytest.raises(ModelError, match="rule-2 parameters"):
         TransformerModel(params, cfg, rule=2)
-    with pytest.raises(ModelError, match=f"version {LATEST_RULE + 1} of the exact arithmetic"):
-        TransformerModel(qparams, cfg, rule=LATEST_RULE + 1)
+    with pytest.raises(ModelError, match=f"version {max(RULE_MODULES) + 1} of the exact arithmetic"):
+        TransformerModel(qparams, cfg, rule=max(RULE_MODULES) + 1)
 
 
 def test_files_made_with_cpu_decode_with_ref(model32):

@@ -56,13 +56,9 @@ def named_paths(text, package):
 
 PACKAGES = packages()
 IDS = [str(package.relative_to(ROOT)) for package in PACKAGES]
-# Maps known to leave modules out, kept in another change; strict, so the mark must go once the map is complete.
-INCOMPLETE = {"fast/cpu": "integer_m1.py", "fast/gpu": "exact_m1.py, integer_m1.py, probe.py"}
 
 
-@pytest.mark.parametrize("package", [
-    pytest.param(package, marks=pytest.mark.xfail(strict=True, reason=f"does not name {INCOMPLETE[name]} yet"))
-    if name in INCOMPLETE else package for package, name in zip(PACKAGES, IDS)], ids=IDS)
+@pytest.mark.parametrize("package", PACKAGES, ids=IDS)
 def test_map_names_every_module(package):
     text = map_of(package)
     unnamed = sorted(module for module in modules_of(package) if not names_module(text, package, module))

@@ -11,6 +11,7 @@ The steps
     methods.py       the tokenizers of the paper's Table 15: bytes, SentencePiece, gzip, StaticAC, AC, Equal-Info
     build.py         M2 datasets: every example tokenized, trimmed or padded to the row length
     m2.py            M2: training on a dataset and the paper's metrics
+    shuffled_windows.py  the shuffled-window control: each row's windows in a random order (no cross-window context)
     controls.py      measurements that say whether a difference means what it seems to (M1's context, padding)
     trainer.py       the training loop both models share (batches, optimizer, checkpoints, resumption)
     checkpoint.py    the checkpoint container (.npz of named arrays, no pickle)

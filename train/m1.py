@@ -12,7 +12,7 @@ import zipfile
 
 import numpy as np
 
-from equalinfo.ref import integer_m1, transformer
+from equalinfo.ref import int8_m1, integer_m1, transformer
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 from equalinfo.train import backends, checkpoint
@@ -69,14 +69,17 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
         extra_meta={"seq_len": int(seq_len)})
 
 
+QUANTIZERS = {2: integer_m1.quantize_params, 3: int8_m1.quantize_params}  # rule -> its weights from float ones
+
+
 def coding_model(params, cfg, backend_name, rule=1, restart_every=None):
     """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule `rule`
     (train.backends.exact_rule; fast.cpu's decoders add its key/value-cached grower, fast/cpu/m1.py).
-    params: the trained float parameters; rule 2 quantizes them (ref.integer_m1.quantize_params: per-channel int16
+    params: the trained float parameters; rules 2 and 3 quantize them (QUANTIZERS: per-channel int16 or int8
     weights, no calibration data needed). restart_every: ref.m1.TransformerModel's (None: M1 reads the whole
     prefix, as within Equal-Info windows)."""
-    if rule == 2:
-        params = integer_m1.quantize_params(params, cfg)
+    if rule in QUANTIZERS:
+        params = QUANTIZERS[rule](params, cfg)
     rows = backends.exact_rule(rule, backend_name).next_probs
     return TransformerModel(params, cfg, rows=rows, rule=rule, restart_every=restart_every)
 

@@ -4,6 +4,7 @@ transformer.py      forward, loss_and_grads with cuBLAS products and fused numba
 optim.py            Adafactor, AdamW on the GPU
 exact_m1.py         M1's rows by exact rule 1 on the GPU (fixed-order kernels), ref's bits
 integer_m1.py       M1's rows by exact rule 2 on the GPU (integer products through cuBLAS), ref's bits
+int8_m1.py          M1's rows by exact rule 3 on the GPU (int8-valued SGEMMs through cuBLAS), ref's bits
 ac.py, equalinfo.py the coder, which runs on the CPU: fast.cpu's, re-exported (M1's rows come from the GPU)
 Helpers: device.py (CuPy or, under numba's CUDA simulator, NumPy; host <-> device), blas.py (cuBLAS products and
 the float32 / TF32 / bf16 setting), kernels_nn.py and kernels_optim.py (the kernels), probe.py (is there CuPy and a

@@ -300,9 +300,14 @@ def _rms_norm_dev(x, scale):
     return y
 
 
-def _attention_dev(h, params, prefix, cfg, batch, length):
-    q, k, v = (_matmul_dev(h, params[prefix + name]) for name in ("wq", "wk", "wv"))  # [B*T, H*dh] each
-    return _matmul_dev(_attend_dev(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params[prefix + "wo"])
+def _rule_product(x, params, name):
+    """y = x @ params[name] by rule 1 on the device: the `product` of _logits_dev unless a rule names its own."""
+    return _matmul_dev(x, params[name])
+
+
+def _attention_dev(h, params, prefix, cfg, batch, length, product=_rule_product):
+    q, k, v = (product(h, params, prefix + name) for name in ("wq", "wk", "wv"))  # [B*T, H*dh] each
+    return product(_attend_dev(q, k, v, params[prefix + "rel_bias"], cfg, batch, length), params, prefix + "wo")
 
 
 def _attend_dev(q, k, v, rel_bias, cfg, batch, length):
@@ -319,26 +324,29 @@ def _attend_dev(q, k, v, rel_bias, cfg, batch, length):
     return out
 
 
-def _mlp_dev(h, params, prefix):
-    gate = _matmul_dev(h, params[prefix + "w_gate"])
-    up = _matmul_dev(h, params[prefix + "w_up"])
+def _mlp_dev(h, params, prefix, product=_rule_product):
+    gate = product(h, params, prefix + "w_gate")
+    up = product(h, params, prefix + "w_up")
     _launch_rows(_kernels(gate.dtype.name)["gated_relu"], gate.size, gate, up)
-    return _matmul_dev(gate, params[prefix + "w_down"])
+    return product(gate, params, prefix + "w_down")
 
 
-def _logits_dev(params, cfg, inputs):
-    """Logits [B*T, vocab_out] on the device; params: dict of device arrays; inputs [B, T] host ints."""
+def _logits_dev(params, cfg, inputs, product=_rule_product):
+    """Logits [B*T, vocab_out] on the device; params: dict of device arrays; inputs [B, T] host ints.
+    `product(x, params, name)` computes each matrix product: rules 2 and 3 (fast/gpu/integer_m1.py, int8_m1.py)
+    pass theirs and keep everything else of rule 1."""
     batch, length = inputs.shape
     xp = device.xp()
     add_into = _kernels(params["embed"].dtype.name)["add_into"]
     x = params["embed"][xp.asarray(inputs.reshape(-1))]  # [B*T, d] (a gather: exact)
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
-        f = _attention_dev(_rms_norm_dev(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length)
+        f = _attention_dev(_rms_norm_dev(x, params[prefix + "attn_norm"]), params, prefix, cfg, batch, length,
+                           product)
         _launch_rows(add_into, x.size, x, f)
-        f = _mlp_dev(_rms_norm_dev(x, params[prefix + "mlp_norm"]), params, prefix)
+        f = _mlp_dev(_rms_norm_dev(x, params[prefix + "mlp_norm"]), params, prefix, product)
         _launch_rows(add_into, x.size, x, f)
-    return _matmul_dev(_rms_norm_dev(x, params["final_norm"]), params["unembed"])
+    return product(_rms_norm_dev(x, params["final_norm"]), params, "unembed")
 
 
 def _softmax64_dev(rows):

@@ -19,7 +19,7 @@ device (cached per host array).
 import numpy as np
 
 from equalinfo.fast.gpu import device
-from equalinfo.fast.gpu.exact_m1 import _attend_dev, _kernels, _launch_rows, _rms_norm_dev, _softmax64_dev, _weights
+from equalinfo.fast.gpu.exact_m1 import _logits_dev, _softmax64_dev, _weights
 from equalinfo.ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
 
 _WEIGHT_CACHE = {}  # id(int16 host array) -> (that array, its float64 device copy)
@@ -68,27 +68,6 @@ def int_matmul(x, qparams, name):
     return np.asarray(device.host(_int_matmul_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
 
 
-def _logits_dev(qparams, cfg, inputs):
-    """Logits [B*T, vocab_out] on the device; qparams: dict of device arrays (int16 ones left on the host)."""
-    batch, length = inputs.shape
-    xp = device.xp()
-    add_into = _kernels(qparams["embed"].dtype.name)["add_into"]
-    gated_relu = _kernels(qparams["embed"].dtype.name)["gated_relu"]
-    x = qparams["embed"][xp.asarray(inputs.reshape(-1))]  # [B*T, d] (a gather: exact)
-    for layer in range(cfg.n_layers):
-        prefix = f"blocks.{layer}."
-        h = _rms_norm_dev(x, qparams[prefix + "attn_norm"])
-        q, k, v = (_int_matmul_dev(h, qparams, prefix + name) for name in ("wq", "wk", "wv"))
-        f = _int_matmul_dev(_attend_dev(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams,
-                            prefix + "wo")
-        _launch_rows(add_into, x.size, x, f)
-        h = _rms_norm_dev(x, qparams[prefix + "mlp_norm"])
-        gate = _int_matmul_dev(h, qparams, prefix + "w_gate")
-        _launch_rows(gated_relu, gate.size, gate, _int_matmul_dev(h, qparams, prefix + "w_up"))
-        _launch_rows(add_into, x.size, x, _int_matmul_dev(gate, qparams, prefix + "w_down"))
-    return _int_matmul_dev(_rms_norm_dev(x, qparams["final_norm"]), qparams, "unembed")
-
-
 def _device_params(qparams):
     """Float arrays on the device (cached); the int16 matrices stay host keys of _float64_weights' cache."""
     floats = _weights({name: value for name, value in qparams.items() if not name.endswith(".int")})
@@ -96,22 +75,29 @@ def _device_params(qparams):
     return floats
 
 
-def logits(qparams, cfg, inputs):
-    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by rule 2."""
-    inputs = np.asarray(inputs, dtype=np.int64)
-    out = _logits_dev(_device_params(qparams), cfg, inputs)
-    return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
+def rule_functions(product):
+    """(logits, next_probs_on_device, next_probs) of a rule whose products are `product(x, params, name)` on the
+    device and whose everything else is rule 1's (rules 2 and 3): NumPy in, NumPy out, as fast/cpu's."""
+
+    def logits(qparams, cfg, inputs):
+        """Logits [B, T, vocab_out] of int inputs [B, T] (already validated)."""
+        inputs = np.asarray(inputs, dtype=np.int64)
+        out = _logits_dev(_device_params(qparams), cfg, inputs, product)
+        return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
+
+    def next_probs_on_device(qparams, cfg, inputs):
+        """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
+        return _softmax64_dev(_logits_dev(_device_params(qparams), cfg, np.asarray(inputs, dtype=np.int64), product))
+
+    def next_probs(qparams, cfg, inputs):
+        """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref's rule."""
+        inputs = np.asarray(inputs, dtype=np.int64)
+        if inputs.size == 0:
+            return np.zeros(inputs.shape + (cfg.vocab_out,))
+        probs = next_probs_on_device(qparams, cfg, inputs)
+        return np.asarray(device.host(probs)).reshape(inputs.shape + (cfg.vocab_out,))
+
+    return logits, next_probs_on_device, next_probs
 
 
-def next_probs_on_device(qparams, cfg, inputs):
-    """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
-    return _softmax64_dev(_logits_dev(_device_params(qparams), cfg, np.asarray(inputs, dtype=np.int64)))
-
-
-def next_probs(qparams, cfg, inputs):
-    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.integer_m1.next_probs."""
-    inputs = np.asarray(inputs, dtype=np.int64)
-    if inputs.size == 0:
-        return np.zeros(inputs.shape + (cfg.vocab_out,))
-    probs = next_probs_on_device(qparams, cfg, inputs)
-    return np.asarray(device.host(probs)).reshape(inputs.shape + (cfg.vocab_out,))
+logits, next_probs_on_device, next_probs = rule_functions(_int_matmul_dev)

@@ -1,0 +1,209 @@
+"""NumPy-BLAS + Numba twin of ref/int8_m1.py: M1's rows by exact rule 3, bit for bit, at sgemm speed.
+
+Read ref/int8_m1.py for the rule and its exactness bound. Here:
+- one compiled pass quantizes a block of rows and splits them (`_quantize_split`): the high halves land in rows
+  0..N-1 of one float32 array and the low halves in rows N..2N-1, so that each K-chunk of a product is ONE float32
+  GEMM of 2N int8-valued rows (NumPy's `@`, i.e. OpenBLAS's sgemm with whatever kernel, blocking and thread count
+  it picks: every partial sum is an integer <= 2^24, so all of them give the same, exact integers);
+- one compiled pass combines the halves, 128 * P_hi + P_lo, in float64 and rescales, (acc * s_j) * 2^e_r, one
+  rounding to the dtype (`_rescale_split`); a product of more than one chunk first adds the chunks' exact
+  integers up in float64 (`_accumulate_split`);
+- the elementwise rest is rule 1's Numba code (fast/cpu/exact_m1.py: attention and the gated ReLU), with RMSNorm and
+  the final softmax vectorized across rows: ROWS_PER_BLOCK rows share each step of their (still left-to-right)
+  sums, so that the compiler's SIMD lanes hold rows instead of waiting on one row's chain of dependent adds. Each
+  row's own sequence of roundings is rule 1's, so no bit changes (tested against ref).
+The float32 copies of the stored int8 weights, cut into K-chunks, are made once per weight array and kept.
+`PrefixRows` is fast/cpu/exact_m1.PrefixRows with these products: the key/value-cached grower the coders use.
+"""
+import math
+
+import numpy as np
+from numba import njit
+
+from equalinfo.fast.cpu import exact_m1
+from equalinfo.fast.cpu.exact_m1 import _exp64, attention
+from equalinfo.ref.exact_m1 import RMS_EPS
+from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
+                                   chunks)
+
+ROWS_PER_BLOCK = 16  # rows whose fixed-order sums advance together in the vectorized elementwise kernels
+
+
+@njit(cache=True)
+def _quantize_split(x, both, exponents):
+    """Rows r of x -> their 14-bit integers' halves: both[r] = hi, both[N + r] = lo (ref.int8_m1.quantize_rows,
+    split_rows).   x [N, n] in the dtype, both float32 [2N, n], exponents int64 [N]"""
+    n_rows = x.shape[0]
+    for r in range(n_rows):
+        top = 0.0
+        for k in range(x.shape[1]):
+            top = max(top, abs(np.float64(x[r, k])))
+        e = 0
+        if top > 0:
+            e = math.frexp(top)[1] - FRACTION_BITS
+        exponents[r] = e
+        scale = math.ldexp(1.0, -e)  # a power of two: the multiply below is exact
+        for k in range(x.shape[1]):
+            v = min(max(np.rint(np.float64(x[r, k]) * scale), -ROW_MAX), ROW_MAX)
+            hi = math.trunc(v / SPLIT)
+            both[r, k] = hi
+            both[n_rows + r, k] = v - SPLIT * hi
+
+
+@njit(cache=True)
+def _accumulate_split(partial, acc):
+    """acc += 128 * P_hi + P_lo, exact integers in float64.   partial float32 [2N, m], acc float64 [N, m]"""
+    n_rows = acc.shape[0]
+    for r in range(n_rows):
+        for j in range(acc.shape[1]):
+            acc[r, j] += SPLIT * np.float64(partial[r, j]) + np.float64(partial[n_rows + r, j])
+
+
+@njit(cache=True)
+def _rescale_split(partial, scale, exponents, y):
+    """y[r, j] = dtype(((128 * P_hi + P_lo) * s_j) * 2^e_r) for a one-chunk product.   partial float32 [2N, m]"""
+    n_rows = y.shape[0]
+    for r in range(n_rows):
+        power = math.ldexp(1.0, exponents[r])
+        for j in range(y.shape[1]):
+            acc = SPLIT * np.float64(partial[r, j]) + np.float64(partial[n_rows + r, j])
+            y[r, j] = (acc * scale[j]) * power
+
+
+@njit(cache=True)
+def _rescale(acc, scale, exponents, y):
+    """y[r, j] = dtype((acc[r, j] * s_j) * 2^e_r).   acc float64 [N, m]"""
+    for r in range(acc.shape[0]):
+        power = math.ldexp(1.0, exponents[r])
+        for j in range(acc.shape[1]):
+            y[r, j] = (acc[r, j] * scale[j]) * power
+
+
+def quantize_split(x):
+    """(both float32 [2N, n], e int64 [N]): the split halves of ref.int8_m1.quantize_rows(x), hi rows first."""
+    x = np.ascontiguousarray(x)
+    both = np.empty((2 * x.shape[0], x.shape[1]), dtype=np.float32)
+    exponents = np.empty(x.shape[0], dtype=np.int64)
+    _quantize_split(x, both, exponents)
+    return both, exponents
+
+
+_WEIGHT_CACHE = {}  # id(int8 array) -> (int8 array, [float32 chunk [K_c, m], ...]); the array keeps its id unique
+
+
+def float32_chunks(w_int):
+    """The float32 copies of a stored int8 weight matrix's K-chunks (ref.int8_m1.chunks), made once."""
+    cached = _WEIGHT_CACHE.get(id(w_int))
+    if cached is None or cached[0] is not w_int:
+        check_exact(w_int.shape[0])
+        cached = (w_int, [np.ascontiguousarray(w_int[chunk], dtype=np.float32) for chunk in chunks(w_int.shape[0])])
+        _WEIGHT_CACHE[id(w_int)] = cached
+    return cached[1]
+
+
+def int8_matmul(x, qparams, name):
+    """y = x @ W by rule 3 (W as qparams[name + '.int'] and '.scale').   x [N, n] -> [N, m] in x's dtype"""
+    both, exponents = quantize_split(x)
+    weights = float32_chunks(qparams[name + ".int"])
+    scale = np.ascontiguousarray(qparams[name + ".scale"])
+    y = np.empty((x.shape[0], weights[0].shape[1]), dtype=x.dtype)
+    if len(weights) == 1:
+        _rescale_split(both @ weights[0], scale, exponents, y)  # sgemm: exact integers, any order (ref.int8_m1)
+        return y
+    acc = np.zeros(y.shape)
+    start = 0
+    for w in weights:
+        _accumulate_split(np.ascontiguousarray(both[:, start:start + w.shape[0]]) @ w, acc)
+        start += w.shape[0]
+    _rescale(acc, scale, exponents, y)
+    return y
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# rule 1's row-wise reductions, many rows side by side (each row's roundings unchanged)
+
+
+@njit(cache=True)
+def _rms_norm_rows(x, scale, width, zero, one, eps, y):
+    """y = RMSNorm(x) * scale by rule 1, ROWS_PER_BLOCK rows per pass over i.   x, y [N, d]"""
+    n_rows, d = x.shape
+    total = np.empty(ROWS_PER_BLOCK, dtype=x.dtype)
+    for first in range(0, n_rows, ROWS_PER_BLOCK):
+        rows = min(ROWS_PER_BLOCK, n_rows - first)
+        for b in range(rows):
+            total[b] = zero
+        for i in range(d):  # each row's sum still runs i = 0 .. d-1; the rows are independent SIMD lanes
+            for b in range(rows):
+                v = x[first + b, i]
+                total[b] += v * v
+        for b in range(rows):
+            inv = one / np.sqrt(total[b] / width + eps)
+            for i in range(d):
+                y[first + b, i] = (x[first + b, i] * inv) * scale[i]
+
+
+def rms_norm(x, scale):
+    """RMSNorm by rule 1 (the same bits as fast.cpu.exact_m1.rms_norm).   x [N, d] -> [N, d]"""
+    dtype = x.dtype.type
+    x = np.ascontiguousarray(x)
+    y = np.empty_like(x)
+    _rms_norm_rows(x, scale, dtype(x.shape[1]), dtype(0), dtype(1), dtype(RMS_EPS), y)
+    return y
+
+
+@njit(cache=True)
+def _softmax64_rows(rows, out):
+    """float64 softmax of each row by rule 1 (sum in index order), ROWS_PER_BLOCK rows per pass.   [N, V]"""
+    n_rows, width = rows.shape
+    top = np.empty(ROWS_PER_BLOCK)
+    total = np.empty(ROWS_PER_BLOCK)
+    for first in range(0, n_rows, ROWS_PER_BLOCK):
+        count = min(ROWS_PER_BLOCK, n_rows - first)
+        for b in range(count):
+            best = -np.inf
+            for i in range(width):
+                best = max(best, np.float64(rows[first + b, i]))
+            top[b] = best
+            for i in range(width):
+                out[first + b, i] = _exp64(np.float64(rows[first + b, i]) - best)
+            total[b] = 0.0
+        for i in range(width):  # the rows' sums side by side, each in index order
+            for b in range(count):
+                total[b] += out[first + b, i]
+        for b in range(count):
+            for i in range(width):
+                out[first + b, i] = out[first + b, i] / total[b]
+
+
+def softmax64(logit_rows):
+    """float64 probabilities of logit rows [..., V] by rule 1 (the same bits as fast.cpu.exact_m1.softmax64)."""
+    rows = np.ascontiguousarray(logit_rows)
+    out = np.empty(rows.shape, dtype=np.float64)
+    _softmax64_rows(rows.reshape(-1, rows.shape[-1]), out.reshape(-1, rows.shape[-1]))
+    return out
+
+
+def logits(qparams, cfg, inputs):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): ref.int8_m1.logits' forward pass, with
+    fast.cpu.exact_m1's attention and MLP and the row-vectorized RMSNorm."""
+    batch, length = inputs.shape
+    x = qparams["embed"][inputs.reshape(-1)]  # [B*T, d]
+    for layer in range(cfg.n_layers):
+        prefix = f"blocks.{layer}."
+        x += attention(rms_norm(x, qparams[prefix + "attn_norm"]), qparams, prefix, cfg, batch, length, int8_matmul)
+        x += exact_m1.mlp(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams, prefix, int8_matmul)
+    out = int8_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed")
+    return out.reshape(batch, length, -1)
+
+
+def next_probs(qparams, cfg, inputs):
+    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.int8_m1.next_probs."""
+    return softmax64(logits(qparams, cfg, np.asarray(inputs, dtype=np.int64)))
+
+
+class PrefixRows(exact_m1.PrefixRows):
+    """Rule 3's key/value-cached grower: fast.cpu.exact_m1.PrefixRows with int8-valued products (the same bits as
+    next_probs, tested)."""
+
+    def _product(self, x, name):
+        return int8_matmul(x, self.params, name)

@@ -1,0 +1,90 @@
+"""GPU twin of ref/int8_m1.py: M1's rows by exact rule 3 with float32 cuBLAS products, bit for bit with ref and cpu.
+
+Read ref/int8_m1.py for the rule and its exactness bound. On the device (fast/gpu/device.py: CuPy on a GPU,
+NumPy under numba's CUDA simulator):
+- each product is two float32 GEMMs per K-chunk of at most 1040 terms, `xp.matmul` on float32 arrays holding
+  int8 values, i.e. cuBLAS's SGEMM. Every partial sum is an integer of magnitude <= 2^24 whatever the kernel's
+  order, blocking or split-K, so any SGEMM algorithm gives the same exact integers. This twin does not enable
+  TF32 (CuPy uses it only when CUPY_TF32=1 is set; its inputs would be exact in TF32 too, but ref/int8_m1.py says
+  why a tensor core's float32 accumulation needs a per-GPU check before it is relied on).
+- the chunks' results are combined in float64 (128 * P_hi + P_lo per chunk, chunks in order): integers far below
+  2^53, so exact; quantizing a row, splitting it and rescaling are array expressions of single IEEE operations with
+  no additions to fuse (abs, max, frexp, ldexp, rint, clip, trunc, two multiplies in separate kernels);
+- RMSNorm, attention, the gated ReLU, the residual adds and softmax64 are rule 1's numba.cuda kernels
+  (fast/gpu/exact_m1.py), which keep every rounding with explicitly rounded intrinsics.
+The faster path ref/int8_m1.py names (int8 tensor cores with int32 accumulation, cuBLASLt IMMA) gives the same
+integers; CuPy has no int8 GEMM of its own, so it waits for a measurement on a GPU that shows it pays.
+Public functions take and return NumPy, like fast/cpu/int8_m1.py's; the weights' float32 chunks stay on the device
+(cached per host array).
+"""
+import numpy as np
+
+from equalinfo.fast.gpu import device
+from equalinfo.fast.gpu.integer_m1 import rule_functions
+from equalinfo.ref.int8_m1 import (EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
+                                   chunks)
+
+_WEIGHT_CACHE = {}  # id(int8 host array) -> (that array, [its float32 device chunk [k, m] per K-chunk])
+
+
+def _float32_chunks(w_int):
+    """The float32 device copies of a stored int8 weight matrix's K-chunks, made once."""
+    cached = _WEIGHT_CACHE.get(id(w_int))
+    if cached is None or cached[0] is not w_int:
+        check_exact(w_int.shape[0])
+        w = np.asarray(w_int, dtype=np.float32)
+        cached = (w_int, [device.asarray(np.ascontiguousarray(w[chunk])) for chunk in chunks(w.shape[0])])
+        _WEIGHT_CACHE[id(w_int)] = cached
+    return cached[1]
+
+
+def _quantize_rows_dev(x):
+    """(x_int float64, e int64 [N]) as ref.int8_m1.quantize_rows, on the device."""
+    xp = device.xp()
+    top = xp.abs(x).max(axis=1).astype(np.float64)  # exact
+    exponent = xp.frexp(top)[1].astype(np.int64)
+    e = xp.where(top > 0, exponent - FRACTION_BITS, 0)
+    scaled = xp.ldexp(x.astype(np.float64), (-e)[:, None].astype(np.int32))  # exact: a power-of-two scaling
+    return xp.clip(xp.rint(scaled), -ROW_MAX, ROW_MAX), e
+
+
+def _split_product_dev(x_int, w_chunks):
+    """acc float64 [N, m] = x_int @ W_int from float32 GEMMs of int8-valued halves, as ref.int8_m1.split_product."""
+    xp = device.xp()
+    hi = xp.trunc(x_int / SPLIT)  # exact: a division by a power of two, then the fraction dropped
+    lo = (x_int - SPLIT * hi).astype(np.float32)
+    hi = hi.astype(np.float32)
+    acc = None
+    start = 0
+    for w in w_chunks:  # chunks in order, each combined exactly in float64
+        stop = start + w.shape[0]
+        part = SPLIT * xp.matmul(hi[:, start:stop], w).astype(np.float64)  # SGEMM: exact integers, any order
+        part = part + xp.matmul(lo[:, start:stop], w).astype(np.float64)
+        acc = part if acc is None else acc + part
+        start = stop
+    return acc
+
+
+def _int8_matmul_dev(x, qparams, name):
+    """y = x @ W by rule 3 on the device.   x [N, n] -> [N, m] in x's dtype"""
+    xp = device.xp()
+    x_int, e = _quantize_rows_dev(x)
+    acc = _split_product_dev(x_int, _float32_chunks(qparams[name + ".int"]))
+    scaled = acc * qparams[name + ".scale"][None, :]  # one rounded multiply (its own kernel: nothing to fuse)
+    power = xp.ldexp(xp.ones(e.shape, dtype=np.float64), e.astype(np.int32))  # 2^e_r, exact
+    return (scaled * power[:, None]).astype(x.dtype)
+
+
+def quantize_rows(x):
+    """(x_int float64 [N, n], e int64 [N]) of a NumPy x [N, n], computed on the device; as ref.int8_m1.quantize_rows."""
+    x_int, e = _quantize_rows_dev(device.asarray(np.ascontiguousarray(x)))
+    return np.asarray(device.host(x_int)), np.asarray(device.host(e))
+
+
+def int8_matmul(x, qparams, name):
+    """y = x @ W by rule 3 for a NumPy x [N, n], on the device; as ref.int8_m1.int8_matmul."""
+    stored = {name + ".int": qparams[name + ".int"], name + ".scale": device.asarray(qparams[name + ".scale"])}
+    return np.asarray(device.host(_int8_matmul_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
+
+
+logits, next_probs_on_device, next_probs = rule_functions(_int8_matmul_dev)
