@@ -427,13 +427,6 @@ def mlp(h, params, prefix):
     return np.asarray(device.host(_mlp_dev(_on_device(h), _weights(params), prefix)))
 
 
-def logits(params, cfg, inputs):
-    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), by the exact rule."""
-    inputs = np.asarray(inputs, dtype=np.int64)
-    out = _logits_dev(_weights(params), cfg, inputs)
-    return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
-
-
 def softmax64(logit_rows):
     """float64 probabilities of logit rows [..., V] by the exact rule."""
     rows = np.asarray(logit_rows)
@@ -443,16 +436,31 @@ def softmax64(logit_rows):
     return np.asarray(device.host(out)).reshape(rows.shape)
 
 
-def next_probs_on_device(params, cfg, inputs):
-    """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
-    inputs = np.asarray(inputs, dtype=np.int64)
-    return _softmax64_dev(_logits_dev(_weights(params), cfg, inputs))
+def rule_functions(product=_rule_product, device_params=_weights):
+    """(logits, next_probs_on_device, next_probs) of a rule whose matrix products are `product(x, params, name)` on
+    the device and whose everything else is rule 1's; device_params(params) puts its arrays on the device. Rule 1
+    uses the defaults; rules 2 and 3 (fast/gpu/integer_m1.py, int8_m1.py) pass their products. NumPy in, NumPy
+    out, as fast/cpu's functions."""
+
+    def logits(params, cfg, inputs):
+        """Logits [B, T, vocab_out] of int inputs [B, T] (already validated)."""
+        inputs = np.asarray(inputs, dtype=np.int64)
+        out = _logits_dev(device_params(params), cfg, inputs, product)
+        return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
+
+    def next_probs_on_device(params, cfg, inputs):
+        """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
+        return _softmax64_dev(_logits_dev(device_params(params), cfg, np.asarray(inputs, dtype=np.int64), product))
+
+    def next_probs(params, cfg, inputs):
+        """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref's rule."""
+        inputs = np.asarray(inputs, dtype=np.int64)
+        if inputs.size == 0:
+            return np.zeros(inputs.shape + (cfg.vocab_out,))
+        return np.asarray(device.host(next_probs_on_device(params, cfg, inputs))).reshape(
+            inputs.shape + (cfg.vocab_out,))
+
+    return logits, next_probs_on_device, next_probs
 
 
-def next_probs(params, cfg, inputs):
-    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.exact_m1.next_probs."""
-    inputs = np.asarray(inputs, dtype=np.int64)
-    if inputs.size == 0:
-        return np.zeros(inputs.shape + (cfg.vocab_out,))
-    probs = next_probs_on_device(params, cfg, inputs)
-    return np.asarray(device.host(probs)).reshape(inputs.shape + (cfg.vocab_out,))
+logits, next_probs_on_device, next_probs = rule_functions()

@@ -20,7 +20,8 @@ Public functions take and return NumPy, like fast/cpu/int8_m1.py's; the weights'
 import numpy as np
 
 from equalinfo.fast.gpu import device
-from equalinfo.fast.gpu.integer_m1 import rule_functions
+from equalinfo.fast.gpu import integer_m1
+from equalinfo.fast.gpu.exact_m1 import rule_functions
 from equalinfo.ref.int8_m1 import (EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
                                    chunks)
 
@@ -39,13 +40,8 @@ def _float32_chunks(w_int):
 
 
 def _quantize_rows_dev(x):
-    """(x_int float64, e int64 [N]) as ref.int8_m1.quantize_rows, on the device."""
-    xp = device.xp()
-    top = xp.abs(x).max(axis=1).astype(np.float64)  # exact
-    exponent = xp.frexp(top)[1].astype(np.int64)
-    e = xp.where(top > 0, exponent - FRACTION_BITS, 0)
-    scaled = xp.ldexp(x.astype(np.float64), (-e)[:, None].astype(np.int32))  # exact: a power-of-two scaling
-    return xp.clip(xp.rint(scaled), -ROW_MAX, ROW_MAX), e
+    """(x_int float64, e int64 [N]) as ref.int8_m1.quantize_rows, on the device: rule 2's step with 14 bits."""
+    return integer_m1._quantize_rows_dev(x, FRACTION_BITS, ROW_MAX)
 
 
 def _split_product_dev(x_int, w_chunks):
@@ -67,12 +63,9 @@ def _split_product_dev(x_int, w_chunks):
 
 def _int8_matmul_dev(x, qparams, name):
     """y = x @ W by rule 3 on the device.   x [N, n] -> [N, m] in x's dtype"""
-    xp = device.xp()
     x_int, e = _quantize_rows_dev(x)
     acc = _split_product_dev(x_int, _float32_chunks(qparams[name + ".int"]))
-    scaled = acc * qparams[name + ".scale"][None, :]  # one rounded multiply (its own kernel: nothing to fuse)
-    power = xp.ldexp(xp.ones(e.shape, dtype=np.float64), e.astype(np.int32))  # 2^e_r, exact
-    return (scaled * power[:, None]).astype(x.dtype)
+    return integer_m1._rescale_dev(acc, qparams[name + ".scale"], e, x.dtype)
 
 
 def quantize_rows(x):
@@ -87,4 +80,19 @@ def int8_matmul(x, qparams, name):
     return np.asarray(device.host(_int8_matmul_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
 
 
-logits, next_probs_on_device, next_probs = rule_functions(_int8_matmul_dev)
+_logits, _next_probs_on_device, _next_probs = rule_functions(_int8_matmul_dev, integer_m1._device_params)
+
+
+def logits(qparams, cfg, inputs):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated); as ref.int8_m1.logits."""
+    return _logits(qparams, cfg, inputs)
+
+
+def next_probs_on_device(qparams, cfg, inputs):
+    """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
+    return _next_probs_on_device(qparams, cfg, inputs)
+
+
+def next_probs(qparams, cfg, inputs):
+    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.int8_m1.next_probs."""
+    return _next_probs(qparams, cfg, inputs)

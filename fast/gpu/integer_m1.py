@@ -19,7 +19,7 @@ device (cached per host array).
 import numpy as np
 
 from equalinfo.fast.gpu import device
-from equalinfo.fast.gpu.exact_m1 import _logits_dev, _softmax64_dev, _weights
+from equalinfo.fast.gpu.exact_m1 import _weights, rule_functions
 from equalinfo.ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, check_exact  # noqa: F401
 
 _WEIGHT_CACHE = {}  # id(int16 host array) -> (that array, its float64 device copy)
@@ -35,14 +35,15 @@ def _float64_weights(w_int):
     return cached[1]
 
 
-def _quantize_rows_dev(x):
-    """(x_int float64, e int64 [N]) as ref.integer_m1.quantize_rows, on the device."""
+def _quantize_rows_dev(x, fraction_bits=FRACTION_BITS, row_max=INT_MAX):
+    """(x_int float64, e int64 [N]) as ref.integer_m1.quantize_rows, on the device (rule 3 passes its own
+    fraction_bits and row_max: fast/gpu/int8_m1.py)."""
     xp = device.xp()
     top = xp.abs(x).max(axis=1).astype(np.float64)  # exact
     exponent = xp.frexp(top)[1].astype(np.int64)
-    e = xp.where(top > 0, exponent - FRACTION_BITS, 0)
+    e = xp.where(top > 0, exponent - fraction_bits, 0)
     scaled = xp.ldexp(x.astype(np.float64), (-e)[:, None].astype(np.int32))  # exact: a power-of-two scaling
-    return xp.clip(xp.rint(scaled), -INT_MAX, INT_MAX), e
+    return xp.clip(xp.rint(scaled), -row_max, row_max), e
 
 
 def _int_matmul_dev(x, qparams, name):
@@ -50,9 +51,15 @@ def _int_matmul_dev(x, qparams, name):
     xp = device.xp()
     x_int, e = _quantize_rows_dev(x)
     acc = xp.matmul(x_int, _float64_weights(qparams[name + ".int"]))  # DGEMM: exact integers, any order
-    scaled = acc * qparams[name + ".scale"][None, :]  # one rounded multiply (its own kernel: nothing to fuse)
+    return _rescale_dev(acc, qparams[name + ".scale"], e, x.dtype)
+
+
+def _rescale_dev(acc, scale, e, dtype):
+    """y = dtype((acc * scale_j) * 2^e_r), as ref's rules 2 and 3 rescale an exact product acc [N, m]."""
+    xp = device.xp()
+    scaled = acc * scale[None, :]  # one rounded multiply (its own kernel: nothing to fuse)
     power = xp.ldexp(xp.ones(e.shape, dtype=np.float64), e.astype(np.int32))  # 2^e_r, exact
-    return (scaled * power[:, None]).astype(x.dtype)
+    return (scaled * power[:, None]).astype(dtype)
 
 
 def quantize_rows(x):
@@ -75,29 +82,19 @@ def _device_params(qparams):
     return floats
 
 
-def rule_functions(product):
-    """(logits, next_probs_on_device, next_probs) of a rule whose products are `product(x, params, name)` on the
-    device and whose everything else is rule 1's (rules 2 and 3): NumPy in, NumPy out, as fast/cpu's."""
-
-    def logits(qparams, cfg, inputs):
-        """Logits [B, T, vocab_out] of int inputs [B, T] (already validated)."""
-        inputs = np.asarray(inputs, dtype=np.int64)
-        out = _logits_dev(_device_params(qparams), cfg, inputs, product)
-        return np.asarray(device.host(out)).reshape(inputs.shape + (cfg.vocab_out,))
-
-    def next_probs_on_device(qparams, cfg, inputs):
-        """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
-        return _softmax64_dev(_logits_dev(_device_params(qparams), cfg, np.asarray(inputs, dtype=np.int64), product))
-
-    def next_probs(qparams, cfg, inputs):
-        """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref's rule."""
-        inputs = np.asarray(inputs, dtype=np.int64)
-        if inputs.size == 0:
-            return np.zeros(inputs.shape + (cfg.vocab_out,))
-        probs = next_probs_on_device(qparams, cfg, inputs)
-        return np.asarray(device.host(probs)).reshape(inputs.shape + (cfg.vocab_out,))
-
-    return logits, next_probs_on_device, next_probs
+_logits, _next_probs_on_device, _next_probs = rule_functions(_int_matmul_dev, _device_params)
 
 
-logits, next_probs_on_device, next_probs = rule_functions(_int_matmul_dev)
+def logits(qparams, cfg, inputs):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated); as ref.integer_m1.logits."""
+    return _logits(qparams, cfg, inputs)
+
+
+def next_probs_on_device(qparams, cfg, inputs):
+    """float64 probabilities [B*T, vocab_out] left on the device (for callers that quantize there)."""
+    return _next_probs_on_device(qparams, cfg, inputs)
+
+
+def next_probs(qparams, cfg, inputs):
+    """float64 probabilities [B, T, vocab_out] for int inputs [B, T]; the same bits as ref.integer_m1.next_probs."""
+    return _next_probs(qparams, cfg, inputs)
