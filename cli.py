@@ -6,8 +6,9 @@ The subcommands live with their package, each registered by its add_commands (co
     train/commands.py        repro, train-m1, build, train-m2, eval: the paper's pipeline
     conformance/__init__.py  conformance export, conformance check
     analysis/commands.py     analyze {stability,positions,uniformity,seq2seq}, generate
-Here: the options every package shares (--threads), applied before a command runs (with the option ranges of
-options.py), and what a failed command leaves (train/commands.py removing_new_empty_dirs).
+Here: the options every package shares (--threads), applied before a command runs, and what a failed command
+leaves (train/commands.py removing_new_empty_dirs). Every numeric option is read through its entry of options.py,
+so argparse refuses a value out of range before any command starts.
 """
 import argparse
 import sys
@@ -18,7 +19,7 @@ threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of sp
 
 from equalinfo.filetool import commands as file_commands  # noqa: E402 (after the line above on purpose)
 from equalinfo.filetool import fileformat  # noqa: E402
-from equalinfo.options import check_options  # noqa: E402
+from equalinfo.options import Number, number  # noqa: E402
 from equalinfo.train.backends import BackendUnavailable  # noqa: E402
 
 PROG = "equalinfo"
@@ -31,6 +32,15 @@ class Parser(argparse.ArgumentParser):
         command = self.prog[len(PROG):].strip()
         print(f"{PROG}: error: {message} (see {PROG}{' ' + command if command else ''} --help)", file=sys.stderr)
         raise SystemExit(2)
+
+    def _get_value(self, action, text):
+        """A numeric option's value through its description (options.py), its error naming the option."""
+        if isinstance(action.type, Number):
+            try:
+                return action.type.parse(text)
+            except ValueError as error:
+                self.error(f"{action.option_strings[0]} {text}: {error}")
+        return super()._get_value(action, text)
 
 
 def build_parser():
@@ -54,7 +64,7 @@ def build_parser():
 
 def add_threads_option(parser):
     """--threads N: the cores the command's Numba kernels and BLAS products use (fast/cpu/threads.py)."""
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
+    parser.add_argument("--threads", type=number("threads"), default=None, metavar="N",
                         help="run Numba's kernels and OpenBLAS's products on N threads each (default: all cores)")
 
 
@@ -62,7 +72,6 @@ def main(argv=None):
     """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr."""
     args = build_parser().parse_args(argv)
     try:
-        check_options(args)
         if getattr(args, "threads", None) is not None:
             threads.set_threads(args.threads)
         from equalinfo.train.commands import removing_new_empty_dirs

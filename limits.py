@@ -11,6 +11,15 @@ MB of memory:
 - MAX_WINDOW_BITS: the largest Equal-Info window, 4096 bits (the paper uses 16 to 128; a window's bits are padded
   to b, so a huge b only inflates the file, and the encoder's lookahead grows with b);
 - MAX_MODEL_MEMBERS: the most arrays one model archive may hold (M1 at 24 layers has 247).
+The numeric options' ranges (options.py) use these for what an option asks a command to do, so that a typo of
+10^20 is refused instead of running until killed:
+- MAX_SCALE: repro --scale, 1000 (the cpu preset's 2.5 hours become months);
+- MAX_WORDS: analyze stability --words, 100,000 (the corpus's frequent-word pool is smaller still; the paper
+  samples 1,000);
+- MAX_SAMPLES: analyze uniformity --samples, 100,000 disjoint parts of a stream (the paper: 100);
+- MAX_TEXTS: analyze seq2seq --train-texts/--val-texts, 10^6 texts (the default is 1,000);
+- MAX_GENERATE_BYTES: generate --max-bytes and --max-steps, 1 MiB (one M2 forward pass per token: the default
+  is 200 bytes).
 
 Capacities: each coded symbol narrows the coder's interval by at most the widest quantized CDF step,
 (2^p - 256) / 2^p (every other one of the 257 symbols keeps width >= 1), so n symbols need more than
@@ -30,6 +39,11 @@ MAX_WINDOW_BITS = 4096
 MAX_MODEL_MEMBERS = 4096
 MAX_FILE_BYTES = MAX_INPUT_BYTES + MAX_MODEL_BYTES + (1 << 16)  # the largest .eqi file: input, model, slack
 DEFLATE_MAX_RATIO = 1032
+MAX_SCALE = 1000.0
+MAX_WORDS = 100_000
+MAX_SAMPLES = 100_000
+MAX_TEXTS = 10 ** 6
+MAX_GENERATE_BYTES = 1 << 20
 
 
 def min_bits_per_symbol(precision):

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from equalinfo import limits
 from equalinfo.data.atomic import write_atomically
 from equalinfo.filetool import codec, fileformat
+from equalinfo.options import number
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.fingerprint import fingerprint
@@ -306,10 +307,10 @@ def add_backend_option(parser):
 
 def add_m1_options(parser):
     """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=int, choices=(1, 2, 3), default=DEFAULT_M1_RULE,
+    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=(1, 2, 3), default=DEFAULT_M1_RULE,
                         help="an M1 checkpoint's exact rule: 2 int16 products (default), 3 int8-valued products, "
                              "1 float reductions (ref/exact_rules.py)")
-    parser.add_argument("--m1-context", type=int, default=None, metavar="N",
+    parser.add_argument("--m1-context", type=number("m1_context"), default=None, metavar="N",
                         help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
                              "trained on; longer is refused)")
 
@@ -333,9 +334,9 @@ def add_commands(commands):
                           help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
                                "AC with a unigram model; gzip: zlib at the default level; stored: the bytes as "
                                "they are")
-    compress.add_argument("--window-bits", type=int, default=None,
+    compress.add_argument("--window-bits", type=number("window_bits"), default=None,
                           help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
-    compress.add_argument("--precision", type=int, default=None,
+    compress.add_argument("--precision", type=number("precision"), default=None,
                           help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
     compress.add_argument("--model", default=None,
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
@@ -359,5 +360,5 @@ def add_commands(commands):
                        help="fit a model on a text and save it",
                        description="Fit a simple model on a file and save it as an npz (no pickle).")
     kind = fit.add_mutually_exclusive_group()
-    kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
+    kind.add_argument("--order", type=number("order"), default=2, help="order of the Markov model (1..7, default 2)")
     kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")

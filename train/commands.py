@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from equalinfo.data.shards import open_dataset
+from equalinfo.options import number
 from equalinfo.ref.transformer import SIZES, count_params
 from equalinfo.train import backends, m2, repro
 from equalinfo.train.build import summary
@@ -136,7 +137,7 @@ def add_commands(commands, add_threads_option):
         parser.add_argument("--preset", default="demo", help="a preset name (train/presets) or a .json path")
         parser.add_argument("--backend", choices=backends.NAMES, default=None,
                             help="ref, cpu or gpu (default: the fastest available)")
-        parser.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+        parser.add_argument("--seed", type=number("seed"), default=None, help="override the preset's seed")
         add_threads_option(parser)
         if corpus:
             parser.add_argument("--corpus", default=None,
@@ -145,7 +146,7 @@ def add_commands(commands, add_threads_option):
 
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
     run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
-    run.add_argument("--scale", type=float, default=None,
+    run.add_argument("--scale", type=number("scale"), default=None,
                      help="multiply the preset's data (train/validation examples) and training steps by this "
                           "factor, keeping model sizes and M2's epochs: <1 for a quick look, >1 for more cores or a GPU")
     common(run)
@@ -155,7 +156,7 @@ def add_commands(commands, add_threads_option):
     m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
     m1.add_argument("--size", default=None, choices=sorted(SIZES),
                     help="model size (default from the preset)")
-    m1.add_argument("--steps", type=int, default=None)
+    m1.add_argument("--steps", type=number("steps"), default=None)
     m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
     common(m1)
     m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent])
@@ -164,9 +165,12 @@ def add_commands(commands, add_threads_option):
     build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
     build.add_argument("--method", required=True, choices=METHODS)
     build.add_argument("--m1", default=None, help="M1 checkpoint (ac, equalinfo)")
-    build.add_argument("--window-bits", type=int, default=16, help="equalinfo window size b (16, 24, 32, 64, 128)")
-    build.add_argument("--bits-per-token", type=int, default=8, help="token width N: v = 2^N (1..16)")
-    build.add_argument("--vocab-size", type=int, default=32_000, help="SentencePiece vocabulary (spm)")
+    build.add_argument("--window-bits", type=number("window_bits"), default=16,
+                       help="equalinfo window size b (16, 24, 32, 64, 128)")
+    build.add_argument("--bits-per-token", type=number("bits_per_token"), default=8,
+                       help="token width N: v = 2^N (1..16)")
+    build.add_argument("--vocab-size", type=number("vocab_size"), default=32_000,
+                       help="SentencePiece vocabulary (spm)")
     common(build)
     build.set_defaults(run=build_command, out_dirs=lambda args: [args.out])
 
@@ -174,9 +178,9 @@ def add_commands(commands, add_threads_option):
     m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
     m2_parser.add_argument("--out", required=True, help="checkpoint to write (.npz)")
     m2_parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="M2 size")
-    m2_parser.add_argument("--steps", type=int, default=None)
+    m2_parser.add_argument("--steps", type=number("steps"), default=None)
     m2_parser.add_argument("--resume", action="store_true")
-    m2_parser.add_argument("--keep-every", type=int, default=0, metavar="K",
+    m2_parser.add_argument("--keep-every", type=number("keep_every"), default=0, metavar="K",
                            help="also keep the checkpoint of every K steps as OUT.stepNNNNNN.npz (and step 0)")
     common(m2_parser, corpus=False)
     m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent])
@@ -185,7 +189,7 @@ def add_commands(commands, add_threads_option):
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--m2", required=True, help="M2 checkpoint")
     evaluate.add_argument("--m1", default=None, help="M1 checkpoint (counted in FLOPs/byte for ac, equalinfo)")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--batch-size", type=number("batch_size"), default=8)
     evaluate.add_argument("--json", default=None, help="also write the figures to this file")
     evaluate.add_argument("--backend", choices=backends.NAMES, default=None)
     add_threads_option(evaluate)
