@@ -21,6 +21,10 @@ Decisions (docs/commands.md shows them in use):
   file: decompress needs the same checkpoint and the same --m1-rule/--m1-context.
 - staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
   "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
+- gzip's conventions: `-` as IN reads stdin, `-` as OUT writes stdout; the summary line goes to stderr, so it
+  never mixes with data on stdout; OUT that is IN (the same file, also through a hard link or a symlink: same
+  st_dev and st_ino) is refused; an existing OUT is refused unless -f/--force is given. All of this is checked
+  before the input is read.
 - Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
   if it existed, untouched. Everything is decoded and checked in memory before OUT is touched. A symlink's target
   is replaced (the link stays); a device or FIFO is written through, never replaced; a directory is refused.
@@ -36,6 +40,8 @@ Decisions (docs/commands.md shows them in use):
 """
 import os
 import re
+import stat
+import sys
 import time
 from contextlib import contextmanager
 
@@ -66,8 +72,37 @@ class CliError(ValueError):
 
 # ------------------------------------------------------------------------------------------------- file helpers
 
+STDIO = "-"  # as IN: standard input; as OUT: standard output
+
+
+def check_paths(input_path, output_path, force):
+    """Refuse, before any work, OUT that is IN (same device and inode: hard links and symlinks included) and an
+    existing regular file OUT without --force; `-` (stdin/stdout) is never either."""
+    if output_path == STDIO:
+        return
+    try:
+        out_status = os.stat(output_path)
+    except OSError:
+        return  # absent (or unreachable: the write will say why)
+    if input_path != STDIO:
+        try:
+            in_status = os.stat(input_path)
+        except OSError:
+            in_status = None  # the read will say why
+        if in_status is not None and (in_status.st_dev, in_status.st_ino) == (out_status.st_dev, out_status.st_ino):
+            raise CliError(f"{output_path} is the input {input_path} (the same file): it would be replaced")
+    if not force and stat.S_ISREG(out_status.st_mode):  # a device or FIFO is written through (data/atomic.py)
+        raise CliError(f"{output_path} already exists; use -f/--force to replace it")
+
+
 def read_input(path, limit=limits.MAX_INPUT_BYTES):
-    """All bytes of an input file, at most `limit` of them, or CliError naming the file and the reason."""
+    """All bytes of an input file (`-`: standard input), at most `limit` of them, or CliError naming the file and
+    the reason."""
+    if path == STDIO:
+        data = limits.read_at_most(sys.stdin.buffer, limit + 1)
+        if len(data) > limit:
+            raise CliError(f"standard input is larger than the largest input, {limits.size_words(limit)}")
+        return data
     try:
         with open(path, "rb") as handle:
             data = limits.read_at_most(handle, limit + 1)
@@ -80,7 +115,14 @@ def read_input(path, limit=limits.MAX_INPUT_BYTES):
 
 def write_atomic(path, data):
     """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
-    (data/atomic.py); an OSError becomes a CliError naming the file."""
+    (data/atomic.py), or to standard output for `-`; an OSError becomes a CliError naming the file."""
+    if path == STDIO:
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except OSError as error:
+            raise CliError(f"cannot write standard output: {error.strerror or error}") from None
+        return
     try:
         write_atomically(path, lambda stream: stream.write(data))
     except OSError as error:
@@ -206,8 +248,14 @@ def check_compress_args(args):
     return precision, window_bits
 
 
+def status_line(text):
+    """A command's summary, on stderr as gzip -v does: stdout may be carrying the data."""
+    print(text, file=sys.stderr)
+
+
 def compress_command(args):
     precision, window_bits = check_compress_args(args)
+    check_paths(args.input, args.output, args.force)
     spec = args.model if args.model is not None else DEFAULT_MODEL
     coded = args.method in ("ac", "equalinfo")
     name = parse_model_name(spec) if coded else None
@@ -235,7 +283,7 @@ def compress_command(args):
                                                         backend, progress)
     seconds = time.perf_counter() - started
     write_atomic(args.output, blob)
-    print(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
+    status_line(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
     return 0
 
 
@@ -260,6 +308,7 @@ def compress_summary(args, data, blob, header, why=None):
 
 
 def decompress_command(args):
+    check_paths(args.input, args.output, args.force)
     backend = backends.load_or_fastest(args.backend)
     if args.model is not None:
         model = model_from_path(args.model, args, backend)
@@ -280,19 +329,20 @@ def decompress_command(args):
     if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
                         + (" (embedded)" if header.model_length else f" from {args.model}"))
-    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
+    status_line(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
           + speed_words(len(data), seconds, backend))
     return 0
 
 
 def fit_model_command(args):
+    check_paths(args.text, args.output, args.force)
     data = read_input(args.text)
     symbols = bytes_to_symbols(data)
     model = UnigramModel.fit(symbols) if args.unigram else MarkovModel.fit(symbols, args.order)
     blob = fileformat.model_file_bytes(model)
     write_atomic(args.output, blob)
     contexts = f", {len(model.context_ids):,} contexts" if model.kind == "markov" else ""
-    print(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
+    status_line(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
           f"wrote {args.output} ({len(blob):,} bytes), fingerprint {fingerprint(model.arrays())}")
     return 0
 
@@ -320,6 +370,7 @@ def file_command(commands, name, run, files, **texts):
     parser = commands.add_parser(name, **texts)
     for dest, metavar in files:
         parser.add_argument(dest, metavar=metavar)
+    parser.add_argument("-f", "--force", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(run=run)
     return parser
 

@@ -62,7 +62,14 @@ def repro_command(args):
     return 0
 
 
+def refuse_existing_checkpoint(path, resume):
+    """A checkpoint OUT that exists is a trained model: replaced only when asked, continued with --resume."""
+    if not resume and os.path.exists(path):
+        raise ValueError(f"{path} already exists: --resume continues its training; to start over, remove it first")
+
+
 def train_m1_command(args):
+    refuse_existing_checkpoint(args.out, args.resume)
     pipeline = _pipeline(args, Path(args.out).parent)
     spec = pipeline.preset["m1"]
     if args.size is not None:
@@ -91,6 +98,7 @@ def build_command(args):
 
 
 def train_m2_command(args):
+    refuse_existing_checkpoint(args.out, args.resume)
     train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
     preset = repro.load_preset(args.preset)["m2"]
     settings = dict(preset["train"], seed=args.seed or 0)

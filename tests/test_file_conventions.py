@@ -1,0 +1,62 @@
+"""gzip's conventions in the file commands (filetool/commands.py) and the pipeline's checkpoints: `-` is stdin or
+stdout, the summary goes to stderr, OUT that is IN (also through a link) is refused even with --force, an existing
+OUT is refused without --force, and train-m1/train-m2 never replace a trained checkpoint without --resume."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import fails_cli, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = b"It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 30
+
+
+def test_dash_is_stdin_and_stdout_and_the_summary_goes_to_stderr(tmp_path):
+    def equalinfo(*argv, data):
+        return subprocess.run([sys.executable, "-m", "equalinfo", *argv], input=data, capture_output=True,
+                              cwd=ROOT, timeout=120)
+
+    packed = equalinfo("compress", "-", "-", "--method", "ac", "--no-store", data=TEXT)
+    assert packed.returncode == 0, packed.stderr
+    assert packed.stdout.startswith(b"\x89EQI") and packed.stderr.startswith(b"compressed -: ")
+    back = equalinfo("decompress", "-", "-", data=packed.stdout)
+    assert back.returncode == 0 and back.stdout == TEXT, back.stderr
+    assert b"decompressed -:" in back.stderr and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("how", ["same path", "hard link", "symbolic link"])
+def test_output_that_is_the_input_is_refused_even_with_force(capsys, tmp_path, how):
+    source = tmp_path / "t.txt"
+    source.write_bytes(TEXT)
+    out = {"same path": source, "hard link": tmp_path / "hard", "symbolic link": tmp_path / "soft"}[how]
+    if how == "hard link":
+        os.link(source, out)
+    elif how == "symbolic link":
+        out.symlink_to(source)
+    for command in ("compress", "decompress", "fit-model"):
+        fails_cli(capsys, command, source, out, "--force", says="is the input")
+    assert source.read_bytes() == TEXT
+
+
+def test_existing_output_needs_force(capsys, tmp_path):
+    (tmp_path / "t.txt").write_bytes(TEXT)
+    out = tmp_path / "t.eqi"
+    out.write_bytes(b"keep me")
+    fails_cli(capsys, "compress", tmp_path / "t.txt", out, says="already exists; use -f/--force")
+    assert out.read_bytes() == b"keep me"
+    assert run_cli(capsys, "compress", tmp_path / "t.txt", out, "-f")[0] == 0
+    assert run_cli(capsys, "decompress", out, tmp_path / "back")[0] == 0
+    assert (tmp_path / "back").read_bytes() == TEXT
+    fails_cli(capsys, "decompress", out, tmp_path / "back", says="already exists")
+    fails_cli(capsys, "fit-model", tmp_path / "t.txt", out, says="already exists")
+
+
+@pytest.mark.parametrize("command", [["train-m1"], ["train-m2", "--data", "nowhere"]])
+def test_a_trained_checkpoint_is_not_replaced_without_resume(capsys, tmp_path, command):
+    checkpoint = tmp_path / "model.npz"
+    checkpoint.write_bytes(b"a trained model")
+    fails_cli(capsys, *command, "--out", checkpoint, says="already exists: --resume continues")
+    assert checkpoint.read_bytes() == b"a trained model"
