@@ -60,3 +60,32 @@ def test_a_trained_checkpoint_is_not_replaced_without_resume(capsys, tmp_path, c
     checkpoint.write_bytes(b"a trained model")
     fails_cli(capsys, *command, "--out", checkpoint, says="already exists: --resume continues")
     assert checkpoint.read_bytes() == b"a trained model"
+
+
+# ------------------------------------------------------------------------------------- datasets and build checks
+
+def test_a_flipped_byte_in_a_shard_refuses_to_train(capsys, tmp_path):
+    data = tmp_path / "bytes"
+    assert run_cli(capsys, "build", "--out", data, "--method", "bytes", "--backend", "ref")[0] == 0
+    shard = sorted((data / "train").glob("shard-*.tokens.npy"))[0]
+    blob = bytearray(shard.read_bytes())
+    blob[-5] ^= 0x01
+    shard.write_bytes(bytes(blob))
+    err = fails_cli(capsys, "train-m2", "--data", data, "--out", tmp_path / "m2.npz", "--size", "micro",
+                    "--steps", 1, "--backend", "ref", says="SHA-256")
+    assert shard.name in err and not (tmp_path / "m2.npz").exists()
+    fails_cli(capsys, "eval", "--data", data, "--m2", tmp_path / "m2.npz", says="")  # no model: still one line
+
+
+def test_window_below_the_precision_is_refused_before_any_work(capsys, tmp_path):
+    fails_cli(capsys, "build", "--out", tmp_path / "ei", "--method", "equalinfo", "--m1", tmp_path / "none.npz",
+              "--window-bits", 10, says="--window-bits 10: below the preset's coding.precision 14")
+    assert not (tmp_path / "ei").exists()
+    from equalinfo.train import repro
+
+    preset = repro.load_preset("demo")
+    entry = next(e for e in preset["datasets"]["methods"] if e["method"] == "equalinfo")
+    entry["window_bits"] = [16, 10]
+    (tmp_path / "p.json").write_text(__import__("json").dumps(preset))
+    fails_cli(capsys, "repro", "--out", tmp_path / "o", "--preset", tmp_path / "p.json", says="window_bits: 10")
+    assert not (tmp_path / "o").exists()

@@ -18,6 +18,7 @@ from equalinfo.ref.transformer import SIZES, count_params
 from equalinfo.train import backends, m2, repro
 from equalinfo.train.build import summary
 from equalinfo.train.m1 import trained_context
+from equalinfo.train.preset_schema import precision_of
 from equalinfo.train.methods import METHODS
 from equalinfo.report.paper_numbers import label
 from equalinfo.train.trainer import load_checkpoint, write_json
@@ -85,6 +86,10 @@ def train_m1_command(args):
 def build_command(args):
     if args.method in ("ac", "equalinfo") and not args.m1:
         raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
+    precision = precision_of(repro.load_preset(args.preset))
+    if args.method == "equalinfo" and args.window_bits < precision:
+        raise ValueError(f"--window-bits {args.window_bits}: below the preset's coding.precision {precision}; a "
+                         "window must hold any one symbol (b >= precision)")
     m1_checkpoint = load_checkpoint(args.m1, "m1") if args.m1 else None
     pipeline = _pipeline(args, args.out)
     trained_m1 = (repro.TrainedM1(*m1_checkpoint[:2], seq_len=trained_context(m1_checkpoint[3]))

@@ -264,6 +264,24 @@ def read_preset_file(path):
     return preset
 
 
+DEFAULT_PRECISION = 14  # coding.precision when the preset leaves it out (train/repro.py)
+
+
+def precision_of(preset):
+    return preset["coding"].get("precision", DEFAULT_PRECISION)
+
+
+def check_window_bits(preset):
+    """Every Equal-Info window must hold one symbol after a reset, b >= coding.precision (ref/equalinfo.py):
+    found here, not after M1 and the other datasets were made."""
+    precision = precision_of(preset)
+    for number, entry in enumerate(preset["datasets"]["methods"]):
+        for bits in entry.get("window_bits", []) if entry["method"] == "equalinfo" else []:
+            if bits < precision:
+                raise PresetError(f"datasets.methods[{number}].window_bits: {bits} is below coding.precision "
+                                  f"{precision}; a window must hold any one symbol (b >= precision)")
+
+
 def validate(preset, source="preset"):
     """Raise PresetError (`source: key.path: problem`) unless the preset fits PRESET and its training steps fit
     in this machine's memory (train/memory.py)."""
@@ -271,6 +289,7 @@ def validate(preset, source="preset"):
         raise PresetError(f"{source}: nested deeper than a preset may be ({MAX_DEPTH} levels)")
     try:
         PRESET.check(preset, "")
+        check_window_bits(preset)
     except PresetError as error:
         raise PresetError(f"{source}: {error}") from None
     too_big = memory.check(preset)
