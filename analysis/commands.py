@@ -149,7 +149,7 @@ def seq2seq_command(args):
 
 # ------------------------------------------------------------------------------------------------- generate
 
-def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
+def _text_maker(data_dir, m2_path, m1_path, backend, spm_model):
     """(dataset, params, cfg, text maker) for one M2 and its dataset, with every mismatch refused."""
     dataset = common.open_split(data_dir, "validation")
     params, cfg, _ = common.load_m2(m2_path, dataset)
@@ -166,9 +166,9 @@ def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
             raise common.AnalysisError("the sentencepiece package is not installed (pip install -e '.[spm]')")
         return dataset, params, cfg, generate.SentencePieceText(methods.SentencePiece(processor))
     if meta["method"] == "equalinfo":
-        if m1_model is None:
+        if m1_path is None:
             raise common.AnalysisError(f"{data_dir} is an Equal-Info dataset: give --m1 M1.npz (the M1 that built it)")
-        common.check_m1_matches(dataset, m1_model, m1_path)
+        m1_model = common.m1_for_dataset(m1_path, backend, dataset)
         return dataset, params, cfg, generate.EqualInfoText(m1_model, meta["window_bits"], meta["bits_per_token"],
                                                             backend)
     raise common.AnalysisError(f"{data_dir}: {meta.get('label', meta['method'])} tokens do not decode window by "
@@ -177,12 +177,11 @@ def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
 
 def generate_command(args):
     backend = common.load_backend(args.backend)
-    m1_model = common.load_m1(args.m1, backend)[0] if args.m1 else None
     runs = [(args.data, args.m2)] + [tuple(pair[::-1]) for pair in args.baseline or []]
     prompt = args.prompt.encode("utf-8")
     reports = {}
     for index, (data_dir, m2_path) in enumerate(runs):
-        dataset, params, cfg, maker = _text_maker(data_dir, m2_path, m1_model, args.m1, backend, args.spm_model)
+        dataset, params, cfg, maker = _text_maker(data_dir, m2_path, args.m1, backend, args.spm_model)
         align = getattr(maker, "tokens_per_window", 1)
         sampler = generate.Sampler(backend.transformer, params, cfg, dataset.columns["tokens"]["shape"][0],
                                    args.temperature, np.random.default_rng(args.seed), align)
