@@ -11,6 +11,8 @@ leaves (train/commands.py removing_new_empty_dirs). Every numeric option is read
 so argparse refuses a value out of range before any command starts.
 """
 import argparse
+import contextlib
+import signal
 import sys
 
 from equalinfo.fast.cpu import threads  # first, before NumPy loads: fast/cpu/threads.py
@@ -68,9 +70,48 @@ def add_threads_option(parser):
                         help="run Numba's kernels and OpenBLAS's products on N threads each (default: all cores)")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C's KeyboardInterrupt: the same cleanup runs (atomic writes
+    remove their temporary file, a failed command its new empty directories)."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """SIGTERM raises Terminated while a command runs (the main thread only; elsewhere it is left as it is)."""
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_terminated)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_words(args):
+    """What an interrupted command kept and how to go on: the command's own `kept(args)`, else nothing kept."""
+    kept = getattr(args, "kept", None)
+    return kept(args) if kept else "no output written"
+
+
 def main(argv=None):
-    """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr."""
+    """Run one command; returns 0, or raises SystemExit(2) after one `equalinfo: error: ...` line on stderr;
+    Ctrl-C (SIGINT) and SIGTERM end it with one line saying what was kept, status 130 or 143 (128 + the signal)."""
     args = build_parser().parse_args(argv)
+    try:
+        with sigterm_raises():
+            return run(args)
+    except KeyboardInterrupt as stop:
+        print(f"{PROG}: interrupted; {interrupted_words(args)}", file=sys.stderr)
+        raise SystemExit(128 + (signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT)) from None
+
+
+def run(args):
+    """The command of parsed `args`, its expected errors turned into one line and status 2."""
     try:
         if getattr(args, "threads", None) is not None:
             threads.set_threads(args.threads)
@@ -82,9 +123,6 @@ def main(argv=None):
         # CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; no output written", file=sys.stderr)
-        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -46,6 +46,23 @@ def removing_new_empty_dirs(*paths):
         raise
 
 
+def kept_checkpoint(args):
+    """train-m1/train-m2 interrupted: the last checkpoint written (trainer.py writes them every few minutes)."""
+    if Path(args.out).exists():
+        return f"kept {args.out}, the last checkpoint; rerun the same command with --resume to continue from it"
+    return "no checkpoint written yet; rerun the same command to start again"
+
+
+def kept_directory(args):
+    """repro/build interrupted: the finished steps in OUT, which a rerun of the same command reuses."""
+    out = Path(args.out)
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return "no output written"
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return f"kept what was finished in {out} ({shown}); rerun the same command to resume"
+
+
 def _pipeline(args, out_dir):
     preset = repro.load_preset(args.preset)
     if getattr(args, "seed", None) is not None:
@@ -163,7 +180,7 @@ def add_commands(commands, add_threads_option):
                      help="multiply the preset's data (train/validation examples) and training steps by this "
                           "factor, keeping model sizes and M2's epochs: <1 for a quick look, >1 for more cores or a GPU")
     common(run)
-    run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out])
+    run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
     m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
@@ -172,7 +189,7 @@ def add_commands(commands, add_threads_option):
     m1.add_argument("--steps", type=number("steps"), default=None)
     m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
     common(m1)
-    m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent])
+    m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent], kept=kept_checkpoint)
 
     build = commands.add_parser("build", help="compress the corpus's examples into an M2 dataset")
     build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
@@ -185,7 +202,7 @@ def add_commands(commands, add_threads_option):
     build.add_argument("--vocab-size", type=number("vocab_size"), default=32_000,
                        help="SentencePiece vocabulary (spm)")
     common(build)
-    build.set_defaults(run=build_command, out_dirs=lambda args: [args.out])
+    build.set_defaults(run=build_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")
     m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
@@ -196,7 +213,8 @@ def add_commands(commands, add_threads_option):
     m2_parser.add_argument("--keep-every", type=number("keep_every"), default=0, metavar="K",
                            help="also keep the checkpoint of every K steps as OUT.stepNNNNNN.npz (and step 0)")
     common(m2_parser, corpus=False)
-    m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent])
+    m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent],
+                           kept=kept_checkpoint)
 
     evaluate = commands.add_parser("eval", help="bits/byte, CRs and FLOPs/byte of an M2 on its dataset")
     evaluate.add_argument("--data", required=True)
