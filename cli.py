@@ -123,6 +123,9 @@ def run(args):
         # CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    except MemoryError:  # the checks before work (limits.py, train/memory.py) missed a case: still one line
+        print(f"{PROG}: error: out of memory (docs/limits.md says what each command needs)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

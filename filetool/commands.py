@@ -45,6 +45,7 @@ import sys
 import time
 from contextlib import contextmanager
 
+import numpy as np
 from tqdm import tqdm
 
 from equalinfo import limits
@@ -113,6 +114,23 @@ def read_input(path, limit=limits.MAX_INPUT_BYTES):
     return data
 
 
+def check_coding_memory(path, n_bytes):
+    """CliError naming the file when coding n_bytes would not fit in memory (limits.coding_memory_problem):
+    said before the input is read or decoded, not as a MemoryError halfway."""
+    problem = limits.coding_memory_problem(n_bytes)
+    if problem:
+        raise CliError(f"{path}: {problem}")
+
+
+def input_size(path):
+    """The size of a regular input file, or None (stdin, a pipe, a missing file: the read will tell)."""
+    try:
+        status = os.stat(path) if path != STDIO else None
+    except OSError:
+        return None
+    return status.st_size if status is not None and stat.S_ISREG(status.st_mode) else None
+
+
 def write_atomic(path, data):
     """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
     (data/atomic.py), or to standard output for `-`; an OSError becomes a CliError naming the file."""
@@ -150,6 +168,12 @@ def fit_named_model(name, symbols):
     kind, order = name
     if kind == "unigram":
         return UnigramModel.fit(symbols)
+    most = limits.MAX_MODEL_BYTES // (N_SYMBOLS * 8)  # contexts of the largest model's int64 counts [contexts, 257]
+    if more_contexts_than(symbols, order, most):
+        raise CliError(f"--model markov{order}: this input has more than {most:,} order-{order} contexts, so its "
+                       f"count table would be larger than the largest model "
+                       f"({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower order or a model file from "
+                       "fit-model")
     _, contexts, _ = codec.markov_estimate(symbols, order)
     table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
     if table > limits.MAX_MODEL_BYTES:
@@ -158,6 +182,24 @@ def fit_named_model(name, symbols):
                        f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
                        "order or a model file from fit-model")
     return MarkovModel.fit(symbols, order)
+
+
+def more_contexts_than(symbols, order, most):
+    """Whether the input surely has more than `most` order-K contexts: the distinct K-grams of ever longer
+    prefixes (64 Ki, 256 Ki, ... symbols) are a lower bound on them, counted until they pass `most`. Random input
+    is refused after a prefix of a few times `most` symbols instead of codec.markov_estimate sorting K+1 int64
+    contexts per byte of the whole input (13.5 GB for 20 MB at order 7)."""
+    length = 1 << 16
+    while True:
+        prefix = symbols[:length + order]  # [L + K]
+        grams = np.zeros(max(len(prefix) - order, 0), np.int64)  # [L]: the K symbols before each position
+        for back in range(order):
+            grams = grams * N_SYMBOLS + prefix[back:back + len(grams)]
+        if len(np.unique(grams)) > most:
+            return True
+        if length >= len(symbols):
+            return False
+        length *= 4
 
 
 def cheapest_model(names, symbols):
@@ -265,7 +307,11 @@ def compress_command(args):
         model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
     elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
         raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
+    size = input_size(args.input)
+    if size is not None:
+        check_coding_memory(args.input, min(size, limits.MAX_INPUT_BYTES + 1))
     data = read_input(args.input)
+    check_coding_memory(args.input, len(data))
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
         if args.model is None:
@@ -317,8 +363,10 @@ def decompress_command(args):
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
+    original_length = fileformat.unpack(blob).header.original_length
+    check_coding_memory(args.input, original_length)
     started = time.perf_counter()
-    with coding_progress(fileformat.unpack(blob).header.original_length, "decompress") as progress:
+    with coding_progress(original_length, "decompress") as progress:
         data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
                                               progress=progress)
     seconds = time.perf_counter() - started

@@ -7,21 +7,13 @@ logits of batch x T x vocab. Without this check such a preset fails with a Memor
 after M1 or the datasets were already made. The estimate counts only the largest arrays of one training step
 (attention, logits and their gradients, the per-layer activations the backward keeps, and the parameters with
 AdamW's two moments), so it is a lower bound: a preset above it cannot run, one below may still need more.
-preset_schema.validate refuses a preset whose estimate exceeds the machine's physical memory, naming the key.
+preset_schema.validate refuses a preset whose estimate exceeds the memory this process may use (the machine's,
+or less under ulimit or a cgroup: limits.available_memory), naming the keys.
 """
-import os
-
+from equalinfo.limits import available_memory
 from equalinfo.ref.transformer import SIZES, count_params, make_config
 
 M1_VOCAB = 257
-
-
-def machine_memory():
-    """Physical memory of this machine in bytes (None where the OS does not say)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def step_bytes(size, batch, seq_len, vocab, dtype="float32"):
@@ -61,12 +53,13 @@ def estimates(preset):
 
 
 def check(preset, available=None):
-    """None, or the words of the first estimate above `available` bytes (default: the machine's memory)."""
-    available = machine_memory() if available is None else available
+    """None, or the words of the first estimate above `available` bytes (default: what this process may use,
+    limits.available_memory)."""
+    available = available_memory() if available is None else available
     if available is None:
         return None
     for key, need in estimates(preset):
         if need > available:
-            return (f"{key}: a training step needs at least {need / 2 ** 30:,.1f} GiB, more than this machine's "
-                    f"{available / 2 ** 30:,.1f} GiB (train/memory.py); lower it, the batch size or the model size")
+            return (f"{key}: a training step needs at least {need / 2 ** 30:,.1f} GiB, more than the "
+                    f"{available / 2 ** 30:,.1f} GiB this process may use (train/memory.py); lower it, the batch size or the model size")
     return None
