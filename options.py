@@ -44,8 +44,8 @@ class Number:
             raise ValueError(f"not {'an integer' if self.kind is int else 'a number'}") from None
         above = value > self.low if self.low_open else value >= self.low
         if not (math.isfinite(value) and above and value <= self.high):
-            bounds = (f"above {self.low:,g} and at most {self.high:,g}" if self.kind is float
-                      else f"{self.low:,} to {self.high:,}")
+            low, high = (f"{bound:,g}" if self.kind is float else f"{bound:,}" for bound in (self.low, self.high))
+            bounds = f"above {low} and at most {high}" if self.low_open else f"{low} to {high}"
             raise ValueError(f"must be {bounds} ({self.meaning})")
         return value
 
@@ -58,10 +58,12 @@ class Number:
 
 
 def Int(low, high, meaning):
+    """Whole numbers from low to high, both included."""
     return Number(int, low, high, meaning)
 
 
 def Float(low, high, meaning, low_open=True):
+    """Finite reals above low (or from low, with low_open=False) up to high."""
     return Number(float, low, high, meaning, low_open)
 
 
@@ -102,7 +104,3 @@ OPTIONS = {
 def number(dest):
     """The argparse `type` of the option stored at `dest` (KeyError for an option the table does not describe)."""
     return OPTIONS[dest]
-
-
-class OptionError(ValueError):
-    """A command-line value outside its range."""

@@ -89,3 +89,12 @@ def test_window_below_the_precision_is_refused_before_any_work(capsys, tmp_path)
     (tmp_path / "p.json").write_text(__import__("json").dumps(preset))
     fails_cli(capsys, "repro", "--out", tmp_path / "o", "--preset", tmp_path / "p.json", says="window_bits: 10")
     assert not (tmp_path / "o").exists()
+
+
+def test_a_missing_folder_names_the_output_not_the_temporary_file(tmp_path):
+    from equalinfo.data.atomic import write_atomically
+
+    out = tmp_path / "no-such-folder" / "results.json"
+    with pytest.raises(OSError) as caught:
+        write_atomically(out, lambda stream: stream.write(b"{}"))
+    assert str(out) in str(caught.value) and ".tmp-" not in str(caught.value)
