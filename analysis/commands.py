@@ -16,6 +16,7 @@ import numpy as np
 from equalinfo.analysis import common, positions, seq2seq, stability, uniformity
 from equalinfo.train import backends, methods
 from equalinfo.analysis import generate
+from equalinfo.options import number
 
 
 def _run_file(args, name):
@@ -148,7 +149,7 @@ def seq2seq_command(args):
 
 # ------------------------------------------------------------------------------------------------- generate
 
-def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
+def _text_maker(data_dir, m2_path, m1_path, backend, spm_model):
     """(dataset, params, cfg, text maker) for one M2 and its dataset, with every mismatch refused."""
     dataset = common.open_split(data_dir, "validation")
     params, cfg, _ = common.load_m2(m2_path, dataset)
@@ -165,9 +166,9 @@ def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
             raise common.AnalysisError("the sentencepiece package is not installed (pip install -e '.[spm]')")
         return dataset, params, cfg, generate.SentencePieceText(methods.SentencePiece(processor))
     if meta["method"] == "equalinfo":
-        if m1_model is None:
+        if m1_path is None:
             raise common.AnalysisError(f"{data_dir} is an Equal-Info dataset: give --m1 M1.npz (the M1 that built it)")
-        common.check_m1_matches(dataset, m1_model, m1_path)
+        m1_model = common.m1_for_dataset(m1_path, backend, dataset)
         return dataset, params, cfg, generate.EqualInfoText(m1_model, meta["window_bits"], meta["bits_per_token"],
                                                             backend)
     raise common.AnalysisError(f"{data_dir}: {meta.get('label', meta['method'])} tokens do not decode window by "
@@ -176,12 +177,11 @@ def _text_maker(data_dir, m2_path, m1_model, m1_path, backend, spm_model):
 
 def generate_command(args):
     backend = common.load_backend(args.backend)
-    m1_model = common.load_m1(args.m1, backend)[0] if args.m1 else None
     runs = [(args.data, args.m2)] + [tuple(pair[::-1]) for pair in args.baseline or []]
     prompt = args.prompt.encode("utf-8")
     reports = {}
     for index, (data_dir, m2_path) in enumerate(runs):
-        dataset, params, cfg, maker = _text_maker(data_dir, m2_path, m1_model, args.m1, backend, args.spm_model)
+        dataset, params, cfg, maker = _text_maker(data_dir, m2_path, args.m1, backend, args.spm_model)
         align = getattr(maker, "tokens_per_window", 1)
         sampler = generate.Sampler(backend.transformer, params, cfg, dataset.columns["tokens"]["shape"][0],
                                    args.temperature, np.random.default_rng(args.seed), align)
@@ -231,20 +231,19 @@ def add_commands(commands, add_threads_option):
             parser.add_argument("--corpus", default=None, help="text source (default: the embedded corpus)")
         add_threads_option(parser)
 
-    grid = {"nargs": "+", "type": int}
     parser = kinds.add_parser("stability", help="token stability: Levenshtein distances (Fig. 8), Tables 7-8")
     common_options(parser)
     parser.add_argument("--spm-model", default=None, help="SentencePiece model (default: the run's, else trained "
                                                           "on the corpus)")
     parser.add_argument("--methods", nargs="+", default=list(methods.METHODS))
-    parser.add_argument("--window-bits", default=[16], **grid)
-    parser.add_argument("--bits-per-token", default=[8, 16], **grid)
-    parser.add_argument("--words", type=int, default=200, help="words to sample (default 200)")
+    parser.add_argument("--window-bits", default=[16], nargs="+", type=number("window_bits"))
+    parser.add_argument("--bits-per-token", default=[8, 16], nargs="+", type=number("bits_per_token"))
+    parser.add_argument("--words", type=number("words"), default=200, help="words to sample (default 200)")
     parser.add_argument("--word-list", default=None, help="a file of words, one per line (default: the corpus's "
                                                           "most frequent words)")
     parser.add_argument("--word", default=None, help="the word of the Table 7 view (default: the first word)")
-    parser.add_argument("--contexts", type=int, default=3, help="contexts of the Table 7 view")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--contexts", type=number("contexts"), default=3, help="contexts of the Table 7 view")
+    parser.add_argument("--seed", type=number("seed"), default=0)
     parser.set_defaults(run_command=stability_command)
 
     parser = kinds.add_parser("positions", help="accuracy and loss per Equal-Info window position over M2 "
@@ -253,8 +252,9 @@ def add_commands(commands, add_threads_option):
     parser.add_argument("--data", required=True, help="an Equal-Info dataset directory")
     parser.add_argument("--m2", nargs="+", required=True,
                         help="M2 checkpoints: files, a directory or a glob (train-m2 --keep-every K keeps them)")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-rows", type=int, default=None, help="validation rows to score (default: all)")
+    parser.add_argument("--batch-size", type=number("batch_size"), default=8)
+    parser.add_argument("--max-rows", type=number("max_rows"), default=None,
+                        help="validation rows to score (default: all)")
     parser.set_defaults(run_command=positions_command)
 
     parser = kinds.add_parser("uniformity", help="KL(bits || uniform) per method vs a secrets baseline "
@@ -262,22 +262,23 @@ def add_commands(commands, add_threads_option):
     common_options(parser)
     parser.add_argument("--data", nargs="+", default=None, help="dataset directories (bit methods)")
     parser.add_argument("--side", choices=["train", "validation"], default="train")
-    parser.add_argument("--samples", type=int, default=20, help="disjoint samples per stream (the paper: 100)")
-    parser.add_argument("--compare-bytes", type=int, default=16384,
+    parser.add_argument("--samples", type=number("samples"), default=20,
+                        help="disjoint samples per stream (the paper: 100)")
+    parser.add_argument("--compare-bytes", type=number("compare_bytes"), default=16384,
                         help="bytes of corpus text coded with both window rules (0: skip that comparison)")
-    parser.add_argument("--window-bits", default=[16], **grid)
+    parser.add_argument("--window-bits", default=[16], nargs="+", type=number("window_bits"))
     parser.set_defaults(run_command=uniformity_command)
 
     parser = kinds.add_parser("seq2seq", help="learning AC and EqualInfoAC[16,256] as seq2seq (Table 5)")
     common_options(parser)
-    parser.add_argument("--text-bytes", type=int, default=32)
-    parser.add_argument("--train-texts", type=int, default=1000)
-    parser.add_argument("--val-texts", type=int, default=200)
+    parser.add_argument("--text-bytes", type=number("text_bytes"), default=32)
+    parser.add_argument("--train-texts", type=number("train_texts"), default=1000)
+    parser.add_argument("--val-texts", type=number("val_texts"), default=200)
     parser.add_argument("--size", default="tiny", help="model size (micro, tiny, ...)")
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=0.003)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=number("steps"), default=300)
+    parser.add_argument("--batch-size", type=number("batch_size"), default=16)
+    parser.add_argument("--lr", type=number("lr"), default=0.003)
+    parser.add_argument("--seed", type=number("seed"), default=0)
     parser.set_defaults(run_command=seq2seq_command)
     analyze.set_defaults(run=lambda args: args.run_command(args))
 
@@ -290,10 +291,10 @@ def add_commands(commands, add_threads_option):
     gen.add_argument("--spm-model", default=None, help="SentencePiece model of an spm baseline (default: a "
                                                        "spm.model above its dataset directory)")
     gen.add_argument("--prompt", default="")
-    gen.add_argument("--max-bytes", type=int, default=200)
-    gen.add_argument("--max-steps", type=int, default=None)
-    gen.add_argument("--temperature", type=float, default=1.0)
-    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--max-bytes", type=number("max_bytes"), default=200)
+    gen.add_argument("--max-steps", type=number("max_steps"), default=None)
+    gen.add_argument("--temperature", type=number("temperature"), default=1.0)
+    gen.add_argument("--seed", type=number("seed"), default=0)
     gen.add_argument("--json", default=None, help="also write the report to this file")
     gen.add_argument("--backend", choices=backends.NAMES, default=None)
     add_threads_option(gen)

@@ -49,13 +49,28 @@ def load_m2(path, dataset, what="--m2"):
     return params, cfg, meta or {}
 
 
-def load_m1(path, backend):
-    """(coding model, description) of an M1 checkpoint; its rows come from the backend's exact-rule twin."""
-    params, cfg, _, _ = checkpoint.load(path)
+def load_m1(path, backend, rule=1):
+    """(coding model, description) of an M1 checkpoint; its rows come from the backend's exact-rule twin, and it
+    restarts every seq_len symbols, the length it was trained on, as `build` codes with it (train/repro.py)."""
+    params, cfg, _, meta = checkpoint.load(path)
     if cfg.vocab_out != N_SYMBOLS:
         raise AnalysisError(f"{path} predicts {cfg.vocab_out} tokens, an M1 predicts {N_SYMBOLS} (bytes + EOS): "
                             f"is it an M2?")
-    return m1.coding_model(params, cfg, backend.name), f"M1 {path}"
+    return m1.coding_model(params, cfg, backend.name, rule, m1.trained_context(meta)), f"M1 {path}"
+
+
+def m1_for_dataset(path, backend, dataset):
+    """M1 of a checkpoint exactly as it built an M1-coded dataset: the exact rule (the dataset records only the
+    model's fingerprint, which covers the rule) is the one whose fingerprint matches; none: AnalysisError."""
+    model = None
+    for rule in (1, *m1.QUANTIZERS):  # the float rule, then the quantized ones
+        model = load_m1(path, backend, rule)[0]
+        try:
+            check_m1_matches(dataset, model, path)
+            return model
+        except AnalysisError:
+            continue
+    check_m1_matches(dataset, model, path)  # raises, naming the last fingerprint tried
 
 
 def check_m1_matches(dataset, model, m1_path):

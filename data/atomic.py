@@ -36,7 +36,10 @@ def write_atomically(path, write, prefix=".tmp-"):
     path = os.path.realpath(path)  # a link's target is replaced, the link kept
     directory = os.path.dirname(path)
     mode = stat.S_IMODE(status.st_mode) if status is not None else _default_mode()
-    handle, temporary = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=prefix, dir=directory)
+    except OSError as error:  # name the output the user gave, not the temporary file's made-up name
+        raise OSError(error.errno, error.strerror, str(path)) from None
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

@@ -31,7 +31,10 @@ unless `overwrite=True`.
 
 Reading (`Dataset`) checks, cheaply, everything but the content: the index's format and version, that the build is
 complete, every file's presence, .npy header, dtype, shape, row count and exact file size (truncation). `verify()`
-(or `Dataset(..., verify=True)`) also checks every file's SHA-256 (flipped bytes). All failures raise DataError.
+(or `Dataset(..., verify=True)`) also checks every file's SHA-256 (flipped bytes). `open_dataset`, which every
+command reads datasets through, verifies by default: a flipped byte must refuse to train rather than train silently
+on other data (hashing reads each shard once, a small share of what training reads). All failures
+raise DataError.
 """
 import hashlib
 import io
@@ -350,8 +353,14 @@ class Dataset:
         """Check every shard file's SHA-256 against the index (reads all data); DataError on a mismatch."""
         for shard in self.index["shards"]:
             for name, file in shard["files"].items():
-                digest = hashlib.sha256((self.directory / file).read_bytes()).hexdigest()
-                if digest != shard["sha256"][name]:
+                expected = shard.get("sha256", {}).get(name) if isinstance(shard.get("sha256"), dict) else None
+                if expected is None:
+                    raise DataError(f"{self.directory / INDEX}: no SHA-256 for {file}")
+                digest = hashlib.sha256()
+                with open(self.directory / file, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+                if digest.hexdigest() != expected:
                     raise DataError(f"{self.directory / file}: corrupt shard (SHA-256 differs from the index)")
         return True
 
@@ -414,6 +423,6 @@ class Dataset:
             yield self.take(rows, columns)
 
 
-def open_dataset(directory, verify=False):
-    """A finished dataset (see Dataset)."""
+def open_dataset(directory, verify=True):
+    """A finished dataset (see Dataset), its shards checked against their SHA-256 unless verify=False."""
     return Dataset(directory, verify=verify)

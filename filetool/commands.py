@@ -21,6 +21,10 @@ Decisions (docs/commands.md shows them in use):
   file: decompress needs the same checkpoint and the same --m1-rule/--m1-context.
 - staticac always fits and embeds its own unigram model on the input (the paper's StaticAC with the input as its
   "training text"); for a fixed unigram model use `--method ac --model UNIGRAM.npz`. gzip takes no model.
+- gzip's conventions: `-` as IN reads stdin, `-` as OUT writes stdout; the summary line goes to stderr, so it
+  never mixes with data on stdout; OUT that is IN (the same file, also through a hard link or a symlink: same
+  st_dev and st_ino) is refused; an existing OUT is refused unless -f/--force is given. All of this is checked
+  before the input is read.
 - Outputs are written atomically (temp file in OUT's directory, fsync, os.replace): a failure leaves OUT absent or,
   if it existed, untouched. Everything is decoded and checked in memory before OUT is touched. A symlink's target
   is replaced (the link stays); a device or FIFO is written through, never replaced; a directory is refused.
@@ -36,14 +40,18 @@ Decisions (docs/commands.md shows them in use):
 """
 import os
 import re
+import stat
+import sys
 import time
 from contextlib import contextmanager
 
+import numpy as np
 from tqdm import tqdm
 
 from equalinfo import limits
 from equalinfo.data.atomic import write_atomically
 from equalinfo.filetool import codec, fileformat
+from equalinfo.options import number
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.fingerprint import fingerprint
@@ -65,8 +73,37 @@ class CliError(ValueError):
 
 # ------------------------------------------------------------------------------------------------- file helpers
 
+STDIO = "-"  # as IN: standard input; as OUT: standard output
+
+
+def check_paths(input_path, output_path, force):
+    """Refuse, before any work, OUT that is IN (same device and inode: hard links and symlinks included) and an
+    existing regular file OUT without --force; `-` (stdin/stdout) is never either."""
+    if output_path == STDIO:
+        return
+    try:
+        out_status = os.stat(output_path)
+    except OSError:
+        return  # absent (or unreachable: the write will say why)
+    if input_path != STDIO:
+        try:
+            in_status = os.stat(input_path)
+        except OSError:
+            in_status = None  # the read will say why
+        if in_status is not None and (in_status.st_dev, in_status.st_ino) == (out_status.st_dev, out_status.st_ino):
+            raise CliError(f"{output_path} is the input {input_path} (the same file): it would be replaced")
+    if not force and stat.S_ISREG(out_status.st_mode):  # a device or FIFO is written through (data/atomic.py)
+        raise CliError(f"{output_path} already exists; use -f/--force to replace it")
+
+
 def read_input(path, limit=limits.MAX_INPUT_BYTES):
-    """All bytes of an input file, at most `limit` of them, or CliError naming the file and the reason."""
+    """All bytes of an input file (`-`: standard input), at most `limit` of them, or CliError naming the file and
+    the reason."""
+    if path == STDIO:
+        data = limits.read_at_most(sys.stdin.buffer, limit + 1)
+        if len(data) > limit:
+            raise CliError(f"standard input is larger than the largest input, {limits.size_words(limit)}")
+        return data
     try:
         with open(path, "rb") as handle:
             data = limits.read_at_most(handle, limit + 1)
@@ -77,9 +114,33 @@ def read_input(path, limit=limits.MAX_INPUT_BYTES):
     return data
 
 
+def check_coding_memory(path, n_bytes):
+    """CliError naming the file when coding n_bytes would not fit in memory (limits.coding_memory_problem):
+    said before the input is read or decoded, not as a MemoryError halfway."""
+    problem = limits.coding_memory_problem(n_bytes)
+    if problem:
+        raise CliError(f"{path}: {problem}")
+
+
+def input_size(path):
+    """The size of a regular input file, or None (stdin, a pipe, a missing file: the read will tell)."""
+    try:
+        status = os.stat(path) if path != STDIO else None
+    except OSError:
+        return None
+    return status.st_size if status is not None and stat.S_ISREG(status.st_mode) else None
+
+
 def write_atomic(path, data):
     """Write bytes to `path` so that it holds either its old content or all of `data`, never a part
-    (data/atomic.py); an OSError becomes a CliError naming the file."""
+    (data/atomic.py), or to standard output for `-`; an OSError becomes a CliError naming the file."""
+    if path == STDIO:
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except OSError as error:
+            raise CliError(f"cannot write standard output: {error.strerror or error}") from None
+        return
     try:
         write_atomically(path, lambda stream: stream.write(data))
     except OSError as error:
@@ -107,6 +168,12 @@ def fit_named_model(name, symbols):
     kind, order = name
     if kind == "unigram":
         return UnigramModel.fit(symbols)
+    most = limits.MAX_MODEL_BYTES // (N_SYMBOLS * 8)  # contexts of the largest model's int64 counts [contexts, 257]
+    if more_contexts_than(symbols, order, most):
+        raise CliError(f"--model markov{order}: this input has more than {most:,} order-{order} contexts, so its "
+                       f"count table would be larger than the largest model "
+                       f"({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower order or a model file from "
+                       "fit-model")
     _, contexts, _ = codec.markov_estimate(symbols, order)
     table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
     if table > limits.MAX_MODEL_BYTES:
@@ -115,6 +182,24 @@ def fit_named_model(name, symbols):
                        f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
                        "order or a model file from fit-model")
     return MarkovModel.fit(symbols, order)
+
+
+def more_contexts_than(symbols, order, most):
+    """Whether the input surely has more than `most` order-K contexts: the distinct K-grams of ever longer
+    prefixes (64 Ki, 256 Ki, ... symbols) are a lower bound on them, counted until they pass `most`. Random input
+    is refused after a prefix of a few times `most` symbols instead of codec.markov_estimate sorting K+1 int64
+    contexts per byte of the whole input (13.5 GB for 20 MB at order 7)."""
+    length = 1 << 16
+    while True:
+        prefix = symbols[:length + order]  # [L + K]
+        grams = np.zeros(max(len(prefix) - order, 0), np.int64)  # [L]: the K symbols before each position
+        for back in range(order):
+            grams = grams * N_SYMBOLS + prefix[back:back + len(grams)]
+        if len(np.unique(grams)) > most:
+            return True
+        if length >= len(symbols):
+            return False
+        length *= 4
 
 
 def cheapest_model(names, symbols):
@@ -205,8 +290,14 @@ def check_compress_args(args):
     return precision, window_bits
 
 
+def status_line(text):
+    """A command's summary, on stderr as gzip -v does: stdout may be carrying the data."""
+    print(text, file=sys.stderr)
+
+
 def compress_command(args):
     precision, window_bits = check_compress_args(args)
+    check_paths(args.input, args.output, args.force)
     spec = args.model if args.model is not None else DEFAULT_MODEL
     coded = args.method in ("ac", "equalinfo")
     name = parse_model_name(spec) if coded else None
@@ -216,7 +307,11 @@ def compress_command(args):
         model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
     elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
         raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
+    size = input_size(args.input)
+    if size is not None:
+        check_coding_memory(args.input, min(size, limits.MAX_INPUT_BYTES + 1))
     data = read_input(args.input)
+    check_coding_memory(args.input, len(data))
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
         if args.model is None:
@@ -234,7 +329,7 @@ def compress_command(args):
                                                         backend, progress)
     seconds = time.perf_counter() - started
     write_atomic(args.output, blob)
-    print(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
+    status_line(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
     return 0
 
 
@@ -259,6 +354,7 @@ def compress_summary(args, data, blob, header, why=None):
 
 
 def decompress_command(args):
+    check_paths(args.input, args.output, args.force)
     backend = backends.load_or_fastest(args.backend)
     if args.model is not None:
         model = model_from_path(args.model, args, backend)
@@ -267,8 +363,10 @@ def decompress_command(args):
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
+    original_length = fileformat.unpack(blob).header.original_length
+    check_coding_memory(args.input, original_length)
     started = time.perf_counter()
-    with coding_progress(fileformat.unpack(blob).header.original_length, "decompress") as progress:
+    with coding_progress(original_length, "decompress") as progress:
         data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
                                               progress=progress)
     seconds = time.perf_counter() - started
@@ -279,19 +377,20 @@ def decompress_command(args):
     if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
                         + (" (embedded)" if header.model_length else f" from {args.model}"))
-    print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
+    status_line(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
           + speed_words(len(data), seconds, backend))
     return 0
 
 
 def fit_model_command(args):
+    check_paths(args.text, args.output, args.force)
     data = read_input(args.text)
     symbols = bytes_to_symbols(data)
     model = UnigramModel.fit(symbols) if args.unigram else MarkovModel.fit(symbols, args.order)
     blob = fileformat.model_file_bytes(model)
     write_atomic(args.output, blob)
     contexts = f", {len(model.context_ids):,} contexts" if model.kind == "markov" else ""
-    print(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
+    status_line(f"fitted {describe_model(model)} model on {len(data):,} bytes of {args.text}{contexts}; "
           f"wrote {args.output} ({len(blob):,} bytes), fingerprint {fingerprint(model.arrays())}")
     return 0
 
@@ -306,10 +405,10 @@ def add_backend_option(parser):
 
 def add_m1_options(parser):
     """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=int, choices=(1, 2, 3), default=DEFAULT_M1_RULE,
+    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=(1, 2, 3), default=DEFAULT_M1_RULE,
                         help="an M1 checkpoint's exact rule: 2 int16 products (default), 3 int8-valued products, "
                              "1 float reductions (ref/exact_rules.py)")
-    parser.add_argument("--m1-context", type=int, default=None, metavar="N",
+    parser.add_argument("--m1-context", type=number("m1_context"), default=None, metavar="N",
                         help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
                              "trained on; longer is refused)")
 
@@ -319,6 +418,7 @@ def file_command(commands, name, run, files, **texts):
     parser = commands.add_parser(name, **texts)
     for dest, metavar in files:
         parser.add_argument(dest, metavar=metavar)
+    parser.add_argument("-f", "--force", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(run=run)
     return parser
 
@@ -333,9 +433,9 @@ def add_commands(commands):
                           help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
                                "AC with a unigram model; gzip: zlib at the default level; stored: the bytes as "
                                "they are")
-    compress.add_argument("--window-bits", type=int, default=None,
+    compress.add_argument("--window-bits", type=number("window_bits"), default=None,
                           help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
-    compress.add_argument("--precision", type=int, default=None,
+    compress.add_argument("--precision", type=number("precision"), default=None,
                           help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
     compress.add_argument("--model", default=None,
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
@@ -359,5 +459,5 @@ def add_commands(commands):
                        help="fit a model on a text and save it",
                        description="Fit a simple model on a file and save it as an npz (no pickle).")
     kind = fit.add_mutually_exclusive_group()
-    kind.add_argument("--order", type=int, default=2, help="order of the Markov model (1..7, default 2)")
+    kind.add_argument("--order", type=number("order"), default=2, help="order of the Markov model (1..7, default 2)")
     kind.add_argument("--unigram", action="store_true", help="fit a unigram model instead")

@@ -100,3 +100,16 @@ def test_seq2seq_reports_a_cross_entropy_per_task_against_the_uniform_one(capsys
     assert {"byte LM (targets only)", "AC[v=256] decompress", "AC[v=256] compress"} <= set(result["tasks"])
     for task in result["tasks"].values():
         assert 0 <= task["accuracy"] <= 1 and 0 < task["cross_entropy"] < 20
+
+
+def test_generate_on_an_equalinfo_dataset_uses_the_m1_that_built_it(run_dir, capsys, tmp_path):
+    """README's example: generate decodes Equal-Info windows with the M1 that built the dataset (same rule, same
+    restart length, so the same fingerprint); another M1 is refused."""
+    argv = ["generate", "--m2", run_dir / "m2.npz", "--data", run_dir / "ei", "--max-bytes", 8, "--backend", "cpu"]
+    out = ok(capsys, *argv, "--m1", run_dir / "m1.npz", "--json", tmp_path / "g.json")
+    report = next(iter(json.loads((tmp_path / "g.json").read_text())["runs"].values()))
+    assert report["windows"] > 0 and report["steps"] > 0, out  # it decoded windows (a 4-step M2's are noise)
+    ok(capsys, "train-m1", "--out", tmp_path / "other.npz", "--size", "micro", "--steps", 1, "--seed", 5,
+       "--backend", "cpu")
+    status, _, err = run_cli(capsys, *argv, "--m1", tmp_path / "other.npz")
+    assert status == 2 and "is not the M1 that built" in err, err

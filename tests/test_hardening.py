@@ -274,7 +274,7 @@ def test_output_symlink_keeps_the_link_and_replaces_its_target(capsys, tmp_path)
     target, link = tmp_path / "target.eqi", tmp_path / "link.eqi"
     target.write_bytes(b"old")
     link.symlink_to(target)
-    assert run(capsys, "compress", tmp_path / "t.txt", link, "--method", "gzip")[0] == 0
+    assert run(capsys, "compress", tmp_path / "t.txt", link, "--method", "gzip", "--force")[0] == 0
     assert os.path.islink(link) and codec.decompress_bytes(target.read_bytes())[0] == TEXT
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     fails(capsys, "compress", tmp_path / "t.txt", tmp_path / "dangling", says="symbolic link to a missing file")
@@ -298,21 +298,21 @@ def test_output_device_is_written_through_not_replaced(capsys, tmp_path):
 def test_random_data_expands_by_at_most_one_percent_plus_1kb(capsys, tmp_path):
     (tmp_path / "r.bin").write_bytes(RANDOM)
     for method in ("equalinfo", "ac", "staticac", "gzip"):
-        status, out, err = run(capsys, "compress", tmp_path / "r.bin", tmp_path / "r.eqi", "--method", method,
-                               seconds=60)
-        assert status == 0, err
+        status, _, out = run(capsys, "compress", tmp_path / "r.bin", tmp_path / "r.eqi", "--method", method, "-f",
+                             seconds=60)
+        assert status == 0, out
         assert os.path.getsize(tmp_path / "r.eqi") <= len(RANDOM) * 1.01 + 1024, (method, out)
         assert "stored" in out
-        assert run(capsys, "decompress", tmp_path / "r.eqi", tmp_path / "r.out")[0] == 0
+        assert run(capsys, "decompress", tmp_path / "r.eqi", tmp_path / "r.out", "-f")[0] == 0
         assert (tmp_path / "r.out").read_bytes() == RANDOM
 
 
 def test_empty_and_tiny_inputs_stay_small(capsys, tmp_path):
     for data in (b"", b"x", b"hello"):
         (tmp_path / "e.in").write_bytes(data)
-        assert run(capsys, "compress", tmp_path / "e.in", tmp_path / "e.eqi")[0] == 0
+        assert run(capsys, "compress", tmp_path / "e.in", tmp_path / "e.eqi", "-f")[0] == 0
         assert os.path.getsize(tmp_path / "e.eqi") < 200 + len(data)
-        assert run(capsys, "decompress", tmp_path / "e.eqi", tmp_path / "e.out")[0] == 0
+        assert run(capsys, "decompress", tmp_path / "e.eqi", tmp_path / "e.out", "-f")[0] == 0
         assert (tmp_path / "e.out").read_bytes() == data
 
 

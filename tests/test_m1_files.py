@@ -33,21 +33,21 @@ def paths(tmp_path):
 @pytest.mark.parametrize("rule", ["1", "2"])
 def test_a_file_made_on_cpu_decodes_on_ref_and_cpu(capsys, paths, method, rule):
     out = paths["dir"] / "x.eqi"
-    status, said, _ = run_cli(capsys, "compress", paths["in"], out, "--method", method, "--model", paths["m1"],
-                              "--m1-rule", rule, "--backend", "cpu", "--no-store")
+    status, _, said = run_cli(capsys, "compress", paths["in"], out, "--method", method, "--model", paths["m1"],
+                              "--m1-rule", rule, "--backend", "cpu", "--no-store", "--force")
     assert status == 0 and "transformer model" in said and "KB/s on cpu" in said, said
     for backend in ("ref", "cpu"):
         back = paths["dir"] / f"back.{backend}"
-        status, said, err = run_cli(capsys, "decompress", out, back, "--model", paths["m1"], "--m1-rule", rule,
-                                    "--backend", backend)
-        assert status == 0, err
+        status, _, said = run_cli(capsys, "decompress", out, back, "--model", paths["m1"], "--m1-rule", rule,
+                                  "--backend", backend, "--force")
+        assert status == 0, said
         assert back.read_bytes() == TEXT and f"on {backend}" in said
 
 
 def test_the_restart_length_is_part_of_the_file(capsys, paths):
     out = paths["dir"] / "x.eqi"
     assert run_cli(capsys, "compress", paths["in"], out, "--method", "ac", "--model", paths["m1"],
-                   "--no-store")[0] == 0
+                   "--no-store", "--force")[0] == 0
     fails_cli(capsys, "decompress", out, paths["dir"] / "y", "--model", paths["m1"], "--m1-context", "8",
               says="wrong model")
     fails_cli(capsys, "decompress", out, paths["dir"] / "y", "--model", paths["m1"], "--m1-rule", "1",

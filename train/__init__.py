@@ -5,6 +5,7 @@ Running it
     commands.py      the pipeline's subcommands (repro, train-m1, build, train-m2, eval) and their parsers
     preset_schema.py what a preset (presets/*.json) may contain, checked before any work starts
     estimate.py      how long a preset will take on this machine, said before the work starts
+    memory.py        the memory a preset's training steps need at least; a preset above the machine's is refused
     backends.py      a backend by name (ref, cpu, gpu): the modules every step computes with
 The steps
     m1.py            M1: training on the corpus, and M1 as a coding model with the backend's exact rows

@@ -13,10 +13,12 @@ import sys
 from pathlib import Path
 
 from equalinfo.data.shards import open_dataset
+from equalinfo.options import number
 from equalinfo.ref.transformer import SIZES, count_params
 from equalinfo.train import backends, m2, repro
 from equalinfo.train.build import summary
 from equalinfo.train.m1 import trained_context
+from equalinfo.train.preset_schema import precision_of
 from equalinfo.train.methods import METHODS
 from equalinfo.report.paper_numbers import label
 from equalinfo.train.trainer import load_checkpoint, write_json
@@ -44,6 +46,23 @@ def removing_new_empty_dirs(*paths):
         raise
 
 
+def kept_checkpoint(args):
+    """train-m1/train-m2 interrupted: the last checkpoint written (trainer.py writes them every few minutes)."""
+    if Path(args.out).exists():
+        return f"kept {args.out}, the last checkpoint; rerun the same command with --resume to continue from it"
+    return "no checkpoint written yet; rerun the same command to start again"
+
+
+def kept_directory(args):
+    """repro/build interrupted: the finished steps in OUT, which a rerun of the same command reuses."""
+    out = Path(args.out)
+    names = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not names:
+        return "no output written"
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return f"kept what was finished in {out} ({shown}); rerun the same command to resume"
+
+
 def _pipeline(args, out_dir):
     preset = repro.load_preset(args.preset)
     if getattr(args, "seed", None) is not None:
@@ -61,7 +80,14 @@ def repro_command(args):
     return 0
 
 
+def refuse_existing_checkpoint(path, resume):
+    """A checkpoint OUT that exists is a trained model: replaced only when asked, continued with --resume."""
+    if not resume and os.path.exists(path):
+        raise ValueError(f"{path} already exists: --resume continues its training; to start over, remove it first")
+
+
 def train_m1_command(args):
+    refuse_existing_checkpoint(args.out, args.resume)
     pipeline = _pipeline(args, Path(args.out).parent)
     spec = pipeline.preset["m1"]
     if args.size is not None:
@@ -77,6 +103,10 @@ def train_m1_command(args):
 def build_command(args):
     if args.method in ("ac", "equalinfo") and not args.m1:
         raise ValueError(f"--method {args.method} needs --m1 CHECKPOINT (train one with equalinfo train-m1)")
+    precision = precision_of(repro.load_preset(args.preset))
+    if args.method == "equalinfo" and args.window_bits < precision:
+        raise ValueError(f"--window-bits {args.window_bits}: below the preset's coding.precision {precision}; a "
+                         "window must hold any one symbol (b >= precision)")
     m1_checkpoint = load_checkpoint(args.m1, "m1") if args.m1 else None
     pipeline = _pipeline(args, args.out)
     trained_m1 = (repro.TrainedM1(*m1_checkpoint[:2], seq_len=trained_context(m1_checkpoint[3]))
@@ -90,6 +120,7 @@ def build_command(args):
 
 
 def train_m2_command(args):
+    refuse_existing_checkpoint(args.out, args.resume)
     train_set, val_set = open_dataset(Path(args.data) / "train"), open_dataset(Path(args.data) / "validation")
     preset = repro.load_preset(args.preset)["m2"]
     settings = dict(preset["train"], seed=args.seed or 0)
@@ -136,7 +167,7 @@ def add_commands(commands, add_threads_option):
         parser.add_argument("--preset", default="demo", help="a preset name (train/presets) or a .json path")
         parser.add_argument("--backend", choices=backends.NAMES, default=None,
                             help="ref, cpu or gpu (default: the fastest available)")
-        parser.add_argument("--seed", type=int, default=None, help="override the preset's seed")
+        parser.add_argument("--seed", type=number("seed"), default=None, help="override the preset's seed")
         add_threads_option(parser)
         if corpus:
             parser.add_argument("--corpus", default=None,
@@ -145,47 +176,51 @@ def add_commands(commands, add_threads_option):
 
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
     run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
-    run.add_argument("--scale", type=float, default=None,
+    run.add_argument("--scale", type=number("scale"), default=None,
                      help="multiply the preset's data (train/validation examples) and training steps by this "
                           "factor, keeping model sizes and M2's epochs: <1 for a quick look, >1 for more cores or a GPU")
     common(run)
-    run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out])
+    run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
     m1.add_argument("--out", required=True, help="checkpoint to write (.npz)")
     m1.add_argument("--size", default=None, choices=sorted(SIZES),
                     help="model size (default from the preset)")
-    m1.add_argument("--steps", type=int, default=None)
+    m1.add_argument("--steps", type=number("steps"), default=None)
     m1.add_argument("--resume", action="store_true", help="continue from --out, bit-identically")
     common(m1)
-    m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent])
+    m1.set_defaults(run=train_m1_command, out_dirs=lambda args: [Path(args.out).parent], kept=kept_checkpoint)
 
     build = commands.add_parser("build", help="compress the corpus's examples into an M2 dataset")
     build.add_argument("--out", required=True, help="dataset directory (train/ and validation/ inside)")
     build.add_argument("--method", required=True, choices=METHODS)
     build.add_argument("--m1", default=None, help="M1 checkpoint (ac, equalinfo)")
-    build.add_argument("--window-bits", type=int, default=16, help="equalinfo window size b (16, 24, 32, 64, 128)")
-    build.add_argument("--bits-per-token", type=int, default=8, help="token width N: v = 2^N (1..16)")
-    build.add_argument("--vocab-size", type=int, default=32_000, help="SentencePiece vocabulary (spm)")
+    build.add_argument("--window-bits", type=number("window_bits"), default=16,
+                       help="equalinfo window size b (16, 24, 32, 64, 128)")
+    build.add_argument("--bits-per-token", type=number("bits_per_token"), default=8,
+                       help="token width N: v = 2^N (1..16)")
+    build.add_argument("--vocab-size", type=number("vocab_size"), default=32_000,
+                       help="SentencePiece vocabulary (spm)")
     common(build)
-    build.set_defaults(run=build_command, out_dirs=lambda args: [args.out])
+    build.set_defaults(run=build_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")
     m2_parser.add_argument("--data", required=True, help="dataset directory from equalinfo build")
     m2_parser.add_argument("--out", required=True, help="checkpoint to write (.npz)")
     m2_parser.add_argument("--size", default="tiny", choices=sorted(SIZES), help="M2 size")
-    m2_parser.add_argument("--steps", type=int, default=None)
+    m2_parser.add_argument("--steps", type=number("steps"), default=None)
     m2_parser.add_argument("--resume", action="store_true")
-    m2_parser.add_argument("--keep-every", type=int, default=0, metavar="K",
+    m2_parser.add_argument("--keep-every", type=number("keep_every"), default=0, metavar="K",
                            help="also keep the checkpoint of every K steps as OUT.stepNNNNNN.npz (and step 0)")
     common(m2_parser, corpus=False)
-    m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent])
+    m2_parser.set_defaults(run=train_m2_command, out_dirs=lambda args: [Path(args.out).parent],
+                           kept=kept_checkpoint)
 
     evaluate = commands.add_parser("eval", help="bits/byte, CRs and FLOPs/byte of an M2 on its dataset")
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--m2", required=True, help="M2 checkpoint")
     evaluate.add_argument("--m1", default=None, help="M1 checkpoint (counted in FLOPs/byte for ac, equalinfo)")
-    evaluate.add_argument("--batch-size", type=int, default=8)
+    evaluate.add_argument("--batch-size", type=number("batch_size"), default=8)
     evaluate.add_argument("--json", default=None, help="also write the figures to this file")
     evaluate.add_argument("--backend", choices=backends.NAMES, default=None)
     add_threads_option(evaluate)

@@ -5,14 +5,21 @@ names the key's path (`m1.train.checkpoint_evry`) and, for a misspelt key, the n
 'checkpoint_every'?"). Nulls are refused except where null has a meaning (an optimizer's optional clipping).
 A section marked Optional may be left out (the code then uses the default it documents); every other key is
 required. An optimizer's keys depend on its `name`, a dataset entry's on its `method` (Tagged).
+
+Before the schema, read_preset_file refuses what would break the JSON reader itself (a file larger than
+MAX_PRESET_BYTES, text that is not UTF-8, arrays nested deeper than MAX_DEPTH: a few thousand levels end Python's
+reader in a RecursionError); after it, validate refuses a preset whose training steps cannot fit in this machine's
+memory (train/memory.py), naming the key that sets the size.
 """
 import difflib
+import json
 from dataclasses import dataclass, field
 
 from equalinfo.ref.transformer import SIZES
 from equalinfo import limits
 from equalinfo.train import methods
 from equalinfo.options import MAX_STEPS
+from equalinfo.train import memory
 
 
 class PresetError(ValueError):
@@ -217,9 +224,74 @@ PRESET = Dict({
 })
 
 
+MAX_PRESET_BYTES = 1 << 20  # the largest preset file (the shipped ones are ~2 KB)
+MAX_DEPTH = 16  # the deepest nesting of objects and arrays (the shipped presets: 5)
+
+
+def depth(value):
+    """How deeply objects and arrays nest in a JSON value (a scalar: 0), counted without recursion."""
+    deepest, level = 0, [(value, 0)]
+    while level:
+        item, d = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is not None:
+            deepest = max(deepest, d + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            level.extend((child, d + 1) for child in children)
+    return deepest
+
+
+def read_preset_file(path):
+    """The JSON value of a preset file, or PresetError naming the file and why it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PRESET_BYTES + 1)
+    except OSError as error:
+        raise PresetError(f"cannot read {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_PRESET_BYTES:
+        raise PresetError(f"{path}: larger than the largest preset, {limits.size_words(MAX_PRESET_BYTES)}")
+    try:
+        preset = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise PresetError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    except json.JSONDecodeError as error:
+        raise PresetError(f"{path}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise PresetError(f"{path}: nested deeper than a preset may be ({MAX_DEPTH} levels)") from None
+    if depth(preset) > MAX_DEPTH:
+        raise PresetError(f"{path}: nested deeper than a preset may be ({MAX_DEPTH} levels)")
+    return preset
+
+
+DEFAULT_PRECISION = 14  # coding.precision when the preset leaves it out (train/repro.py)
+
+
+def precision_of(preset):
+    return preset["coding"].get("precision", DEFAULT_PRECISION)
+
+
+def check_window_bits(preset):
+    """Every Equal-Info window must hold one symbol after a reset, b >= coding.precision (ref/equalinfo.py):
+    found here, not after M1 and the other datasets were made."""
+    precision = precision_of(preset)
+    for number, entry in enumerate(preset["datasets"]["methods"]):
+        for bits in entry.get("window_bits", []) if entry["method"] == "equalinfo" else []:
+            if bits < precision:
+                raise PresetError(f"datasets.methods[{number}].window_bits: {bits} is below coding.precision "
+                                  f"{precision}; a window must hold any one symbol (b >= precision)")
+
+
 def validate(preset, source="preset"):
-    """Raise PresetError (`source: key.path: problem`) unless the preset fits PRESET."""
+    """Raise PresetError (`source: key.path: problem`) unless the preset fits PRESET and its training steps fit
+    in this machine's memory (train/memory.py)."""
+    if depth(preset) > MAX_DEPTH:
+        raise PresetError(f"{source}: nested deeper than a preset may be ({MAX_DEPTH} levels)")
     try:
         PRESET.check(preset, "")
+        check_window_bits(preset)
     except PresetError as error:
         raise PresetError(f"{source}: {error}") from None
+    too_big = memory.check(preset)
+    if too_big:
+        raise PresetError(f"{source}: {too_big}")

@@ -30,7 +30,7 @@ from equalinfo.train import backends, build, controls, estimate, m1, m2, methods
 from equalinfo.report import figure, tables
 from equalinfo.report.paper_numbers import label
 from equalinfo.report.seeds import combine_seeds
-from equalinfo.train.preset_schema import PresetError, validate
+from equalinfo.train.preset_schema import PresetError, read_preset_file, validate
 from equalinfo.train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
@@ -44,10 +44,7 @@ def load_preset(name_or_path):
     if not path.is_file():
         known = sorted(p.stem for p in PRESETS.glob("*.json"))
         raise PresetError(f"no preset {name_or_path!r} (known: {', '.join(known)}; or give a .json path)")
-    try:
-        preset = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise PresetError(f"{path}: not valid JSON ({error})") from None
+    preset = read_preset_file(path)
     if isinstance(preset, dict) and isinstance(preset.get("coding"), dict) and "max_window_symbols" in preset["coding"]:
         raise PresetError(f"{path}: coding.max_window_symbols is not a setting: Equal-Info windows end on their bits "
                           f"alone (ref/equalinfo.py)")
