@@ -194,10 +194,9 @@ def compress_command(args):
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
         if args.model is None:
-            model, _ = codec.default_model(data)
+            model, embed = codec.default_model(data)
         else:
-            model = fit_named_model(name, symbols)
-        embed = True
+            model, embed = fit_named_model(name, symbols), True
     started = time.perf_counter()
     with coding_progress(len(data), "compress") as progress:
         if args.no_store:
