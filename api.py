@@ -78,8 +78,15 @@ def compress(data, model=None, method="equalinfo", *, embed=None, window_bits=16
 
 
 def decompress(blob, model=None, *, backend=None):
-    """The original bytes of `.eqi` file bytes; model: the one it was coded with, if it does not embed it."""
-    return codec.decompress_bytes(bytes(blob), model, backend=_backend(backend))[0]
+    """The original bytes of `.eqi` file bytes; model: the one it was coded with, if it does not embed it.
+
+    A model given for a file that takes none (compress stored the input, or gzip) is not used, so that
+    decompress(compress(data, model), model) == data always holds; a wrong model for a coded file is refused."""
+    blob = bytes(blob)
+    if model is not None and fileformat.parse_header(blob[:fileformat.HEADER_SIZE], None).method not in \
+            fileformat.CODED_METHODS:
+        model = None
+    return codec.decompress_bytes(blob, model, backend=_backend(backend))[0]
 
 
 def info(blob):

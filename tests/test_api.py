@@ -88,6 +88,13 @@ def test_load_m1_codes_segments_in_lockstep_with_refs_bits(tmp_path):
     assert caught.value.cause == "wrong-model"
 
 
+def test_a_stored_file_decodes_with_the_model_it_was_given():
+    """compress falls back to stored on random bytes; the model passed to both calls must still round-trip."""
+    model = MarkovModel.fit(bytes_to_symbols(TEXT), 2)
+    blob = equalinfo.compress(RANDOM, model)
+    assert equalinfo.info(blob).method == "stored" and equalinfo.decompress(blob, model) == RANDOM
+
+
 def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="unknown method"):
         equalinfo.compress(TEXT, method="zip")
