@@ -34,7 +34,7 @@ from equalinfo.filetool import fileformat
 from equalinfo.filetool.fileformat import FormatError, Header
 from equalinfo.filetool.segments import check_segment_bytes, segment_lengths
 
-DEFAULT_SEGMENT_BYTES = 1 << 16  # chosen by bench/segment_cost.py: at most 0.5% of the ratio (docs/file-format.md)
+DEFAULT_SEGMENT_BYTES = 1 << 14  # bench/segment_cost.py: <= 0.17% of the size with Markov and M1 (docs/file-format.md)
 DEFAULT_MODEL_CHOICES = (("markov", 2), ("markov", 1), ("unigram", None))  # what model=None picks from
 
 def as_fingerprinted(model, wanted):

@@ -24,10 +24,11 @@ all integers little-endian:
     96+M+P    4  file_crc32       uint32: zlib.crc32 of every byte before it (header, model and payload)
 
 Version 3 (written for the coded methods ac, equalinfo and staticac) codes the input in independent segments: a
-segment table (filetool/segments.py: the bytes per segment, and each segment's coded bits and payload CRC-32, with
-the table's own CRC-32) sits between the model and the payload, and the payload is each segment's bitstream packed
-on its own, zero-padded to a whole byte. coded_bits is the segments' sum. gzip and stored files stay version 2 (there
-is nothing to segment), and the version 2 writer is still there (codec.compress_bytes with segment_bytes=None).
+segment table (filetool/segments.py: the bytes per segment, each segment's coded bits and payload CRC-32, and
+CRC-32s of the table's counts and entries) sits between the model and the payload, and the payload is each
+segment's bitstream packed on its own, zero-padded to a whole byte. coded_bits is the segments' sum. gzip and
+stored files stay version 2 (there is nothing to segment), and the version 2 writer is still there
+(codec.compress_bytes with segment_bytes=None).
 
 Version 2 added method 4, `stored`: the input's bytes themselves as the payload (coded_bits = 8 * original_length,
 no model, precision and window bits 0), which the CLI writes when coding would not make the file smaller (random
