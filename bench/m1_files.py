@@ -31,8 +31,8 @@ import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or 
 
 from equalinfo.train import backends, m1  # noqa: E402
 from equalinfo.filetool import codec  # noqa: E402
-from equalinfo.filetool.commands import (DEFAULT_MODEL_CHOICES, cheapest_model, describe_model,  # noqa: E402
-                                         parse_model_name)
+from equalinfo.filetool.codec import DEFAULT_MODEL_CHOICES, cheapest_model  # noqa: E402
+from equalinfo.filetool.commands import describe_model  # noqa: E402
 from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -94,7 +94,7 @@ def run(args):
         assert decoded == data, f"M1 Equal-Info b={b} round trip failed"
         add(f"M1 Equal-Info b={b}", len(blob), seconds, len(data) / decode_seconds)
     symbols = bytes_to_symbols(data)
-    markov = cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols)  # compress's default
+    markov = cheapest_model(DEFAULT_MODEL_CHOICES, symbols)  # compress's default
     for method in ("ac", "equalinfo"):
         (blob, _), seconds = timed(codec.compress_bytes, data, method, markov, True, 16, 14, backend)
         add(f"{describe_model(markov)} (embedded), {method}", len(blob), seconds)

@@ -7,11 +7,22 @@ its default level (as ref.baselines). The default backend is ref; the CLI uses t
 pipeline does. `stored` keeps the bytes as they are: `compress_or_store` writes it instead of the method asked for
 when coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what it
 saves), so no input grows by more than the 100 bytes of header and checksums.
+
+The coded methods write format version 3 (filetool/segments.py): the input is cut into segments of
+DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
+(Equal-Info: `compress_batch`/`decompress_batch`, on fast.cpu one model call per step for every segment; plain AC:
+one segment after the other, as the coders have no batch). segment_bytes=None is the version 2 writer: the whole
+input as one stream.
+
+`default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
+coder all ask it): today a Markov (order 2 or 1) or unigram model fitted on the sample and embedded in the file,
+whichever makes the smaller file.
 """
 import zlib
 
 import numpy as np
 
+from equalinfo import limits
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.fingerprint import fingerprint
@@ -21,6 +32,10 @@ from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_b
 from equalinfo.train import backends
 from equalinfo.filetool import fileformat
 from equalinfo.filetool.fileformat import FormatError, Header
+from equalinfo.filetool.segments import check_segment_bytes, segment_lengths
+
+DEFAULT_SEGMENT_BYTES = 1 << 14  # bench/segment_cost.py: <= 0.17% of the size with Markov and M1 (docs/file-format.md)
+DEFAULT_MODEL_CHOICES = (("markov", 2), ("markov", 1), ("unigram", None))  # what model=None picks from
 
 def as_fingerprinted(model, wanted):
     """The given model, or the same M1 as equalinfo 0.1.0 fingerprinted it when that is the fingerprint the file
@@ -43,13 +58,14 @@ def on_backend(model, backend):
 
 
 def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None,
-                   progress=None):
+                   progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES):
     """(file bytes, Header) of `data` compressed with `method`.
 
     model: the model for ac/equalinfo (required there); embed: store its arrays in the file (self-contained) or
     only its fingerprint (the decoder must be given the model). staticac fits and embeds its own unigram model on
     `data`; gzip takes no model. window_bits is used by equalinfo only, precision by the coded methods only.
     backend: train.backends.load(name) (anything with `ac` and `equalinfo` modules); None means ref.
+    segment_bytes: input bytes per independently coded segment (format version 3); None: one stream (version 2).
     """
     data = bytes(data)
     if method not in fileformat.METHODS:
@@ -62,20 +78,70 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
             raise ValueError(f"{method} takes no model")
         header = Header(method, 0, 0, "", "", len(data), 0, zlib.crc32(data))
         return fileformat.pack(header, zlib.compress(data) if method == "gzip" else data), header
+    header, coder_model = coded_header(data, method, model, window_bits, precision, backend)
+    backend = backend or backends.load("ref")
+    arrays = model.arrays() if embed else None
+    if segment_bytes is None:
+        if method == "equalinfo":
+            bits = backend.equalinfo.compress(symbols, coder_model, window_bits, precision, progress=progress)
+        else:
+            bits = backend.ac.compress(symbols, coder_model, precision, progress=progress)
+        return fileformat.pack(header, bits, arrays), header
+    check_segment_bytes(segment_bytes, len(data))
+    pieces = np.split(symbols, np.cumsum(segment_lengths(len(data), segment_bytes))[:-1]) if len(data) else []
+    bits = code_segments(pieces, header, coder_model, backend, progress)
+    return fileformat.pack(header, bits, arrays, segment_bytes), header
+
+
+def coded_header(data, method, model, window_bits, precision, backend):
+    """(Header, the model on the backend) of a coded method's file of `data` (ValueError for bad settings); its
+    coded_bits are set when the file is packed."""
     if model is None:
         raise ValueError(f"method {method} needs a model")
     check_precision(precision, N_SYMBOLS)
-    backend = backend or backends.load("ref")
-    coder_model = on_backend(model, backend)
     if method == "equalinfo":
         check_window_bits(window_bits, precision)
-        bits = backend.equalinfo.compress(symbols, coder_model, window_bits, precision, progress=progress)
     else:
         window_bits = 0
-        bits = backend.ac.compress(symbols, coder_model, precision, progress=progress)
-    arrays = model.arrays()
-    header = Header(method, precision, window_bits, model.kind, fingerprint(arrays), len(data), 0, zlib.crc32(data))
-    return fileformat.pack(header, bits, arrays if embed else None), header
+    header = Header(method, precision, window_bits, model.kind, fingerprint(model.arrays()), len(data), 0,
+                    zlib.crc32(data))
+    return header, on_backend(model, backend or backends.load("ref"))
+
+
+def code_segments(pieces, header, coder_model, backend, progress=None, done=0):
+    """[uint8 0/1 bits] of each segment's symbols (a list of int arrays), coded alone with the header's method:
+    Equal-Info as one batch (the backend's compress_batch), AC one segment after the other. progress(n), if
+    given, gets the symbols coded so far, `done` of them before these segments."""
+    if header.method == "equalinfo":
+        bits = backend.equalinfo.compress_batch(pieces, coder_model, header.window_bits, header.precision)
+        bits = [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
+        if progress is not None:
+            progress(done + sum(len(piece) for piece in pieces))
+        return bits
+    bits = []
+    for piece in pieces:
+        bits.append(backend.ac.compress(piece, coder_model, header.precision))
+        done += len(piece)
+        if progress is not None:
+            progress(done)
+    return bits
+
+
+def decode_segments(bit_arrays, lengths, header, coder_model, backend, progress=None, done=0):
+    """[int64 symbols] of each segment's bits, decoded alone (as code_segments coded them) to the given lengths."""
+    if header.method == "equalinfo":
+        pieces = backend.equalinfo.decompress_batch(bit_arrays, coder_model, header.window_bits, header.precision,
+                                                    n_symbols=lengths)
+        if progress is not None:
+            progress(done + sum(lengths))
+        return pieces
+    pieces = []
+    for bits, n in zip(bit_arrays, lengths):
+        pieces.append(backend.ac.decompress(bits, coder_model, n, header.precision))
+        done += n
+        if progress is not None:
+            progress(done)
+    return pieces
 
 
 def stored_size(n_bytes):
@@ -124,8 +190,72 @@ def markov_estimate(symbols, order):
     return float(-np.log2(probs).sum()), len(context_counts), len(pair_counts)
 
 
+def fit_model(kind, order, symbols):
+    """The unigram (order None) or order-k Markov model fitted on symbols; ValueError, before the table is built,
+    if its count table [contexts, 257] would be larger than the largest model (limits.py)."""
+    if kind == "unigram":
+        return UnigramModel.fit(symbols)
+    most = limits.MAX_MODEL_BYTES // (N_SYMBOLS * 8)  # contexts of the largest model's int64 counts [contexts, 257]
+    if more_contexts_than(symbols, order, most):
+        raise ValueError(f"markov{order}: this input has more than {most:,} order-{order} contexts, so its count "
+                         f"table would be larger than the largest model "
+                         f"({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower order or a model file from "
+                         "fit-model")
+    _, contexts, _ = markov_estimate(symbols, order)
+    table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
+    if table > limits.MAX_MODEL_BYTES:
+        raise ValueError(f"markov{order}: its count table on this input would take {table / 2 ** 20:,.0f} MiB, "
+                         f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
+                         "order or a model file from fit-model")
+    return MarkovModel.fit(symbols, order)
+
+
+def more_contexts_than(symbols, order, most):
+    """Whether the input surely has more than `most` order-K contexts: the distinct K-grams of ever longer
+    prefixes (64 Ki, 256 Ki, ... symbols) are a lower bound on them, counted until they pass `most`. Random input
+    is refused after a prefix of a few times `most` symbols instead of markov_estimate sorting K+1 int64
+    contexts per byte of the whole input (13.5 GB for 20 MB at order 7)."""
+    length = 1 << 16
+    while True:
+        prefix = symbols[:length + order]  # [L + K]
+        grams = np.zeros(max(len(prefix) - order, 0), np.int64)  # [L]: the K symbols before each position
+        for back in range(order):
+            grams = grams * N_SYMBOLS + prefix[back:back + len(grams)]
+        if len(np.unique(grams)) > most:
+            return True
+        if length >= len(symbols):
+            return False
+        length *= 4
+
+
+def cheapest_model(choices, symbols):
+    """The model of `choices` [(kind, order)] fitted on symbols whose embedded archive plus ideal code is the
+    smallest.
+
+    A Markov model is fitted only if a lower bound of its file beats the best so far: its ideal code plus one bit
+    per nonzero count (markov_estimate, no dense table), so random input never builds a large table."""
+    best, best_bytes = None, None
+    for kind, order in sorted(choices, key=lambda choice: choice[1] or 0):  # unigram, then rising orders
+        if kind == "markov" and best is not None:
+            bits, _, nonzero = markov_estimate(symbols, order)
+            if (bits + nonzero) / 8 >= best_bytes:
+                continue
+        model = fit_model(kind, order, symbols)
+        size = ideal_bits(model, symbols) / 8 + len(fileformat.arrays_to_npz(model.arrays()))
+        if best is None or size < best_bytes:
+            best, best_bytes = model, size
+    return best
+
+
+def default_model(sample):
+    """(model, embed) that model=None stands for, for an input whose bytes are (or begin with) `sample`: the one
+    place to change the default (the Python API, the CLI and the stream coder ask here). Today the cheapest of
+    DEFAULT_MODEL_CHOICES fitted on the sample and embedded, so the file decodes on its own."""
+    return cheapest_model(DEFAULT_MODEL_CHOICES, bytes_to_symbols(bytes(sample))), True
+
+
 def compress_or_store(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14,
-                      backend=None, progress=None):
+                      backend=None, progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES):
     """(file bytes, Header, why) of `data` compressed with `method`, or stored if that is no larger.
 
     why: None if the method's file was kept, else the reason it was stored (for the summary line). A unigram or
@@ -147,7 +277,8 @@ def compress_or_store(data, method="equalinfo", model=None, embed=True, window_b
                 return (*compress_bytes(data, "stored"), f"its {estimate_model.kind} model would code it in "
                         f"{payload:,.0f} bytes" + (f" plus {model_bytes:,} of model" if model_bytes else ""))
     if method != "stored":
-        blob, header = compress_bytes(data, method, model, embed, window_bits, precision, backend, progress)
+        blob, header = compress_bytes(data, method, model, embed, window_bits, precision, backend, progress,
+                                      segment_bytes)
         if len(blob) < limit:
             return blob, header, None
         why = f"{method} would write {len(blob):,} bytes"
@@ -193,7 +324,11 @@ def decompress_bytes(blob, model=None, model_name="the given model", backend=Non
             model = as_fingerprinted(model, header.fingerprint)
             coder_model = on_backend(fileformat.resolve_model(container, model, model_name), backend)
             n = header.original_length
-            if header.method == "equalinfo":
+            if container.segments is not None:
+                lengths = container.segments.input_lengths(n)
+                pieces = decode_segments(container.segment_bits(), lengths, header, coder_model, backend, progress)
+                symbols = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+            elif header.method == "equalinfo":
                 symbols = backend.equalinfo.decompress(container.bits, coder_model, header.window_bits,
                                                        header.precision, n_symbols=n, progress=progress)
             else:

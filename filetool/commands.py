@@ -62,7 +62,6 @@ from equalinfo.train import backends
 DEFAULT_WINDOW_BITS = 16
 DEFAULT_PRECISION = 14
 DEFAULT_MODEL = "markov2"
-DEFAULT_MODEL_CHOICES = ("markov2", "markov1", "unigram")  # without --model: the one that makes the smallest file
 DEFAULT_M1_RULE = 2  # an M1 checkpoint codes by exact rule 2 (integer products: ref/integer_m1.py)
 PROGRESS_BYTES = 100_000  # smaller inputs code in a moment: no progress bar
 
@@ -163,61 +162,12 @@ def parse_model_name(spec):
 
 
 def fit_named_model(name, symbols):
-    """The model of a parsed name (parse_model_name), fitted on symbols; CliError if its table would be larger
-    than the largest model (limits.py), found before the table is built."""
-    kind, order = name
-    if kind == "unigram":
-        return UnigramModel.fit(symbols)
-    most = limits.MAX_MODEL_BYTES // (N_SYMBOLS * 8)  # contexts of the largest model's int64 counts [contexts, 257]
-    if more_contexts_than(symbols, order, most):
-        raise CliError(f"--model markov{order}: this input has more than {most:,} order-{order} contexts, so its "
-                       f"count table would be larger than the largest model "
-                       f"({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower order or a model file from "
-                       "fit-model")
-    _, contexts, _ = codec.markov_estimate(symbols, order)
-    table = contexts * N_SYMBOLS * 8  # its int64 counts [contexts, 257]
-    if table > limits.MAX_MODEL_BYTES:
-        raise CliError(f"--model markov{order}: its count table on this input would take "
-                       f"{table / 2 ** 20:,.0f} MiB, "
-                       f"more than the largest model ({limits.size_words(limits.MAX_MODEL_BYTES)}); use a lower "
-                       "order or a model file from fit-model")
-    return MarkovModel.fit(symbols, order)
-
-
-def more_contexts_than(symbols, order, most):
-    """Whether the input surely has more than `most` order-K contexts: the distinct K-grams of ever longer
-    prefixes (64 Ki, 256 Ki, ... symbols) are a lower bound on them, counted until they pass `most`. Random input
-    is refused after a prefix of a few times `most` symbols instead of codec.markov_estimate sorting K+1 int64
-    contexts per byte of the whole input (13.5 GB for 20 MB at order 7)."""
-    length = 1 << 16
-    while True:
-        prefix = symbols[:length + order]  # [L + K]
-        grams = np.zeros(max(len(prefix) - order, 0), np.int64)  # [L]: the K symbols before each position
-        for back in range(order):
-            grams = grams * N_SYMBOLS + prefix[back:back + len(grams)]
-        if len(np.unique(grams)) > most:
-            return True
-        if length >= len(symbols):
-            return False
-        length *= 4
-
-
-def cheapest_model(names, symbols):
-    """The model of `names` (parsed) fitted on symbols whose embedded archive plus ideal code is the smallest.
-
-    A Markov model is fitted only if a lower bound of its file beats the best so far: its ideal code plus one bit
-    per nonzero count (codec.markov_estimate, no dense table), so random input never builds a large table."""
-    best, best_bytes = None, None
-    for name in sorted(names, key=lambda name: name[1] or 0):  # unigram, then rising orders
-        if name[0] == "markov" and best is not None:
-            bits, _, nonzero = codec.markov_estimate(symbols, name[1])
-            if (bits + nonzero) / 8 >= best_bytes:
-                continue
-        model = fit_named_model(name, symbols)
-        size = codec.ideal_bits(model, symbols) / 8 + len(fileformat.arrays_to_npz(model.arrays()))
-        if best is None or size < best_bytes:
-            best, best_bytes = model, size
-    return best
+    """The model of a parsed name (parse_model_name), fitted on symbols (codec.fit_model); CliError if its table
+    would be larger than the largest model (limits.py), found before the table is built."""
+    try:
+        return codec.fit_model(*name, symbols)
+    except ValueError as error:
+        raise CliError(f"--model {error}") from None
 
 
 def model_from_path(path, args, backend):
@@ -315,10 +265,9 @@ def compress_command(args):
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
         if args.model is None:
-            model = cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols)
+            model, embed = codec.default_model(data)
         else:
-            model = fit_named_model(name, symbols)
-        embed = True
+            model, embed = fit_named_model(name, symbols), True
     started = time.perf_counter()
     with coding_progress(len(data), "compress") as progress:
         if args.no_store:

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import fails_cli, run_cli
 from equalinfo import cli
-from equalinfo.filetool import commands as file_commands, fileformat
+from equalinfo.filetool import codec, commands as file_commands, fileformat
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = (b"To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer "
@@ -63,7 +63,7 @@ def test_default_method_is_equalinfo_with_the_cheapest_embedded_model(capsys, fi
     assert (header.method, header.window_bits, header.precision) == ("equalinfo", 16, 14)
     assert header.model_length > 0 and f"embedded {header.model_kind} model" in out and "payload" in out
     sizes = {}
-    for name in file_commands.DEFAULT_MODEL_CHOICES:
+    for name in [kind if order is None else f"{kind}{order}" for kind, order in codec.DEFAULT_MODEL_CHOICES]:
         assert run(capsys, "compress", files["text"], tmp_path / f"{name}.eqi", "--no-store", "--model", name)[0] == 0
         sizes[name] = os.path.getsize(tmp_path / f"{name}.eqi")
     assert os.path.getsize(tmp_path / "t.eqi") <= min(sizes.values()) * 1.05, sizes

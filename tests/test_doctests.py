@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 
-MODULES_WITH_EXAMPLES = ["equalinfo.ref.ac", "equalinfo.ref.equalinfo"]
+MODULES_WITH_EXAMPLES = ["equalinfo.ref.ac", "equalinfo.ref.equalinfo", "equalinfo.api"]
 
 
 @pytest.mark.parametrize("name", MODULES_WITH_EXAMPLES)

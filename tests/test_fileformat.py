@@ -14,7 +14,7 @@ from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import bytes_to_symbols
 from equalinfo.train import backends
-from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool import codec, fileformat, segments
 from equalinfo.filetool.fileformat import FormatError, Header
 
 TEXT = (b"Equal-Info windows reset the coder every b bits, so each window decodes on its own. "
@@ -76,7 +76,9 @@ def test_equalinfo_window_sizes_and_payload_length(window_bits):
     data = TEXT[:300]
     blob, header = codec.compress_bytes(data, "equalinfo", markov(data), window_bits=window_bits)
     assert header.window_bits == window_bits and header.coded_bits % window_bits == 0
-    assert len(blob) == fileformat.HEADER_SIZE + header.model_length + -(-header.coded_bits // 8) + 4
+    n_segments = -(-len(data) // codec.DEFAULT_SEGMENT_BYTES)  # the segment table sits before the payload
+    assert len(blob) == (fileformat.HEADER_SIZE + header.model_length + segments.table_size(n_segments)
+                         + -(-header.coded_bits // 8) + 4)
     assert codec.decompress_bytes(blob)[0] == data
 
 
@@ -140,9 +142,9 @@ def test_bad_magic():
 
 def test_future_and_unknown_versions_are_refused_by_name():
     blob = bytearray(compressed(method="gzip"))
-    blob[8:10] = (3).to_bytes(2, "little")
+    blob[8:10] = (4).to_bytes(2, "little")
     message = expect("version", codec.decompress_bytes, bytes(blob))
-    assert "unsupported format version 3" in message and "upgrade" in message
+    assert "unsupported format version 4" in message and "upgrade" in message
     blob[8:10] = (0).to_bytes(2, "little")
     assert "unsupported format version 0" in expect("version", fileformat.unpack, bytes(blob))
 

@@ -13,10 +13,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Lowest first: a package may import only packages listed before it (and itself).
-LAYERS = ["ref", "data", "fast", "limits", "options", "report", "train", "filetool", "conformance", "analysis",
+LAYERS = ["ref", "data", "fast", "limits", "options", "report", "train", "filetool", "api", "conformance", "analysis",
           "cli", "__main__", "__init__"]
 SOURCE_FOLDERS = ["ref", "data", "fast", "report", "train", "filetool", "conformance", "analysis"]
-ROOT_MODULES = ["limits", "options", "cli", "__main__", "__init__"]
+ROOT_MODULES = ["limits", "options", "api", "cli", "__main__", "__init__"]
 
 
 def module_files():

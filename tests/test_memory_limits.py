@@ -41,4 +41,4 @@ def test_context_bound_matches_a_count_of_k_grams(order):
     symbols = np.frombuffer(TEXT[:3000] + bytes(range(256)), np.uint8).astype(np.int64)
     grams = {tuple(symbols[i - order:i]) for i in range(order, len(symbols))}
     for most in (len(grams) - 1, len(grams)):
-        assert file_commands.more_contexts_than(symbols, order, most) == (len(grams) > most)
+        assert codec.more_contexts_than(symbols, order, most) == (len(grams) > most)

@@ -1,0 +1,141 @@
+"""The Python API: compress and decompress bytes or streams into `.eqi` files, with any model or M1.
+
+Everything here is also `equalinfo.NAME` (the package re-exports it). The files are the command line's, byte for
+byte: `equalinfo compress` calls the same functions (filetool/codec.py), and model=None resolves through the same
+one place, filetool.codec.default_model (today a Markov or unigram model fitted on the input and embedded).
+
+>>> import equalinfo
+>>> text = b"To be, or not to be, that is the question. " * 40
+>>> blob = equalinfo.compress(text)               # Equal-Info windows of 16 bits, the model embedded
+>>> len(blob) < len(text)
+True
+>>> equalinfo.decompress(blob) == text
+True
+>>> equalinfo.info(blob).method, equalinfo.info(blob).window_bits
+('equalinfo', 16)
+
+A model fitted once codes many files, each storing only the model's fingerprint (decompress needs the model):
+
+>>> from equalinfo.ref.models import MarkovModel
+>>> model = MarkovModel.fit(list(text), order=2)
+>>> blob = equalinfo.compress(text, model, method="ac", embed=False)
+>>> equalinfo.decompress(blob, model) == text
+True
+>>> equalinfo.decompress(blob)
+Traceback (most recent call last):
+...
+equalinfo.filetool.fileformat.FormatError: missing model: ...
+
+Streams (inputs larger than memory, one batch of segments at a time; filetool/streaming.py) give the same bytes:
+
+>>> import io
+>>> out = io.BytesIO()
+>>> header = equalinfo.compress_stream(io.BytesIO(text), out, model)
+>>> out.getvalue() == equalinfo.compress(text, model)
+True
+>>> back = io.BytesIO()
+>>> header = equalinfo.decompress_stream(io.BytesIO(out.getvalue()), back, model)
+>>> back.getvalue() == text
+True
+
+An M1 checkpoint from `equalinfo train-m1` codes too: `m1 = equalinfo.load_m1("m1.npz")`, then
+`equalinfo.compress(data, m1)` (its rows by exact rule 2, restarting at the context it was trained on).
+Errors: ValueError for bad settings, FormatError (a ValueError; its `cause` says why) for a bad file or model.
+"""
+from equalinfo import limits
+from equalinfo.filetool import codec, fileformat, streaming
+from equalinfo.filetool.fileformat import FormatError  # noqa: F401 (part of the API)
+from equalinfo.train import backends
+
+__all__ = ["compress", "decompress", "compress_stream", "decompress_stream", "load_m1", "info", "FormatError"]
+
+
+def _backend(name):
+    """The backend of a name (None: the fastest available, as the CLI's default)."""
+    return backends.load_or_fastest(name)
+
+
+def compress(data, model=None, method="equalinfo", *, embed=None, window_bits=16, precision=14,
+             segment_bytes=codec.DEFAULT_SEGMENT_BYTES, store=True, backend=None):
+    """The `.eqi` file bytes of `data` (bytes), as `equalinfo compress` writes them.
+
+    model: a model object (ref.models, an M1 from load_m1) or None for codec.default_model's; method: equalinfo,
+    ac, staticac (its own unigram model), gzip or stored. embed: store the model in the file (default: yes for
+    model=None, no for a given model, as the CLI). store: write method `stored` when coding would not make the
+    file smaller. backend: 'ref', 'cpu' or 'gpu' (default the fastest); every backend writes the same bytes.
+    """
+    data = bytes(data)
+    if model is None and method in ("ac", "equalinfo"):
+        model, default_embed = codec.default_model(data)
+        embed = default_embed if embed is None else embed
+    embed = bool(embed)
+    backend = _backend(backend)
+    if store:
+        return codec.compress_or_store(data, method, model, embed, window_bits, precision, backend,
+                                       segment_bytes=segment_bytes)[0]
+    return codec.compress_bytes(data, method, model, embed, window_bits, precision, backend,
+                                segment_bytes=segment_bytes)[0]
+
+
+def decompress(blob, model=None, *, backend=None):
+    """The original bytes of `.eqi` file bytes; model: the one it was coded with, if it does not embed it.
+
+    A model given for a file that takes none (compress stored the input, or gzip) is not used, so that
+    decompress(compress(data, model), model) == data always holds; a wrong model for a coded file is refused."""
+    blob = bytes(blob)
+    if model is not None and fileformat.parse_header(blob[:fileformat.HEADER_SIZE], None).method not in \
+            fileformat.CODED_METHODS:
+        model = None
+    return codec.decompress_bytes(blob, model, backend=_backend(backend))[0]
+
+
+def info(blob):
+    """The Header of `.eqi` file bytes (method, window_bits, model_kind, fingerprint, lengths), checked."""
+    return fileformat.unpack(blob).header
+
+
+def compress_stream(src, dst, model=None, method="equalinfo", *, embed=None, window_bits=16, precision=14,
+                    segment_bytes=codec.DEFAULT_SEGMENT_BYTES, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS,
+                    backend=None):
+    """Compress the binary file object src into dst, one batch of segments at a time; returns the Header.
+
+    The bytes equal compress(src's bytes, model, method, store=False). model=None: codec.default_model of the
+    first batch (the whole input, when it fits one batch); method ac or equalinfo.
+    """
+    if model is None:
+        sample = limits.read_at_most(src, segment_bytes * batch_segments)
+        model, default_embed = codec.default_model(sample)
+        embed = default_embed if embed is None else embed
+        src = _Prepended(sample, src)
+    return streaming.compress_stream(src, dst, model, method, bool(embed), window_bits, precision,
+                                     _backend(backend), segment_bytes, batch_segments)
+
+
+def decompress_stream(src, dst, model=None, *, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS, backend=None):
+    """Decompress the `.eqi` file object src into dst, one batch of segments at a time; returns the Header."""
+    return streaming.decompress_stream(src, dst, model, backend=_backend(backend), batch_segments=batch_segments)
+
+
+def load_m1(path, rule=2, context=None, backend=None):
+    """M1 from a `equalinfo train-m1` checkpoint as a coding model: rows by exact rule `rule` (2 int16 products,
+    3 int8-valued, 1 float), restarting every `context` symbols (default: its training length). Decompress needs
+    the same checkpoint, rule and context (the file names the model by fingerprint)."""
+    from equalinfo.train import m1  # M1's checkpoints and backend twins; imported only when an M1 is asked for
+
+    return m1.coding_model_from_checkpoint(path, _backend(backend).name, rule, context)
+
+
+class _Prepended:
+    """A binary stream that yields `head` first, then the rest of `stream` (what default_model sampled)."""
+
+    def __init__(self, head, stream):
+        self.head, self.stream = head, stream
+
+    def read(self, n_bytes=-1):
+        if not self.head:
+            return self.stream.read(n_bytes)
+        if n_bytes < 0:
+            part, self.head = self.head + self.stream.read(), b""
+            return part
+        part, self.head = self.head[:n_bytes], self.head[n_bytes:]
+        return part
