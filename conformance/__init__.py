@@ -19,9 +19,10 @@ tally):
     packing.py         documents -> packed examples -> fixed-length rows
     rejections.py      inputs every implementation must refuse (bad tokens, windows smaller than the precision)
 The rest: files.py stores a set (JSON, .npz, a manifest of SHA-256 sums), implementations.py says which code a
-backend name checks, tally.py counts checks and keeps the reasons of failures (and judges an outside program's answers), protocol.py runs
-an outside program, one call per family: each family module's request(description, arrays) -> (description,
-arrays, expected answers) says what it is asked, answer(description, arrays, impl) how our code answers it. FORMAT_VERSION names the
+backend name checks, tally.py counts checks and keeps the reasons of failures (and judges an outside program's
+answers), protocol.py runs an outside program, one call per family: each family module's request(description,
+arrays) -> (description, arrays, expected answers) says what it is asked, answer(description, arrays, impl) how our
+code answers it. FORMAT_VERSION names the
 content: any change to the vectors (a coder or rule that gives other bits, a new case) must come with a new version,
 and a vector set of another version is refused rather than half-checked.
 """
