@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from equalinfo.conformance.files import json_bytes, npz_bytes, read_family, read_manifest
+from equalinfo.conformance.files import VectorError, json_bytes, npz_bytes, read_family, read_manifest
 from equalinfo.conformance.tally import Tally
 
 NOT_IMPLEMENTED = 3  # the exit status of a program that does not implement the family it is asked
@@ -61,6 +61,9 @@ def check(directory, command, families, format_version, only=None, timeout=300.0
     words = command_words(command)
     manifest = read_manifest(directory, format_version)
     known = {family.NAME: family for family in families}
+    unknown = [name for name in only or () if name not in known]
+    if unknown:
+        raise VectorError(f"unknown family {unknown[0]!r}; families: {', '.join(known)}")
     results = []
     for name in (list(known) if only is None else list(only)):
         tally, started = Tally(), time.perf_counter()
