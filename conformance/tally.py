@@ -79,6 +79,8 @@ class Tally:
             return self.expect(False, key, f"is not a number or an array of numbers: {json_repr(got)}")
         if isinstance(want, Within):
             return self.close(array, want.value, want.tolerance, key, "answer")
+        if want.dtype.kind in "iub" and array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
+            return self.expect(False, key, "holds a number that is not an integer where integers are expected")
         return self.same(array, want, key, "answer")
 
     def call(self, where, what, function, *args, **kwargs):

@@ -21,7 +21,7 @@ VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692",
             2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0",  # + m1_integer_m1 (rule 2)
             3: "7b59a6a3372e5fa18784a00ae9db33445fb42e5a00cba35356265d77a1e91597"}  # + rejections
-GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast on the simulator (CPU coder)
+GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast under the simulator
 
 
 def failed_families(results):

@@ -63,6 +63,8 @@ def test_one_flipped_bit_fails_that_family_with_the_key_and_index(tmp_path, caps
     ("import sys\nopen(sys.argv[2] + '/response.json', 'w').write('[1, 2')", "response.json is not valid JSON"),
     ("import sys, json\njson.dump({'encode.003': 'bits'}, open(sys.argv[2] + '/response.json', 'w'))",
      "encode.003: is not a number or an array of numbers"),
+    ("import sys, json\njson.dump({'encode.003': [0.5, 1]}, open(sys.argv[2] + '/response.json', 'w'))",
+     "encode.003: holds a number that is not an integer"),
 ])
 def test_a_broken_adapter_fails_in_one_line(tmp_path, body, says):
     results = conformance.check_implementation(VECTORS, adapter(tmp_path, body), ["coder"], timeout=1)
