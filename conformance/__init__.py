@@ -4,6 +4,8 @@ the reference does. docs/conformance.md is the specification a porter reads; thi
 
     equalinfo conformance export DIR                 write the vector set (deterministic: same bytes every run)
     equalinfo conformance check DIR [--backend B]    run backend ref, cpu or gpu against it; a pass/fail table
+    equalinfo conformance check DIR --implementation CMD [--timeout S]
+                                                     run an outside program by the protocol of protocol.py
 
 One module per family, each with NAME, build() -> (description, arrays) and check(description, arrays, impl,
 tally):
@@ -15,19 +17,23 @@ tally):
     m1_integer.py      rule 2's own steps (its quantized weights, row exponents, integer sums), in its m1_rows family
     transformer.py     a small Transformer's logits, loss and gradients, one Adafactor and one AdamW step
     packing.py         documents -> packed examples -> fixed-length rows
+    rejections.py      inputs every implementation must refuse (bad tokens, windows smaller than the precision)
 The rest: files.py stores a set (JSON, .npz, a manifest of SHA-256 sums), implementations.py says which code a
-backend name checks, tally.py counts checks and keeps the reasons of failures. FORMAT_VERSION names the
+backend name checks, tally.py counts checks and keeps the reasons of failures (and judges an outside program's
+answers), protocol.py runs an outside program, one call per family: each family module's request(description,
+arrays) -> (description, arrays, expected answers) says what it is asked, answer(description, arrays, impl) how our
+code answers it. FORMAT_VERSION names the
 content: any change to the vectors (a coder or rule that gives other bits, a new case) must come with a new version,
 and a vector set of another version is refused rather than half-checked.
 """
 import time
 
-from equalinfo.conformance import coder, m1_rows, packing, quantization, tokens, transformer, windows
+from equalinfo.conformance import coder, m1_rows, packing, quantization, rejections, tokens, transformer, windows
 from equalinfo.conformance.files import VectorError, read_family, read_manifest, write_set
 from equalinfo.conformance.tally import Tally
 
-FORMAT_VERSION = 2
-FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing]
+FORMAT_VERSION = 3  # 3: + family rejections (the families of version 2 are byte for byte the same)
+FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing, rejections]
 
 
 def family_names():
@@ -70,21 +76,43 @@ def check(directory, impl, only=None):
     return results
 
 
+def check_implementation(directory, command, only=None, timeout=300.0):
+    """check() for an outside program run by the protocol of protocol.py; passed is None for a family it does not
+    implement."""
+    from equalinfo.conformance import protocol
+
+    return protocol.check(directory, command, FAMILIES, FORMAT_VERSION, only, timeout)
+
+
+def answers_of(family, description, arrays, backend="ref"):
+    """{answer key: value} of one family's request (protocol.py), computed by our backend `backend` (ref, cpu or
+    gpu): what the docs' example adapter answers."""
+    from equalinfo.conformance import implementations
+
+    known = {module.NAME: module for module in FAMILIES}
+    if family not in known:
+        raise VectorError(f"unknown family {family!r}; families: {', '.join(family_names())}")
+    return known[family].answer(description, arrays, implementations.load(backend))
+
+
+RESULT = {True: "pass", False: "FAIL", None: "n/impl"}  # None: an outside program does not implement the family
+
+
 def table(results, backend_name, directory, reasons=Tally.MAX_REASONS):
     """The printed report: one line per family, then the first failures of each failed family."""
-    lines = [f"conformance of backend {backend_name} against {directory} (format version {FORMAT_VERSION})",
+    lines = [f"conformance of {backend_name} against {directory} (format version {FORMAT_VERSION})",
              f"{'family':<18} {'result':<6} {'checks':>7} {'failed':>7} {'time':>8}"]
     for name, passed, checks, failures, seconds in results:
-        lines.append(f"{name:<18} {'pass' if passed else 'FAIL':<6} {checks:>7} {len(failures):>7} "
-                     f"{seconds:>7.1f}s")
+        lines.append(f"{name:<18} {RESULT[passed]:<6} {checks:>7} {len(failures):>7} {seconds:>7.1f}s")
     for name, passed, _, failures, _ in results:
         for failure in failures[:reasons]:
             lines.append(f"FAIL {name}: {failure}")
         if len(failures) > reasons:
             lines.append(f"FAIL {name}: ... and {len(failures) - reasons} more")
-    failed = sum(not passed for _, passed, _, _, _ in results)
-    lines.append(f"{len(results) - failed} of {len(results)} families pass" + ("" if not failed else
-                                                                            f"; {failed} FAIL"))
+    failed = sum(passed is False for _, passed, _, _, _ in results)
+    missing = sum(passed is None for _, passed, _, _, _ in results)
+    lines.append(f"{len(results) - failed - missing} of {len(results)} families pass" +
+                 ("" if not failed else f"; {failed} FAIL") + ("" if not missing else f"; {missing} not implemented"))
     return "\n".join(lines)
 
 
@@ -100,9 +128,13 @@ def export_command(args):
 def check_command(args):
     from equalinfo.conformance import implementations
 
+    if args.implementation is not None:
+        results = check_implementation(args.directory, args.implementation, args.family or None, args.timeout)
+        print(table(results, f"implementation {args.implementation!r}", args.directory))
+        return 0 if all(passed is not False for _, passed, _, _, _ in results) else 1
     impl = implementations.load(args.backend)
     results = check(args.directory, impl, args.family or None)
-    print(table(results, impl.name, args.directory))
+    print(table(results, f"backend {impl.name}", args.directory))
     return 0 if all(passed for _, passed, _, _, _ in results) else 1
 
 
@@ -123,4 +155,9 @@ def add_command(commands):
                                    "NUMBA_ENABLE_CUDASIM=1)")
     check_parser.add_argument("--family", action="append", choices=family_names(), metavar="NAME",
                               help="check only this family (repeatable); default: all")
+    check_parser.add_argument("--implementation", default=None, metavar="CMD",
+                              help="check an outside program instead of a backend: CMD FAMILY DIR is run once per "
+                                   "family and answers DIR/request.* in DIR/response.json (docs/conformance.md)")
+    check_parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                              help="with --implementation: the most one family's call may take (default 300)")
     check_parser.set_defaults(run=check_command)

@@ -145,3 +145,29 @@ def check(description, arrays, impl, tally):
             got = tally.call(where, "decode_rows", coder.decode_rows, bits, table, rows, precision)
             if got is not None:
                 tally.same(got, symbols, where, "decode_rows symbols")
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+def request(description, arrays):
+    """(description, arrays, expected): every array is asked (decoding needs the bits); the answers are encode.ID
+    (the bits of coding symbols.ID with cdfs.ID[rows.ID]) and decode.ID (the symbols decoded from bits.ID)."""
+    expected = {}
+    for case in description["cases"]:
+        key = case["id"]
+        expected.update({f"encode.{key}": arrays[f"bits.{key}"], f"decode.{key}": arrays[f"symbols.{key}"]})
+    return description, arrays, expected
+
+
+def answer(description, arrays, impl):
+    coder, answers = impl.arithmetic, {}
+    for case in description["cases"]:
+        key, precision = case["id"], case["precision"]
+        cdfs = arrays[f"cdfs.{key}"][arrays[f"rows.{key}"]]  # [n, V+1]
+        encoder = coder.Encoder(precision)
+        for cdf, symbol in zip(cdfs, arrays[f"symbols.{key}"]):
+            encoder.encode(cdf, int(symbol))
+        decoder = coder.Decoder(arrays[f"bits.{key}"], precision)
+        answers[f"encode.{key}"] = encoder.finish()
+        answers[f"decode.{key}"] = [decoder.decode(cdf) for cdf in cdfs]
+    return answers

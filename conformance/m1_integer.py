@@ -148,3 +148,31 @@ def check_steps(where, name, want, qparams, module, tally):
     got = tally.call(where, "int_matmul", module.int_matmul, want["x"], qparams, name)
     if got is not None:
         tally.same(got, want["y"], where, "y")
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+STEP_ANSWERS = ("x_int", "e", "acc", "y")  # of each traced and edge product; x stays in the request
+
+
+def request(asked, expected):
+    """The request's arrays without rule 2's answers, which move into `expected` (same names): long.probs,
+    long.cdfs, and trace.NAME.KEY / edge.KEY for KEY in STEP_ANSWERS (acc: the program's own integer product of
+    its x_int and W_int)."""
+    answers = [key for key in asked if key in ("long.probs", "long.cdfs") or key.rsplit(".", 1)[-1] in STEP_ANSWERS
+               and key.startswith(("trace.", "edge."))]
+    expected.update({key: asked[key] for key in answers})
+    return {key: value for key, value in asked.items() if key not in answers}
+
+
+def answer(description, arrays, qparams, cfg, module, impl):
+    """The backend's answers to rule 2's own questions (request above)."""
+    rows = np.asarray(module.next_probs(qparams, cfg, arrays["long.inputs"]))[0, arrays["long.positions"]]
+    answers = {"long.probs": rows, "long.cdfs": impl.arithmetic.quantize(rows, description["precision"])}
+    for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
+        product = description["edge_product"] if name == "edge" else name[len("trace."):]
+        x_int, e = module.quantize_rows(arrays[f"{name}.x"])
+        answers.update({f"{name}.x_int": x_int, f"{name}.e": e,
+                        f"{name}.acc": np.asarray(x_int, np.int64) @ qparams[product + ".int"].astype(np.int64),
+                        f"{name}.y": module.int_matmul(arrays[f"{name}.x"], qparams, product)})
+    return answers

@@ -186,6 +186,48 @@ def check_rule(rule, description, arrays, impl, tally):
         rule.extended().check(description, arrays, params, cfg, module, impl, tally)
 
 
+ROW_ANSWERS = ("logits", "probs", "cdfs")  # arrays a request leaves out; answered under the same names
+
+
+def request_rule(rule, description, arrays):
+    """(description, arrays, expected) for an outside program: the weights, inputs and text without the rows; the
+    answers are logits (where the rule has them), probs, cdfs, prefix_probs (the first prefix_checked inputs
+    evaluated alone), the windows' answers per vector (windows.vector_expected) and the extension's."""
+    from equalinfo.conformance.windows import vector_expected, vector_request
+
+    asked = {key: value for key, value in arrays.items() if key not in ROW_ANSWERS}
+    expected = {key: arrays[key] for key in ROW_ANSWERS if key in arrays}
+    expected["prefix_probs"] = arrays["probs"][:, :description["prefix_checked"]]
+    for vector in description["vectors"]:
+        expected.update(vector_expected(vector, arrays[f"bits.{vector['id']}"], arrays["symbols"]))
+    asked_description = dict(description, vectors=[vector_request(vector) for vector in description["vectors"]])
+    if rule.extended() is not None:
+        asked = rule.extended().request(asked, expected)
+    return asked_description, asked, expected
+
+
+def answer_rule(rule, description, arrays, impl):
+    """The backend's answers to a request of the rule's family (request_rule)."""
+    from equalinfo.conformance.windows import vector_answers
+    from equalinfo.ref.m1 import TransformerModel
+    from equalinfo.ref.transformer import Config
+
+    module = rule.module(impl.backend)
+    cfg = Config(**description["config"])
+    params = {name[len("param."):]: value for name, value in arrays.items() if name.startswith("param.")}
+    ids = arrays["inputs"]
+    answers = {"probs": module.next_probs(params, cfg, ids),
+               "prefix_probs": module.next_probs(params, cfg, ids[:, :description["prefix_checked"]])}
+    answers["cdfs"] = impl.arithmetic.quantize(answers["probs"], description["precision"])
+    answers["logits"] = module.logits(params, cfg, ids)
+    model = TransformerModel(params, cfg, rows=module.next_probs, rule=rule.version)
+    for vector in description["vectors"]:
+        answers.update(vector_answers(vector, arrays[f"bits.{vector['id']}"], arrays["symbols"], model, impl))
+    if rule.extended() is not None:
+        answers.update(rule.extended().answer(description, arrays, params, cfg, module, impl))
+    return answers
+
+
 class Family:
     """The family of one rule, with the module-level interface the other families have."""
 
@@ -197,6 +239,12 @@ class Family:
 
     def check(self, description, arrays, impl, tally):
         check_rule(self.rule, description, arrays, impl, tally)
+
+    def request(self, description, arrays):
+        return request_rule(self.rule, description, arrays)
+
+    def answer(self, description, arrays, impl):
+        return answer_rule(self.rule, description, arrays, impl)
 
 
 FAMILIES = [Family(rule) for rule in RULES]

@@ -75,3 +75,40 @@ def check(description, arrays, impl, tally):
         back = tally.call(where, "examples_to_documents", examples_to_documents, examples)
         if back is not None:
             tally.expect(back == on_side, where, "documents unpacked from the examples differ from the side's")
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+SIDE_ARRAYS = ("symbols", "rows", "weights")  # SPLIT.KEY arrays, answered under the same names
+SIDE_LISTS = ("groups", "indices", "lengths")  # JSON lists of each side, answered as SPLIT.KEY
+
+
+def request(description, arrays):
+    """(description, arrays, expected): the documents and settings only; the answers are SPLIT.KEY for each side
+    and KEY in SIDE_ARRAYS + SIDE_LISTS."""
+    asked = {key: arrays[key] for key in ("documents", "document_lengths")}
+    expected = {}
+    for split, lists in description["splits"].items():
+        expected.update({f"{split}.{key}": arrays[f"{split}.{key}"] for key in SIDE_ARRAYS})
+        expected.update({f"{split}.{key}": np.array(lists[key]) for key in SIDE_LISTS})
+    asked_description = {key: value for key, value in description.items() if key != "splits"}
+    asked_description["sides"] = list(description["splits"])
+    return asked_description, asked, expected
+
+
+def answer(description, arrays, impl):
+    from equalinfo.data.packing import iter_examples
+    from equalinfo.train.build import fit_row
+
+    settings, documents, answers = description["settings"], documents_of(arrays), {}
+    for split in description["sides"]:
+        examples = list(iter_examples(documents, split, settings["group_size"], settings["example_length"],
+                                      settings["validation_every"]))
+        rows = [fit_row(np.asarray(e.symbols, np.int64), settings["row_length"]) for e in examples]
+        answers.update({f"{split}.symbols": np.concatenate([e.symbols for e in examples]),
+                        f"{split}.rows": np.stack([r for r, _ in rows]),
+                        f"{split}.weights": np.stack([w for _, w in rows]),
+                        f"{split}.groups": [e.group for e in examples],
+                        f"{split}.indices": [e.index for e in examples],
+                        f"{split}.lengths": [e.n_symbols for e in examples]})
+    return answers

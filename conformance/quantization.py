@@ -7,6 +7,8 @@ precision out of range).
 """
 import numpy as np
 
+from equalinfo.conformance.tally import MUST_REJECT, refuses
+
 NAME = "quantization"
 SEED = 1401
 SMALLEST_NORMAL = np.finfo(np.float64).tiny  # 2^-1022
@@ -93,3 +95,24 @@ def check(description, arrays, impl, tally):
     for case in description["rejected"]:
         where = f"rejected {case['id']} ({case['kind']})"
         tally.raises(where, "quantize", quantize, arrays[f"rejected.{case['id']}"], case["precision"])
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+def request(description, arrays):
+    """(description, arrays, expected) for an outside program: the rows without their CDFs; the answers are
+    cdf.ID for every case and rejected.ID (true) for every row the rule refuses."""
+    asked = {key: value for key, value in arrays.items() if not key.startswith("cdf.")}
+    expected = {f"cdf.{case['id']}": arrays[f"cdf.{case['id']}"] for case in description["cases"]}
+    expected.update({f"rejected.{case['id']}": MUST_REJECT for case in description["rejected"]})
+    return description, asked, expected
+
+
+def answer(description, arrays, impl):
+    """The answers of `impl` (implementations.load) to a request: its CDFs, and whether it refused each row."""
+    quantize = impl.arithmetic.quantize
+    answers = {f"cdf.{case['id']}": quantize(arrays[f"probs.{case['id']}"], case["precision"])
+               for case in description["cases"]}
+    for case in description["rejected"]:
+        answers[f"rejected.{case['id']}"] = refuses(quantize, arrays[f"rejected.{case['id']}"], case["precision"])
+    return answers

@@ -1,5 +1,21 @@
-"""Counting checks of one family: every comparison is one check; a failed one keeps a short reason."""
+"""Counting checks of one family: every comparison is one check; a failed one keeps a short reason.
+
+Also how an outside program's answers (conformance/protocol.py) are judged: Tally.answer compares one answer key
+of its response with what the vectors expect: an exact array, a Within(array, tolerance), or MUST_REJECT (the input
+had to be refused).
+"""
+from dataclasses import dataclass
+
 import numpy as np
+
+MUST_REJECT = "rejected"  # the expected answer to an input the rule refuses: the program must answer true
+
+
+@dataclass(frozen=True)
+class Within:
+    """An expected answer checked within a tolerance (Tally.close) rather than bit for bit."""
+    value: np.ndarray
+    tolerance: float
 
 
 class Tally:
@@ -33,8 +49,8 @@ class Tally:
         if want.dtype.kind == "f" and np.array_equal(got, want):
             detail = "values equal but bit patterns differ (signed zero or NaN payload)"
         else:
-            detail = (f"first difference at flat index {first}: got {got.reshape(-1)[first]!r}, "
-                      f"expected {want.reshape(-1)[first]!r}")
+            detail = (f"first difference at flat index {first}: got {got.reshape(-1)[first].item()!r}, "
+                      f"expected {want.reshape(-1)[first].item()!r}")
         return self.expect(False, where, f"{what} differs ({detail})")
 
     def close(self, got, want, tolerance, where, what):
@@ -47,6 +63,25 @@ class Tally:
         ok = bool(np.all(np.isfinite(got))) and error <= tolerance * scale
         return self.expect(ok, where, f"{what}: relative error {error / scale if scale else error:.3g} "
                                       f"> tolerance {tolerance:g}")
+
+    def answer(self, key, want, response):
+        """One answer of an outside program: response[key] (JSON: numbers, nested lists, booleans) against want."""
+        if key not in response:
+            return self.expect(False, key, "missing from the response")
+        got = response[key]
+        if isinstance(want, str) and want == MUST_REJECT:
+            return self.expect(got is True, key, f"answered {json_repr(got)}; the input must be rejected (true)")
+        try:
+            array = np.asarray(got)
+            if array.dtype.kind not in "biuf":
+                raise ValueError
+        except ValueError:
+            return self.expect(False, key, f"is not a number or an array of numbers: {json_repr(got)}")
+        if isinstance(want, Within):
+            return self.close(array, want.value, want.tolerance, key, "answer")
+        if want.dtype.kind in "iub" and array.dtype.kind == "f" and not np.all(np.mod(array, 1) == 0):
+            return self.expect(False, key, "holds a number that is not an integer where integers are expected")
+        return self.same(array, want, key, "answer")
 
     def call(self, where, what, function, *args, **kwargs):
         """function(*args, **kwargs), or None after counting a failed check if it raises."""
@@ -65,3 +100,20 @@ class Tally:
         except Exception as error:
             return self.expect(False, where, f"{what} raised {type(error).__name__} instead of a ValueError")
         return self.expect(False, where, f"{what} was accepted; it must be rejected")
+
+
+def json_repr(value, limit=60):
+    """A short printable form of a JSON value for a failure line."""
+    import json
+
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def refuses(function, *args):
+    """True if function(*args) raises a ValueError: how our code answers "reject this input" for the protocol."""
+    try:
+        function(*args)
+    except ValueError:
+        return True
+    return False

@@ -6,6 +6,8 @@ is rejected). Every backend uses the one implementation, ref.tokens.
 """
 import numpy as np
 
+from equalinfo.conformance.tally import MUST_REJECT, refuses
+
 NAME = "tokens"
 SEED = 1404
 LENGTHS = (0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 64, 100)
@@ -69,3 +71,34 @@ def check(description, arrays, impl, tally):
     for case in description["rejected"]:
         tally.raises(f"rejected {case['id']}", "tokens_to_bits", tokens_to_bits, arrays[f"rejected.{case['id']}"],
                      case["bits_per_token"], case["n_bits"])
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+def request(description, arrays):
+    """(description, arrays, expected): every array is asked (tokens_to_bits reads tokens.ID.N); the answers are
+    to_tokens.ID.N (the tokens of bits.ID), to_bits.ID.N (the bits of tokens.ID.N given n_bits) and rejected.ID
+    (true) for every token list that must not convert back."""
+    expected = {}
+    for case in description["cases"]:
+        for width in WIDTHS:
+            key = f"{case['id']}.{width}"
+            expected[f"to_tokens.{key}"] = arrays[f"tokens.{key}"]
+            expected[f"to_bits.{key}"] = arrays[f"bits.{case['id']}"]
+    expected.update({f"rejected.{case['id']}": MUST_REJECT for case in description["rejected"]})
+    return description, arrays, expected
+
+
+def answer(description, arrays, impl):
+    from equalinfo.ref.tokens import bits_to_tokens, tokens_to_bits
+
+    answers = {}
+    for case in description["cases"]:
+        for width in WIDTHS:
+            key = f"{case['id']}.{width}"
+            answers[f"to_tokens.{key}"] = bits_to_tokens(arrays[f"bits.{case['id']}"], width)
+            answers[f"to_bits.{key}"] = tokens_to_bits(arrays[f"tokens.{key}"], width, case["n_bits"])
+    for case in description["rejected"]:
+        answers[f"rejected.{case['id']}"] = refuses(tokens_to_bits, arrays[f"rejected.{case['id']}"],
+                                                    case["bits_per_token"], case["n_bits"])
+    return answers

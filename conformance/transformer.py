@@ -12,6 +12,8 @@ about 1e-15 relative; the stated tolerances leave room for any correct order and
 """
 import numpy as np
 
+from equalinfo.conformance.tally import Within
+
 NAME = "transformer"
 SEED = 1406
 CONFIG = dict(vocab_in=11, vocab_out=7, d_model=16, n_heads=2, n_layers=2, d_ff=24, num_buckets=8, max_distance=12,
@@ -131,3 +133,39 @@ def check(description, arrays, impl, tally):
 def impl_host(array):
     """A NumPy copy of a backend's array (the gpu backend may return CuPy arrays)."""
     return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+def request(description, arrays):
+    """(description, arrays, expected): the parameters, batch, gradients and optimizer states without the results;
+    the answers (same names, each within its tolerance) are logits, loss, grad.NAME, OPT.new_param.NAME and
+    OPT.new_state.KEY. The gradients stay in the request: each optimizer step starts from the vector's own."""
+    tolerance = description["tolerance"]
+    expected = {"logits": Within(arrays["logits"], tolerance["logits"]),
+                "loss": Within(arrays["loss"], tolerance["loss"])}
+    expected.update({key: Within(value, tolerance["grads"]) for key, value in arrays.items()
+                     if key.startswith("grad.")})
+    for kind in description["optimizers"]:
+        expected.update({key: Within(value, tolerance[kind]) for key, value in arrays.items()
+                         if key.startswith((f"{kind}.new_param.", f"{kind}.new_state."))})
+    asked = {key: value for key, value in arrays.items() if key not in expected or key.startswith("grad.")}
+    return description, asked, expected
+
+
+def answer(description, arrays, impl):
+    from equalinfo.ref.transformer import Config
+
+    cfg, names = Config(**description["config"]), description["param_names"]
+    params = {name: arrays[f"param.{name}"] for name in names}
+    inputs, targets, weights = arrays["inputs"], arrays["targets"], arrays["weights"]
+    loss, grads = impl.transformer.loss_and_grads(params, cfg, inputs, targets, weights)
+    answers = {"logits": impl_host(impl.transformer.forward(params, cfg, inputs)), "loss": float(loss)}
+    answers.update({f"grad.{name}": impl_host(grads[name]) for name in names})
+    given = {name: arrays[f"grad.{name}"] for name in names}
+    for kind, spec in description["optimizers"].items():
+        state = {key: arrays[f"{kind}.state.{key}"] for key in spec["state_names"]}
+        new_params, new_state = impl.optim.from_config(spec["config"]).update(params, given, state, spec["step"])
+        answers.update({f"{kind}.new_param.{name}": impl_host(new_params[name]) for name in names})
+        answers.update({f"{kind}.new_state.{key}": impl_host(new_state[key]) for key in spec["state_names"]})
+    return answers

@@ -139,3 +139,59 @@ def check_vector(vector, bits, symbols, model, impl, tally, label):
             if got is not None:
                 tally.same(got, symbols[start:start + length], where, f"window {index} decoded alone")
         start += length
+
+
+# --------------------------------------------------------------- the --implementation protocol (protocol.py)
+
+WINDOW_ANSWERS = ("window_lengths", "greedy_lengths", "delimited")  # per-window lists an encoder answers
+NOT_ASKED = WINDOW_ANSWERS + ("ended_early",)  # vector fields left out of a request (ended_early follows from them)
+
+
+def request(description, arrays):
+    """(description, arrays, expected): the vectors without their per-window answers; bits.ID stays (decoding
+    reads it). Answers per vector ID: compress.ID, decompress.ID and, for windows, the lists of WINDOW_ANSWERS."""
+    asked = dict(description, vectors=[vector_request(vector) for vector in description["vectors"]])
+    expected = {}
+    for vector in description["vectors"]:
+        key = vector["id"]
+        expected.update(vector_expected(vector, arrays[f"bits.{key}"], arrays[f"symbols.{key}"]))
+    return asked, arrays, expected
+
+
+def answer(description, arrays, impl):
+    fitted = {name: model_from(arrays, name) for name in description["models"]}
+    answers = {}
+    for vector in description["vectors"]:
+        key = vector["id"]
+        answers.update(vector_answers(vector, arrays[f"bits.{key}"], arrays[f"symbols.{key}"],
+                                      fitted[vector["model"]], impl))
+    return answers
+
+
+def vector_request(vector):
+    """One vector's JSON as a request holds it; shared with the M1 families."""
+    return {field: value for field, value in vector.items() if field not in NOT_ASKED}
+
+
+def vector_expected(vector, bits, symbols):
+    """{answer key: expected value} of one vector (plain AC or Equal-Info); shared with the M1 families."""
+    key = vector["id"]
+    expected = {f"compress.{key}": bits, f"decompress.{key}": symbols}
+    if vector["method"] == "equalinfo":
+        expected.update({f"{field}.{key}": np.array(vector[field]) for field in WINDOW_ANSWERS})
+    return expected
+
+
+def vector_answers(vector, bits, symbols, model, impl):
+    """The backend's answers to one vector: the bits it codes, the symbols it decodes, its windows."""
+    key, precision, n_symbols = vector["id"], vector["precision"], vector["n_symbols"]
+    if vector["method"] == "ac":
+        return {f"compress.{key}": impl.ac.compress(symbols, model, precision),
+                f"decompress.{key}": impl.ac.decompress(bits, model, n_symbols, precision)}
+    window_bits = vector["window_bits"]
+    windows = impl.equalinfo.encode_windows(symbols, model, window_bits, precision)
+    return {f"compress.{key}": impl.equalinfo.compress(symbols, model, window_bits, precision),
+            f"decompress.{key}": impl.equalinfo.decompress(bits, model, window_bits, precision, n_symbols),
+            f"window_lengths.{key}": [w.length for w in windows],
+            f"greedy_lengths.{key}": [w.greedy_length for w in windows],
+            f"delimited.{key}": [int(w.delimited) for w in windows]}

@@ -3,24 +3,42 @@
 Drivers pack each side of a corpus in a separate pass (`data.packing.iter_examples(corpus, "train")`, then
 "validation"), so a corpus must be iterable more than once without holding it in memory: `Corpus` re-reads its
 source on every `iter()`. `describe()` says what it is, for the record a run writes next to its results.
+
+A corpus that is one plain-text file, or the text on stdin (source "-", read once and held), is cut into pieces of
+paragraphs (data/sources.py, text_split "pieces"): as one document it could never be split into train and
+validation. That is the default, text_split="auto": "pieces" for a single text file or stdin, "file" (one document
+per file) when a directory or glob gives several.
 """
+import io
 import os
+import sys
 
 from equalinfo.data import default_corpus
-from equalinfo.data.sources import iter_documents, list_files
+from equalinfo.data.sources import DataError, iter_documents, list_files, text_pieces
 
-__all__ = ["Corpus", "open_corpus", "DEFAULT"]
+__all__ = ["Corpus", "open_corpus", "DEFAULT", "STDIN"]
 
 DEFAULT = "default"
+STDIN = "-"
 
 
 class Corpus:
     """Documents (bytes) of a source, read afresh on each iteration (see data/sources.py for sources and errors)."""
 
-    def __init__(self, source=None, format="auto", text_field="text", text_split="file"):
+    def __init__(self, source=None, format="auto", text_field="text", text_split="auto", stdin=None):
         self.source, self.format, self.text_field, self.text_split = source, format, text_field, text_split
-        if source is not None:
+        self._stdin = None
+        if source == STDIN:
+            self._stdin = (stdin if stdin is not None else sys.stdin.buffer).read()
+            if not self._stdin:
+                raise DataError("empty corpus: nothing on stdin")
+            self._files = []
+            self.text_split = "pieces"
+        elif source is not None:
             self._files = list_files(source, format)  # fails now, not mid-run, on a missing path or empty glob
+            if text_split == "auto":
+                single_text = len(self._files) == 1 and self._files[0][1] == "text"
+                self.text_split = "pieces" if single_text else "file"
 
     @property
     def is_default(self):
@@ -29,6 +47,8 @@ class Corpus:
     def __iter__(self):
         if self.is_default:
             return iter(default_corpus.documents())
+        if self._stdin is not None:
+            return text_pieces(io.BytesIO(self._stdin), "stdin")
         return iter_documents(self.source, self.format, self.text_field, self.text_split)
 
     def describe(self):
@@ -36,6 +56,8 @@ class Corpus:
         (paths in reading order, their formats and sizes on disk) and the reading options."""
         if self.is_default:
             return default_corpus.info()
+        if self._stdin is not None:
+            return {"name": "stdin", "size": len(self._stdin), "text_split": self.text_split}
         return {"name": "files", "source": [os.fspath(part) for part in self.source]
                 if isinstance(self.source, (list, tuple)) else os.fspath(self.source),
                 "format": self.format, "text_field": self.text_field, "text_split": self.text_split,
@@ -43,9 +65,10 @@ class Corpus:
                           for path, kind in self._files]}
 
 
-def open_corpus(source=None, format="auto", text_field="text", text_split="file"):
-    """A Corpus of `source` (a path, directory, glob or list of them); None or "default" gives the embedded
-    default corpus (data/default_corpus.py). A path literally named "default" can be given as "./default"."""
+def open_corpus(source=None, format="auto", text_field="text", text_split="auto"):
+    """A Corpus of `source` (a path, directory, glob or list of them; "-": the text on stdin); None or "default"
+    gives the embedded default corpus (data/default_corpus.py). A path literally named "default" (or "-") can be
+    given as "./default"."""
     if isinstance(source, str) and source == DEFAULT:
         source = None
     return Corpus(source, format, text_field, text_split)

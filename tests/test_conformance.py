@@ -3,6 +3,7 @@ fresh export reproduces it byte for byte, and an edited vector fails exactly its
 import hashlib
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -18,8 +19,9 @@ VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 # SHA-256 of the committed manifest.json of each format version. Any change to the vectors changes the manifest;
 # such a change must come with a new FORMAT_VERSION (and its line here), never under an old version's number.
 RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692",
-            2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0"}  # + m1_integer_m1 (rule 2)
-GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing"]  # fast on the simulator (CPU coder)
+            2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0",  # + m1_integer_m1 (rule 2)
+            3: "7b59a6a3372e5fa18784a00ae9db33445fb42e5a00cba35356265d77a1e91597"}  # + rejections
+GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast under the simulator
 
 
 def failed_families(results):
@@ -181,6 +183,7 @@ EDITS = {  # family -> one small edit of its expected outputs or inputs
     "m1_integer_m1": flip("trace.blocks.0.wq.acc", 9),  # one integer sum of the first product off by one
     "transformer": scale("grad.blocks.1.wk", 5, 1.0 + 1e-6),  # one gradient entry, 1e-6 relative
     "packing": flip("validation.rows", 3),  # one packed token
+    "rejections": lambda arrays: arrays["tokens.002"].__setitem__(1, 0),  # the negative token made valid
 }
 
 
@@ -355,3 +358,19 @@ def test_the_spec_s_rule_2_example_is_the_committed_vectors():
 def test_only_blas_rounding_is_forgiven_in_the_transformer_export(vector_copy, edit, same):
     rewrite_npz(vector_copy, "transformer", edit)
     assert same_up_to_blas_rounding(vector_copy / "transformer.npz", VECTORS / "transformer.npz") is same
+
+
+def test_each_rejection_vector_breaks_the_rule_it_names():
+    """ref refuses every case of family rejections for the stated reason, not an incidental one."""
+    from equalinfo.conformance import rejections
+
+    description, arrays = rejections.build()
+    says = {"every token lies in 0 .. 2^N - 1": "tokens must lie in 0..",
+            "exactly ceil(n_bits / N) tokens: a trailing all-zero token is not padding": "does not match",
+            "window_bits >= precision": "window_bits must be an integer >= precision",
+            "the bits are a whole number of b-bit windows": "is not a whole number of 16-bit windows"}
+    impl = implementations.load("ref")
+    for case in description["cases"]:
+        function, args = rejections.attempt(case, arrays, impl)
+        with pytest.raises(ValueError, match=re.escape(says[case["breaks"]])):
+            function(*args)

@@ -10,7 +10,8 @@ import pytest
 
 from equalinfo.data import default_corpus
 from equalinfo.data.corpus import open_corpus
-from equalinfo.data.sources import DataError, iter_documents, list_files, read_json_lines, read_text
+from equalinfo.data.sources import (PIECE_BYTES, PIECE_LIMIT, DataError, iter_documents, list_files, read_json_lines,
+                                     read_text, text_pieces)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXTS = ["Hello, world.", "Ünïcödé — 日本語 ✓", "", "line one\nline two\n"]
@@ -179,3 +180,49 @@ def test_open_corpus_reiterable_and_described(tmp_path):
     assert next(iter(default)) == default_corpus.documents()[0]
     with pytest.raises(DataError, match="no such file"):
         open_corpus(tmp_path / "missing")  # at once, not when first iterated
+
+
+def test_single_text_file_is_cut_into_paragraph_pieces_that_join_back(tmp_path):
+    """A book becomes documents of whole paragraphs of about PIECE_BYTES, every byte kept, the same every time."""
+    paragraphs = [(f"Paragraph {i}: " + "words and more words " * (3 + i % 40)).encode() for i in range(300)]
+    text = b"\n\n".join(paragraphs) + b"\n"
+    path = tmp_path / "book.txt"
+    path.write_bytes(text)
+    corpus = open_corpus(path)
+    pieces = list(corpus)
+    assert b"".join(pieces) == text and list(corpus) == pieces  # nothing lost; deterministic
+    assert corpus.describe()["text_split"] == "pieces" and len(pieces) > 10
+    for piece in pieces[:-1]:
+        assert PIECE_BYTES <= len(piece) < PIECE_BYTES + 1000 and piece.endswith(b"\n\n")  # ends at a paragraph
+    (tmp_path / "other.txt").write_bytes(b"a second file")
+    assert open_corpus(tmp_path).describe()["text_split"] == "file"  # several files: one document per file
+
+
+def test_pieces_of_a_text_without_blank_lines_cut_at_lines_then_characters():
+    lines = [b"x" * 100 + b"\n"] * 200  # no paragraph break: cut at a line end at PIECE_LIMIT
+    pieces = list(text_pieces(lines, "t"))
+    assert b"".join(pieces) == b"".join(lines) and all(len(p) <= PIECE_LIMIT for p in pieces) and len(pieces) > 1
+    line = "\u00e9\u2014".encode() * 10_000  # one long line of 2- and 3-byte characters
+    pieces = list(text_pieces([line], "t"))
+    assert b"".join(pieces) == line and len(pieces) > 1
+    assert all(len(p) <= PIECE_LIMIT and p.decode("utf-8") for p in pieces)  # no character cut
+
+
+def test_pieces_refuse_non_utf8_and_stdin_is_a_corpus(tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes(b"caf\xc3\xa9\n" + b"na\xefve\n")
+    with pytest.raises(DataError, match=r"latin1.txt: not UTF-8 text \(byte 0xef at offset 8"):
+        list(open_corpus(path))
+    text = b"one paragraph\n\nanother\n"
+    stdin = open_corpus_stdin(text)
+    assert list(stdin) == list(stdin) == [text] and stdin.describe()["name"] == "stdin"
+    with pytest.raises(DataError, match="nothing on stdin"):
+        open_corpus_stdin(b"")
+
+
+def open_corpus_stdin(data):
+    import io
+
+    from equalinfo.data.corpus import Corpus
+
+    return Corpus("-", stdin=io.BytesIO(data))

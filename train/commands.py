@@ -171,7 +171,8 @@ def add_commands(commands, add_threads_option):
         add_threads_option(parser)
         if corpus:
             parser.add_argument("--corpus", default=None,
-                                help="C4 json/json.gz, JSONL, text files, a directory or a glob "
+                                help="C4 json/json.gz, JSONL, text files, a directory or a glob; one text file "
+                                     "or - (stdin) is cut into documents of paragraphs, about 2 KB each "
                                      "(default: the embedded default corpus)")
 
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")

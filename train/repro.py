@@ -22,6 +22,7 @@ import numpy as np
 
 from equalinfo.data.corpus import open_corpus
 from equalinfo.data.packing import examples_to_documents, iter_examples, shuffle
+from equalinfo.data.sources import PIECE_BYTES
 from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
@@ -91,6 +92,19 @@ class TrainedM1:
     seq_len: int = None
 
 
+def too_small(documents, packing):
+    """The error for a corpus whose split leaves a side empty: how small it is, what the split needs, what to do."""
+    size, every = packing["group_size"], packing["validation_every"]
+    if every == 1:
+        return "packing.validation_every=1 puts every group on the validation side: nothing would train"
+    n_bytes = sum(len(document) for document in documents)
+    groups = -(-len(documents) // size)
+    return (f"the corpus is too small for this preset: its {len(documents)} documents ({n_bytes:,} bytes) fill "
+            f"{groups} group(s) of packing.group_size={size}, and the split needs at least {size + 1} (group 0 "
+            f"validates, group 1 trains); give a larger corpus (a single text file is cut into documents of about "
+            f"{PIECE_BYTES:,} bytes) or a preset with a smaller packing.group_size")
+
+
 class Pipeline:
     """The steps of `equalinfo repro`, each taking its inputs and returning its outputs (run() chains them).
 
@@ -124,7 +138,7 @@ class Pipeline:
         sides = {side: list(iter_examples(documents, side, packing["group_size"], packing["example_length"],
                                           packing["validation_every"])) for side in ("train", "validation")}
         if not sides["train"] or not sides["validation"]:
-            raise PresetError("the corpus is too small for this preset: one side of the split is empty")
+            raise PresetError(too_small(documents, packing))
         examples = Examples(shuffle(sides["train"], self.seed), sides["validation"])
         self.log(f"corpus: {len(documents)} documents -> {len(examples.train)} train / "
                  f"{len(examples.validation)} validation examples")
