@@ -13,6 +13,7 @@ tally):
     tokens.py          bitstreams -> N-bit tokens and back
     m1_rows.py         families m1_RULE: a tiny M1's probability rows under each exact rule, and the windows they code
     m1_integer.py      rule 2's own steps (its quantized weights, row exponents, integer sums), in its m1_rows family
+    m1_int8.py         rule 3's own steps (int8 weights, 14-bit rows, their int8 halves), in its m1_rows family
     transformer.py     a small Transformer's logits, loss and gradients, one Adafactor and one AdamW step
     packing.py         documents -> packed examples -> fixed-length rows
 The rest: files.py stores a set (JSON, .npz, a manifest of SHA-256 sums), implementations.py says which code a
@@ -26,7 +27,7 @@ from equalinfo.conformance import coder, m1_rows, packing, quantization, tokens,
 from equalinfo.conformance.files import VectorError, read_family, read_manifest, write_set
 from equalinfo.conformance.tally import Tally
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: + m1_int8_m1 (rule 3); the families of version 2 unchanged
 FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing]
 
 

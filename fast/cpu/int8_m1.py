@@ -89,6 +89,13 @@ def quantize_split(x):
     return both, exponents
 
 
+def quantize_rows(x):
+    """(x_int float64 [N, n], e int64 [N]): ref.int8_m1.quantize_rows' integers, rebuilt from the split halves."""
+    both, exponents = quantize_split(x)
+    n_rows = len(exponents)
+    return SPLIT * both[:n_rows].astype(np.float64) + both[n_rows:], exponents
+
+
 _WEIGHT_CACHE = {}  # ids of int8 arrays -> (the arrays, their scales, float32 K-chunks side by side, scales side by side)
 
 
