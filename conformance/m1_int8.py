@@ -15,7 +15,8 @@ holds:
 import numpy as np
 
 from equalinfo.conformance.m1_integer import BELOW_HALF, EDGE_PRODUCT, EXTRA_TEXT, POSITIONS, TRACED, ZERO_SYMBOL
-from equalinfo.conformance.m1_integer import long_inputs
+from equalinfo.conformance.m1_integer import add_rows_and_steps, check_rows_and_steps
+from equalinfo.conformance.m1_integer import forward_pass as rule_2_forward_pass
 
 STEPS = ("x", "x_int", "e", "hi", "lo", "acc", "y")
 H = 2.0 ** -13  # rows below whose largest |x| lies in [1, 2) have e = -13: x = k * H scales to the integer k
@@ -60,38 +61,14 @@ def steps(x, qparams, name):
 
 def forward_pass(qparams, cfg, ids):
     """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass."""
-    from equalinfo.ref import exact_m1, int8_m1
+    from equalinfo.ref import int8_m1
 
-    counts, traces = {}, {}
-
-    def product(x, params, name):
-        scaled = np.ldexp(x.astype(np.float64), -int8_m1.row_exponents(x)[:, None])
-        seen = counts.setdefault(name, {"rows": 0, "zero_rows": 0, "halfway_ties": 0, "clipped": 0})
-        seen["rows"] += len(x)
-        seen["zero_rows"] += int(np.sum(~np.any(x, axis=1)))
-        seen["halfway_ties"] += int(np.sum(np.abs(scaled - np.floor(scaled)) == 0.5))
-        seen["clipped"] += int(np.sum(np.abs(np.rint(scaled)) > int8_m1.ROW_MAX))
-        if name in TRACED:
-            traces[name] = steps(x, params, name)
-        return int8_m1.int8_matmul(x, params, name)
-
-    exact_m1.logits(qparams, cfg, ids, product=product)
-    return counts, traces
+    return rule_2_forward_pass(qparams, cfg, ids, int8_m1, steps)
 
 
 def build(description, arrays, qparams, cfg, ids, module):
     """Add rule 3's fields (module docstring) to the family's description and arrays."""
-    from equalinfo.ref.arithmetic import quantize
-
-    long_ids = long_inputs()
-    rows = module.next_probs(qparams, cfg, long_ids)[0, POSITIONS]
-    arrays.update({"long.inputs": long_ids, "long.positions": np.array(POSITIONS), "long.probs": rows,
-                   "long.cdfs": quantize(rows, description["precision"])})
-    counts, traces = forward_pass(qparams, cfg, ids)
-    for name, trace in traces.items():
-        arrays.update({f"trace.{name}.{key}": value for key, value in trace.items()})
-    edge_x = np.array([row for _, row in EDGE_ROWS], dtype=np.float32)
-    arrays.update({f"edge.{key}": value for key, value in steps(edge_x, qparams, EDGE_PRODUCT).items()})
+    counts, traced = add_rows_and_steps(description, arrays, qparams, cfg, ids, module, forward_pass, steps, EDGE_ROWS)
     description["arrays"].update({
         "param.NAME.int": "|i1 [n, m] W_int of each product's matrix (the 7 of each block, unembed), in [-127, 127]",
         "param.NAME.scale": "<f8 [m] s, the per-output-channel scales",
@@ -102,23 +79,14 @@ def build(description, arrays, qparams, cfg, ids, module):
         "trace.NAME.x_int": "<i8 [N, n]", "trace.NAME.e": "<i8 [N]", "trace.NAME.hi": "<i8 [N, n]",
         "trace.NAME.lo": "<i8 [N, n]", "trace.NAME.acc": "<i8 [N, m]", "trace.NAME.y": "<f4 [N, m]",
         "edge.x, edge.x_int, edge.e, edge.hi, edge.lo, edge.acc, edge.y": "as trace, for edge_rows"})
-    description.update({"zero_symbol": ZERO_SYMBOL, "long_positions": POSITIONS, "traced": list(traces),
+    description.update({"zero_symbol": ZERO_SYMBOL, "long_positions": POSITIONS, "traced": traced,
                         "edge_product": EDGE_PRODUCT, "edge_rows": [what for what, _ in EDGE_ROWS],
                         "forward_pass": counts})
 
 
 def check(description, arrays, qparams, cfg, module, impl, tally):
     """Compare the backend's long rows and each step of the traced and edge products with the vectors."""
-    rows = tally.call("long", "next_probs", module.next_probs, qparams, cfg, arrays["long.inputs"])
-    if rows is not None:
-        rows = np.asarray(rows)[0, arrays["long.positions"]]
-        tally.same(rows, arrays["long.probs"], "long", "rows at long.positions")
-        cdfs = tally.call("long", "quantize", impl.arithmetic.quantize, rows, description["precision"])
-        if cdfs is not None:
-            tally.same(cdfs, arrays["long.cdfs"], "long", "CDFs")
-    for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
-        product = description["edge_product"] if name == "edge" else name[len("trace."):]
-        check_steps(name, product, {key: arrays[f"{name}.{key}"] for key in STEPS}, qparams, module, tally)
+    check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally, check_steps, STEPS)
 
 
 def check_steps(where, name, want, qparams, module, tally):
