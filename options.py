@@ -98,6 +98,8 @@ OPTIONS = {
     "max_bytes": Int(1, limits.MAX_GENERATE_BYTES, "bytes to generate"),
     "max_steps": Int(1, limits.MAX_GENERATE_BYTES, "M2 steps"),
     "temperature": Float(0, 100, "sampling temperature"),
+    # conformance check --implementation
+    "timeout": Float(0, 86400, "seconds one family's call may take"),
 }
 
 

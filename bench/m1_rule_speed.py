@@ -76,7 +76,9 @@ class ExclusiveTimer:
 PROFILED = {  # rule -> (module, function name, label), the functions its next_probs goes through
     2: [(cpu_int, "int_matmul", "GEMMs (dgemm)"), (cpu_int, "quantize_rows", "quantize rows"),
         (cpu_int, "_rescale", "rescale"), (cpu_exact, "rms_norm", "RMSNorm"), (cpu_int, "softmax64", "softmax64")],
-    3: [(cpu_int8, "int8_matmul", "GEMMs (sgemm)"), (cpu_int8, "quantize_split", "quantize rows"),
+    3: [(cpu_int8, "int8_matmul", "GEMMs (sgemm)"), (cpu_int8, "int8_products", "GEMMs (sgemm)"),
+        (cpu_int8, "side_by_side", "GEMMs (sgemm)"), (cpu_int8, "attend", "attention"),
+        (cpu_int8, "_gated_relu", "gated ReLU"), (cpu_int8, "quantize_split", "quantize rows"),
         (cpu_int8, "_rescale_split", "rescale"), (cpu_int8, "_accumulate_split", "rescale"),
         (cpu_int8, "_rescale", "rescale"), (cpu_int8, "rms_norm", "RMSNorm"), (cpu_int8, "softmax64", "softmax64")],
 }

@@ -15,6 +15,7 @@ tally):
     tokens.py          bitstreams -> N-bit tokens and back
     m1_rows.py         families m1_RULE: a tiny M1's probability rows under each exact rule, and the windows they code
     m1_integer.py      rule 2's own steps (its quantized weights, row exponents, integer sums), in its m1_rows family
+    m1_int8.py         rule 3's own steps (int8 weights, 14-bit rows, their int8 halves), in its m1_rows family
     transformer.py     a small Transformer's logits, loss and gradients, one Adafactor and one AdamW step
     packing.py         documents -> packed examples -> fixed-length rows
     rejections.py      inputs every implementation must refuse (bad tokens, windows smaller than the precision)
@@ -28,11 +29,12 @@ and a vector set of another version is refused rather than half-checked.
 """
 import time
 
+from equalinfo import options
 from equalinfo.conformance import coder, m1_rows, packing, quantization, rejections, tokens, transformer, windows
 from equalinfo.conformance.files import VectorError, read_family, read_manifest, write_set
 from equalinfo.conformance.tally import Tally
 
-FORMAT_VERSION = 3  # 3: + family rejections (the families of version 2 are byte for byte the same)
+FORMAT_VERSION = 3  # 3: + m1_int8_m1 (rule 3) and rejections (version 2 files byte for byte the same)
 FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing, rejections]
 
 
@@ -158,6 +160,6 @@ def add_command(commands):
     check_parser.add_argument("--implementation", default=None, metavar="CMD",
                               help="check an outside program instead of a backend: CMD FAMILY DIR is run once per "
                                    "family and answers DIR/request.* in DIR/response.json (docs/conformance.md)")
-    check_parser.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+    check_parser.add_argument("--timeout", type=options.number("timeout"), default=300.0, metavar="SECONDS",
                               help="with --implementation: the most one family's call may take (default 300)")
     check_parser.set_defaults(run=check_command)

@@ -8,9 +8,10 @@ compared with a committed one byte for byte:
   reads back to the same float64 in any correct JSON parser);
 - .npz: a zip archive with one member NAME.npy per array, in sorted order, stored uncompressed, every member dated
   1980-01-01 00:00:00 (np.savez would stamp the current time); each .npy is NumPy format 1.0 with an explicit
-  little-endian dtype ('<i8', '<i2', '<f8', '<f4', '|u1'), read back with np.load(..., allow_pickle=False).
-  int16 ('<i2', since format version 2) is kept for rule 2's quantized M1 weights, which M1 itself stores as
-  int16: a porter reads them in the type the rule defines them in; every other integer is widened to '<i8'.
+  little-endian dtype ('<i8', '<i2', '|i1', '<f8', '<f4', '|u1'), read back with np.load(..., allow_pickle=False).
+  int16 ('<i2', since format version 2) and int8 ('|i1', since version 3) are kept for rules 2 and 3's quantized M1
+  weights, which M1 itself stores so: a porter reads them in the type the rule defines them in; every other
+  integer is widened to '<i8'.
 """
 import hashlib
 import io
@@ -23,7 +24,7 @@ import numpy as np
 FORMAT = "equalinfo-conformance"
 MANIFEST = "manifest.json"
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
-DTYPES = ("<i8", "<i2", "<f8", "<f4", "|u1")  # the only dtypes a vector array may have
+DTYPES = ("<i8", "<i2", "|i1", "<f8", "<f4", "|u1")  # the only dtypes a vector array may have
 
 
 class VectorError(ValueError):
@@ -35,13 +36,15 @@ def json_bytes(value):
 
 
 def little_endian(array):
-    """The array in one of DTYPES (int16 -> '<i2', other ints -> '<i8', bool/uint8 -> '|u1', float keeps its
-    width), C-contiguous."""
+    """The array in one of DTYPES (int16 -> '<i2', int8 -> '|i1', other ints -> '<i8', bool/uint8 -> '|u1', float
+    keeps its width), C-contiguous."""
     array = np.asarray(array)
     if array.dtype.kind == "b" or array.dtype == np.uint8:
         dtype = "|u1"
     elif array.dtype == np.int16:
         dtype = "<i2"
+    elif array.dtype == np.int8:
+        dtype = "|i1"
     elif array.dtype.kind in "iu":
         dtype = "<i8"
     elif array.dtype == np.float32:

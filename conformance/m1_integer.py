@@ -73,23 +73,26 @@ def steps(x, qparams, name):
             "y": integer_m1.int_matmul(x, qparams, name)}
 
 
-def forward_pass(qparams, cfg, ids):
-    """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass."""
+def forward_pass(qparams, cfg, ids, rule=None, steps=None):
+    """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass under
+    `rule` (ref.integer_m1 by default; m1_int8.py passes ref.int8_m1 and its own steps)."""
     from equalinfo.ref import exact_m1, integer_m1
 
+    rule, steps = rule or integer_m1, steps or globals()["steps"]
+    int_max = getattr(rule, "INT_MAX", None) or rule.ROW_MAX  # the largest |x_int|: rule 2's, rule 3's
+    matmul = getattr(rule, "int_matmul", None) or rule.int8_matmul
     counts, traces = {}, {}
 
     def product(x, params, name):
-        e = integer_m1.row_exponents(x)
-        scaled = np.ldexp(x.astype(np.float64), -e[:, None])
+        scaled = np.ldexp(x.astype(np.float64), -rule.row_exponents(x)[:, None])
         seen = counts.setdefault(name, {"rows": 0, "zero_rows": 0, "halfway_ties": 0, "clipped": 0})
         seen["rows"] += len(x)
         seen["zero_rows"] += int(np.sum(~np.any(x, axis=1)))
         seen["halfway_ties"] += int(np.sum(np.abs(scaled - np.floor(scaled)) == 0.5))
-        seen["clipped"] += int(np.sum(np.abs(np.rint(scaled)) > integer_m1.INT_MAX))
+        seen["clipped"] += int(np.sum(np.abs(np.rint(scaled)) > int_max))
         if name in TRACED:
             traces[name] = steps(x, params, name)
-        return integer_m1.int_matmul(x, params, name)
+        return matmul(x, params, name)
 
     exact_m1.logits(qparams, cfg, ids, product=product)
     return counts, traces
@@ -97,17 +100,7 @@ def forward_pass(qparams, cfg, ids):
 
 def build(description, arrays, qparams, cfg, ids, module):
     """Add rule 2's fields (module docstring) to the family's description and arrays."""
-    from equalinfo.ref.arithmetic import quantize
-
-    long_ids = long_inputs()
-    rows = module.next_probs(qparams, cfg, long_ids)[0, POSITIONS]
-    arrays.update({"long.inputs": long_ids, "long.positions": np.array(POSITIONS), "long.probs": rows,
-                   "long.cdfs": quantize(rows, description["precision"])})
-    counts, traces = forward_pass(qparams, cfg, ids)
-    for name, trace in traces.items():
-        arrays.update({f"trace.{name}.{key}": value for key, value in trace.items()})
-    edge_x = np.array([row for _, row in EDGE_ROWS], dtype=np.float32)
-    arrays.update({f"edge.{key}": value for key, value in steps(edge_x, qparams, EDGE_PRODUCT).items()})
+    counts, traced = add_rows_and_steps(description, arrays, qparams, cfg, ids, module, forward_pass, steps, EDGE_ROWS)
     description["arrays"].update({
         "param.NAME.int": "<i2 [n, m] W_int of each product's matrix (the 7 of each block, unembed)",
         "param.NAME.scale": "<f8 [m] s, the per-output-channel scales",
@@ -117,13 +110,37 @@ def build(description, arrays, qparams, cfg, ids, module):
         "trace.NAME.x": "<f4 [N, n] the product's input in the forward pass over inputs (N = B * T)",
         "trace.NAME.x_int": "<i8 [N, n]", "trace.NAME.e": "<i8 [N]", "trace.NAME.acc": "<i8 [N, m]",
         "trace.NAME.y": "<f4 [N, m]", "edge.x, edge.x_int, edge.e, edge.acc, edge.y": "as trace, for edge_rows"})
-    description.update({"zero_symbol": ZERO_SYMBOL, "long_positions": POSITIONS, "traced": list(traces),
+    description.update({"zero_symbol": ZERO_SYMBOL, "long_positions": POSITIONS, "traced": traced,
                         "edge_product": EDGE_PRODUCT, "edge_rows": [what for what, _ in EDGE_ROWS],
                         "forward_pass": counts})
 
 
+def add_rows_and_steps(description, arrays, qparams, cfg, ids, module, forward_pass, steps, edge_rows):
+    """Add a rule's long rows, the steps of its traced products over ids (forward_pass) and of its edge rows through
+    EDGE_PRODUCT (steps) to arrays; returns forward_pass's counts and the traced products' names. Rules 2 and 3
+    (m1_int8.py) share it."""
+    from equalinfo.ref.arithmetic import quantize
+
+    long_ids = long_inputs()
+    rows = module.next_probs(qparams, cfg, long_ids)[0, POSITIONS]
+    arrays.update({"long.inputs": long_ids, "long.positions": np.array(POSITIONS), "long.probs": rows,
+                   "long.cdfs": quantize(rows, description["precision"])})
+    counts, traces = forward_pass(qparams, cfg, ids)
+    for name, trace in traces.items():
+        arrays.update({f"trace.{name}.{key}": value for key, value in trace.items()})
+    edge_x = np.array([row for _, row in edge_rows], dtype=np.float32)
+    arrays.update({f"edge.{key}": value for key, value in steps(edge_x, qparams, EDGE_PRODUCT).items()})
+    return counts, list(traces)
+
+
 def check(description, arrays, qparams, cfg, module, impl, tally):
     """Compare the backend's long rows and each step of the traced and edge products with the vectors."""
+    check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally, check_steps,
+                         ("x", "x_int", "e", "acc", "y"))
+
+
+def check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally, check_steps, keys):
+    """The long rows, then check_steps on each traced product and the edge rows (arrays NAME.KEY for keys)."""
     rows = tally.call("long", "next_probs", module.next_probs, qparams, cfg, arrays["long.inputs"])
     if rows is not None:
         rows = np.asarray(rows)[0, arrays["long.positions"]]
@@ -133,8 +150,7 @@ def check(description, arrays, qparams, cfg, module, impl, tally):
             tally.same(cdfs, arrays["long.cdfs"], "long", "CDFs")
     for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
         product = description["edge_product"] if name == "edge" else name[len("trace."):]
-        check_steps(name, product, {key: arrays[f"{name}.{key}"] for key in ("x", "x_int", "e", "acc", "y")},
-                    qparams, module, tally)
+        check_steps(name, product, {key: arrays[f"{name}.{key}"] for key in keys}, qparams, module, tally)
 
 
 def check_steps(where, name, want, qparams, module, tally):
@@ -155,18 +171,20 @@ def check_steps(where, name, want, qparams, module, tally):
 STEP_ANSWERS = ("x_int", "e", "acc", "y")  # of each traced and edge product; x stays in the request
 
 
-def request(asked, expected):
+def request(asked, expected, step_answers=STEP_ANSWERS):
     """The request's arrays without rule 2's answers, which move into `expected` (same names): long.probs,
-    long.cdfs, and trace.NAME.KEY / edge.KEY for KEY in STEP_ANSWERS (acc: the program's own integer product of
-    its x_int and W_int)."""
-    answers = [key for key in asked if key in ("long.probs", "long.cdfs") or key.rsplit(".", 1)[-1] in STEP_ANSWERS
+    long.cdfs, and trace.NAME.KEY / edge.KEY for KEY in step_answers (acc: the program's own integer product of
+    its x_int and W_int). Rule 3 (m1_int8.py) passes its own step_answers."""
+    answers = [key for key in asked if key in ("long.probs", "long.cdfs") or key.rsplit(".", 1)[-1] in step_answers
                and key.startswith(("trace.", "edge."))]
     expected.update({key: asked[key] for key in answers})
     return {key: value for key, value in asked.items() if key not in answers}
 
 
-def answer(description, arrays, qparams, cfg, module, impl):
-    """The backend's answers to rule 2's own questions (request above)."""
+def answer(description, arrays, qparams, cfg, module, impl, matmul=None, extra_steps=None):
+    """The backend's answers to rule 2's own questions (request above); rule 3 (m1_int8.py) passes its product
+    `matmul` (default module.int_matmul) and `extra_steps(x_int)` -> {KEY: array} for its own steps."""
+    matmul = matmul or module.int_matmul
     rows = np.asarray(module.next_probs(qparams, cfg, arrays["long.inputs"]))[0, arrays["long.positions"]]
     answers = {"long.probs": rows, "long.cdfs": impl.arithmetic.quantize(rows, description["precision"])}
     for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
@@ -174,5 +192,7 @@ def answer(description, arrays, qparams, cfg, module, impl):
         x_int, e = module.quantize_rows(arrays[f"{name}.x"])
         answers.update({f"{name}.x_int": x_int, f"{name}.e": e,
                         f"{name}.acc": np.asarray(x_int, np.int64) @ qparams[product + ".int"].astype(np.int64),
-                        f"{name}.y": module.int_matmul(arrays[f"{name}.x"], qparams, product)})
+                        f"{name}.y": matmul(arrays[f"{name}.x"], qparams, product)})
+        if extra_steps is not None:
+            answers.update({f"{name}.{key}": value for key, value in extra_steps(np.asarray(x_int)).items()})
     return answers

@@ -9,7 +9,8 @@ prefix and the weights only, which is what lets a decoder rebuild the encoder's 
 Rule 2 (ref/integer_m1.py) is one more entry in RULES, family m1_integer_m1, rather than a family module of its
 own: its rows, CDFs, prefix check and windows are exactly rule 1's fields, computed by another module, and a
 porter reads both families the same way. What only rule 2 has (the quantized M1, its integer products step by
-step, the rule's edge cases) is the rule's `extension`, conformance/m1_integer.py.
+step, the rule's edge cases) is the rule's `extension`, conformance/m1_integer.py. Rule 3 (ref/int8_m1.py) is the
+third entry, family m1_int8_m1, with its own steps (the int8 split included) in conformance/m1_int8.py.
 """
 import dataclasses
 import importlib
@@ -63,7 +64,8 @@ class Rule:
         return extension.model(params, cfg), cfg, inputs(INPUT_TEXTS + [extension.EXTRA_TEXT])
 
 
-RULES = [Rule(1), Rule(2, extension="equalinfo.conformance.m1_integer")]
+RULES = [Rule(1), Rule(2, extension="equalinfo.conformance.m1_integer"),
+         Rule(3, extension="equalinfo.conformance.m1_int8")]
 
 
 def tiny_m1():

@@ -56,11 +56,13 @@ arithmetic on worst-case operands.) With int8 tensor cores or VNNI (int32 accumu
 chunk of 1040 is far inside the bound; 3m's products need one chunk each, two GEMMs per product (and its |acc|
 < 2^31 would even fit one int32 accumulator of int16 x int8 products).
 
-Which GPU path (the GPU twin is not written yet): int8 tensor cores with int32 accumulation (cuBLASLt IMMA), the
-fastest (about twice bf16's rate on an H100) and exact by integer arithmetic alone. bf16 or TF32 tensor cores with
-float32 accumulation are exact only if the hardware's accumulator keeps every integer <= 2^24 whatever its internal
-alignment and truncation, which published analyses of tensor cores suggest but do not promise: a conformance test
-on each GPU must show it before that path is used.
+Which GPU path. The GPU twin (fast/gpu/int8_m1.py) runs the two products per chunk as plain float32 SGEMMs (CUDA
+cores, no TF32): exact by the bound below on any GPU, and untested on real hardware so far (no GPU was lent).
+The target for speed is int8 tensor cores with int32 accumulation (cuBLASLt IMMA), the fastest (about twice bf16's
+rate on an H100) and exact by integer arithmetic alone; CuPy has no int8 GEMM, so it waits for a measurement. bf16
+or TF32 tensor cores with float32 accumulation are exact only if the hardware's accumulator keeps every integer
+<= 2^24 whatever its internal alignment and truncation, which published analyses of tensor cores suggest but do not
+promise: a conformance test on each GPU must show it before that path is used.
 
 The price: int8 weights and 14-bit rows against the float model's own rows, on held-out text
 (bench/m1_rule_price.py, which also measures rule 2 and the variant with int16 weights split into two int8

@@ -20,7 +20,7 @@ VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 # such a change must come with a new FORMAT_VERSION (and its line here), never under an old version's number.
 RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692",
             2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0",  # + m1_integer_m1 (rule 2)
-            3: "7b59a6a3372e5fa18784a00ae9db33445fb42e5a00cba35356265d77a1e91597"}  # + rejections
+            3: "c70ff8c28c346fd20c5fc6b8c99abf787932ea6284cc808da4c9b5623b1386b0"}  # + m1_int8_m1 (rule 3), rejections
 GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast under the simulator
 
 
@@ -181,6 +181,7 @@ EDITS = {  # family -> one small edit of its expected outputs or inputs
     "tokens": flip("tokens.006.16", 0),  # one token
     "m1_exact_m1": one_ulp("probs", 1000),  # one probability off by one unit in the last place
     "m1_integer_m1": flip("trace.blocks.0.wq.acc", 9),  # one integer sum of the first product off by one
+    "m1_int8_m1": flip("trace.blocks.0.w_down.lo", 4),  # one low half of the second traced product
     "transformer": scale("grad.blocks.1.wk", 5, 1.0 + 1e-6),  # one gradient entry, 1e-6 relative
     "packing": flip("validation.rows", 3),  # one packed token
     "rejections": lambda arrays: arrays["tokens.002"].__setitem__(1, 0),  # the negative token made valid
@@ -242,6 +243,40 @@ def test_rule_2_vectors_exercise_the_rule_s_edge_cases():
     assert e[0] == 0 and not x_int[0].any()  # the zero row
     assert x_int[1].tolist() == [16384, 0, 2, 2, 4, 0, -2, -16386] and e[1] == -14  # halves to even
     assert x_int[4, :2].tolist() == [32767, -32767]  # 32767.998 rounds to 32768, clipped
+
+
+RULE_3_EDITS = [  # (edit of m1_int8_m1, the failure it must cause)
+    (flip("edge.x_int", 11), "edge: x_int differs"),  # a tie rounded the wrong way (1.5 -> 3, not 2)
+    (flip("edge.hi", 18), "edge: hi = sign(x_int) * floor(|x_int| / 128) differs"),  # -200's high half
+    (flip("edge.lo", 18), "edge: lo = x_int - 128 * hi differs"),
+    (flip("edge.acc", 0), "edge: acc = x_int @ W_int differs"),
+    (one_ulp("edge.y", 20), "edge: y differs"),
+    (one_ulp("long.probs", 2400), "long: rows at long.positions differs"),
+    (flip("param.unembed.int", 100), "rows: probability rows differs"),  # one int8 weight of the last product
+]
+
+
+@pytest.mark.parametrize("edit,reason", RULE_3_EDITS)
+def test_rule_3_edits_fail_its_family_at_the_edited_step(vector_copy, edit, reason):
+    rewrite_npz(vector_copy, "m1_int8_m1", edit)
+    results = conformance.check(vector_copy, implementations.load("ref"), ["m1_exact_m1", "m1_int8_m1"])
+    assert failed_families(results) == {"m1_int8_m1"}
+    assert any(line.startswith(reason) for line in results[1][3]), results[1][3]
+
+
+def test_rule_3_vectors_exercise_the_rule_s_edge_cases():
+    """A zero row in the family's own rows (they meet no halfway tie at 14 bits: the edge rows hold those); the edge
+    rows rounded, clipped and split as the rule says (docs/conformance.md)."""
+    description = json.loads((VECTORS / "m1_int8_m1.json").read_text())
+    assert description["forward_pass"]["blocks.0.wq"]["zero_rows"] > 0
+    with np.load(VECTORS / "m1_int8_m1.npz", allow_pickle=False) as archive:
+        assert archive["param.blocks.0.wq.int"].dtype == np.int8
+        x_int, e, hi, lo = (archive[f"edge.{key}"] for key in ("x_int", "e", "hi", "lo"))
+    assert e[0] == 0 and not x_int[0].any()  # the zero row
+    assert x_int[1].tolist() == [8192, 0, 2, 2, 4, 0, -2, -8194] and e[1] == -13  # halves to even
+    assert hi[2].tolist() == [127, -127, -1, 1, -1, 0, -1, 63]  # truncated toward zero
+    assert lo[2].tolist() == [127, -127, -72, 0, 0, 127, -1, 127]
+    assert x_int[4, :2].tolist() == [16383, -16383]  # 16383.999 rounds to 16384, clipped
 
 
 def test_an_edit_without_a_new_hash_fails_by_the_manifest(vector_copy):
@@ -349,6 +384,21 @@ def test_the_spec_s_rule_2_example_is_the_committed_vectors():
     assert e == -13 and x_int.tolist() == [0, 0, 0, -24576, 0, 0, 0, 0] and acc[0] == -24576 * int(w_int)
     for text in (f"W_int[3, 0] = {w_int}", f"= {acc[0]}; s_0 = {float(s)!r}", f"{float(acc[0] * s)!r} (float64)",
                  f"{float(acc[0] * s * 2.0 ** -13)!r},", f"`edge.y[5, 0]` = {str(y[0])}."):
+        assert text in spec, text
+
+
+def test_the_spec_s_rule_3_example_is_the_committed_vectors():
+    """docs/conformance.md works edge row 2 of m1_int8_m1 through the steps of rule 3 (the split included) by hand."""
+    spec = " ".join((VECTORS.parents[1] / "docs" / "conformance.md").read_text().split())  # line breaks as spaces
+    with np.load(VECTORS / "m1_int8_m1.npz", allow_pickle=False) as archive:
+        w_int = archive["param.blocks.0.w_gate.int"][:, 0].astype(np.int64)
+        s = archive["param.blocks.0.w_gate.scale"][0]
+        hi, lo, acc, y = (archive[f"edge.{key}"][2] for key in ("hi", "lo", "acc", "y"))
+    p_hi, p_lo = int(hi @ w_int), int(lo @ w_int)
+    assert acc[0] == 128 * p_hi + p_lo
+    for text in (f"hi = {hi.tolist()}, lo = {lo.tolist()}", f"W_int[:, 0] = {w_int.tolist()}",
+                 f"P_hi = {p_hi} and P_lo = {p_lo}", f"= {acc[0]}; s_0 = {float(s)!r}",
+                 f"{float(acc[0] * s)!r} (float64)", f"{float(acc[0] * s * 2.0 ** -13)!r}", f"`edge.y[2, 0]` = {str(y[0])}."):
         assert text in spec, text
 
 

@@ -140,6 +140,23 @@ def test_cpu_rows_equal_ref_rows_with_several_chunks():
     assert np.array_equal(cpu_int8.next_probs(qparams, cfg, inputs), int8_m1.next_probs(qparams, cfg, inputs))
 
 
+@pytest.mark.parametrize("n", [40, 2100])  # one K-chunk, and three
+def test_products_side_by_side_equal_each_product_alone(n):
+    """int8_products (the rows quantized once, one sgemm against several weights' columns side by side) gives
+    each product's bits as ref's int8_matmul gives them one at a time, with extreme rows and weights."""
+    rng = np.random.default_rng(10)
+    qparams = {}
+    for name, width in (("a", 5), ("b", 7), ("c", 1)):
+        qparams[name + ".int"], qparams[name + ".scale"] = int8_m1.quantize_weight(rng.standard_t(3, (n, width)))
+    qparams["a.int"][:, 0] = int8_m1.WEIGHT_MAX  # a column of extreme weights
+    x = (rng.normal(size=(6, n)) * 10.0 ** rng.integers(-3, 3, size=(6, 1))).astype(np.float32)
+    x[0] = np.float32(3.0)  # a row whose every value quantizes to the largest integer
+    x[1] = 0  # a zero row
+    got = cpu_int8.int8_products(x, qparams, ["a", "b", "c"])
+    for name, y in zip("abc", got):
+        assert y.flags.c_contiguous and np.array_equal(y, int8_m1.int8_matmul(x, qparams, name))
+
+
 def test_vectorized_elementwise_kernels_keep_rule_1s_bits():
     """RMSNorm and softmax64 with rows side by side equal fast.cpu.exact_m1's row-at-a-time kernels."""
     rng = np.random.default_rng(8)

@@ -268,8 +268,14 @@ class PrefixRows:
     may add several inputs to a slot in one call. Every operation of the exact rule is per position except
     attention, which reads the cached keys and values of earlier positions -- the same values a full evaluation
     computes -- in the same order, so `extend` returns exactly next_probs' rows (tested). The matrix products go
-    through `_product`, which fast/cpu/integer_m1.py's grower (rule 2) overrides.
+    through `_products` (the products that read the same rows, q/k/v and gate/up, asked together, so that a rule
+    may quantize the rows once and run one GEMM against the weights side by side: every output column is its own
+    exact sum, so putting columns together changes no bit) and `_product`, which the growers of rule 2
+    (fast/cpu/integer_m1.py) and rule 3 (fast/cpu/int8_m1.py) override, as they may `rms_norm` and `softmax64`.
     """
+
+    rms_norm = staticmethod(rms_norm)
+    softmax64 = staticmethod(softmax64)
 
     def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
@@ -295,6 +301,10 @@ class PrefixRows:
     def _product(self, x, name):
         """x @ params[name] by the rule.   x [A, n] -> [A, m]"""
         return matmul(x, self.params[name])
+
+    def _products(self, x, names):
+        """x @ params[name] for each of names, the same bits as `_product` one by one.   x [A, n] -> [[A, m], ...]"""
+        return [self._product(x, name) for name in names]
 
     def reset(self, slots):
         """Start these slots' sequences afresh (their next input is position 0)."""
@@ -324,9 +334,9 @@ class PrefixRows:
         x = params["embed"][inputs]  # [A, d]
         for layer in range(cfg.n_layers):
             prefix = f"blocks.{layer}."
-            h = rms_norm(x, params[prefix + "attn_norm"])
-            q, k, v = (self._product(h, prefix + name).reshape(n_rows, cfg.n_heads, cfg.head_dim)
-                       for name in ("wq", "wk", "wv"))
+            h = self.rms_norm(x, params[prefix + "attn_norm"])
+            q, k, v = (np.ascontiguousarray(y).reshape(n_rows, cfg.n_heads, cfg.head_dim)
+                       for y in self._products(h, [prefix + name for name in ("wq", "wk", "wv")]))
             self.keys[layer][slots, positions] = k  # every new key is in place before any query reads it
             self.values[layer][slots, positions] = v
             attended = np.empty_like(q)
@@ -335,9 +345,9 @@ class PrefixRows:
                                np.ascontiguousarray(params[prefix + "rel_bias"]), self.buckets,
                                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
             x += self._product(attended.reshape(n_rows, -1), prefix + "wo")
-            h = rms_norm(x, params[prefix + "mlp_norm"])
-            gate = self._product(h, prefix + "w_gate")
-            _gated_relu(gate, self._product(h, prefix + "w_up"), dtype(0))
+            h = self.rms_norm(x, params[prefix + "mlp_norm"])
+            gate, up = (np.ascontiguousarray(y) for y in self._products(h, [prefix + "w_gate", prefix + "w_up"]))
+            _gated_relu(gate, up, dtype(0))
             x += self._product(gate, prefix + "w_down")
         np.add.at(self.lengths, slots, 1)
-        return softmax64(self._product(rms_norm(x, params["final_norm"]), "unembed"))
+        return self.softmax64(self._product(self.rms_norm(x, params["final_norm"]), "unembed"))

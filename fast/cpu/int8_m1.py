@@ -12,7 +12,8 @@ Read ref/int8_m1.py for the rule and its exactness bound. Here:
   the final softmax vectorized across rows: ROWS_PER_BLOCK rows share each step of their (still left-to-right)
   sums, so that the compiler's SIMD lanes hold rows instead of waiting on one row's chain of dependent adds. Each
   row's own sequence of roundings is rule 1's, so no bit changes (tested against ref).
-The float32 copies of the stored int8 weights, cut into K-chunks, are made once per weight array and kept.
+The float32 copies of the stored int8 weights, cut into K-chunks, are made once and kept; the products that read the
+same rows (q, k, v; gate, up) keep theirs side by side and run as one quantizing pass and one sgemm (`int8_products`).
 `PrefixRows` is fast/cpu/exact_m1.PrefixRows with these products: the key/value-cached grower the coders use.
 """
 import math
@@ -21,7 +22,7 @@ import numpy as np
 from numba import njit
 
 from equalinfo.fast.cpu import exact_m1
-from equalinfo.fast.cpu.exact_m1 import _exp64, attention
+from equalinfo.fast.cpu.exact_m1 import _exp64, _gated_relu, attend
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
                                    chunks)
@@ -88,35 +89,57 @@ def quantize_split(x):
     return both, exponents
 
 
-_WEIGHT_CACHE = {}  # id(int8 array) -> (int8 array, [float32 chunk [K_c, m], ...]); the array keeps its id unique
+def quantize_rows(x):
+    """(x_int float64 [N, n], e int64 [N]): ref.int8_m1.quantize_rows' integers, rebuilt from the split halves."""
+    both, exponents = quantize_split(x)
+    n_rows = len(exponents)
+    return SPLIT * both[:n_rows].astype(np.float64) + both[n_rows:], exponents
 
 
-def float32_chunks(w_int):
-    """The float32 copies of a stored int8 weight matrix's K-chunks (ref.int8_m1.chunks), made once."""
-    cached = _WEIGHT_CACHE.get(id(w_int))
-    if cached is None or cached[0] is not w_int:
+_WEIGHT_CACHE = {}  # ids of int8 arrays -> (the arrays, their scales, float32 K-chunks side by side, scales side by side)
+
+
+def side_by_side(qparams, names):
+    """(float32 K-chunks [[K_c, m_1 + m_2 + ...], ...], float64 scales [m_1 + m_2 + ...]) of the stored int8 weights
+    of `names` (products of the same rows) with their columns side by side, made once and kept."""
+    arrays = tuple(qparams[name + ".int"] for name in names)
+    scales = tuple(qparams[name + ".scale"] for name in names)
+    key = tuple(map(id, arrays))
+    cached = _WEIGHT_CACHE.get(key)
+    if cached is None or any(a is not b for a, b in zip(cached[0] + cached[1], arrays + scales)):
+        w_int = np.concatenate(arrays, axis=1)  # [n, m_1 + m_2 + ...]
         check_exact(w_int.shape[0])
-        cached = (w_int, [np.ascontiguousarray(w_int[chunk], dtype=np.float32) for chunk in chunks(w_int.shape[0])])
-        _WEIGHT_CACHE[id(w_int)] = cached
-    return cached[1]
+        cached = (arrays, scales, [np.ascontiguousarray(w_int[chunk], dtype=np.float32)
+                                   for chunk in chunks(w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
+        _WEIGHT_CACHE[key] = cached  # the arrays, kept here, keep their ids unique
+    return cached[2], cached[3]
+
+
+def int8_products(x, qparams, names):
+    """[x @ W for W of names] by rule 3, the rows quantized once and ONE sgemm per K-chunk against the weights side
+    by side: each output column is its own exact integer, so the bits are int8_matmul's one product at a time.
+    x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
+    both, exponents = quantize_split(x)
+    weights, scale = side_by_side(qparams, names)
+    y = np.empty((x.shape[0], weights[0].shape[1]), dtype=x.dtype)
+    if len(weights) == 1:
+        _rescale_split(both @ weights[0], scale, exponents, y)  # sgemm: exact integers, any order (ref.int8_m1)
+    else:
+        acc = np.zeros(y.shape)
+        start = 0
+        for w in weights:
+            _accumulate_split(np.ascontiguousarray(both[:, start:start + w.shape[0]]) @ w, acc)
+            start += w.shape[0]
+        _rescale(acc, scale, exponents, y)
+    if len(names) == 1:
+        return [y]
+    bounds = np.cumsum([0] + [qparams[name + ".scale"].shape[0] for name in names])
+    return [np.ascontiguousarray(y[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def int8_matmul(x, qparams, name):
     """y = x @ W by rule 3 (W as qparams[name + '.int'] and '.scale').   x [N, n] -> [N, m] in x's dtype"""
-    both, exponents = quantize_split(x)
-    weights = float32_chunks(qparams[name + ".int"])
-    scale = np.ascontiguousarray(qparams[name + ".scale"])
-    y = np.empty((x.shape[0], weights[0].shape[1]), dtype=x.dtype)
-    if len(weights) == 1:
-        _rescale_split(both @ weights[0], scale, exponents, y)  # sgemm: exact integers, any order (ref.int8_m1)
-        return y
-    acc = np.zeros(y.shape)
-    start = 0
-    for w in weights:
-        _accumulate_split(np.ascontiguousarray(both[:, start:start + w.shape[0]]) @ w, acc)
-        start += w.shape[0]
-    _rescale(acc, scale, exponents, y)
-    return y
+    return int8_products(x, qparams, [name])[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -185,13 +208,19 @@ def softmax64(logit_rows):
 
 def logits(qparams, cfg, inputs):
     """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): ref.int8_m1.logits' forward pass, with
-    fast.cpu.exact_m1's attention and MLP and the row-vectorized RMSNorm."""
+    fast.cpu.exact_m1's attention and gated ReLU, the row-vectorized RMSNorm, and q/k/v and gate/up each computed
+    as one product (`int8_products`)."""
     batch, length = inputs.shape
     x = qparams["embed"][inputs.reshape(-1)]  # [B*T, d]
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
-        x += attention(rms_norm(x, qparams[prefix + "attn_norm"]), qparams, prefix, cfg, batch, length, int8_matmul)
-        x += exact_m1.mlp(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams, prefix, int8_matmul)
+        q, k, v = int8_products(rms_norm(x, qparams[prefix + "attn_norm"]), qparams,
+                                [prefix + name for name in ("wq", "wk", "wv")])
+        x += int8_matmul(attend(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams, prefix + "wo")
+        gate, up = int8_products(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams,
+                                 [prefix + "w_gate", prefix + "w_up"])
+        _gated_relu(gate, up, gate.dtype.type(0))
+        x += int8_matmul(gate, qparams, prefix + "w_down")
     out = int8_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed")
     return out.reshape(batch, length, -1)
 
@@ -202,8 +231,14 @@ def next_probs(qparams, cfg, inputs):
 
 
 class PrefixRows(exact_m1.PrefixRows):
-    """Rule 3's key/value-cached grower: fast.cpu.exact_m1.PrefixRows with int8-valued products (the same bits as
-    next_probs, tested)."""
+    """Rule 3's key/value-cached grower: fast.cpu.exact_m1.PrefixRows with int8-valued products (q/k/v and gate/up
+    one product each) and the row-vectorized RMSNorm and softmax (the same bits as next_probs, tested)."""
+
+    rms_norm = staticmethod(rms_norm)
+    softmax64 = staticmethod(softmax64)
 
     def _product(self, x, name):
         return int8_matmul(x, self.params, name)
+
+    def _products(self, x, names):
+        return int8_products(x, self.params, names)
