@@ -43,10 +43,7 @@ def model(params, cfg):
     """The family's M1: the tiny float M1 with embed[ZERO_SYMBOL] = 0 (as rule 2's family), quantized by rule 3."""
     from equalinfo.ref.int8_m1 import quantize_params
 
-    params = dict(params)
-    params["embed"] = params["embed"].copy()
-    params["embed"][ZERO_SYMBOL] = 0
-    return quantize_params(params, cfg)
+    return m1_integer.model(params, cfg, quantize_params)
 
 
 def steps(x, qparams, name):

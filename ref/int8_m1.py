@@ -76,9 +76,9 @@ rel_bias stay float. These arrays are what M1 stores (ref/m1.py), so its fingerp
 """
 import numpy as np
 
-from equalinfo.ref import exact_m1
+from equalinfo.ref import exact_m1, integer_m1
 from equalinfo.ref.exact_m1 import softmax64
-from equalinfo.ref.integer_m1 import product_names
+from equalinfo.ref.integer_m1 import check_quantized_params, product_names
 
 EXACT_M1_VERSION = 3  # part of the coding model's fingerprint; bump when any rounding above changes
 
@@ -115,55 +115,29 @@ def check_exact(n):
 
 def quantize_weight(w):
     """(W_int int8 [n, m], scale float64 [m]) of a float matrix w [n, m], per output channel (docstring)."""
-    w = np.asarray(w, dtype=np.float64)
-    top = np.abs(w).max(axis=0)
-    scale = np.where(top > 0, top / WEIGHT_MAX, 1.0)
-    return np.clip(np.rint(w / scale), -WEIGHT_MAX, WEIGHT_MAX).astype(np.int8), scale
+    return integer_m1.quantize_weight(w, WEIGHT_MAX, np.int8)
 
 
 def quantize_params(params, cfg):
     """Rule 3's parameters of a float M1: each product's matrix replaced by its int8 values and scales."""
-    quantized = {name: value for name, value in params.items()}
-    for name in product_names(cfg):
-        check_exact(params[name].shape[0])
-        quantized[name + ".int"], quantized[name + ".scale"] = quantize_weight(quantized.pop(name))
-    return quantized
+    return integer_m1.quantize_params(params, cfg, quantize_weight, check_exact)
 
 
 def check_params(qparams, cfg):
     """Raise ValueError naming the problem if qparams are not rule 3's parameters for cfg."""
-    from equalinfo.ref.transformer import param_shapes
-
-    expected = {name: (shape, cfg.dtype) for name, shape in param_shapes(cfg).items()}
-    for name in product_names(cfg):
-        shape = expected.pop(name)[0]
-        expected[name + ".int"] = (shape, "int8")
-        expected[name + ".scale"] = (shape[1:], "float64")
-    missing, extra = sorted(set(expected) - set(qparams)), sorted(set(qparams) - set(expected))
-    if missing or extra:
-        raise ValueError(f"rule-3 parameters do not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
-    for name, (shape, dtype) in expected.items():
-        array = qparams[name]
-        if tuple(array.shape) != shape or array.dtype != np.dtype(dtype):
-            raise ValueError(f"parameter {name} is {array.dtype} {tuple(array.shape)}, rule 3 needs {dtype} {shape}")
-        if dtype == "int8":
-            if array.size and array.min() < -WEIGHT_MAX:
-                raise ValueError(f"parameter {name} holds -128, outside rule 3's [-{WEIGHT_MAX}, {WEIGHT_MAX}]")
-            check_exact(shape[0])
+    check_quantized_params(qparams, cfg, 3, "int8", WEIGHT_MAX, check_exact)
 
 
 def row_exponents(x):
-    """e_r with max_k |x[r, k]| * 2^-e_r in [2^13, 2^14) (0 for a zero row).   x [N, n] -> int64 [N]"""
-    top = np.abs(x).max(axis=1).astype(np.float64)  # exact: max and abs do not round, widening neither
-    _, exponent = np.frexp(top)  # top = f * 2^E, f in [0.5, 1); frexp(0) = (0, 0)
-    return np.where(top > 0, exponent.astype(np.int64) - FRACTION_BITS, 0)
+    """e_r with max_k |x[r, k]| * 2^-e_r in [2^13, 2^14) (0 for a zero row): rule 2's step with 14 bits.
+    x [N, n] -> int64 [N]"""
+    return integer_m1.row_exponents(x, FRACTION_BITS)
 
 
 def quantize_rows(x):
-    """(x_int, e): integer-valued float64 [N, n] in [-ROW_MAX, ROW_MAX] and exponents int64 [N], x ~ x_int * 2^e."""
-    e = row_exponents(x)
-    scaled = np.ldexp(x.astype(np.float64), -e[:, None])  # exact: a power-of-two scaling
-    return np.clip(np.rint(scaled), -ROW_MAX, ROW_MAX), e
+    """(x_int, e): integer-valued float64 [N, n] in [-ROW_MAX, ROW_MAX] and exponents int64 [N], x ~ x_int * 2^e
+    (rule 2's step with 14 bits)."""
+    return integer_m1.quantize_rows(x, FRACTION_BITS, ROW_MAX)
 
 
 def split_rows(x_int):

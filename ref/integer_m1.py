@@ -82,16 +82,18 @@ def check_exact(n):
                          f"{FLOAT64_EXACT // (INT_MAX * INT_MAX)}")
 
 
-def quantize_weight(w):
-    """(W_int int16 [n, m], scale float64 [m]) of a float matrix w [n, m], per output channel (docstring)."""
+def quantize_weight(w, int_max=INT_MAX, dtype=np.int16):
+    """(W_int [n, m] in dtype, scale float64 [m]) of a float matrix w [n, m], per output channel (docstring):
+    W_int in [-int_max, int_max] (rule 3 passes 127 and int8)."""
     w = np.asarray(w, dtype=np.float64)
     top = np.abs(w).max(axis=0)
-    scale = np.where(top > 0, top / INT_MAX, 1.0)
-    return np.clip(np.rint(w / scale), -INT_MAX, INT_MAX).astype(np.int16), scale
+    scale = np.where(top > 0, top / int_max, 1.0)
+    return np.clip(np.rint(w / scale), -int_max, int_max).astype(dtype), scale
 
 
-def quantize_params(params, cfg):
-    """Rule 2's parameters of a float M1: each product's matrix replaced by its integers and scales."""
+def quantize_params(params, cfg, quantize_weight=quantize_weight, check_exact=check_exact):
+    """Rule 2's parameters of a float M1: each product's matrix replaced by its integers and scales (rule 3
+    passes its own quantize_weight and check_exact)."""
     quantized = {name: value for name, value in params.items()}
     for name in product_names(cfg):
         check_exact(params[name].shape[0])
@@ -101,39 +103,49 @@ def quantize_params(params, cfg):
 
 def check_params(qparams, cfg):
     """Raise ValueError naming the problem if qparams are not rule 2's parameters for cfg."""
+    check_quantized_params(qparams, cfg, 2, "int16", INT_MAX, check_exact)
+
+
+def check_quantized_params(qparams, cfg, rule, int_dtype, int_max, check_exact):
+    """Raise ValueError naming the problem unless qparams hold, for each product, int_dtype weights in
+    [-int_max, int_max] and float64 scales (rules 2 and 3: ref/int8_m1.py passes int8 and 127), the rest as cfg."""
     from equalinfo.ref.transformer import param_shapes
 
-    shapes = param_shapes(cfg)
-    expected = {name: (shape, cfg.dtype) for name, shape in shapes.items()}
+    expected = {name: (shape, cfg.dtype) for name, shape in param_shapes(cfg).items()}
     for name in product_names(cfg):
         shape = expected.pop(name)[0]
-        expected[name + ".int"] = (shape, "int16")
+        expected[name + ".int"] = (shape, int_dtype)
         expected[name + ".scale"] = (shape[1:], "float64")
     missing, extra = sorted(set(expected) - set(qparams)), sorted(set(qparams) - set(expected))
     if missing or extra:
-        raise ValueError(f"rule-2 parameters do not match the config: missing {missing[:5]}, unexpected {extra[:5]}")
+        raise ValueError(f"rule-{rule} parameters do not match the config: missing {missing[:5]}, "
+                         f"unexpected {extra[:5]}")
     for name, (shape, dtype) in expected.items():
         array = qparams[name]
         if tuple(array.shape) != shape or array.dtype != np.dtype(dtype):
-            raise ValueError(f"parameter {name} is {array.dtype} {tuple(array.shape)}, rule 2 needs {dtype} {shape}")
-        if dtype == "int16":
-            if array.size and array.min() < -INT_MAX:
-                raise ValueError(f"parameter {name} holds -32768, outside rule 2's [-{INT_MAX}, {INT_MAX}]")
+            raise ValueError(f"parameter {name} is {array.dtype} {tuple(array.shape)}, rule {rule} needs {dtype} "
+                             f"{shape}")
+        if dtype == int_dtype:
+            if array.size and array.min() < -int_max:
+                raise ValueError(f"parameter {name} holds {array.min()}, outside rule {rule}'s "
+                                 f"[-{int_max}, {int_max}]")
             check_exact(shape[0])
 
 
-def row_exponents(x):
-    """e_r with max_k |x[r, k]| * 2^-e_r in [2^14, 2^15) (0 for a zero row).   x [N, n] -> int64 [N]"""
+def row_exponents(x, fraction_bits=FRACTION_BITS):
+    """e_r with max_k |x[r, k]| * 2^-e_r in [2^(fraction_bits-1), 2^fraction_bits) (0 for a zero row); rule 2's
+    fraction_bits is 15, rule 3's 14.   x [N, n] -> int64 [N]"""
     top = np.abs(x).max(axis=1).astype(np.float64)  # exact: max and abs do not round, widening neither
     _, exponent = np.frexp(top)  # top = f * 2^E, f in [0.5, 1); frexp(0) = (0, 0)
-    return np.where(top > 0, exponent.astype(np.int64) - FRACTION_BITS, 0)
+    return np.where(top > 0, exponent.astype(np.int64) - fraction_bits, 0)
 
 
-def quantize_rows(x):
-    """(x_int, e): integer-valued float64 [N, n] and the rows' exponents int64 [N], so that x ~ x_int * 2^e."""
-    e = row_exponents(x)
+def quantize_rows(x, fraction_bits=FRACTION_BITS, int_max=INT_MAX):
+    """(x_int, e): integer-valued float64 [N, n] in [-int_max, int_max] and the rows' exponents int64 [N], so that
+    x ~ x_int * 2^e."""
+    e = row_exponents(x, fraction_bits)
     scaled = np.ldexp(x.astype(np.float64), -e[:, None])  # exact: a power-of-two scaling
-    return np.clip(np.rint(scaled), -INT_MAX, INT_MAX), e
+    return np.clip(np.rint(scaled), -int_max, int_max), e
 
 
 def integer_product(x_int, w_int):

@@ -11,7 +11,6 @@ from equalinfo.fast.cpu import equalinfo as fast_ei
 from equalinfo.fast.cpu import exact_m1 as cpu_exact
 from equalinfo.fast.cpu import int8_m1 as cpu_int8
 from equalinfo.fast.cpu.m1 import prefix_rows
-from equalinfo.fast.cpu.threads import set_threads
 from equalinfo.ref import equalinfo, exact_m1, int8_m1, integer_m1
 from equalinfo.ref import transformer as tr
 from equalinfo.ref.exact_rules import rule_module
@@ -167,49 +166,6 @@ def test_vectorized_elementwise_kernels_keep_rule_1s_bits():
             assert np.array_equal(cpu_int8.rms_norm(x, scale), cpu_exact.rms_norm(x, scale))
             logit_rows = (rng.normal(size=(n_rows, 257)) * 8).astype(dtype)
             assert np.array_equal(cpu_int8.softmax64(logit_rows), cpu_exact.softmax64(logit_rows))
-
-
-def test_a_row_depends_on_its_prefix_alone(model32):
-    """The same row from a long call and a short one: batch size, padded length, padding values and the other
-    rows change nothing (ref and cpu)."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((5, 14), seed=3)
-    for rows in (int8_m1.next_probs, cpu_int8.next_probs):
-        together = rows(qparams, cfg, inputs)
-        for b, length in [(0, 14), (1, 5), (4, 1), (2, 9)]:
-            alone = rows(qparams, cfg, inputs[b:b + 1, :length])
-            assert np.array_equal(alone[0], together[b, :length])
-            padded = np.concatenate([inputs[b:b + 1, :length], m1_inputs((1, 7), seed=b)], axis=1)
-            assert np.array_equal(rows(qparams, cfg, padded)[0, :length], together[b, :length])
-
-
-def test_thread_counts_change_nothing(model32):
-    """OpenBLAS's sgemm and Numba on 1 or 2 threads, with rows large enough for BLAS to split the products."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((64, 24), seed=5)
-    results = []
-    for threads in (1, 2):
-        try:
-            set_threads(threads)
-        except ValueError:
-            pytest.skip("one core: no second thread count to compare")
-        results.append(cpu_int8.next_probs(qparams, cfg, inputs))
-    set_threads(2)
-    assert np.array_equal(results[0], results[1])
-    assert np.array_equal(results[0][:2], int8_m1.next_probs(qparams, cfg, inputs[:2]))
-
-
-def test_prefix_rows_grow_to_the_same_bits(model32):
-    """The key/value-cached grower, one input per call (a decoder) and several per slot (an encoder's lookahead)."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((3, 20), seed=6)  # beyond the initial capacity of 8 below: the caches grow
-    want = int8_m1.next_probs(qparams, cfg, inputs)
-    grower = cpu_int8.PrefixRows(qparams, cfg, n_slots=4, capacity=8)
-    steps = [grower.extend([2, 0, 3], inputs[:, t]) for t in range(20)]
-    assert np.array_equal(np.stack(steps, axis=1), want)
-    grower.reset([0, 2, 3])
-    first = grower.extend(np.repeat([3, 0, 2], 5), inputs[:, :5].reshape(-1))  # five inputs per slot in one call
-    assert np.array_equal(first.reshape(3, 5, -1), want[:, :5])
 
 
 # ------------------------------------------------------------------------------------------------- summation order

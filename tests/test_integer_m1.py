@@ -8,7 +8,6 @@ from helpers import m1_inputs
 
 from equalinfo.fast.cpu import equalinfo as fast_ei
 from equalinfo.fast.cpu import integer_m1 as cpu_int
-from equalinfo.fast.cpu.threads import set_threads
 from equalinfo.ref import equalinfo, exact_m1, integer_m1
 from equalinfo.ref import transformer as tr
 from equalinfo.ref.exact_rules import RULE_MODULES
@@ -102,52 +101,6 @@ def test_cpu_rows_equal_ref_rows(dtype, shape):
     want = integer_m1.next_probs(qparams, cfg, inputs)
     assert want.dtype == np.float64 and want.shape == shape + (257,)
     assert np.array_equal(cpu_int.next_probs(qparams, cfg, inputs), want)
-
-
-def test_a_row_depends_on_its_prefix_alone(model32):
-    """Batch size, padded length, padding values and the other rows change nothing (ref and cpu)."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((5, 14), seed=3)
-    for rows in (integer_m1.next_probs, cpu_int.next_probs):
-        together = rows(qparams, cfg, inputs)
-        for b, length in [(0, 14), (1, 5), (4, 1), (2, 9)]:
-            alone = rows(qparams, cfg, inputs[b:b + 1, :length])
-            assert np.array_equal(alone[0], together[b, :length])
-            padded = np.concatenate([inputs[b:b + 1, :length], m1_inputs((1, 7), seed=b)], axis=1)
-            assert np.array_equal(rows(qparams, cfg, padded)[0, :length], together[b, :length])
-
-
-def test_thread_counts_change_nothing(model32):
-    """OpenBLAS and Numba on 1 or 2 threads, with rows large enough for BLAS to split the products."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((64, 24), seed=5)
-    results = []
-    for threads in (1, 2):
-        try:
-            set_threads(threads)
-        except ValueError:
-            pytest.skip("one core: no second thread count to compare")
-        results.append(cpu_int.next_probs(qparams, cfg, inputs))
-    set_threads(2)
-    assert np.array_equal(results[0], results[1])
-    assert np.array_equal(results[0][:2], integer_m1.next_probs(qparams, cfg, inputs[:2]))
-
-
-def test_prefix_rows_grow_to_the_same_bits(model32):
-    """The key/value-cached grower, one input per call (a decoder) and several per slot (an encoder's lookahead)."""
-    qparams, cfg, _ = model32
-    inputs = m1_inputs((3, 20), seed=6)  # beyond the initial capacity of 8 below: the caches grow
-    want = integer_m1.next_probs(qparams, cfg, inputs)
-    grower = cpu_int.PrefixRows(qparams, cfg, n_slots=4, capacity=8)
-    steps = [grower.extend([2, 0, 3], inputs[:, t]) for t in range(20)]
-    assert np.array_equal(np.stack(steps, axis=1), want)
-    grower.reset([0, 2, 3])
-    first = grower.extend(np.repeat([3, 0, 2], 5), inputs[:, :5].reshape(-1))  # five inputs per slot in one call
-    rest = grower.extend([0, 0, 2, 3, 3, 2], [inputs[1, 5], inputs[1, 6], inputs[2, 5], inputs[0, 5], inputs[0, 6],
-                                              inputs[2, 6]])
-    assert np.array_equal(first.reshape(3, 5, -1), want[:, :5])
-    assert np.array_equal(rest[[3, 0, 2]], want[:, 5])
-    assert np.array_equal(rest[[4, 1, 5]], want[:, 6])
 
 
 def blocked_shuffled_product(rng):

@@ -23,6 +23,7 @@ from numba import njit
 
 from equalinfo.fast.cpu import exact_m1
 from equalinfo.fast.cpu.exact_m1 import _exp64, _gated_relu, attend
+from equalinfo.fast.cpu.integer_m1 import _rescale, row_exponent
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
                                    chunks)
@@ -36,12 +37,7 @@ def _quantize_split(x, both, exponents):
     split_rows).   x [N, n] in the dtype, both float32 [2N, n], exponents int64 [N]"""
     n_rows = x.shape[0]
     for r in range(n_rows):
-        top = 0.0
-        for k in range(x.shape[1]):
-            top = max(top, abs(np.float64(x[r, k])))
-        e = 0
-        if top > 0:
-            e = math.frexp(top)[1] - FRACTION_BITS
+        e = row_exponent(x, r, FRACTION_BITS)
         exponents[r] = e
         scale = math.ldexp(1.0, -e)  # a power of two: the multiply below is exact
         for k in range(x.shape[1]):
@@ -69,15 +65,6 @@ def _rescale_split(partial, scale, exponents, y):
         for j in range(y.shape[1]):
             acc = SPLIT * np.float64(partial[r, j]) + np.float64(partial[n_rows + r, j])
             y[r, j] = (acc * scale[j]) * power
-
-
-@njit(cache=True)
-def _rescale(acc, scale, exponents, y):
-    """y[r, j] = dtype((acc[r, j] * s_j) * 2^e_r).   acc float64 [N, m]"""
-    for r in range(acc.shape[0]):
-        power = math.ldexp(1.0, exponents[r])
-        for j in range(acc.shape[1]):
-            y[r, j] = (acc[r, j] * scale[j]) * power
 
 
 def quantize_split(x):

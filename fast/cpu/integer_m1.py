@@ -22,15 +22,22 @@ from equalinfo.ref.integer_m1 import EXACT_M1_VERSION, FRACTION_BITS, INT_MAX, c
 
 
 @njit(cache=True)
+def row_exponent(x, r, fraction_bits):
+    """e_r of row r of x: its largest |x| * 2^-e_r in [2^(fraction_bits-1), 2^fraction_bits), 0 for a zero row
+    (ref.integer_m1.row_exponents; rule 3 passes its 14 bits)."""
+    top = 0.0
+    for k in range(x.shape[1]):
+        top = max(top, abs(np.float64(x[r, k])))
+    if top > 0:
+        return math.frexp(top)[1] - fraction_bits
+    return 0
+
+
+@njit(cache=True)
 def _quantize_rows(x, x_int, exponents):
     """x_int[r] = clip(rint(x[r] * 2^-e_r), -INT_MAX, INT_MAX), e_r from the row's max (ref.integer_m1)."""
     for r in range(x.shape[0]):
-        top = 0.0
-        for k in range(x.shape[1]):
-            top = max(top, abs(np.float64(x[r, k])))
-        e = 0
-        if top > 0:
-            e = math.frexp(top)[1] - FRACTION_BITS
+        e = row_exponent(x, r, FRACTION_BITS)
         exponents[r] = e
         scale = math.ldexp(1.0, -e)  # a power of two: the multiply below is exact
         for k in range(x.shape[1]):
