@@ -7,7 +7,8 @@ sequence of epochs: a pure function of (seed, step), which makes resume exact (t
 bits/byte (docs/paper.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
 validation set's compression ratio over the data actually kept (cr_kept, train/build.py).
 Beside it `evaluate` reports how sure that figure is (its standard error over the evaluated rows,
-report/uncertainty.py) and the floors it must beat: uniform (log2 v bits/token) and unigram (report/unigram.py: the
+report/uncertainty.py), the same SE clustered by document (the rows of one document are not independent: the SE
+that treats documents as the units; None, with the reason, for a dataset without documents) and the floors it must beat: uniform (log2 v bits/token) and unigram (report/unigram.py: the
 held-out floor with leave-one-out smoothing, and the old add-one floor for comparison), the floors measured on the
 same validation rows as M2.
 """
@@ -17,7 +18,7 @@ import numpy as np
 
 from equalinfo.ref import metrics, transformer
 from equalinfo.report import uncertainty, unigram
-from equalinfo.train.build import summary
+from equalinfo.train.build import row_documents, summary
 from equalinfo.train.trainer import TrainSettings, nll_by_row, train
 
 
@@ -96,11 +97,13 @@ def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0
     n_nonembedding = transformer.count_params(cfg)["matrices"]
     floor = unigram_floor(train_set, val_set, eval_rows)
     se = uncertainty.bits_per_byte_se(row_nll, row_weight, cr)
+    clustered = clustered_se(row_nll, row_weight, cr, row_documents(val_set, len(row_nll)))
     return {
         "nll_per_token": nll_per_token,
         "bits_per_token": nll_per_token / math.log(2),
         "bits_per_byte": metrics.bits_per_byte(nll_per_token, cr),
         "bits_per_byte_se": se if math.isfinite(se) else None,  # None: one row shows no spread
+        **clustered,
         "token_cr": cr, "token_cr_full": stats["cr_full"],
         "bit_cr": 8 * cr / bits_per_token_of_data,
         "uniform_bits_per_byte": bits_per_token_of_data / cr,
@@ -110,3 +113,17 @@ def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0
         "flops_per_byte": metrics.flops_per_byte(n_nonembedding, cr, m1_params),
         "m2_nonembedding_params": int(n_nonembedding), "eval_tokens": int(weight), "eval_rows": int(len(row_nll)),
     }
+
+
+def clustered_se(row_nll, row_weight, bytes_per_token, documents):
+    """{"bits_per_byte_se_clustered", "clustered_documents", and "bits_per_byte_se_clustered_null" (why) where the
+    SE is None}: bits/byte's SE with the rows [n] clustered by their document [n] (report/uncertainty.py)."""
+    if documents is None:
+        return {"bits_per_byte_se_clustered": None, "clustered_documents": None,
+                "bits_per_byte_se_clustered_null": "the dataset's rows carry no document (built before the column)"}
+    count = int(len(np.unique(documents)))
+    se = uncertainty.clustered_bits_per_byte_se(row_nll, row_weight, bytes_per_token, documents)
+    if not math.isfinite(se):
+        return {"bits_per_byte_se_clustered": None, "clustered_documents": count,
+                "bits_per_byte_se_clustered_null": f"{count} document(s): no spread between documents to see"}
+    return {"bits_per_byte_se_clustered": se, "clustered_documents": count}

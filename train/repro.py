@@ -1,7 +1,8 @@
 """`equalinfo repro`: the whole pipeline from raw text to the paper's tables, driven by a preset (JSON data).
 
 Steps, each resumable from what is already in the output directory (a finished step is skipped):
-1. corpus -> examples (data/packing.py), the train side shuffled from the seed;
+1. corpus -> examples (data/packing.py), the train side shuffled from the seed, validation rows drawn from the seed
+   across the whole validation side (data/packing.py draw);
 2. M1 trained on the train side only (train/m1.py) -> m1.npz;
 3. the coding models: M1 (its rows by the exact rule of the backend), StaticAC's unigram model, SentencePiece;
 4. one dataset per method, window size and token width (train/build.py) for train and validation;
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from equalinfo.data.corpus import open_corpus
-from equalinfo.data.packing import examples_to_documents, iter_examples, shuffle
+from equalinfo.data.packing import draw, examples_to_documents, iter_examples, shuffle
 from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
@@ -34,6 +35,7 @@ from equalinfo.train.preset_schema import PresetError, validate
 from equalinfo.train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
+VALIDATION_DRAW = 1  # the validation draw's stream beside the seed: independent of the train side's shuffle
 
 
 def load_preset(name_or_path):
@@ -79,9 +81,15 @@ def dataset_specs(preset):
 
 @dataclass
 class Examples:
-    """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order."""
+    """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order.
+    `validation_rows(count)` is what datasets and controls evaluate on: a seeded draw across the whole validation
+    side (all its documents and sources), not its first rows in corpus order."""
     train: list
     validation: list
+    seed: int = 0
+
+    def validation_rows(self, count):
+        return draw(self.validation, count, [self.seed, VALIDATION_DRAW])
 
 
 @dataclass
@@ -128,7 +136,7 @@ class Pipeline:
                                           packing["validation_every"])) for side in ("train", "validation")}
         if not sides["train"] or not sides["validation"]:
             raise PresetError("the corpus is too small for this preset: one side of the split is empty")
-        examples = Examples(shuffle(sides["train"], self.seed), sides["validation"])
+        examples = Examples(shuffle(sides["train"], self.seed), sides["validation"], self.seed)
         self.log(f"corpus: {len(documents)} documents -> {len(examples.train)} train / "
                  f"{len(examples.validation)} validation examples")
         return examples
@@ -210,11 +218,12 @@ class Pipeline:
         spec = self.preset["datasets"]
         coder = self.method_for(method, window_bits, bits_per_token, entry, examples, trained_m1)
         meta = {"label": name, "window_bits": window_bits, "bits_per_token": bits_per_token,
-                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
+                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed,
+                "validation_rows": "drawn"}  # a dataset of the first validation rows (before the draw) is refused
         sets = {}
-        for side, side_examples, count in (("train", examples.train, spec["train_examples"]),
-                                           ("validation", examples.validation, spec["val_examples"])):
-            sets[side] = self._timed(f"build {name}", build.build_dataset, side_examples[:count], coder,
+        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
+                             ("validation", examples.validation_rows(spec["val_examples"]))):
+            sets[side] = self._timed(f"build {name}", build.build_dataset, chosen, coder,
                                      Path(directory) / side, spec["seq_len"], meta, desc=f"{name} {side}")
         self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
         return sets
@@ -228,7 +237,7 @@ class Pipeline:
         specs = {name: (method, b) for name, method, b, _, _ in dataset_specs(self.preset)}
         if any(method in ("ac", "equalinfo") for method, _ in specs.values()):
             precision = self.preset["coding"].get("precision", 14)
-            chosen = examples.validation[:self.preset["datasets"]["val_examples"]]
+            chosen = examples.validation_rows(self.preset["datasets"]["val_examples"])
             whole = self.m1_coding_model(trained_m1, restart_every=None)  # extrapolates, on purpose
             out["ac_context"] = self._timed("controls", controls.ac_context, self.backend,
                                             self.m1_coding_model(trained_m1), whole, chosen, precision)
