@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from equalinfo.data.shards import ShardWriter, open_dataset, token_columns
+from equalinfo.train.shuffled_windows import shuffle_windows
 
 
 def columns(seq_len):
@@ -58,6 +59,23 @@ def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_sh
             writer.add(tokens=row, weights=weights, n_bytes=len(symbols), n_tokens=len(tokens), kept_bytes=covered,
                        document=document)
         writer.finish()
+    return open_dataset(out_dir)
+
+
+def shuffled_copy(dataset, out_dir, tokens_per_window, seed, meta=None, rows_per_shard=256):
+    """Write (or finish writing) `dataset` with each row's whole windows of `tokens_per_window` tokens in a random
+    order (train/shuffled_windows.py: row r's order drawn from (seed, r)); every other column is copied, so the
+    copy keeps the rows' bytes, documents and kept tokens. Returns the finished Dataset."""
+    meta = {**dataset.meta, **(meta or {}), "shuffled_windows": {"tokens_per_window": int(tokens_per_window),
+                                                                "seed": int(seed)}}
+    columns = {name: (spec["dtype"], spec["shape"]) for name, spec in dataset.columns.items()}
+    writer = ShardWriter(out_dir, columns, rows_per_shard=rows_per_shard, meta=meta,
+                         total_columns=("n_bytes", "n_tokens", "weights", "kept_bytes"))
+    for start in range(writer.rows_done, 0 if writer.complete else len(dataset), rows_per_shard):
+        rows = dataset.take(np.arange(start, min(start + rows_per_shard, len(dataset))))
+        rows["tokens"] = shuffle_windows(rows["tokens"], rows["weights"], tokens_per_window, seed, first_row=start)
+        writer.add_batch(**rows)
+    writer.finish()
     return open_dataset(out_dir)
 
 

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from equalinfo.ref import metrics, transformer
-from equalinfo.report import uncertainty, unigram
+from equalinfo.report import uncertainty, unigram, window_floors
 from equalinfo.train.build import row_documents, summary
 from equalinfo.train.trainer import TrainSettings, nll_by_row, train
 
@@ -127,3 +127,31 @@ def clustered_se(row_nll, row_weight, bytes_per_token, documents):
         return {"bits_per_byte_se_clustered": None, "clustered_documents": count,
                 "bits_per_byte_se_clustered_null": f"{count} document(s): no spread between documents to see"}
     return {"bits_per_byte_se_clustered": se, "clustered_documents": count}
+
+
+def window_floors_of(train_set, val_set, eval_rows=None):
+    """{"whole_window_bits_per_byte", "bigram_bits_per_byte"} of an Equal-Info dataset (report/window_floors.py:
+    the floors of a model that sees one window and nothing past it), on the same validation rows as M2; a floor
+    that cannot be computed or is not finite is None, with its reason under "<name>_null". {} for other methods."""
+    meta = val_set.meta
+    if meta.get("method") != "equalinfo":
+        return {}
+    n = len(val_set) if eval_rows is None else min(eval_rows, len(val_set))
+    val = val_set.take(np.arange(n), ["tokens", "weights"])
+    train = train_set.take(np.arange(len(train_set)), ["tokens", "weights"])
+    cr = summary(val_set)["cr_kept"]
+    out = {}
+    for name, floor in (("whole_window", window_floors.whole_window_floor), ("bigram", window_floors.bigram_floor)):
+        try:
+            bits = floor(train["tokens"], train["weights"], val["tokens"], val["weights"], int(meta["window_bits"]),
+                         int(meta["bits_per_token"])).bits_per_token
+        except ValueError as error:
+            out[f"{name}_bits_per_byte"], out[f"{name}_bits_per_byte_null"] = None, str(error)
+            continue
+        if math.isfinite(bits):
+            out[f"{name}_bits_per_byte"] = bits / cr
+        else:
+            out[f"{name}_bits_per_byte"] = None
+            out[f"{name}_bits_per_byte_null"] = f"the floor is {bits} bits/token (a validation window or pair the "\
+                                               "smoothed training counts give no mass)"
+    return out

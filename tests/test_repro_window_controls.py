@@ -1,0 +1,134 @@
+"""`equalinfo repro` end to end at toy size with the controls of #26: dataset rows carry their document, M2's
+bits/byte comes with the SE clustered by document, Equal-Info rows get the whole-window and bigram floors and the
+shuffled-window control trained with the same steps and seeds, every M2 has a learning curve, and results.md shows
+them. A results.json from before these fields (results/cpu) still renders."""
+import copy
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import english_text
+from equalinfo.report import tables, window_floors
+from equalinfo.report.learning_curves import evaluation_steps
+from equalinfo.train import build, repro
+from equalinfo.train.preset_schema import PresetError
+
+STEPS, EVAL_EVERY, SEQ_LEN = 4, 2, 64
+PRESET = {
+    "seed": 3,
+    "packing": {"group_size": 2, "example_length": 200, "validation_every": 3},
+    "m1": {"size": "micro", "dtype": "float64", "seq_len": 32, "batch_size": 4, "eval_sequences": 4,
+           "train": {"steps": 2, "optimizer": {"name": "adamw", "peak_lr": 0.01, "warmup_steps": 0,
+                                               "total_steps": 2}}},
+    "coding": {"precision": 14},
+    "datasets": {"train_examples": 6, "val_examples": 5, "seq_len": SEQ_LEN,
+                 "methods": [{"method": "bytes"},
+                             {"method": "equalinfo", "window_bits": [16], "bits_per_token": [8]},
+                             {"method": "equalinfo", "window_bits": [16], "bits_per_token": [8],
+                              "shuffle_windows": True}]},
+    "m2": {"sizes": ["micro"], "dtype": "float64", "batch_size": 2, "seeds": 2,
+           "train": {"steps": STEPS, "eval_every": EVAL_EVERY,
+                     "optimizer": {"name": "adamw", "peak_lr": 0.02, "warmup_steps": 1, "total_steps": STEPS}}},
+}
+REAL, SHUFFLED = "EqualInfoAC[b=16,v=256]", "EqualInfoAC[b=16,v=256,windows shuffled]"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    corpus = tmp_path_factory.mktemp("corpus")
+    text = english_text(30_000)
+    for i in range(24):
+        (corpus / f"doc{i:02d}.txt").write_bytes(text[i * 1000:i * 1000 + 250 + 20 * i])
+    out = tmp_path_factory.mktemp("run")
+    pipeline = repro.Pipeline(copy.deepcopy(PRESET), out, "ref", str(corpus), log=lambda text: None)
+    return pipeline, pipeline.run(), out
+
+
+def test_rows_carry_their_documents_and_the_se_is_clustered_by_them(run):
+    _, results, out = run
+    validation = build.open_dataset(out / "datasets" / repro._slug(REAL) / "validation")
+    documents = validation.column("document")
+    assert (documents >= 0).all() and results["datasets"][REAL]["validation"]["documents"] == len(set(documents))
+    figures = results["m2"][REAL]["micro"]
+    assert figures["clustered_documents"] == len(set(documents))
+    assert figures["bits_per_byte_se_clustered"] is not None and figures["bits_per_byte_se_clustered"] > 0
+
+
+def test_the_shuffled_control_has_the_same_windows_steps_and_seeds(run):
+    _, results, out = run
+    sets = {name: build.open_dataset(out / "datasets" / repro._slug(name) / "validation") for name in (REAL, SHUFFLED)}
+    real, shuffled = (sets[name].take(np.arange(len(sets[name]))) for name in (REAL, SHUFFLED))
+    assert np.array_equal(real["weights"], shuffled["weights"]) and not np.array_equal(real["tokens"],
+                                                                                         shuffled["tokens"])
+    for row, weights in enumerate(real["weights"]):
+        kept = int(weights.sum()) // 2 * 2  # whole 2-token windows
+        windows = {name: sorted(map(tuple, rows["tokens"][row][:kept].reshape(-1, 2)))
+                   for name, rows in (("real", real), ("shuffled", shuffled))}
+        assert windows["real"] == windows["shuffled"]
+    control = results["m2"][SHUFFLED]["micro"]
+    assert control["seeds"]["n"] == results["m2"][REAL]["micro"]["seeds"]["n"] == 2
+    assert [c["steps"] for c in control["learning_curves"]] == [c["steps"] for c in
+                                                                results["m2"][REAL]["micro"]["learning_curves"]]
+    verdict = results["m2"][REAL]["micro"]["shuffled_control"]
+    assert verdict["label"] == SHUFFLED and verdict["difference"] == pytest.approx(
+        control["bits_per_byte"] - results["m2"][REAL]["micro"]["bits_per_byte"])
+    assert verdict["learns_across_windows"] == (verdict["difference"] > verdict["margin"])
+
+
+def test_window_floors_are_the_report_modules_on_the_evaluated_rows(run):
+    _, results, out = run
+    sets = {side: build.open_dataset(out / "datasets" / repro._slug(REAL) / side) for side in ("train", "validation")}
+    rows = {side: d.take(np.arange(len(d)), ["tokens", "weights"]) for side, d in sets.items()}
+    cr = build.summary(sets["validation"])["cr_kept"]
+    figures = results["m2"][REAL]["micro"]
+    for name, floor in (("whole_window", window_floors.whole_window_floor), ("bigram", window_floors.bigram_floor)):
+        bits = floor(rows["train"]["tokens"], rows["train"]["weights"], rows["validation"]["tokens"],
+                     rows["validation"]["weights"], 16, 8).bits_per_token
+        assert figures[f"{name}_bits_per_byte"] == pytest.approx(bits / cr, rel=1e-12)
+    assert "whole_window_bits_per_byte" not in results["m2"]["Bytes"]["micro"]
+
+
+def test_every_m2_has_a_learning_curve_with_its_floors(run):
+    _, results, _ = run
+    for by_size in results["m2"].values():
+        curves = by_size["micro"]["learning_curves"]
+        assert len(curves) == 2 and all(c["steps"] == evaluation_steps(STEPS, EVAL_EVERY) for c in curves)
+        assert curves[0]["val_bits_per_byte"][-1] == pytest.approx(by_size["micro"]["seeds"]["values"][0], rel=1e-9)
+        assert curves[0]["floors"]["unigram_bits_per_byte"] == by_size["micro"]["unigram_bits_per_byte"]
+    assert "whole_window_bits_per_byte" in results["m2"][REAL]["micro"]["learning_curves"][0]["floors"]
+
+
+def test_results_md_shows_the_controls(run):
+    _, results, out = run
+    table = (out / "results.md").read_text()
+    assert "## Controls of Equal-Info rows" in table and "## Training and validation rows" in table
+    line = next(line for line in table.splitlines() if line.startswith(f"| {REAL} | micro |"))
+    verdict = results["m2"][REAL]["micro"]["shuffled_control"]["learns_across_windows"]
+    assert ("learns across windows" if verdict else "not shown") in line
+    assert "by document ±" in table
+
+
+def test_a_null_floor_is_said_with_its_reason():
+    figures = {"bits_per_byte": 3.0, "whole_window_bits_per_byte": None,
+               "whole_window_bits_per_byte_null": "no whole window", "bigram_bits_per_byte": 2.5}
+    results = {"m2": {REAL: {"micro": figures}}}
+    lines = tables.window_controls_markdown(results["m2"], ["micro"])
+    assert any("null (no whole window)" in line and "2.500" in line and "no control" in line for line in lines)
+
+
+def test_results_from_before_the_controls_still_render():
+    old = json.loads((Path(repro.__file__).resolve().parents[1] / "results" / "cpu" / "results.json").read_text())
+    table = tables.results_markdown(old)
+    assert "EqualInfoAC[b=16,v=256]" in table and "## Controls of Equal-Info rows" not in table
+
+
+def test_a_shuffled_control_needs_windows_of_whole_tokens(tmp_path):
+    preset = copy.deepcopy(PRESET)
+    preset["datasets"]["methods"] = [{"method": "equalinfo", "window_bits": [24], "bits_per_token": [16],
+                                      "shuffle_windows": True}]
+    pipeline = repro.Pipeline(preset, tmp_path, "ref", None, log=lambda text: None)
+    with pytest.raises(PresetError, match="whole number"):
+        pipeline.build_shuffled(REAL, 24, 16, preset["datasets"]["methods"][0], tmp_path, None, None)
