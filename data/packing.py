@@ -30,7 +30,7 @@ import numpy as np
 from equalinfo.ref.symbols import EOS, symbols_to_documents, text_to_bytes
 
 __all__ = ["Example", "GROUP_SIZE", "EXAMPLE_LENGTH", "VALIDATION_EVERY", "SPLITS", "group_documents", "group_split",
-           "group_symbols", "cut", "iter_examples", "shuffle", "draw", "buffered_shuffle", "examples_to_documents"]
+           "group_symbols", "cut", "iter_examples", "shuffle", "draw", "buffered_shuffle", "document_bytes", "examples_to_documents"]
 
 GROUP_SIZE = 128
 EXAMPLE_LENGTH = 10_240
@@ -166,6 +166,22 @@ def buffered_shuffle(items, buffer_size, seed):
         buffer[slot] = item
     for slot in rng.permutation(len(buffer)):
         yield buffer[slot]
+
+
+def document_bytes(examples):
+    """{document: text bytes} of examples that know their document (Example.document): an example's symbols
+    before its first EOS belong to its document, each later EOS starts the next one. EOS ids are not counted."""
+    counts = {}
+    for example in examples:
+        if example.document is None:
+            raise ValueError("document_bytes needs examples that know their document (data.packing.iter_examples)")
+        symbols = np.asarray(example.symbols)
+        ends = np.flatnonzero(symbols == EOS)
+        lengths = np.diff(np.concatenate([[-1], ends, [len(symbols)]])) - 1  # [EOS ids + 1] text bytes between
+        for offset, length in enumerate(lengths):
+            if length:
+                counts[example.document + offset] = counts.get(example.document + offset, 0) + int(length)
+    return counts
 
 
 def examples_to_documents(examples):

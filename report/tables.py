@@ -47,21 +47,27 @@ def results_markdown(results):
         s = sides["validation"]
         lines.append(f"| {name} | {s['cr_full']:.3f} | {s['cr_kept']:.3f} | {s['kept_fraction']:.2f} | "
                      f"{_fmt(PAPER.get(name, (None,))[0])} |")
-    lines += rows_markdown(results["datasets"])
+    lines += rows_markdown(results["datasets"], results.get("source_mix", {}))
     lines += window_controls_markdown(results["m2"], sizes)
     lines += controls_markdown(results.get("controls", {}))
     return "\n".join(lines) + "\n"
 
 
-def rows_markdown(datasets):
-    """The training and validation rows side by side: how many, how many documents they start in."""
+def rows_markdown(datasets, source_mix):
+    """The training and validation rows side by side: how many, how many documents they start in, and the share
+    of their bytes from each source of the corpus."""
     first = next(iter(datasets.values()), None)
     if first is None or first["validation"].get("documents") is None:
         return []
+    sources = sorted({source for shares in source_mix.values() for source in shares})
     return ["", "## Training and validation rows", "",
-            "| side | rows | documents the rows start in | bytes |", "|---|---|---|---|",
-            *[f"| {side} | {first[side]['examples']:,} | {first[side]['documents']:,} | {first[side]['bytes']:,} |"
+            "| side | rows | documents the rows start in | bytes | " + " | ".join(sources) + " |",
+            "|---" * (4 + len(sources)) + "|",
+            *[f"| {side} | {first[side]['examples']:,} | {first[side]['documents']:,} | {first[side]['bytes']:,} | "
+              + " | ".join(f"{source_mix.get(side, {}).get(source, 0):.1%}" for source in sources) + " |"
               for side in ("train", "validation")], "",
+            "Sources: the share of the rows' text bytes from each source (a JSON-lines record's url prefix, else "
+            "its file; data/corpus.py document_sources).",
             "Validation rows are a seeded draw across the whole validation side (data/packing.py draw), not its first "
             "rows in corpus order; every dataset tokenizes the same examples."]
 

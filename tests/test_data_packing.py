@@ -132,3 +132,14 @@ def test_draw_reads_the_whole_side_and_its_prefixes_are_draws():
     assert drawn == keys(packing.draw(examples, 30, [0, 1]))[:10]  # a prefix of a draw is the smaller draw
     assert len({g for g, _ in drawn}) > len({e.group for e in examples[:10]})  # more of the side than its start
     assert keys(packing.draw(examples, len(examples) + 5, 0)) == keys(packing.shuffle(examples, 0))
+
+
+def test_document_bytes_counts_each_documents_text_in_the_examples():
+    documents = corpus()
+    examples = list(packing.iter_examples(documents, "train", 4, 37, 3))
+    counts = packing.document_bytes(examples)
+    # every document of the train side is whole in its examples: its bytes are its length
+    train_documents = [i for i in range(len(documents)) if packing.group_split(i // 4, 3) == "train"]
+    assert counts == {i: len(documents[i]) for i in train_documents if documents[i]}
+    half = packing.document_bytes(examples[::2])
+    assert sum(half.values()) == sum(e.n_bytes for e in examples[::2])

@@ -132,3 +132,23 @@ def test_a_shuffled_control_needs_windows_of_whole_tokens(tmp_path):
     pipeline = repro.Pipeline(preset, tmp_path, "ref", None, log=lambda text: None)
     with pytest.raises(PresetError, match="whole number"):
         pipeline.build_shuffled(REAL, 24, 16, preset["datasets"]["methods"][0], tmp_path, None, None)
+
+
+def test_the_source_mix_of_each_side_is_reported(run):
+    """The toy corpus is one file per document, so each document is its own source: the shares are the documents'
+    shares of the rows' bytes."""
+    pipeline, results, out = run
+    for side in ("train", "validation"):
+        mix = results["source_mix"][side]
+        assert sum(mix.values()) == pytest.approx(1.0) and all(name.endswith(".txt") for name in mix)
+    assert len(results["source_mix"]["validation"]) > 1  # the draw reads more than the side's first document
+    assert "## Training and validation rows" in (out / "results.md").read_text()
+
+
+def test_document_sources_read_the_url_prefix_of_json_lines(tmp_path):
+    from equalinfo.data.corpus import document_sources, open_corpus
+
+    lines = [{"text": "a", "url": "kjv:Genesis"}, {"text": "b", "url": "pydoc:os.rst"}, {"text": "c"}]
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
+    corpus = open_corpus(str(tmp_path / "c.jsonl"))
+    assert document_sources(corpus) == ["kjv", "pydoc", "c.jsonl"] and len(list(corpus)) == 3

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from equalinfo.data.corpus import open_corpus
-from equalinfo.data.packing import draw, examples_to_documents, iter_examples, shuffle
+from equalinfo.data.corpus import document_sources, open_corpus
+from equalinfo.data.packing import document_bytes, draw, examples_to_documents, iter_examples, shuffle
 from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
@@ -145,6 +145,23 @@ class Pipeline:
         self.log(f"corpus: {len(documents)} documents -> {len(examples.train)} train / "
                  f"{len(examples.validation)} validation examples")
         return examples
+
+    def source_mix(self, examples):
+        """{"train": {source: share of bytes}, "validation": ...} of the rows the datasets use (the first
+        train_examples of the shuffled train side, the validation draw); sources by data/corpus.py."""
+        sources = document_sources(self.corpus)
+        spec = self.preset["datasets"]
+        mix = {}
+        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
+                             ("validation", examples.validation_rows(spec["val_examples"]))):
+            totals = {}
+            for document, count in document_bytes(chosen).items():
+                totals[sources[document]] = totals.get(sources[document], 0) + count
+            mix[side] = {source: count / sum(totals.values()) for source, count in sorted(totals.items())}
+        self.log("sources (share of bytes): " + "; ".join(
+            f"{side} " + ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
+            for side, shares in mix.items()))
+        return mix
 
     # 2. M1
     def train_m1(self, examples, path=None, resume=None):
@@ -319,7 +336,7 @@ class Pipeline:
         return figures
 
     # 6. reports
-    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None):
+    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None):
         """results.json, results.md and the figure in OUT; returns the results dict."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
@@ -328,6 +345,7 @@ class Pipeline:
             "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
                          for name, sets in datasets.items()},
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
+            "source_mix": source_mix or {},
         }
         write_json(self.out / "results.json", results)
         (self.out / "results.md").write_text(tables.results_markdown(results))
@@ -346,12 +364,13 @@ class Pipeline:
     def run(self):
         started = time.perf_counter()
         examples = self.examples()
+        source_mix = self.source_mix(examples)
         self.estimate(examples)
         trained_m1 = self.train_m1(examples)
         datasets, skipped = self.build_datasets(examples, trained_m1)
         control_results = self.controls(examples, trained_m1, datasets)
         m2_results = self.train_m2(datasets, trained_m1.cfg)
-        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results)
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix)
 
 
 FLOOR_KEYS = ("uniform_bits_per_byte", "unigram_bits_per_byte", "whole_window_bits_per_byte", "bigram_bits_per_byte")
