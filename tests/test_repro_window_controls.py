@@ -152,3 +152,17 @@ def test_document_sources_read_the_url_prefix_of_json_lines(tmp_path):
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n\n")
     corpus = open_corpus(str(tmp_path / "c.jsonl"))
     assert document_sources(corpus) == ["kjv", "pydoc", "c.jsonl"] and len(list(corpus)) == 3
+
+
+def test_cpu_long_trains_m2_ten_times_the_cpu_preset_with_the_deciding_rows():
+    from equalinfo.train.estimate import m2_steps
+
+    cpu, long = repro.load_preset("cpu"), repro.load_preset("cpu-long")
+    steps = {name: m2_steps(p["m2"], p["datasets"]["train_examples"]) for name, p in (("cpu", cpu), ("long", long))}
+    assert steps["long"] >= 10 * steps["cpu"] and long["m2"]["seeds"] == 3
+    assert steps["long"] % long["m2"]["train"]["eval_every"] == 0  # the curve's last point is a regular one
+    names = {spec[0] for spec in repro.dataset_specs(long)}
+    for b in (16, 32, 64):
+        assert {f"EqualInfoAC[b={b},v=256]", f"EqualInfoAC[b={b},v=256,windows shuffled]"} <= names
+    assert {"Bytes", "SentencePiece", "GZip[v=256]", "AC[v=256]", "EqualInfoAC[b=16,v=256,M1 reset every 2]",
+            "EqualInfoAC[b=16,v=256,M1 never reset]", "EqualInfoAC[b=24,v=256]", "EqualInfoAC[b=16,v=2]"} <= names

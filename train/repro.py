@@ -151,16 +151,16 @@ class Pipeline:
         train_examples of the shuffled train side, the validation draw); sources by data/corpus.py."""
         sources = document_sources(self.corpus)
         spec = self.preset["datasets"]
-        mix = {}
+        mix, said = {}, []
         for side, chosen in (("train", examples.train[:spec["train_examples"]]),
                              ("validation", examples.validation_rows(spec["val_examples"]))):
-            totals = {}
-            for document, count in document_bytes(chosen).items():
+            totals, by_document = {}, document_bytes(chosen)
+            for document, count in by_document.items():
                 totals[sources[document]] = totals.get(sources[document], 0) + count
             mix[side] = {source: count / sum(totals.values()) for source, count in sorted(totals.items())}
-        self.log("sources (share of bytes): " + "; ".join(
-            f"{side} " + ", ".join(f"{source} {share:.1%}" for source, share in shares.items())
-            for side, shares in mix.items()))
+            said.append(f"{side} {len(chosen):,} rows from {len(by_document):,} documents: "
+                        + ", ".join(f"{source} {share:.1%}" for source, share in mix[side].items()))
+        self.log("sources of the rows (share of text bytes): " + "; ".join(said))
         return mix
 
     # 2. M1
