@@ -7,7 +7,7 @@ control, train/shuffled_windows.py) and the other controls (train/controls.py me
 written before a figure existed renders without it. The input is the results dict that `equalinfo repro` writes as results.json; nothing here
 computes a figure, it only lays them out.
 """
-from equalinfo.report.paper_numbers import PAPER
+from equalinfo.report.paper_numbers import PAPER, unshuffled
 from equalinfo.report.seeds import below_floor
 
 
@@ -74,9 +74,10 @@ def rows_markdown(datasets, source_mix):
 
 def window_controls_markdown(m2_results, sizes):
     """Per Equal-Info row and M2 size: M2 beside the floors of a model that sees one window and the shuffled-window
-    control; "learns across windows" only where M2 beats the control by more than the noise."""
+    control (a control's own row is in the main table); "learns across windows" only where M2 beats the control
+    by more than the noise."""
     rows = [(name, size, by_size[size]) for name, by_size in m2_results.items() for size in sizes
-            if size in by_size and "whole_window_bits_per_byte" in by_size[size]]
+            if size in by_size and "whole_window_bits_per_byte" in by_size[size] and unshuffled(name) == name]
     if not rows:
         return []
     lines = ["", "## Controls of Equal-Info rows: within a window, and across windows", "",

@@ -166,3 +166,10 @@ def test_cpu_long_trains_m2_ten_times_the_cpu_preset_with_the_deciding_rows():
         assert {f"EqualInfoAC[b={b},v=256]", f"EqualInfoAC[b={b},v=256,windows shuffled]"} <= names
     assert {"Bytes", "SentencePiece", "GZip[v=256]", "AC[v=256]", "EqualInfoAC[b=16,v=256,M1 reset every 2]",
             "EqualInfoAC[b=16,v=256,M1 never reset]", "EqualInfoAC[b=24,v=256]", "EqualInfoAC[b=16,v=2]"} <= names
+
+
+def test_the_controls_table_lists_each_row_once_beside_its_control(run):
+    _, _, out = run
+    table = (out / "results.md").read_text()
+    section = table[table.index("## Controls of Equal-Info rows"):]
+    assert f"| {REAL} | micro |" in section and f"| {SHUFFLED} | micro |" not in section.split("\n\n")[1]

@@ -312,6 +312,8 @@ class Pipeline:
                 se, seeds = figures["bits_per_byte_se"], figures["seeds"]
                 self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f}"
                          + (f" ± {se:.3f}" if se is not None else "")
+                         + (f" (by document ± {figures['bits_per_byte_se_clustered']:.3f})"
+                            if figures.get("bits_per_byte_se_clustered") is not None else "")
                          + (f" (seed std {seeds['std']:.3f}, {seeds['n']} seeds)" if seeds["n"] > 1 else "")
                          + f" bits/byte (uniform {figures['uniform_bits_per_byte']:.3f}, "
                          f"unigram {figures['unigram_bits_per_byte']:.3f})")
