@@ -125,13 +125,13 @@ def test_results_from_before_the_controls_still_render():
     assert "EqualInfoAC[b=16,v=256]" in table and "## Controls of Equal-Info rows" not in table
 
 
-def test_a_shuffled_control_needs_windows_of_whole_tokens(tmp_path):
+def test_a_shuffled_control_needs_windows_of_whole_tokens():
+    """Refused when the preset is read (dataset_specs runs before M1 trains), naming the key."""
     preset = copy.deepcopy(PRESET)
     preset["datasets"]["methods"] = [{"method": "equalinfo", "window_bits": [24], "bits_per_token": [16],
                                       "shuffle_windows": True}]
-    pipeline = repro.Pipeline(preset, tmp_path, "ref", None, log=lambda text: None)
-    with pytest.raises(PresetError, match="whole number"):
-        pipeline.build_shuffled(REAL, 24, 16, preset["datasets"]["methods"][0], tmp_path, None, None)
+    with pytest.raises(PresetError, match="shuffle_windows: a 24-bit window is not a whole number"):
+        repro.dataset_specs(preset)
 
 
 def test_the_source_mix_of_each_side_is_reported(run):

@@ -79,6 +79,9 @@ def dataset_specs(preset):
         windows = entry.get("window_bits", [None])
         for b in windows:
             for n in (widths if isinstance(widths, list) else [widths]):
+                if entry.get("shuffle_windows") and b % n:
+                    raise PresetError(f"shuffle_windows: a {b}-bit window is not a whole number of {n}-bit tokens, "
+                                      "so its windows cannot be shuffled as whole tokens")
                 specs.append((label(method, b, n, entry.get("delimit", True), m1_reset_every(entry),
                                     entry.get("shuffle_windows", False)), method, b, n, entry))
     return specs
@@ -256,10 +259,7 @@ class Pipeline:
         """The shuffled-window control of an Equal-Info dataset (train/shuffled_windows.py): the dataset without
         the shuffle, built (or reused) where its own row would put it, then copied with each row's windows in a
         seeded random order, in directory/train and directory/validation."""
-        per_window, remainder = divmod(window_bits, bits_per_token)
-        if remainder:
-            raise PresetError(f"{name}: a {window_bits}-bit window is not a whole number of {bits_per_token}-bit "
-                              "tokens, so its windows cannot be shuffled as whole tokens")
+        per_window = window_bits // bits_per_token  # whole: dataset_specs refuses a preset where it is not
         base_entry = {key: value for key, value in entry.items() if key != "shuffle_windows"}
         base_name = unshuffled(name)
         base = self.build_one(base_name, "equalinfo", window_bits, bits_per_token, base_entry,
