@@ -173,3 +173,13 @@ def test_the_controls_table_lists_each_row_once_beside_its_control(run):
     table = (out / "results.md").read_text()
     section = table[table.index("## Controls of Equal-Info rows"):]
     assert f"| {REAL} | micro |" in section and f"| {SHUFFLED} | micro |" not in section.split("\n\n")[1]
+
+
+def test_learning_curves_are_drawn_where_there_are_curves(run, tmp_path):
+    pytest.importorskip("matplotlib")
+    from equalinfo.report import figure
+
+    _, results, _ = run
+    assert figure.draw_learning_curves(results, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size
+    old = json.loads((Path(repro.__file__).resolve().parents[1] / "results" / "cpu" / "results.json").read_text())
+    assert not figure.draw_learning_curves(old, tmp_path / "none.png")  # made before curves were recorded
