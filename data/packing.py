@@ -19,7 +19,9 @@ byte, which is what its compression ratios divide) and `n_bytes` (the strict cou
 
 Shuffling is a separate, seeded step (`shuffle`, or `buffered_shuffle` for streams, or the seeded batch order of
 data/shards.py) with a `numpy.random.Generator`; nothing here touches global random state. Every example carries
-(group, index) so shuffled examples can be put back in corpus order (`examples_to_documents`).
+(group, index) so shuffled examples can be put back in corpus order (`examples_to_documents`), and the corpus index of
+the document its first symbol belongs to (`document`), which M2's evaluation clusters its standard error by
+(report/uncertainty.py: rows of one document are not independent evidence).
 """
 from dataclasses import dataclass
 
@@ -28,7 +30,7 @@ import numpy as np
 from equalinfo.ref.symbols import EOS, symbols_to_documents, text_to_bytes
 
 __all__ = ["Example", "GROUP_SIZE", "EXAMPLE_LENGTH", "VALIDATION_EVERY", "SPLITS", "group_documents", "group_split",
-           "group_symbols", "cut", "iter_examples", "shuffle", "buffered_shuffle", "examples_to_documents"]
+           "group_symbols", "cut", "iter_examples", "shuffle", "draw", "buffered_shuffle", "document_bytes", "examples_to_documents"]
 
 GROUP_SIZE = 128
 EXAMPLE_LENGTH = 10_240
@@ -41,12 +43,14 @@ class Example:
     """One packed example: `symbols` int16 (or the dtype asked for) [n_symbols <= example_length], ids 0-256.
 
     group: index of its document group in the corpus; index: its position within the group's sequence (0, 1, ...).
+    document: the corpus index of the document holding its first symbol (None for an example made by hand).
     n_bytes: text bytes in it (symbols other than EOS); n_documents_ended: EOS symbols in it.
     """
     symbols: np.ndarray
     group: int
     index: int
     split: str
+    document: int = None
 
     @property
     def n_symbols(self):
@@ -124,8 +128,12 @@ def iter_examples(documents, split="train", group_size=GROUP_SIZE, example_lengt
     for group_index, group in enumerate(group_documents(documents, group_size)):
         if group_split(group_index, validation_every) != split:
             continue
-        for index, piece in enumerate(cut(group_symbols(group), example_length)):
-            yield Example(piece.astype(dtype), group_index, index, split)
+        symbols = group_symbols(group)
+        # document of each example's first symbol: the group's first document + the EOS ids before that symbol
+        ended_before = np.concatenate([[0], np.cumsum(symbols == EOS)])  # [len + 1]
+        for index, piece in enumerate(cut(symbols, example_length)):
+            document = group_index * group_size + int(ended_before[index * example_length])
+            yield Example(piece.astype(dtype), group_index, index, split, document)
 
 
 def shuffle(examples, seed):
@@ -133,6 +141,13 @@ def shuffle(examples, seed):
     examples = list(examples)
     order = np.random.default_rng(seed).permutation(len(examples))
     return [examples[i] for i in order]
+
+
+def draw(examples, count, seed):
+    """`count` examples drawn without replacement from all of `examples` by `seed`, in the drawn order: the first
+    `count` of shuffle(examples, seed). Taking the first N of a side in corpus order reads a few documents of one
+    source; a draw reads the whole side, and any prefix of it is itself a draw (so eval_rows < count stays fair)."""
+    return shuffle(examples, seed)[:count]
 
 
 def buffered_shuffle(items, buffer_size, seed):
@@ -151,6 +166,22 @@ def buffered_shuffle(items, buffer_size, seed):
         buffer[slot] = item
     for slot in rng.permutation(len(buffer)):
         yield buffer[slot]
+
+
+def document_bytes(examples):
+    """{document: text bytes} of examples that know their document (Example.document): an example's symbols
+    before its first EOS belong to its document, each later EOS starts the next one. EOS ids are not counted."""
+    counts = {}
+    for example in examples:
+        if example.document is None:
+            raise ValueError("document_bytes needs examples that know their document (data.packing.iter_examples)")
+        symbols = np.asarray(example.symbols)
+        ends = np.flatnonzero(symbols == EOS)
+        lengths = np.diff(np.concatenate([[-1], ends, [len(symbols)]])) - 1  # [EOS ids + 1] text bytes between
+        for offset, length in enumerate(lengths):
+            if length:
+                counts[example.document + offset] = counts.get(example.document + offset, 0) + int(length)
+    return counts
 
 
 def examples_to_documents(examples):

@@ -7,7 +7,8 @@ results dict and calls these; nothing here imports the pipeline.
     window_floors.py  the context-free floors of Equal-Info rows: whole-window unigram and within-window bigram
     learning_curves.py  bits/byte against M2's training steps, with the floors (is a flat row flat or short?)
     seeds.py          several seeds of one M2 combined into one row; the margin a row must clear to beat a floor
+                      or its shuffled-window control
     paper_numbers.py  the paper's numbers printed beside ours (Tables 12, 15, 16) and the paper's dataset names
     tables.py         results.md of `equalinfo repro`: Tables 15-16 and 12 shaped, and the controls
-    figure.py         bits_per_byte_vs_flops.png, like the paper's Figure 3 (needs matplotlib)
+    figure.py         bits_per_byte_vs_flops.png, like the paper's Figure 3, and learning_curves.png (needs matplotlib)
 """

@@ -59,16 +59,17 @@ def test_the_pipeline_codes_ac_with_m1_restarting_at_its_training_length(run):
     pipeline, examples, trained, datasets = run
     model = pipeline.m1_coding_model(trained)
     assert model.restart_every == SEQ_LEN and model.rule == 1
-    example = examples.validation[0].symbols
-    assert len(example) > SEQ_LEN
+    drawn = examples.validation_rows(pipeline.preset["datasets"]["val_examples"])  # the datasets' validation rows
+    row = next(r for r, e in enumerate(drawn) if len(e.symbols) > SEQ_LEN)  # a row long enough for restarts
+    example = drawn[row].symbols
     restarting = TransformerModel(trained.params, trained.cfg, restart_every=SEQ_LEN)  # ref rows, built here
     expected = ref_ac.compress(example, restarting, 14)
     whole = ref_ac.compress(example, restarting.with_restarts(None), 14)
     assert not np.array_equal(expected, whole)  # the example is long enough for the restart to matter
     got = datasets["AC[v=256]"]["validation"]
-    n_tokens = int(got.column("n_tokens")[0])
+    n_tokens = int(got.column("n_tokens")[row])
     assert n_tokens == -(-len(expected) // 8)
-    bits = np.unpackbits(got.column("tokens")[0][:n_tokens].astype(np.uint8))[:len(expected)]
+    bits = np.unpackbits(got.column("tokens")[row][:n_tokens].astype(np.uint8))[:len(expected)]
     assert np.array_equal(bits, expected)
 
 
@@ -88,7 +89,7 @@ def test_exact_rule_2_is_a_preset_setting(run):
 
 def test_ac_context_control_measures_both_models(run):
     pipeline, examples, trained, _ = run
-    chosen = examples.validation[:2]
+    chosen = examples.validation_rows(2)
     result = controls.ac_context(pipeline.backend, pipeline.m1_coding_model(trained),
                                  pipeline.m1_coding_model(trained, restart_every=None), chosen)
     n_bytes = sum(len(e.symbols) for e in chosen)

@@ -107,3 +107,39 @@ def test_paper_defaults_on_default_corpus():
     total = sum(len(document) + 1 for document in documents)
     assert sum(example.n_symbols for example in train + validation) == total
     assert packing.examples_to_documents(validation) == list(documents[:128])
+
+
+@pytest.mark.parametrize("group_size, example_length", [(4, 37), (5, 64), (53, 500)])
+def test_each_example_knows_the_document_of_its_first_symbol(group_size, example_length):
+    documents = corpus()
+    # independently: the corpus index of every symbol of a group, from the documents' lengths
+    owner = {}
+    for g in range(0, len(documents), group_size):
+        owner[g // group_size] = np.concatenate([np.full(len(d) + 1, g + i) for i, d in
+                                                 enumerate(documents[g:g + group_size])])
+    for side in packing.SPLITS:
+        for example in packing.iter_examples(documents, side, group_size, example_length, 3):
+            assert example.document == owner[example.group][example.index * example_length]
+
+
+def test_draw_reads_the_whole_side_and_its_prefixes_are_draws():
+    examples = list(packing.iter_examples(corpus(200), "validation", 4, 37, 3))
+
+    def keys(chosen):
+        return [(e.group, e.index) for e in chosen]
+
+    drawn = keys(packing.draw(examples, 10, [0, 1]))
+    assert drawn == keys(packing.draw(examples, 30, [0, 1]))[:10]  # a prefix of a draw is the smaller draw
+    assert len({g for g, _ in drawn}) > len({e.group for e in examples[:10]})  # more of the side than its start
+    assert keys(packing.draw(examples, len(examples) + 5, 0)) == keys(packing.shuffle(examples, 0))
+
+
+def test_document_bytes_counts_each_documents_text_in_the_examples():
+    documents = corpus()
+    examples = list(packing.iter_examples(documents, "train", 4, 37, 3))
+    counts = packing.document_bytes(examples)
+    # every document of the train side is whole in its examples: its bytes are its length
+    train_documents = [i for i in range(len(documents)) if packing.group_split(i // 4, 3) == "train"]
+    assert counts == {i: len(documents[i]) for i in train_documents if documents[i]}
+    half = packing.document_bytes(examples[::2])
+    assert sum(half.values()) == sum(e.n_bytes for e in examples[::2])

@@ -14,7 +14,7 @@ from equalinfo.data.packing import Example
 from helpers import english_text
 from equalinfo.ref.models import UnigramModel
 from equalinfo.train import backends, build, m1, m2, methods, repro
-from equalinfo.report import figure, unigram
+from equalinfo.report import figure, uncertainty, unigram
 from equalinfo.report.seeds import below_floor, combine_seeds
 from equalinfo.report.tables import results_markdown
 from equalinfo.train.checkpoint import load
@@ -230,3 +230,26 @@ def test_results_md_with_seeds(seeded_run, datasets, tmp_path):
     assert "below unigram floor? (micro)" in table
     pytest.importorskip("matplotlib")
     assert figure.draw(results, tmp_path / "figure.png") and (tmp_path / "figure.png").stat().st_size > 0
+
+
+def test_evaluate_clusters_the_se_by_document(datasets, tmp_path):
+    """Rows that carry their document get the SE over documents (report/uncertainty.py) beside the plain one;
+    rows built without documents say why they have none."""
+    backend = backends.load("ref")
+    train = examples(0, 8)
+    val = [Example(e.symbols, e.group, e.index, e.split, document=i // 2) for i, e in enumerate(examples(40_000, 6))]
+    coder = methods.Bytes()
+    sets = {side: build.build_dataset(rows, coder, tmp_path / side, SEQ_LEN) for side, rows in
+            (("train", train), ("validation", val))}
+    assert build.summary(sets["validation"])["documents"] == 3
+    cfg = m2.make_config("micro", coder.vocab_size, "float64")
+    params = backend.transformer.init_params(cfg, 0)
+    figures = m2.evaluate(params, cfg, backend, sets["train"], sets["validation"], batch_size=2)
+    _, _, row_nll, row_weight = nll_by_row(backend.transformer, params, cfg, m2.eval_batches(sets["validation"], 2))
+    cr = build.summary(sets["validation"])["cr_kept"]
+    by_document = uncertainty.clustered_bits_per_byte_se(row_nll, row_weight, cr, [0, 0, 1, 1, 2, 2])
+    assert figures["bits_per_byte_se_clustered"] == pytest.approx(by_document, rel=1e-12)
+    assert figures["clustered_documents"] == 3
+    assert figures["bits_per_byte_se_clustered"] != pytest.approx(figures["bits_per_byte_se"], rel=1e-6)
+    unknown = m2.evaluate(params, cfg, backend, datasets["Bytes"]["train"], datasets["Bytes"]["validation"], 2)
+    assert unknown["bits_per_byte_se_clustered"] is None and "no document" in unknown["bits_per_byte_se_clustered_null"]

@@ -7,7 +7,8 @@ sequence of epochs: a pure function of (seed, step), which makes resume exact (t
 bits/byte (docs/paper.md §4) = mean NLL per token (nats) / (ln 2 * bytes per token), bytes per token being the
 validation set's compression ratio over the data actually kept (cr_kept, train/build.py).
 Beside it `evaluate` reports how sure that figure is (its standard error over the evaluated rows,
-report/uncertainty.py) and the floors it must beat: uniform (log2 v bits/token) and unigram (report/unigram.py: the
+report/uncertainty.py), the same SE clustered by document (the rows of one document are not independent: the SE
+that treats documents as the units; None, with the reason, for a dataset without documents) and the floors it must beat: uniform (log2 v bits/token) and unigram (report/unigram.py: the
 held-out floor with leave-one-out smoothing, and the old add-one floor for comparison), the floors measured on the
 same validation rows as M2.
 """
@@ -16,8 +17,8 @@ import math
 import numpy as np
 
 from equalinfo.ref import metrics, transformer
-from equalinfo.report import uncertainty, unigram
-from equalinfo.train.build import summary
+from equalinfo.report import uncertainty, unigram, window_floors
+from equalinfo.train.build import row_documents, summary
 from equalinfo.train.trainer import TrainSettings, nll_by_row, train
 
 
@@ -96,11 +97,13 @@ def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0
     n_nonembedding = transformer.count_params(cfg)["matrices"]
     floor = unigram_floor(train_set, val_set, eval_rows)
     se = uncertainty.bits_per_byte_se(row_nll, row_weight, cr)
+    clustered = clustered_se(row_nll, row_weight, cr, row_documents(val_set, len(row_nll)))
     return {
         "nll_per_token": nll_per_token,
         "bits_per_token": nll_per_token / math.log(2),
         "bits_per_byte": metrics.bits_per_byte(nll_per_token, cr),
         "bits_per_byte_se": se if math.isfinite(se) else None,  # None: one row shows no spread
+        **clustered,
         "token_cr": cr, "token_cr_full": stats["cr_full"],
         "bit_cr": 8 * cr / bits_per_token_of_data,
         "uniform_bits_per_byte": bits_per_token_of_data / cr,
@@ -110,3 +113,45 @@ def evaluate(params, cfg, backend, train_set, val_set, batch_size=8, m1_params=0
         "flops_per_byte": metrics.flops_per_byte(n_nonembedding, cr, m1_params),
         "m2_nonembedding_params": int(n_nonembedding), "eval_tokens": int(weight), "eval_rows": int(len(row_nll)),
     }
+
+
+def clustered_se(row_nll, row_weight, bytes_per_token, documents):
+    """{"bits_per_byte_se_clustered", "clustered_documents", and "bits_per_byte_se_clustered_null" (why) where the
+    SE is None}: bits/byte's SE with the rows [n] clustered by their document [n] (report/uncertainty.py)."""
+    if documents is None:
+        return {"bits_per_byte_se_clustered": None, "clustered_documents": None,
+                "bits_per_byte_se_clustered_null": "the dataset's rows carry no document (built before the column)"}
+    count = int(len(np.unique(documents)))
+    se = uncertainty.clustered_bits_per_byte_se(row_nll, row_weight, bytes_per_token, documents)
+    if not math.isfinite(se):
+        return {"bits_per_byte_se_clustered": None, "clustered_documents": count,
+                "bits_per_byte_se_clustered_null": f"{count} document(s): no spread between documents to see"}
+    return {"bits_per_byte_se_clustered": se, "clustered_documents": count}
+
+
+def window_floors_of(train_set, val_set, eval_rows=None):
+    """{"whole_window_bits_per_byte", "bigram_bits_per_byte"} of an Equal-Info dataset (report/window_floors.py:
+    the floors of a model that sees one window and nothing past it), on the same validation rows as M2; a floor
+    that cannot be computed or is not finite is None, with its reason under "<name>_null". {} for other methods."""
+    meta = val_set.meta
+    if meta.get("method") != "equalinfo":
+        return {}
+    n = len(val_set) if eval_rows is None else min(eval_rows, len(val_set))
+    val = val_set.take(np.arange(n), ["tokens", "weights"])
+    train = train_set.take(np.arange(len(train_set)), ["tokens", "weights"])
+    cr = summary(val_set)["cr_kept"]
+    out = {}
+    for name, floor in (("whole_window", window_floors.whole_window_floor), ("bigram", window_floors.bigram_floor)):
+        try:
+            bits = floor(train["tokens"], train["weights"], val["tokens"], val["weights"], int(meta["window_bits"]),
+                         int(meta["bits_per_token"])).bits_per_token
+        except ValueError as error:
+            out[f"{name}_bits_per_byte"], out[f"{name}_bits_per_byte_null"] = None, str(error)
+            continue
+        if math.isfinite(bits):
+            out[f"{name}_bits_per_byte"] = bits / cr
+        else:
+            out[f"{name}_bits_per_byte"] = None
+            out[f"{name}_bits_per_byte_null"] = f"the floor is {bits} bits/token (a validation window or pair the "\
+                                               "smoothed training counts give no mass)"
+    return out

@@ -203,7 +203,8 @@ DATASET = Tagged("method", {
     "ac": {"bits_per_token": TOKEN_BITS},
     "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS,
                   "delimit": Optional(Bool()),
-                  "m1_reset_every": Optional(Either((Int(1, 1 << 20), Choice(("never",)))))},
+                  "m1_reset_every": Optional(Either((Int(1, 1 << 20), Choice(("never",))))),
+                  "shuffle_windows": Optional(Bool())},  # the shuffled-window control (train/shuffled_windows.py)
 })
 assert set(DATASET.variants) == set(methods.METHODS)
 

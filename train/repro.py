@@ -1,14 +1,19 @@
 """`equalinfo repro`: the whole pipeline from raw text to the paper's tables, driven by a preset (JSON data).
 
 Steps, each resumable from what is already in the output directory (a finished step is skipped):
-1. corpus -> examples (data/packing.py), the train side shuffled from the seed;
+1. corpus -> examples (data/packing.py), the train side shuffled from the seed, validation rows drawn from the seed
+   across the whole validation side (data/packing.py draw);
 2. M1 trained on the train side only (train/m1.py) -> m1.npz;
 3. the coding models: M1 (its rows by the exact rule of the backend), StaticAC's unigram model, SentencePiece;
 4. one dataset per method, window size and token width (train/build.py) for train and validation;
 5. M2 at every preset size on every dataset (train/m2.py), evaluated as the paper does, once per seed (m2.seeds,
    default 1; seed s trains from preset seed + s) and the seeds combined (report/seeds.py);
 6. results.json (every figure, the preset, versions), results.md (Tables 15/12 shaped, the paper beside us:
-   report/tables.py) and bits_per_byte_vs_flops.png (like Figure 3: report/figure.py) if matplotlib is installed.
+   report/tables.py), bits_per_byte_vs_flops.png (like Figure 3) and learning_curves.png (each M2 evaluated every
+   m2.train.eval_every steps, with its floors) if matplotlib is installed (report/figure.py).
+   Equal-Info rows also get the floors of a model of single windows (report/window_floors.py) and, where the preset
+   lists the row with "shuffle_windows": true, the shuffled-window control (train/shuffled_windows.py), trained
+   with the same steps and seeds; "learns across windows" needs M2 to beat it beyond the noise (report/seeds.py).
    Each bits/byte comes with its standard error and the floors it must beat; "below unigram floor?"
    (report/seeds.py below_floor) is yes only beyond 2 SE (+ seed std).
 This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
@@ -20,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from equalinfo.data.corpus import open_corpus
-from equalinfo.data.packing import examples_to_documents, iter_examples, shuffle
+from equalinfo.data.corpus import document_sources, open_corpus
+from equalinfo.data.packing import document_bytes, draw, examples_to_documents, iter_examples, shuffle
 from equalinfo.data.sources import PIECE_BYTES
 from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
@@ -29,12 +34,14 @@ from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import UnigramModel
 from equalinfo.train import backends, build, controls, estimate, m1, m2, methods
 from equalinfo.report import figure, tables
-from equalinfo.report.paper_numbers import label
-from equalinfo.report.seeds import combine_seeds
+from equalinfo.report.paper_numbers import label, unshuffled
+from equalinfo.report.learning_curves import learning_curve
+from equalinfo.report.seeds import beats_control, combine_seeds
 from equalinfo.train.preset_schema import PresetError, read_preset_file, validate
 from equalinfo.train.trainer import versions, write_json
 
 PRESETS = Path(__file__).resolve().parent / "presets"
+VALIDATION_DRAW = 1  # the validation draw's stream beside the seed: independent of the train side's shuffle
 
 
 def load_preset(name_or_path):
@@ -70,16 +77,25 @@ def dataset_specs(preset):
         windows = entry.get("window_bits", [None])
         for b in windows:
             for n in (widths if isinstance(widths, list) else [widths]):
-                specs.append((label(method, b, n, entry.get("delimit", True), m1_reset_every(entry)),
-                              method, b, n, entry))
+                if entry.get("shuffle_windows") and b % n:
+                    raise PresetError(f"shuffle_windows: a {b}-bit window is not a whole number of {n}-bit tokens, "
+                                      "so its windows cannot be shuffled as whole tokens")
+                specs.append((label(method, b, n, entry.get("delimit", True), m1_reset_every(entry),
+                                    entry.get("shuffle_windows", False)), method, b, n, entry))
     return specs
 
 
 @dataclass
 class Examples:
-    """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order."""
+    """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order.
+    `validation_rows(count)` is what datasets and controls evaluate on: a seeded draw across the whole validation
+    side (all its documents and sources), not its first rows in corpus order."""
     train: list
     validation: list
+    seed: int = 0
+
+    def validation_rows(self, count):
+        return draw(self.validation, count, [self.seed, VALIDATION_DRAW])
 
 
 @dataclass
@@ -139,10 +155,27 @@ class Pipeline:
                                           packing["validation_every"])) for side in ("train", "validation")}
         if not sides["train"] or not sides["validation"]:
             raise PresetError(too_small(documents, packing))
-        examples = Examples(shuffle(sides["train"], self.seed), sides["validation"])
+        examples = Examples(shuffle(sides["train"], self.seed), sides["validation"], self.seed)
         self.log(f"corpus: {len(documents)} documents -> {len(examples.train)} train / "
                  f"{len(examples.validation)} validation examples")
         return examples
+
+    def source_mix(self, examples):
+        """{"train": {source: share of bytes}, "validation": ...} of the rows the datasets use (the first
+        train_examples of the shuffled train side, the validation draw); sources by data/corpus.py."""
+        sources = document_sources(self.corpus)
+        spec = self.preset["datasets"]
+        mix, said = {}, []
+        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
+                             ("validation", examples.validation_rows(spec["val_examples"]))):
+            totals, by_document = {}, document_bytes(chosen)
+            for document, count in by_document.items():
+                totals[sources[document]] = totals.get(sources[document], 0) + count
+            mix[side] = {source: count / sum(totals.values()) for source, count in sorted(totals.items())}
+            said.append(f"{side} {len(chosen):,} rows from {len(by_document):,} documents: "
+                        + ", ".join(f"{source} {share:.1%}" for source, share in mix[side].items()))
+        self.log("sources of the rows (share of text bytes): " + "; ".join(said))
+        return mix
 
     # 2. M1
     def train_m1(self, examples, path=None, resume=None):
@@ -218,16 +251,33 @@ class Pipeline:
 
     def build_one(self, name, method, window_bits, bits_per_token, entry, directory, examples, trained_m1=None):
         """The train and validation datasets of one method in directory/train and directory/validation."""
+        if entry.get("shuffle_windows"):
+            return self.build_shuffled(name, window_bits, bits_per_token, entry, directory, examples, trained_m1)
         spec = self.preset["datasets"]
         coder = self.method_for(method, window_bits, bits_per_token, entry, examples, trained_m1)
         meta = {"label": name, "window_bits": window_bits, "bits_per_token": bits_per_token,
-                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed}
+                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed,
+                "validation_rows": "drawn"}  # a dataset of the first validation rows (before the draw) is refused
         sets = {}
-        for side, side_examples, count in (("train", examples.train, spec["train_examples"]),
-                                           ("validation", examples.validation, spec["val_examples"])):
-            sets[side] = self._timed(f"build {name}", build.build_dataset, side_examples[:count], coder,
+        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
+                             ("validation", examples.validation_rows(spec["val_examples"]))):
+            sets[side] = self._timed(f"build {name}", build.build_dataset, chosen, coder,
                                      Path(directory) / side, spec["seq_len"], meta, desc=f"{name} {side}")
         self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
+        return sets
+
+    def build_shuffled(self, name, window_bits, bits_per_token, entry, directory, examples, trained_m1):
+        """The shuffled-window control of an Equal-Info dataset (train/shuffled_windows.py): the dataset without
+        the shuffle, built (or reused) where its own row would put it, then copied with each row's windows in a
+        seeded random order, in directory/train and directory/validation."""
+        per_window = window_bits // bits_per_token  # whole: dataset_specs refuses a preset where it is not
+        base_entry = {key: value for key, value in entry.items() if key != "shuffle_windows"}
+        base_name = unshuffled(name)
+        base = self.build_one(base_name, "equalinfo", window_bits, bits_per_token, base_entry,
+                              self.out / "datasets" / _slug(base_name), examples, trained_m1)
+        sets = {side: self._timed(f"build {name}", build.shuffled_copy, base[side], Path(directory) / side,
+                                  per_window, self.seed, {"label": name}) for side in base}
+        self.log(f"dataset {name}: {base_name} with each row's windows shuffled")
         return sets
 
     # 4b. controls
@@ -239,7 +289,7 @@ class Pipeline:
         specs = {name: (method, b) for name, method, b, _, _ in dataset_specs(self.preset)}
         if any(method in ("ac", "equalinfo") for method, _ in specs.values()):
             precision = self.preset["coding"].get("precision", 14)
-            chosen = examples.validation[:self.preset["datasets"]["val_examples"]]
+            chosen = examples.validation_rows(self.preset["datasets"]["val_examples"])
             whole = self.m1_coding_model(trained_m1, restart_every=None)  # extrapolates, on purpose
             out["ac_context"] = self._timed("controls", controls.ac_context, self.backend,
                                             self.m1_coding_model(trained_m1), whole, chosen, precision)
@@ -259,17 +309,26 @@ class Pipeline:
         for name, sets in datasets.items():
             vocab = sets["train"].meta["vocab_size"]
             uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
+            floors = self._timed("window floors", m2.window_floors_of, sets["train"], sets["validation"],
+                                 spec.get("eval_rows"))
             for size in spec["sizes"]:
                 cfg = m2.make_config(size, vocab, spec.get("dtype", "float32"))
                 per_seed = [self.train_m2_seed(name, sets, size, cfg, s, m1_count if uses_m1 else 0)
                             for s in range(spec.get("seeds", 1))]
+                histories = [figures.pop("history") for figures in per_seed]
                 figures = results.setdefault(name, {})[size] = combine_seeds(per_seed)
+                figures.update(floors)
+                curve_floors = {key: figures[key] for key in FLOOR_KEYS if figures.get(key) is not None}
+                figures["learning_curves"] = [learning_curve(history, floors=curve_floors) for history in histories]
                 se, seeds = figures["bits_per_byte_se"], figures["seeds"]
                 self.log(f"M2 {size} on {name}: {figures['bits_per_byte']:.3f}"
                          + (f" ± {se:.3f}" if se is not None else "")
+                         + (f" (by document ± {figures['bits_per_byte_se_clustered']:.3f})"
+                            if figures.get("bits_per_byte_se_clustered") is not None else "")
                          + (f" (seed std {seeds['std']:.3f}, {seeds['n']} seeds)" if seeds["n"] > 1 else "")
                          + f" bits/byte (uniform {figures['uniform_bits_per_byte']:.3f}, "
                          f"unigram {figures['unigram_bits_per_byte']:.3f})")
+        attach_shuffled_controls(results)
         return results
 
     def train_m2_seed(self, name, sets, size, cfg, seed_index, m1_params):
@@ -285,11 +344,12 @@ class Pipeline:
         figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"], spec["batch_size"],
                               m1_params, spec.get("eval_rows"))
         figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
+        figures["history"] = history  # train_m2 turns it into the learning curve (report/learning_curves.py)
         figures["epochs"] = settings["steps"] * spec["batch_size"] / len(sets["train"])
         return figures
 
     # 6. reports
-    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None):
+    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None):
         """results.json, results.md and the figure in OUT; returns the results dict."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
@@ -298,10 +358,12 @@ class Pipeline:
             "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
                          for name, sets in datasets.items()},
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
+            "source_mix": source_mix or {},
         }
         write_json(self.out / "results.json", results)
         (self.out / "results.md").write_text(tables.results_markdown(results))
         figure.draw(results, self.out / "bits_per_byte_vs_flops.png")
+        figure.draw_learning_curves(results, self.out / "learning_curves.png")
         return results
 
     def estimate(self, examples):
@@ -315,12 +377,30 @@ class Pipeline:
     def run(self):
         started = time.perf_counter()
         examples = self.examples()
+        source_mix = self.source_mix(examples)
         self.estimate(examples)
         trained_m1 = self.train_m1(examples)
         datasets, skipped = self.build_datasets(examples, trained_m1)
         control_results = self.controls(examples, trained_m1, datasets)
         m2_results = self.train_m2(datasets, trained_m1.cfg)
-        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results)
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix)
+
+
+FLOOR_KEYS = ("uniform_bits_per_byte", "unigram_bits_per_byte", "whole_window_bits_per_byte", "bigram_bits_per_byte")
+
+
+def attach_shuffled_controls(m2_results):
+    """Give every row that has a shuffled-window control in m2_results ({label: {size: figures}}) a
+    "shuffled_control" per size: the control's label and bits/byte and report/seeds.py beats_control."""
+    for name, by_size in m2_results.items():
+        base = unshuffled(name)
+        if base == name or base not in m2_results:
+            continue
+        for size, control in by_size.items():
+            if size in m2_results[base]:
+                m2_results[base][size]["shuffled_control"] = {
+                    "label": name, "bits_per_byte": control["bits_per_byte"],
+                    **beats_control(m2_results[base][size], control)}
 
 
 def m2_path(out, name, size, seed_index=0):
