@@ -7,5 +7,7 @@
     fileformat.py    the container: header fields and offsets, checksums, the embedded model; model files
     model_arrays.py  one schema per model kind: what a stored model's arrays must look like, checked before use
     npz.py           npz archives written deterministically and read with every size checked first (no pickle)
+    shipped_model.py the pretrained M1 shipped as package data (shipped_m1.npz): compress's default for text, found
+                     by decompress through its fingerprint
 docs/file-format.md describes the format for a reader; fileformat.py gives every field with its offset.
 """

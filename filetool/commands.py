@@ -9,7 +9,10 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
 Decisions (docs/commands.md shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
-- The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
+- Without --model, ac/equalinfo code UTF-8 text with the shipped M1 (filetool/shipped_model.py): the file names
+  it by fingerprint and decompress finds it without --model; its Equal-Info windows default to
+  shipped_model.WINDOW_BITS bits (every window restarts M1). Other input gets a model fitted on it and embedded
+  in the file, so a file decodes on its own (`--model markov2` asks for that on text too):
   `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
   its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
   many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
@@ -43,7 +46,7 @@ from tqdm import tqdm
 
 from equalinfo import limits
 from equalinfo.data.atomic import write_atomically
-from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool import codec, fileformat, shipped_model
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.fingerprint import fingerprint
@@ -135,6 +138,18 @@ def cheapest_model(names, symbols):
     return best
 
 
+def default_model(data, symbols):
+    """(model, embed) of compress without --model: the shipped M1 for UTF-8 text (filetool/shipped_model.py; only
+    its fingerprint goes into the file, decompress finds it by that), else the fitted model of
+    DEFAULT_MODEL_CHOICES that makes the smallest file (embedded). M1 was trained on English text: on other bytes
+    it is slow and no better than a Markov model fitted on the input."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols), True
+    return shipped_model.load(), False
+
+
 def model_from_path(path, args, backend):
     """The model in a file made by fit-model, or M1 from a train-m1 checkpoint (with args' --m1-rule and
     --m1-context); the error hints at the model names when the path does not exist."""
@@ -220,10 +235,11 @@ def compress_command(args):
     if coded and name is not None:
         symbols = bytes_to_symbols(data)
         if args.model is None:
-            model = cheapest_model([parse_model_name(n) for n in DEFAULT_MODEL_CHOICES], symbols)
+            model, embed = default_model(data, symbols)
+            if not embed and args.window_bits is None:  # the shipped M1, which each window restarts
+                window_bits = shipped_model.WINDOW_BITS  # so small windows cost it its context
         else:
-            model = fit_named_model(name, symbols)
-        embed = True
+            model, embed = fit_named_model(name, symbols), True
     started = time.perf_counter()
     with coding_progress(len(data), "compress") as progress:
         if args.no_store:
@@ -252,7 +268,8 @@ def compress_summary(args, data, blob, header, why=None):
     if header.model_length:
         parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
     elif header.method not in ("gzip", "stored"):
-        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded (decompress needs --model)")
+        needs = "the shipped M1" if header.fingerprint == shipped_model.FINGERPRINT else "decompress needs --model"
+        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded ({needs})")
     parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
     return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "
             f"({', '.join(settings)}; {'; '.join(parts)})")
@@ -267,8 +284,10 @@ def decompress_command(args):
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
+    header = fileformat.unpack(blob).header
+    model = model if args.model is not None else shipped_model.load_for(header)
     started = time.perf_counter()
-    with coding_progress(fileformat.unpack(blob).header.original_length, "decompress") as progress:
+    with coding_progress(header.original_length, "decompress") as progress:
         data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
                                               progress=progress)
     seconds = time.perf_counter() - started
@@ -278,7 +297,7 @@ def decompress_command(args):
         settings.append(f"b={header.window_bits}")
     if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
-                        + (" (embedded)" if header.model_length else f" from {args.model}"))
+                        + (" (embedded)" if header.model_length else f" from {args.model or 'the shipped M1'}"))
     print(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
           + speed_words(len(data), seconds, backend))
     return 0
@@ -340,7 +359,8 @@ def add_commands(commands):
     compress.add_argument("--model", default=None,
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
                                "embedded in the file; or a model file from fit-model or an M1 checkpoint from "
-                               f"train-m1: only its fingerprint is stored (default {DEFAULT_MODEL})")
+                               "train-m1: only its fingerprint is stored (default: the shipped M1 for UTF-8 "
+                               f"text, else the smallest file of {', '.join(DEFAULT_MODEL_CHOICES)})")
     add_m1_options(compress)
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")
