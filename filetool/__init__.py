@@ -9,5 +9,7 @@
     streaming.py     compress and decompress over file objects, one batch of segments at a time (bounded memory)
     model_arrays.py  one schema per model kind: what a stored model's arrays must look like, checked before use
     npz.py           npz archives written deterministically and read with every size checked first (no pickle)
+    shipped_model.py the pretrained M1 shipped as package data (shipped_m1.npz): compress's default for text, found
+                     by decompress through its fingerprint
 docs/file-format.md describes the format for a reader; fileformat.py gives every field with its offset.
 """

@@ -9,6 +9,10 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
 Decisions (docs/commands.md shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
+- `--model shipped` codes with the pretrained M1 shipped with the package (filetool/shipped_model.py): the file
+  names it by fingerprint and decompress finds it without --model; its Equal-Info windows default to
+  shipped_model.WINDOW_BITS bits (every window restarts M1). It is not the default yet: at 700 training steps it
+  loses to xz -9 and bzip2 -9 on held-out English and codes at ~1-5 KB/s (results/m1-shipped).
 - The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
   `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
   its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
@@ -45,12 +49,11 @@ import sys
 import time
 from contextlib import contextmanager
 
-import numpy as np
 from tqdm import tqdm
 
 from equalinfo import limits
 from equalinfo.data.atomic import write_atomically
-from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool import codec, fileformat, shipped_model
 from equalinfo.options import number
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
@@ -170,11 +173,16 @@ def fit_named_model(name, symbols):
         raise CliError(f"--model {error}") from None
 
 
+SHIPPED = "shipped"  # --model shipped: the package's pretrained M1 (a file of that name: ./shipped)
+
+
 def model_from_path(path, args, backend):
     """The model in a file made by fit-model, or M1 from a train-m1 checkpoint (with args' --m1-rule and
     --m1-context); the error hints at the model names when the path does not exist."""
+    if path == SHIPPED:
+        return shipped_model.load()
     if not os.path.exists(path):
-        raise CliError(f"--model {path}: no such model file (expected markovK with K = 1..{MarkovModel.MAX_ORDER}, "
+        raise CliError(f"--model {path}: no such model file (expected shipped, markovK with K = 1..{MarkovModel.MAX_ORDER}, "
                        "unigram, a file made by `equalinfo fit-model` or an M1 checkpoint from `equalinfo train-m1`)")
     from equalinfo.train import m1  # M1 and its checkpoints; imported only when a path is given
 
@@ -255,6 +263,8 @@ def compress_command(args):
     backend = backends.load_or_fastest(args.backend)
     if coded and name is None:
         model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
+        if spec == SHIPPED and args.window_bits is None:  # each window restarts M1: small ones cost its context
+            window_bits = shipped_model.WINDOW_BITS
     elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
         raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
     size = input_size(args.input)
@@ -296,7 +306,8 @@ def compress_summary(args, data, blob, header, why=None):
     if header.model_length:
         parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
     elif header.method not in ("gzip", "stored"):
-        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded (decompress needs --model)")
+        needs = "the shipped M1" if header.fingerprint == shipped_model.FINGERPRINT else "decompress needs --model"
+        parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded ({needs})")
     parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
     return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "
             f"({', '.join(settings)}; {'; '.join(parts)})")
@@ -312,10 +323,11 @@ def decompress_command(args):
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
-    original_length = fileformat.unpack(blob).header.original_length
-    check_coding_memory(args.input, original_length)
+    header = fileformat.unpack(blob).header
+    model = model if args.model is not None else shipped_model.load_for(header)
+    check_coding_memory(args.input, header.original_length)
     started = time.perf_counter()
-    with coding_progress(original_length, "decompress") as progress:
+    with coding_progress(header.original_length, "decompress") as progress:
         data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
                                               progress=progress)
     seconds = time.perf_counter() - started
@@ -325,7 +337,7 @@ def decompress_command(args):
         settings.append(f"b={header.window_bits}")
     if header.method not in ("gzip", "stored"):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
-                        + (" (embedded)" if header.model_length else f" from {args.model}"))
+                        + (" (embedded)" if header.model_length else f" from {args.model or 'the shipped M1'}"))
     status_line(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
           + speed_words(len(data), seconds, backend))
     return 0
@@ -389,7 +401,8 @@ def add_commands(commands):
     compress.add_argument("--model", default=None,
                           help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
                                "embedded in the file; or a model file from fit-model or an M1 checkpoint from "
-                               f"train-m1: only its fingerprint is stored (default {DEFAULT_MODEL})")
+                               "train-m1, or `shipped` (the package's pretrained M1): only its fingerprint is "
+                               f"stored (default {DEFAULT_MODEL})")
     add_m1_options(compress)
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")

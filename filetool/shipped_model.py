@@ -1,0 +1,79 @@
+"""The pretrained M1 shipped with the package: `equalinfo compress --model shipped`.
+
+Why ship one: without it the file tool's best model is an order-2 Markov model fitted on the input, which loses to
+gzip on English, and a user must train an M1 before neural compression does anything. The goal is an M1 that beats
+xz -9 and bzip2 -9 on English it was not trained on and becomes compress's default; the model shipped now (700
+training steps) does not reach it (results/m1-shipped), so the default stays the fitted Markov model. The file holds the coding
+model's arrays exactly as a model file does (`fileformat.model_file_bytes`: the int8 weights of exact rule 3,
+ref/int8_m1.py, its scales, the restart length), read back by `fileformat.load_model_file`, which checks every
+array's size and schema first and never unpickles. A compressed file stores only the model's fingerprint, so
+`decompress` finds this model by that fingerprint (`load_for`); a file made with any other model still needs
+--model.
+
+The model was trained by the one-line command in README ("The shipped M1") and turned into this file by
+    python -m equalinfo.filetool.shipped_model out/shipped/m1.npz
+which prints the fingerprint to copy into FINGERPRINT below (a test checks that the file matches it and README).
+"""
+import functools
+import sys
+from pathlib import Path
+
+from equalinfo.filetool import fileformat
+from equalinfo.filetool.fileformat import FormatError
+from equalinfo.ref.fingerprint import fingerprint
+
+PATH = Path(__file__).with_name("shipped_m1.npz")  # package data (setup.cfg)
+# SHA-256 of its arrays (ref/fingerprint.py), carried by every file coded with it; README states it too
+FINGERPRINT = "be3cdb5980ac8c844ca62c053fc17f24584d98c1725f7a5fc0b2072849fbd9ca"
+RULE = 3  # exact rule of its rows (ref/exact_rules.py): int8 weights, half the size of rule 2's int16
+WINDOW_BITS = 1024  # compress's default Equal-Info window with this model (results/m1-shipped: b=16 costs ~1.5x)
+
+
+@functools.lru_cache(maxsize=1)
+def load():
+    """The shipped M1 (ref.m1.TransformerModel), checked against FINGERPRINT; FormatError if the file is missing
+    or is not the model this build names (a damaged or replaced install)."""
+    if not PATH.exists():
+        raise FormatError("missing-model", f"the shipped M1 is missing from this install ({PATH}); reinstall "
+                                           "equalinfo or pass --model")
+    model = fileformat.load_model_file(PATH)
+    found = fingerprint(model.arrays())
+    if found != FINGERPRINT:
+        raise FormatError("bad-model-file", f"the shipped M1 at {PATH} has fingerprint {found}, not the "
+                                            f"{FINGERPRINT} this build ships; reinstall equalinfo")
+    return model
+
+
+def load_for(header):
+    """The shipped M1 if a file's header names it (by fingerprint) and the file does not embed its model, else
+    None: decompress needs no --model for files that compress wrote by default."""
+    if header.model_kind == "transformer" and header.fingerprint == FINGERPRINT and not header.model_length:
+        return load()
+    return None
+
+
+def model_file_from_checkpoint(checkpoint_path, rule=RULE):
+    """(bytes of the model file, fingerprint) of a train-m1 checkpoint as a coding model: rows by exact rule `rule`
+    on ref's implementation, restarting every seq_len symbols (the length it was trained on)."""
+    from equalinfo.train import m1  # only needed to build the file, never to use it
+
+    model = m1.coding_model_from_checkpoint(checkpoint_path, "ref", rule)
+    return fileformat.model_file_bytes(model), fingerprint(model.arrays())
+
+
+def main(argv=None):
+    """python -m equalinfo.filetool.shipped_model CHECKPOINT [OUT]: write the shipped model file, print its
+    fingerprint."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) not in (1, 2):
+        print("usage: python -m equalinfo.filetool.shipped_model CHECKPOINT [OUT]", file=sys.stderr)
+        return 2
+    blob, found = model_file_from_checkpoint(argv[0])
+    out = Path(argv[1]) if len(argv) == 2 else PATH
+    out.write_bytes(blob)
+    print(f"wrote {out} ({len(blob):,} bytes), fingerprint {found}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The shipped M1 (filetool/shipped_model.py): it loads, it is the model README names, and `equalinfo compress`
+codes with it under `--model shipped`, and `decompress` finds it without --model. Inputs are small: M1 codes slowly."""
+from pathlib import Path
+
+import pytest
+
+from helpers import fails_cli, run_cli
+from equalinfo.filetool import fileformat, shipped_model
+from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "Romeo, Romeo, wherefore art thou Romeo? \u2014 a socket is an endpoint of a connection.\n".encode()
+
+
+def test_the_shipped_model_loads_and_is_the_one_readme_names():
+    model = shipped_model.load()
+    assert isinstance(model, TransformerModel) and model.rule == shipped_model.RULE
+    assert fingerprint(model.arrays()) == shipped_model.FINGERPRINT
+    assert shipped_model.FINGERPRINT in (ROOT / "README.md").read_text(encoding="utf-8")
+    assert shipped_model.PATH.stat().st_size <= 10_000_000
+
+
+@pytest.mark.parametrize("method", ["equalinfo", "ac"])
+def test_compress_codes_with_the_shipped_model_and_decompress_finds_it(capsys, tmp_path, method):
+    (tmp_path / "t.txt").write_bytes(TEXT)
+    assert run_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--method", method,
+                   "--no-store", "--model", "shipped")[0] == 0
+    header = fileformat.unpack((tmp_path / "t.eqi").read_bytes()).header
+    assert (header.model_kind, header.fingerprint, header.model_length) == ("transformer",
+                                                                            shipped_model.FINGERPRINT, 0)
+    if method == "equalinfo":
+        assert header.window_bits == shipped_model.WINDOW_BITS
+    status, _, err = run_cli(capsys, "decompress", tmp_path / "t.eqi", tmp_path / "t.out")
+    assert status == 0 and "the shipped M1" in err
+    assert (tmp_path / "t.out").read_bytes() == TEXT
+
+
+def test_a_replaced_shipped_model_is_refused(capsys, tmp_path, monkeypatch):
+    """An install whose model file is not the one FINGERPRINT names fails with one line, not with other bits."""
+    (tmp_path / "t.txt").write_bytes(TEXT)
+    assert run_cli(capsys, "fit-model", tmp_path / "t.txt", tmp_path / "other.npz")[0] == 0
+    monkeypatch.setattr(shipped_model, "PATH", tmp_path / "other.npz")
+    shipped_model.load.cache_clear()
+    try:
+        fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "shipped",
+                  says="has fingerprint")
+        monkeypatch.setattr(shipped_model, "PATH", tmp_path / "missing.npz")
+        fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "shipped",
+                  says="is missing from this install")
+    finally:
+        shipped_model.load.cache_clear()
