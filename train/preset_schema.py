@@ -15,6 +15,7 @@ import difflib
 import json
 from dataclasses import dataclass, field
 
+from equalinfo.ref.exact_rules import RULE_MODULES
 from equalinfo.ref.transformer import SIZES
 from equalinfo import limits
 from equalinfo.train import methods
@@ -216,7 +217,7 @@ PRESET = Dict({
     "packing": Dict({"group_size": POSITIVE, "example_length": Int(1, 1 << 24), "validation_every": Int(2, BIG)}),
     "m1": Dict({"size": SIZE, "dtype": DTYPE, "seq_len": Int(2, 1 << 16), "batch_size": Int(1, 1 << 16),
                 "eval_sequences": Optional(POSITIVE), "train": TRAIN}),
-    "coding": Dict({"precision": Optional(Int(9, 16)), "exact_rule": Optional(Int(1, 3))}),
+    "coding": Dict({"precision": Optional(Int(9, 16)), "exact_rule": Optional(Int(1, max(RULE_MODULES)))}),
     "datasets": Dict({"train_examples": POSITIVE, "val_examples": POSITIVE, "seq_len": Int(1, 1 << 20),
                       "methods": List(DATASET)}),
     "m2": Dict({"sizes": List(SIZE), "dtype": DTYPE, "batch_size": Int(1, 1 << 16), "eval_rows": Optional(POSITIVE),
