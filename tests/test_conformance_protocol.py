@@ -9,7 +9,7 @@ import pytest
 
 from equalinfo import conformance
 from equalinfo.conformance.protocol import ProtocolError
-from tests.helpers import fails_cli, run_cli
+from helpers import fails_cli, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = ROOT / "tests" / "conformance_vectors"

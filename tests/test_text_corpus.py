@@ -6,7 +6,7 @@ import json
 import sys
 
 from equalinfo.train import checkpoint
-from tests.helpers import english_text, fails_cli, run_cli
+from helpers import english_text, fails_cli, run_cli
 
 DEMO = "train/presets/demo.json"
 
