@@ -67,3 +67,15 @@ def test_prefix_rows_grow_to_the_same_bits(rule):
     assert np.array_equal(first.reshape(3, 5, -1), want[:, :5])
     assert np.array_equal(rest[[3, 0, 2]], want[:, 5])
     assert np.array_equal(rest[[4, 1, 5]], want[:, 6])
+
+
+@pytest.mark.parametrize("ref, dtype, top", [(integer_m1, np.int16, 32767), (int8_m1, np.int8, 127)])
+def test_weights_quantize_per_channel_within_half_a_step(ref, dtype, top):
+    w = np.random.default_rng(0).normal(size=(40, 7)) * np.array([1e-3, 1, 10, 0, 1, 1, 1])
+    w[3, 6] = -5.0  # a channel whose largest magnitude is negative
+    w_int, scale = ref.quantize_weight(w)
+    assert w_int.dtype == dtype and scale.shape == (7,)
+    assert np.abs(w_int.astype(int)).max(axis=0).tolist() == [top, top, top, 0, top, top, top]
+    assert w_int.min() >= -top  # never the type's most negative value
+    assert np.all(np.abs(w_int * scale - w) <= scale / 2 * (1 + 1e-12))
+    assert scale[3] == 1.0  # an all-zero channel
