@@ -11,8 +11,8 @@ Decisions (docs/commands.md shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
 - `--model shipped` codes with the pretrained M1 shipped with the package (filetool/shipped_model.py): the file
   names it by fingerprint and decompress finds it without --model; its Equal-Info windows default to
-  shipped_model.WINDOW_BITS bits (every window restarts M1). It is not the default yet: at 700 training steps it
-  loses to xz -9 and bzip2 -9 on held-out English and codes at ~1-5 KB/s (results/m1-shipped).
+  shipped_model.WINDOW_BITS bits (every window restarts M1). It is not the default yet: it codes at ~1-5 KB/s
+  (results/m1-shipped).
 - The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
   `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
   its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
