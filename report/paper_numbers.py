@@ -28,11 +28,13 @@ PAPER = {
 SHUFFLED = ",windows shuffled"  # the label suffix of the shuffled-window control (train/shuffled_windows.py)
 
 
-def label(method, window_bits=None, bits_per_token=None, delimit=True, m1_reset_every=1, shuffled=False):
+def label(method, window_bits=None, bits_per_token=None, delimit=True, m1_reset_every=1, shuffled=False,
+          seq_len=None):
     """The paper's name of a dataset: Bytes, SentencePiece, AC[v=256], EqualInfoAC[b=16,v=65k], ...; our
     delimiting-cell windows carry the paper's name, its zero-padded ones (delimit=False) add ",zero-pad", and the
     Table 9 ablation (M1's context reset every k windows, or never: m1_reset_every k or None) ",M1 reset every k"
-    or ",M1 never reset"; the shuffled-window control (shuffled=True) ",windows shuffled"."""
+    or ",M1 never reset"; the shuffled-window control (shuffled=True) ",windows shuffled"; a row length of its own
+    (seq_len, Table 6's byte-matched rows) ",L=seq_len"."""
     if method == "bytes":
         return "Bytes"
     if method == "spm":
@@ -42,7 +44,9 @@ def label(method, window_bits=None, bits_per_token=None, delimit=True, m1_reset_
     if method == "equalinfo":
         reset = ("" if m1_reset_every == 1 else ",M1 never reset" if m1_reset_every is None
                  else f",M1 reset every {m1_reset_every}")
-        return f"EqualInfoAC[b={window_bits},v={v}{'' if delimit else ',zero-pad'}{reset}{SHUFFLED if shuffled else ''}]"
+        length = "" if seq_len is None else f",L={seq_len}"
+        return (f"EqualInfoAC[b={window_bits},v={v}{'' if delimit else ',zero-pad'}{reset}{length}"
+                f"{SHUFFLED if shuffled else ''}]")
     return f"{names[method]}[v={v}]"
 
 

@@ -72,19 +72,20 @@ def estimate(preset, backend, specs, train_rows, text):
         rate = _coding_bytes_per_second(backend, m1_cfg, int(preset["coding"].get("exact_rule", 1)),
                                         spec_m1["seq_len"], 16, text[:PROBE_BYTES])
         coding_s = len(coded) * example_bytes / rate  # b=16 is the slowest window size: an upper bound
-    seq_len, batch = preset["datasets"]["seq_len"], spec_m2["batch_size"]
+    batch = spec_m2["batch_size"]
     val_rows = preset["datasets"]["val_examples"]
     steps = m2_steps(spec_m2, train_rows)
     per_step = {}
     m2_s = 0.0
     for _, method, _, n, entry in specs:
         vocab = m2_vocab(method, n, entry)
+        seq_len = int(entry.get("seq_len", preset["datasets"]["seq_len"]))  # repro.row_length
         for size in spec_m2["sizes"]:
-            if (size, vocab) not in per_step:
+            if (size, vocab, seq_len) not in per_step:
                 cfg = m2.make_config(size, vocab, spec_m2.get("dtype", "float32"))
-                per_step[size, vocab] = _step_seconds(backend, cfg, batch, seq_len)
+                per_step[size, vocab, seq_len] = _step_seconds(backend, cfg, batch, seq_len)
             eval_batches = -(-min(spec_m2.get("eval_rows") or val_rows, val_rows) // batch)
-            m2_s += spec_m2.get("seeds", 1) * (steps + EVAL_SHARE * eval_batches) * per_step[size, vocab]
+            m2_s += spec_m2.get("seeds", 1) * (steps + EVAL_SHARE * eval_batches) * per_step[size, vocab, seq_len]
     return {"m1_s": m1_s, "coding_s": coding_s, "m2_s": m2_s, "total_s": m1_s + coding_s + m2_s, "m2_steps": steps}
 
 

@@ -45,10 +45,11 @@ def estimates(preset):
     found = [(f"m1.seq_len {m1['seq_len']:,} x m1.batch_size {m1['batch_size']:,} (M1 {m1['size']})",
               step_bytes(m1["size"], m1["batch_size"], m1["seq_len"], M1_VOCAB, m1.get("dtype", "float32")))]
     vocab = max([m2_vocab(method) for method in data["methods"]] or [M1_VOCAB])
+    seq_len = max([data["seq_len"]] + [method.get("seq_len", 0) for method in data["methods"]])
     for size in m2["sizes"]:
-        found.append((f"datasets.seq_len {data['seq_len']:,} x m2.batch_size {m2['batch_size']:,} (M2 {size}, "
+        found.append((f"datasets.seq_len {seq_len:,} x m2.batch_size {m2['batch_size']:,} (M2 {size}, "
                       f"vocabulary {vocab:,})",
-                      step_bytes(size, m2["batch_size"], data["seq_len"], vocab, m2.get("dtype", "float32"))))
+                      step_bytes(size, m2["batch_size"], seq_len, vocab, m2.get("dtype", "float32"))))
     return found
 
 

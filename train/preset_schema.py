@@ -205,7 +205,8 @@ DATASET = Tagged("method", {
     "equalinfo": {"window_bits": List(Int(9, limits.MAX_WINDOW_BITS)), "bits_per_token": TOKEN_BITS,
                   "delimit": Optional(Bool()),
                   "m1_reset_every": Optional(Either((Int(1, 1 << 20), Choice(("never",))))),
-                  "shuffle_windows": Optional(Bool())},  # the shuffled-window control (train/shuffled_windows.py)
+                  "shuffle_windows": Optional(Bool()),  # the shuffled-window control (train/shuffled_windows.py)
+                  "seq_len": Optional(Int(1, 1 << 20))},  # this entry's rows' length (Table 6: byte-matched rows)
 })
 assert set(DATASET.variants) == set(methods.METHODS)
 

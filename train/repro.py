@@ -66,6 +66,12 @@ def m1_reset_every(entry):
     return None if value == "never" else int(value)
 
 
+def row_length(preset, entry):
+    """Tokens per row of an entry's datasets: its own "seq_len" (Table 6's byte-matched rows: v=65k windows in half
+    the tokens of v=256 ones) or the preset's datasets.seq_len."""
+    return int(entry.get("seq_len", preset["datasets"]["seq_len"]))
+
+
 def dataset_specs(preset):
     """(label, method, window_bits, bits_per_token, extra) for every dataset the preset asks for."""
     specs = []
@@ -81,7 +87,7 @@ def dataset_specs(preset):
                     raise PresetError(f"shuffle_windows: a {b}-bit window is not a whole number of {n}-bit tokens, "
                                       "so its windows cannot be shuffled as whole tokens")
                 specs.append((label(method, b, n, entry.get("delimit", True), m1_reset_every(entry),
-                                    entry.get("shuffle_windows", False)), method, b, n, entry))
+                                    entry.get("shuffle_windows", False), entry.get("seq_len")), method, b, n, entry))
     return specs
 
 
@@ -262,7 +268,8 @@ class Pipeline:
         for side, chosen in (("train", examples.train[:spec["train_examples"]]),
                              ("validation", examples.validation_rows(spec["val_examples"]))):
             sets[side] = self._timed(f"build {name}", build.build_dataset, chosen, coder,
-                                     Path(directory) / side, spec["seq_len"], meta, desc=f"{name} {side}")
+                                     Path(directory) / side, row_length(self.preset, entry), meta,
+                                     desc=f"{name} {side}")
         self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
         return sets
 
