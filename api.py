@@ -2,21 +2,31 @@
 
 Everything here is also `equalinfo.NAME` (the package re-exports it). The files are the command line's, byte for
 byte: `equalinfo compress` calls the same functions (filetool/codec.py), and model=None resolves through the same
-one place, filetool.codec.default_model (today a Markov or unigram model fitted on the input and embedded).
+one place, filetool.codec.default_model: the shipped M1 for UTF-8 text (best ratio, KB/s: a few hundred bytes
+here), named in the file by its fingerprint, with plain AC, its best method (codec.default_method):
 
 >>> import equalinfo
->>> text = b"To be, or not to be, that is the question. " * 40
->>> blob = equalinfo.compress(text)               # Equal-Info windows of 16 bits, the model embedded
+>>> text = b"To be, or not to be, that is the question. " * 5
+>>> blob = equalinfo.compress(text)               # the shipped M1, plain AC
 >>> len(blob) < len(text)
 True
->>> equalinfo.decompress(blob) == text
+>>> equalinfo.decompress(blob) == text            # found by its fingerprint
 True
->>> equalinfo.info(blob).method, equalinfo.info(blob).window_bits
-('equalinfo', 16)
+>>> header = equalinfo.info(blob)
+>>> header.method, header.model_kind, header.fingerprint == equalinfo.filetool.shipped_model.FINGERPRINT
+('ac', 'transformer', True)
+
+model="fitted" is the fast coder (hundreds of KB/s): a Markov or unigram model fitted on the input and embedded
+(also what model=None gives bytes that are not UTF-8), with Equal-Info windows of 16 bits:
+
+>>> blob = equalinfo.compress(text * 8, "fitted")
+>>> equalinfo.info(blob).method, equalinfo.info(blob).window_bits, equalinfo.decompress(blob) == text * 8
+('equalinfo', 16, True)
 
 A model fitted once codes many files, each storing only the model's fingerprint (decompress needs the model):
 
 >>> from equalinfo.ref.models import MarkovModel
+>>> text = text * 8
 >>> model = MarkovModel.fit(list(text), order=2)
 >>> blob = equalinfo.compress(text, model, method="ac", embed=False)
 >>> equalinfo.decompress(blob, model) == text
@@ -39,11 +49,11 @@ True
 True
 
 An M1 checkpoint from `equalinfo train-m1` codes too: `m1 = equalinfo.load_m1("m1.npz")`, then
-`equalinfo.compress(data, m1)` (its rows by exact rule 2, restarting at the context it was trained on).
+`equalinfo.compress(data, m1)` (plain AC; its rows by exact rule 2, restarting at the context it was trained on).
 Errors: ValueError for bad settings, FormatError (a ValueError; its `cause` says why) for a bad file or model.
 """
 from equalinfo import limits
-from equalinfo.filetool import codec, fileformat, streaming
+from equalinfo.filetool import codec, fileformat, shipped_model, streaming
 from equalinfo.filetool.fileformat import FormatError  # noqa: F401 (part of the API)
 from equalinfo.train import backends
 
@@ -55,20 +65,40 @@ def _backend(name):
     return backends.load_or_fastest(name)
 
 
-def compress(data, model=None, method="equalinfo", *, embed=None, window_bits=16, precision=14,
+def _model(model, sample, embed):
+    """(model, embed) of compress's model argument: None -> codec.default_model(sample), "fitted" ->
+    codec.fitted_model(sample), "shipped" -> the shipped M1; embed None takes the model's default (embedded for
+    the fitted models, not for a given model or the shipped M1)."""
+    if model is None or isinstance(model, str):
+        if model not in (None, "fitted", "shipped"):
+            raise ValueError(f"unknown model name {model!r}; expected 'fitted', 'shipped' or a model object")
+        if model == "shipped":
+            found, default_embed = shipped_model.load(), False
+        else:
+            found, default_embed = (codec.default_model if model is None else codec.fitted_model)(sample)
+        return found, default_embed if embed is None else bool(embed)
+    return model, bool(embed)
+
+
+def compress(data, model=None, method=None, *, embed=None, window_bits=None, precision=14,
              segment_bytes=codec.DEFAULT_SEGMENT_BYTES, store=True, backend=None):
     """The `.eqi` file bytes of `data` (bytes), as `equalinfo compress` writes them.
 
-    model: a model object (ref.models, an M1 from load_m1) or None for codec.default_model's; method: equalinfo,
-    ac, staticac (its own unigram model), gzip or stored. embed: store the model in the file (default: yes for
-    model=None, no for a given model, as the CLI). store: write method `stored` when coding would not make the
+    model: a model object (ref.models, an M1 from load_m1), "shipped" (the shipped M1), "fitted" (a Markov or
+    unigram model fitted on `data`, embedded) or None for codec.default_model's (the shipped M1 for UTF-8 text,
+    else "fitted"). method: equalinfo, ac, staticac (its own unigram model), gzip or stored; None for
+    codec.default_method(model) (ac with an M1, else equalinfo). window_bits: Equal-Info's window, None for
+    codec.default_window_bits(model). embed: store the model in the file (default: yes for the fitted models, no
+    for a given model or the shipped M1, as the CLI). store: write method `stored` when coding would not make the
     file smaller. backend: 'ref', 'cpu' or 'gpu' (default the fastest); every backend writes the same bytes.
     """
     data = bytes(data)
-    if model is None and method in ("ac", "equalinfo"):
-        model, default_embed = codec.default_model(data)
-        embed = default_embed if embed is None else embed
+    if method in (None, "ac", "equalinfo"):
+        model, embed = _model(model, data, embed)
+        method = method or codec.default_method(model)
+        window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     embed = bool(embed)
+    window_bits = codec.DEFAULT_WINDOW_BITS if window_bits is None else window_bits
     backend = _backend(backend)
     if store:
         return codec.compress_or_store(data, method, model, embed, window_bits, precision, backend,
@@ -81,11 +111,14 @@ def decompress(blob, model=None, *, backend=None):
     """The original bytes of `.eqi` file bytes; model: the one it was coded with, if it does not embed it.
 
     A model given for a file that takes none (compress stored the input, or gzip) is not used, so that
-    decompress(compress(data, model), model) == data always holds; a wrong model for a coded file is refused."""
+    decompress(compress(data, model), model) == data always holds; a wrong model for a coded file is refused.
+    A file that names the shipped M1 decodes with it when no model is given (shipped_model.load_for)."""
     blob = bytes(blob)
-    if model is not None and fileformat.parse_header(blob[:fileformat.HEADER_SIZE], None).method not in \
-            fileformat.CODED_METHODS:
+    header = fileformat.parse_header(blob[:fileformat.HEADER_SIZE], None)
+    if model is not None and header.method not in fileformat.CODED_METHODS:
         model = None
+    if model is None:
+        model = shipped_model.load_for(header)
     return codec.decompress_bytes(blob, model, backend=_backend(backend))[0]
 
 
@@ -94,19 +127,21 @@ def info(blob):
     return fileformat.unpack(blob).header
 
 
-def compress_stream(src, dst, model=None, method="equalinfo", *, embed=None, window_bits=16, precision=14,
+def compress_stream(src, dst, model=None, method=None, *, embed=None, window_bits=None, precision=14,
                     segment_bytes=codec.DEFAULT_SEGMENT_BYTES, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS,
                     backend=None):
     """Compress the binary file object src into dst, one batch of segments at a time; returns the Header.
 
-    The bytes equal compress(src's bytes, model, method, store=False). model=None: codec.default_model of the
-    first batch (the whole input, when it fits one batch); method ac or equalinfo.
+    The bytes equal compress(src's bytes, model, method, store=False). model None, "fitted" or "shipped" as in
+    compress, None resolved on the first batch (the whole input, when it fits one batch); method ac or
+    equalinfo, None for codec.default_method(model); window_bits None for codec.default_window_bits(model).
     """
-    if model is None:
+    if model is None or isinstance(model, str):
         sample = limits.read_at_most(src, segment_bytes * batch_segments)
-        model, default_embed = codec.default_model(sample)
-        embed = default_embed if embed is None else embed
+        model, embed = _model(model, sample, embed)
         src = _Prepended(sample, src)
+    method = method or codec.default_method(model)
+    window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     return streaming.compress_stream(src, dst, model, method, bool(embed), window_bits, precision,
                                      _backend(backend), segment_bytes, batch_segments)
 

@@ -15,8 +15,12 @@ one segment after the other, as the coders have no batch). segment_bytes=None is
 input as one stream.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
-coder all ask it): today a Markov (order 2 or 1) or unigram model fitted on the sample and embedded in the file,
-whichever makes the smaller file.
+coder all ask it): the shipped M1 (filetool/shipped_model.py) for UTF-8 text, named in the file by fingerprint; for
+other bytes `fitted_model(sample)`, a Markov (order 2 or 1) or unigram model fitted on the sample and embedded in
+the file, whichever makes the smaller file (an English M1 has nothing to say about binary data, and would code
+random or already compressed input at KB/s only to store it). `default_method(model)` and
+`default_window_bits(model)` say what method=None and window_bits=None mean for a model: plain AC for an M1 (the
+best ratio, docs/decisions.md "The file tool's defaults"), Equal-Info windows of 16 bits for the other models.
 """
 import zlib
 
@@ -30,12 +34,13 @@ from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
 from equalinfo.train import backends
-from equalinfo.filetool import fileformat
+from equalinfo.filetool import fileformat, shipped_model
 from equalinfo.filetool.fileformat import FormatError, Header
 from equalinfo.filetool.segments import check_segment_bytes, segment_lengths
 
 DEFAULT_SEGMENT_BYTES = 1 << 14  # bench/segment_cost.py: <= 0.17% of the size with Markov and M1 (docs/file-format.md)
-DEFAULT_MODEL_CHOICES = (("markov", 2), ("markov", 1), ("unigram", None))  # what model=None picks from
+DEFAULT_MODEL_CHOICES = (("markov", 2), ("markov", 1), ("unigram", None))  # what fitted_model picks from
+DEFAULT_WINDOW_BITS = 16  # Equal-Info windows of the fitted models and of M1 checkpoints (the paper's b=16)
 
 def as_fingerprinted(model, wanted):
     """The given model, or the same M1 as equalinfo 0.1.0 fingerprinted it when that is the fingerprint the file
@@ -247,11 +252,44 @@ def cheapest_model(choices, symbols):
     return best
 
 
+def fitted_model(sample):
+    """(model, embed) of `--model fitted` / model="fitted": the cheapest of DEFAULT_MODEL_CHOICES fitted on the
+    sample and embedded, so the file decodes on its own (codes at hundreds of KB/s, where M1 codes at KB/s)."""
+    return cheapest_model(DEFAULT_MODEL_CHOICES, bytes_to_symbols(bytes(sample))), True
+
+
+def is_text(sample):
+    """Whether `sample` is UTF-8, allowing a character cut by the sample's end (a stream's first batch)."""
+    try:
+        bytes(sample).decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.reason == "unexpected end of data" and error.start >= len(sample) - 3
+    return True
+
+
 def default_model(sample):
     """(model, embed) that model=None stands for, for an input whose bytes are (or begin with) `sample`: the one
-    place to change the default (the Python API, the CLI and the stream coder ask here). Today the cheapest of
-    DEFAULT_MODEL_CHOICES fitted on the sample and embedded, so the file decodes on its own."""
-    return cheapest_model(DEFAULT_MODEL_CHOICES, bytes_to_symbols(bytes(sample))), True
+    place to change the default (the Python API, the CLI and the stream coder ask here). UTF-8 text: the shipped M1,
+    not embedded (the file names it by fingerprint; FormatError 'missing-model' if the install lacks it); other
+    bytes: fitted_model(sample)."""
+    if is_text(sample):
+        return shipped_model.load(), False
+    return fitted_model(sample)
+
+
+def default_method(model):
+    """The method that method=None stands for with `model`: plain AC for an M1 (shipped or a checkpoint), the
+    best ratio with M1 (docs/decisions.md: Equal-Info's restarts cost it 1.6-3% at b=1,024, far more at b=16);
+    Equal-Info for the other models (their default since the first file tool: each window decodes alone)."""
+    return "ac" if isinstance(model, TransformerModel) else "equalinfo"
+
+
+def default_window_bits(model):
+    """Equal-Info's window that window_bits=None stands for: shipped_model.WINDOW_BITS for the shipped M1 (each
+    window restarts M1, so small windows cost its context), DEFAULT_WINDOW_BITS otherwise."""
+    if isinstance(model, TransformerModel) and fingerprint(model.arrays()) == shipped_model.FINGERPRINT:
+        return shipped_model.WINDOW_BITS
+    return DEFAULT_WINDOW_BITS
 
 
 def compress_or_store(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14,

@@ -1,23 +1,28 @@
 """The file tool's subcommands of `equalinfo`: compress and decompress any file with a model, and fit models for
 them (the pipeline's are in train/commands.py, the analyses' in analysis/commands.py; cli.py dispatches).
 
-    equalinfo compress IN OUT [--method {equalinfo,ac,staticac,gzip}] [--window-bits 16] [--precision 14]
-                              [--model markov2|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
+    equalinfo compress IN OUT [--method {ac,equalinfo,staticac,gzip,stored}] [--window-bits B] [--precision 14]
+                              [--model shipped|fitted|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
                               [--m1-rule 1|2|3] [--m1-context N]
     equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3] [--m1-context N]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (docs/commands.md shows them in use):
 - Input is any bytes, one symbol per byte, no EOS added; the output of decompress is those bytes exactly.
-- `--model shipped` codes with the pretrained M1 shipped with the package (filetool/shipped_model.py): the file
-  names it by fingerprint and decompress finds it without --model; its Equal-Info windows default to
-  shipped_model.WINDOW_BITS bits (every window restarts M1). It is not the default yet: it codes at ~1-5 KB/s
-  (results/m1-shipped).
-- The default model of ac/equalinfo is fitted on the input and embedded in the file, so a file decodes on its own:
-  `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file (its ideal code length plus
-  its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only pays on larger inputs). For
-  many files, fit one model with `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and
-  decompress needs the same `--model PATH`. A name of the form markovK/unigram wins over a file of that name.
+- Without --model, UTF-8 text is coded with the pretrained M1 shipped with the package (filetool/shipped_model.py,
+  `--model shipped` names it explicitly): the file names it by fingerprint and decompress finds it without
+  --model. It has the best ratio but codes at KB/s (results/m1-shipped). Other bytes (binary, compressed, random)
+  get the fitted model. codec.default_model decides, for the CLI and the Python API alike.
+- `--model fitted` is the fast coder (hundreds of KB/s): a model fitted on the input and embedded in the file, so
+  the file decodes on its own: `markov2`, or `markov1` or `unigram` when the smaller model makes the smaller file
+  (its ideal code length plus its archive, estimated without coding: an order-2 model costs ~10-25 KB, which only
+  pays on larger inputs); `--model markovK`/`unigram` fits that one. For many files, fit one model with
+  `fit-model` and pass `--model PATH`: the file then stores only its fingerprint and decompress needs the same
+  `--model PATH`. A name (shipped, fitted, markovK, unigram) wins over a file of that name.
+- Without --method, an M1 (shipped or a checkpoint) codes with plain AC, its best ratio (docs/decisions.md "The
+  file tool's defaults"); the other models with Equal-Info windows; `--window-bits` alone means Equal-Info.
+  Equal-Info's window defaults to shipped_model.WINDOW_BITS (1,024) with the shipped M1 (every window restarts
+  M1) and to 16 bits otherwise: `--method equalinfo --window-bits 16` asks for the paper's b=16.
 - `--model M1.npz`, a checkpoint from `equalinfo train-m1`, codes with M1 (train/m1.py,
   coding_model_from_checkpoint): its rows by exact rule 2 (integer products; --m1-rule 1 for the float rule, 3 for
   int8-valued products), restarting every seq_len symbols, the length it was trained on (--m1-context N for less, never more),
@@ -62,9 +67,7 @@ from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import N_SYMBOLS, bytes_to_symbols
 from equalinfo.train import backends
 
-DEFAULT_WINDOW_BITS = 16
 DEFAULT_PRECISION = 14
-DEFAULT_MODEL = "markov2"
 DEFAULT_M1_RULE = 2  # an M1 checkpoint codes by exact rule 2 (integer products: ref/integer_m1.py)
 PROGRESS_BYTES = 100_000  # smaller inputs code in a moment: no progress bar
 
@@ -174,6 +177,7 @@ def fit_named_model(name, symbols):
 
 
 SHIPPED = "shipped"  # --model shipped: the package's pretrained M1 (a file of that name: ./shipped)
+FITTED = "fitted"  # --model fitted: codec.fitted_model, the cheapest Markov/unigram model fitted and embedded
 
 
 def model_from_path(path, args, backend):
@@ -182,8 +186,9 @@ def model_from_path(path, args, backend):
     if path == SHIPPED:
         return shipped_model.load()
     if not os.path.exists(path):
-        raise CliError(f"--model {path}: no such model file (expected shipped, markovK with K = 1..{MarkovModel.MAX_ORDER}, "
-                       "unigram, a file made by `equalinfo fit-model` or an M1 checkpoint from `equalinfo train-m1`)")
+        raise CliError(f"--model {path}: no such model file (expected shipped, fitted, markovK with K = "
+                       f"1..{MarkovModel.MAX_ORDER}, unigram, a file made by `equalinfo fit-model` or an M1 "
+                       "checkpoint from `equalinfo train-m1`)")
     from equalinfo.train import m1  # M1 and its checkpoints; imported only when a path is given
 
     if m1.is_checkpoint(path):
@@ -206,10 +211,18 @@ def coding_progress(n_bytes, verb):
         yield lambda done: bar.update(done - bar.n)
 
 
+def rate_words(rate):
+    """'850 B/s', '85.3 KB/s', '1.2 MB/s': bytes per second in words (M1 codes at hundreds of B/s to KB/s, the
+    Markov models at hundreds of KB/s, gzip at MB/s)."""
+    if rate < 1e3:
+        return f"{rate:,.0f} B/s"
+    return f"{rate / 1e3:,.1f} KB/s" if rate < 1e6 else f"{rate / 1e6:,.1f} MB/s"
+
+
 def speed_words(n_bytes, seconds, backend):
-    """'in 1.2 s, 85.3 KB/s on cpu': the summary line's timing."""
+    """'in 1.2 s, 85.3 KB/s on cpu': the summary line's timing (of the original's bytes, coding only)."""
     rate = n_bytes / seconds if seconds > 0 else float("inf")
-    return f"in {seconds:.1f} s, {rate / 1000:,.1f} KB/s on {backend.name}"
+    return f"in {seconds:.1f} s, {rate_words(rate)} on {backend.name}"
 
 
 def describe_model(model):
@@ -220,8 +233,10 @@ def describe_model(model):
 # ---------------------------------------------------------------------------------------------------- commands
 
 def check_compress_args(args):
-    """Reject argument combinations that would be silently ignored, before any work is done."""
-    method = args.method
+    """(method, precision, window_bits) of the arguments, rejecting combinations that would be silently ignored,
+    before any work is done. method None: ac or equalinfo, as the model will say (codec.default_method);
+    window_bits None: the model's default (codec.default_window_bits)."""
+    method = args.method if args.method is not None or args.window_bits is None else "equalinfo"
     if args.window_bits is not None and method != "equalinfo":
         raise CliError(f"--window-bits applies to --method equalinfo only, not {method}")
     if args.precision is not None and method in ("gzip", "stored"):
@@ -232,20 +247,20 @@ def check_compress_args(args):
         raise CliError("staticac fits its own unigram model on the input; for a fixed model use "
                        "--method ac --model MODEL.npz")
     precision = DEFAULT_PRECISION if args.precision is None else args.precision
-    window_bits = DEFAULT_WINDOW_BITS if args.window_bits is None else args.window_bits
+    window_bits = args.window_bits
     if method not in ("gzip", "stored"):
         try:
             check_precision(precision, N_SYMBOLS)
         except ValueError as error:
             raise CliError(f"--precision {precision}: {error}") from None
-    if method == "equalinfo":
+    if window_bits is not None:
         try:
             check_window_bits(window_bits, precision)
         except ValueError as error:
             raise CliError(f"--window-bits {window_bits}: {error}") from None
         if window_bits > limits.MAX_WINDOW_BITS:
             raise CliError(f"--window-bits {window_bits}: the largest window is {limits.MAX_WINDOW_BITS} bits")
-    return precision, window_bits
+    return method, precision, window_bits
 
 
 def status_line(text):
@@ -254,17 +269,15 @@ def status_line(text):
 
 
 def compress_command(args):
-    precision, window_bits = check_compress_args(args)
+    method, precision, window_bits = check_compress_args(args)
     check_paths(args.input, args.output, args.force)
-    spec = args.model if args.model is not None else DEFAULT_MODEL
-    coded = args.method in ("ac", "equalinfo")
-    name = parse_model_name(spec) if coded else None
+    coded = method in (None, "ac", "equalinfo")
+    spec = args.model if coded else None  # None: codec.default_model decides once the input is read
+    name = parse_model_name(spec) if spec not in (None, FITTED) else None
     model, embed = None, False
     backend = backends.load_or_fastest(args.backend)
-    if coded and name is None:
+    if spec not in (None, FITTED) and name is None:
         model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
-        if spec == SHIPPED and args.window_bits is None:  # each window restarts M1: small ones cost its context
-            window_bits = shipped_model.WINDOW_BITS
     elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
         raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
     size = input_size(args.input)
@@ -272,19 +285,22 @@ def compress_command(args):
         check_coding_memory(args.input, min(size, limits.MAX_INPUT_BYTES + 1))
     data = read_input(args.input)
     check_coding_memory(args.input, len(data))
-    if coded and name is not None:
-        symbols = bytes_to_symbols(data)
-        if args.model is None:
+    if coded and model is None:
+        if spec is None:
             model, embed = codec.default_model(data)
+        elif spec == FITTED:
+            model, embed = codec.fitted_model(data)
         else:
-            model, embed = fit_named_model(name, symbols), True
+            model, embed = fit_named_model(name, bytes_to_symbols(data)), True
+    method = method or codec.default_method(model)
+    window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     started = time.perf_counter()
     with coding_progress(len(data), "compress") as progress:
         if args.no_store:
-            (blob, header), why = codec.compress_bytes(data, args.method, model, embed, window_bits, precision,
+            (blob, header), why = codec.compress_bytes(data, method, model, embed, window_bits, precision,
                                                        backend, progress), None
         else:
-            blob, header, why = codec.compress_or_store(data, args.method, model, embed, window_bits, precision,
+            blob, header, why = codec.compress_or_store(data, method, model, embed, window_bits, precision,
                                                         backend, progress)
     seconds = time.perf_counter() - started
     write_atomic(args.output, blob)
@@ -389,20 +405,22 @@ def add_commands(commands):
     compress = file_command(commands, "compress", compress_command, [("input", "IN"), ("output", "OUT")],
                             help="compress a file into an .eqi file",
                             description="Compress any file (bytes in, bytes out).")
-    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip", "stored"],
-                          default="equalinfo",
-                          help="equalinfo: Equal-Info windows (default); ac: plain arithmetic coding; staticac: "
-                               "AC with a unigram model; gzip: zlib at the default level; stored: the bytes as "
-                               "they are")
+    compress.add_argument("--method", choices=["equalinfo", "ac", "staticac", "gzip", "stored"], default=None,
+                          help="ac: plain arithmetic coding (default with an M1); equalinfo: Equal-Info windows "
+                               "(default with the other models, and with --window-bits); staticac: AC with a "
+                               "unigram model; gzip: zlib at the default level; stored: the bytes as they are")
     compress.add_argument("--window-bits", type=number("window_bits"), default=None,
-                          help=f"bits per Equal-Info window, >= precision (default {DEFAULT_WINDOW_BITS})")
+                          help=f"bits per Equal-Info window, >= precision (default {shipped_model.WINDOW_BITS} "
+                               f"with the shipped M1, {codec.DEFAULT_WINDOW_BITS} otherwise)")
     compress.add_argument("--precision", type=number("precision"), default=None,
                           help=f"bits of the coder's integer CDFs, 9 to 16 (default {DEFAULT_PRECISION})")
     compress.add_argument("--model", default=None,
-                          help=f"markovK (K = 1..{MarkovModel.MAX_ORDER}) or unigram: fitted on the input and "
-                               "embedded in the file; or a model file from fit-model or an M1 checkpoint from "
-                               "train-m1, or `shipped` (the package's pretrained M1): only its fingerprint is "
-                               f"stored (default {DEFAULT_MODEL})")
+                          help="shipped: the package's pretrained M1 (the default for UTF-8 text; best ratio, "
+                               "KB/s); fitted: the cheapest of markov2/markov1/unigram fitted on the input and "
+                               "embedded (the default for other bytes; fast); markovK (K = "
+                               f"1..{MarkovModel.MAX_ORDER}) or unigram: that model, fitted and embedded; or a "
+                               "model file from fit-model or an M1 checkpoint from train-m1: only its "
+                               "fingerprint is stored")
     add_m1_options(compress)
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")

@@ -1,9 +1,10 @@
-"""The pretrained M1 shipped with the package: `equalinfo compress --model shipped`.
+"""The pretrained M1 shipped with the package: what `equalinfo compress` codes UTF-8 text with by default.
 
 Why ship one: without it the file tool's best model is an order-2 Markov model fitted on the input, which loses to
 gzip on English, and a user must train an M1 before neural compression does anything. The goal is an M1 that beats
-xz -9 and bzip2 -9 on English it was not trained on (results/m1-shipped measures it) and becomes compress's
-default once it codes fast enough; until then the default stays the fitted Markov model. The file holds the coding
+xz -9 and bzip2 -9 on English it was not trained on (results/m1-shipped measures it: below PPMd too), so it is
+compress's default for UTF-8 text (codec.default_model; `--model fitted` for the fast embedded Markov model), at the
+price of speed: KB/s, where the fitted Markov model codes at hundreds of KB/s. The file holds the coding
 model's arrays exactly as a model file does (`fileformat.model_file_bytes`: the int8 weights of exact rule 3,
 ref/int8_m1.py, its scales, the restart length), read back by `fileformat.load_model_file`, which checks every
 array's size and schema first and never unpickles. A compressed file stores only the model's fingerprint, so
@@ -26,7 +27,7 @@ PATH = Path(__file__).with_name("shipped_m1.npz")  # package data (setup.cfg)
 # SHA-256 of its arrays (ref/fingerprint.py), carried by every file coded with it; README states it too
 FINGERPRINT = "8ba940edb794b8be34e2d13c07707fcfe33d5ea8228be3d49ca1f4b3ec110236"
 RULE = 3  # exact rule of its rows (ref/exact_rules.py): int8 weights, half the size of rule 2's int16
-WINDOW_BITS = 1024  # compress's default Equal-Info window with this model (results/m1-shipped: b=16 costs ~1.5x)
+WINDOW_BITS = 1024  # its default Equal-Info window, for --method equalinfo (docs/decisions.md: b=16 costs ~1.5x)
 
 
 @functools.lru_cache(maxsize=1)
@@ -35,7 +36,8 @@ def load():
     or is not the model this build names (a damaged or replaced install)."""
     if not PATH.exists():
         raise FormatError("missing-model", f"the shipped M1 is missing from this install ({PATH}); reinstall "
-                                           "equalinfo or pass --model")
+                                           "equalinfo, or compress with the fitted model: --model fitted "
+                                           "(model=\"fitted\" in Python)")
     model = fileformat.load_model_file(PATH)
     found = fingerprint(model.arrays())
     if found != FINGERPRINT:

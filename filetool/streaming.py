@@ -30,7 +30,7 @@ import zlib
 import numpy as np
 
 from equalinfo import limits
-from equalinfo.filetool import codec, fileformat
+from equalinfo.filetool import codec, fileformat, shipped_model
 from equalinfo.filetool.fileformat import FormatError
 from equalinfo.filetool.segments import COUNTS_SIZE, MAX_SEGMENTS, check_segment_bytes
 from equalinfo.ref.symbols import bytes_to_symbols, symbols_to_bytes
@@ -105,17 +105,22 @@ class _CheckedReader:
 def decompress_stream(src, dst, model=None, model_name="the given model", backend=None,
                       batch_segments=DEFAULT_BATCH_SEGMENTS, progress=None):
     """Decompress the binary stream src (an .eqi file) into dst; returns its Header. Version 1 and 2 files (one
-    stream, no segments) are read and decoded whole, within codec's limits. FormatError names any problem."""
+    stream, no segments) are read and decoded whole, within codec's limits. model None: the embedded model, or
+    the shipped M1 if the header names it (shipped_model.load_for). FormatError names any problem."""
     start = limits.read_at_most(src, fileformat.HEADER_SIZE)
     if fileformat.check_start(start) != fileformat.VERSION:  # older layouts: one bitstream, decoded whole
         blob = start + limits.read_at_most(src, limits.MAX_FILE_BYTES + 1 - len(start))
         if len(blob) > limits.MAX_FILE_BYTES:
             raise FormatError("corrupt", "corrupt file: longer than the largest version 2 file, "
                                          f"{limits.size_words(limits.MAX_FILE_BYTES)}")
+        if model is None:
+            model = shipped_model.load_for(fileformat.parse_header(start, max_length=None))
         data, header = codec.decompress_bytes(blob, model, model_name, backend, progress)
         dst.write(data)
         return header
     header = fileformat.parse_header(start, max_length=None)
+    if model is None:
+        model = shipped_model.load_for(header)
     reader = _CheckedReader(src)
     reader.crc = zlib.crc32(start)
     model_arrays = None

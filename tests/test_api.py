@@ -15,10 +15,11 @@ TEXT = english_text(3000)
 RANDOM = np.random.default_rng(7).integers(0, 256, 500, dtype=np.uint8).tobytes()
 
 
-@pytest.mark.parametrize("data, options, kwargs", [
-    (TEXT, [], {}),
-    (TEXT, ["--method", "ac"], {"method": "ac"}),
-    (TEXT, ["--window-bits", "32", "--precision", "16"], {"window_bits": 32, "precision": 16}),
+@pytest.mark.parametrize("data, options, kwargs", [  # the default M1 on text: tests/test_default_model.py
+    (TEXT, ["--model", "fitted"], {"model": "fitted"}),
+    (TEXT, ["--method", "ac", "--model", "fitted"], {"method": "ac", "model": "fitted"}),
+    (TEXT, ["--window-bits", "32", "--precision", "16", "--model", "fitted"],
+     {"window_bits": 32, "precision": 16, "model": "fitted"}),
     (TEXT, ["--method", "staticac"], {"method": "staticac"}),
     (TEXT, ["--method", "gzip"], {"method": "gzip"}),
     (RANDOM, [], {}),  # stored: coding would not shrink it
@@ -48,7 +49,8 @@ def test_a_model_file_gives_the_same_file_from_the_api_and_the_cli(capsys, tmp_p
 
 
 def test_model_none_resolves_through_codec_default_model(capsys, tmp_path, monkeypatch):
-    """The one place engineer C's shipped M1 will change: the API, the CLI and the stream coder all follow it."""
+    """The one place that says what the default is (the shipped M1 for text): the API, the CLI and the stream
+    coder all follow it."""
     asked = []
 
     def unigram_default(sample):
@@ -66,10 +68,12 @@ def test_model_none_resolves_through_codec_default_model(capsys, tmp_path, monke
     assert header.model_kind == "unigram" and header.model_length == 0  # not embedded, as default_model said
 
 
-def test_compress_stream_with_model_none_equals_compress_within_one_batch():
+def test_compress_stream_with_model_fitted_equals_compress_within_one_batch():
+    """A model name resolves on the stream's first batch as compress resolves it on the whole input (model=None,
+    the shipped M1 on text: tests/test_default_model.py)."""
     out = io.BytesIO()
-    equalinfo.compress_stream(io.BytesIO(TEXT), out)
-    assert out.getvalue() == equalinfo.compress(TEXT, store=False)
+    equalinfo.compress_stream(io.BytesIO(TEXT), out, "fitted")
+    assert out.getvalue() == equalinfo.compress(TEXT, "fitted", store=False)
     back = io.BytesIO()
     equalinfo.decompress_stream(io.BytesIO(out.getvalue()), back)
     assert back.getvalue() == TEXT
@@ -99,7 +103,7 @@ def test_bad_arguments_are_clear_errors():
     with pytest.raises(ValueError, match="unknown method"):
         equalinfo.compress(TEXT, method="zip")
     with pytest.raises(ValueError, match="segment_bytes"):
-        equalinfo.compress(TEXT, segment_bytes=0)
+        equalinfo.compress(TEXT, "fitted", segment_bytes=0)
     with pytest.raises(equalinfo.FormatError) as caught:
         equalinfo.decompress(b"not a file at all")
     assert caught.value.cause == "not-equalinfo"

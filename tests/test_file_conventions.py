@@ -19,7 +19,7 @@ def test_dash_is_stdin_and_stdout_and_the_summary_goes_to_stderr(tmp_path):
         return subprocess.run([sys.executable, "-m", "equalinfo", *argv], input=data, capture_output=True,
                               cwd=ROOT, timeout=120)
 
-    packed = equalinfo("compress", "-", "-", "--method", "ac", "--no-store", data=TEXT)
+    packed = equalinfo("compress", "-", "-", "--method", "ac", "--no-store", "--model", "fitted", data=TEXT)
     assert packed.returncode == 0, packed.stderr
     assert packed.stdout.startswith(b"\x89EQI") and packed.stderr.startswith(b"compressed -: ")
     back = equalinfo("decompress", "-", "-", data=packed.stdout)
@@ -47,7 +47,7 @@ def test_existing_output_needs_force(capsys, tmp_path):
     out.write_bytes(b"keep me")
     fails_cli(capsys, "compress", tmp_path / "t.txt", out, says="already exists; use -f/--force")
     assert out.read_bytes() == b"keep me"
-    assert run_cli(capsys, "compress", tmp_path / "t.txt", out, "-f")[0] == 0
+    assert run_cli(capsys, "compress", tmp_path / "t.txt", out, "-f", "--model", "fitted")[0] == 0
     assert run_cli(capsys, "decompress", out, tmp_path / "back")[0] == 0
     assert (tmp_path / "back").read_bytes() == TEXT
     fails_cli(capsys, "decompress", out, tmp_path / "back", says="already exists")

@@ -35,7 +35,7 @@ def test_a_file_made_on_cpu_decodes_on_ref_and_cpu(capsys, paths, method, rule):
     out = paths["dir"] / "x.eqi"
     status, _, said = run_cli(capsys, "compress", paths["in"], out, "--method", method, "--model", paths["m1"],
                               "--m1-rule", rule, "--backend", "cpu", "--no-store", "--force")
-    assert status == 0 and "transformer model" in said and "KB/s on cpu" in said, said
+    assert status == 0 and "transformer model" in said and "B/s on cpu" in said, said
     for backend in ("ref", "cpu"):
         back = paths["dir"] / f"back.{backend}"
         status, _, said = run_cli(capsys, "decompress", out, back, "--model", paths["m1"], "--m1-rule", rule,

@@ -15,7 +15,7 @@ TEXT = b"The quick brown fox jumps over the lazy dog; pack my box with five doze
 
 def test_coding_that_would_not_fit_is_refused_before_reading(capsys, tmp_path, monkeypatch):
     (tmp_path / "t.txt").write_bytes(TEXT)
-    assert run_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi")[0] == 0
+    assert run_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "fitted")[0] == 0
     need = limits.CODING_BASE_BYTES + limits.CODING_BYTES_PER_BYTE * len(TEXT)
     monkeypatch.setattr(limits, "available_memory", lambda: need - 1)
     monkeypatch.setattr(file_commands, "read_input", lambda *a, **k: pytest.fail("read before the check"))
