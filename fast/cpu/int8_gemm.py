@@ -90,6 +90,7 @@ class OnnxRuntime:
 
 SGEMM, ONNXRUNTIME = Sgemm(), OnnxRuntime()
 _STATE = {"runner": None, "load_error": None, "checked": {}}  # the loaded runner; K -> self-check passed (bool)
+_PARSED = {}  # EQUALINFO_INT8_GEMM's raw values -> their path (read on every product: kept cheap)
 
 
 def _session_runner():
@@ -186,6 +187,9 @@ def _why_not():
 
 def usable(k):
     """Whether the onnxruntime path imports and passes the self-check at k terms and at SELF_CHECK_K (cached)."""
+    checked = _STATE["checked"]
+    if checked.get(k) and checked.get(SELF_CHECK_K):  # the common case, once checked: no more work per call
+        return True
     if _load_runner() is None:
         return False
     if k > CHUNK:
@@ -200,9 +204,13 @@ def usable(k):
 
 def requested():
     """The path EQUALINFO_INT8_GEMM asks for (auto when unset); an unknown value raises GemmUnavailable."""
-    path = os.environ.get(ENV, "auto").strip().lower() or "auto"
-    if path not in PATHS:
-        raise GemmUnavailable(f"{ENV}={os.environ[ENV]!r}: expected one of {', '.join(PATHS)}")
+    raw = os.environ.get(ENV, "auto")
+    path = _PARSED.get(raw)
+    if path is None:
+        path = raw.strip().lower() or "auto"
+        if path not in PATHS:
+            raise GemmUnavailable(f"{ENV}={raw!r}: expected one of {', '.join(PATHS)}")
+        _PARSED[raw] = path
     return path
 
 

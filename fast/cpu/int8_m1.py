@@ -130,8 +130,12 @@ def int8_products(x, qparams, names):
         _rescale(acc, scale, exponents, y)
     if len(names) == 1:
         return [y]
-    bounds = np.cumsum([0] + [qparams[name + ".scale"].shape[0] for name in names])
-    return [np.ascontiguousarray(y[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    products, start = [], 0
+    for name in names:
+        stop = start + qparams[name + ".scale"].shape[0]
+        products.append(np.ascontiguousarray(y[:, start:stop]))
+        start = stop
+    return products
 
 
 def int8_matmul(x, qparams, name):
