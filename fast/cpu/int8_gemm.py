@@ -11,7 +11,8 @@ gives the same bits. Two do here:
   kernels, picked at run time for the CPU, rather than a hand-written kernel of ours. The halves go in as
   u8 = half + 128 (in [1, 255], made directly by the quantizing pass) with a_zero_point = 128, so that
   MatMulInteger's sum_k (u8 - 128) * W_int is the half's exact product. On the dev machine it is 2-4x faster than
-  sgemm on products of 2^20 multiply-adds and more, slower on smaller ones (its call costs more): bench/int8_gemm_speed.py, bench/README.md.
+  sgemm on products from about 2^19 multiply-adds on (5-10x on 3m's gate/up), slower on most smaller ones (its call
+  costs ~15 us): bench/int8_gemm_speed.py, bench/README.md.
 
 Why int32 is exact. VNNI and AMX multiply u8 by s8 and add the products into int32 lanes, exact as long as no
 int32 sum leaves [-2^31, 2^31). However MLAS applies the zero point (before the products, or after them as
@@ -28,9 +29,11 @@ products in int16 with saturation: 255 * 127 * 2 = 64,770 > 32,767, so extreme o
 "onnxruntime" is used only if (a) it imports, and (b) a self-check passes, once per process and per inner width K
 (at K = 1024 and at every K a model's weights bring): rows of u8 255 (half +127), u8 1 (half -127), alternating
 and random, against columns of W = +127, -127, alternating and random, must give exactly the int64 products.
-(c) `auto` uses it only for products of at least THRESHOLD_MACS = 2^20 multiply-adds (2N rows, both halves, times
-n terms times m columns): below, sgemm is faster (measured on 3m's five product shapes, where the crossover lies
-between 2^19 and 2^20: e.g. wo, 256 x 256, from N = 8 rows on; gate/up, 256 x 2048, from N = 1).
+(c) `auto` uses it only for products of at least THRESHOLD_MACS = 2^19 multiply-adds (2N rows, both halves, times
+n terms times m columns): below, sgemm is faster. Measured on 3m's five product shapes, the crossover lies between
+2^18.6 and 2^19.6 by shape: q/k/v (256 x 768) gains from N = 1-2 rows, w_down (1024 x 256) from N = 1 (2^19: 1.2x),
+gate/up (256 x 2048) from N = 1 (6-10x), wo and unembed (256 x 256, 257) from N = 6 (at N = 4, 2^19, they lose
+about 8%: the one shape the threshold gets wrong, kept so that one-row decoders get w_down's gain).
 
 EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
 or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
@@ -40,7 +43,7 @@ other), so the choice only changes the speed, and a file never records it.
 onnxruntime runs one cached InferenceSession per weight chunk and thread count (intra_op_num_threads = Numba's
 current thread count, which fast.cpu.threads.set_threads sets together with OpenBLAS's: the cores products may
 use), sequential execution, the chunk's int8 weights as the graph's initializer, so that they are packed once for
-MLAS's kernels rather than on every call (3m: 13 chunks, a few ms each to make).
+MLAS's kernels rather than on every call (3m has 13 weight chunks).
 """
 import os
 
@@ -50,7 +53,7 @@ from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
 
 ENV = "EQUALINFO_INT8_GEMM"
 PATHS = ("sgemm", "onnxruntime", "auto")
-THRESHOLD_MACS = 2 ** 20  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more;
+THRESHOLD_MACS = 2 ** 19  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more;
 # below, its call costs more than sgemm's (measured on 3m's products: bench/int8_gemm_speed.py, bench/README.md)
 ZERO_POINT = 128  # u8 = half + 128, in [1, 255] since |half| <= 127
 SELF_CHECK_K = 1024  # always checked, besides each K in use (3m's d_ff)
