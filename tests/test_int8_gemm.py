@@ -209,3 +209,18 @@ def test_files_made_with_either_path_decode_with_the_other(ort, monkeypatch, tmp
     assert calls and blobs["onnxruntime"] == blobs["sgemm"]
     for made, reads in (("onnxruntime", "sgemm"), ("sgemm", "onnxruntime")):
         assert rows_with(monkeypatch, reads, equalinfo.decompress, blobs[made], model) == text
+
+
+def test_the_weight_cache_sees_an_array_replaced_in_the_same_dict():
+    """side_by_side's fast path (keyed by the dict and the names) still notices a weight swapped for another."""
+    rng = np.random.default_rng(3)
+    qparams = {}
+    for name in ("a", "b"):
+        qparams[name + ".int"], qparams[name + ".scale"] = int8_m1.quantize_weight(rng.normal(size=(40, 6)))
+    x = rng.normal(size=(3, 40)).astype(np.float32)
+    first = cpu_int8.int8_products(x, qparams, ["a", "b"])
+    assert np.array_equal(first[1], int8_m1.int8_matmul(x, qparams, "b"))
+    qparams["b.int"], qparams["b.scale"] = int8_m1.quantize_weight(rng.normal(size=(40, 6)))
+    again = cpu_int8.int8_products(x, qparams, ["a", "b"])
+    assert np.array_equal(again[0], first[0]) and not np.array_equal(again[1], first[1])
+    assert np.array_equal(again[1], int8_m1.int8_matmul(x, qparams, "b"))

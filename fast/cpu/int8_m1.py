@@ -89,12 +89,17 @@ def quantize_rows(x):
 
 
 _WEIGHT_CACHE = {}  # ids of int8 arrays -> (the arrays, their scales, K-chunks side by side, scales side by side)
+_SEEN = {}  # (id(qparams), names) -> (qparams, [(key, array)], the result): skips rebuilding the key on every call
 
 
 def side_by_side(qparams, names):
     """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...]) of the
     stored int8 weights of `names` (products of the same rows) with their columns side by side, made once and kept
     (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
+    names = tuple(names)
+    seen = _SEEN.get((id(qparams), names))  # the fast path: this dict asked these names before, arrays unchanged
+    if seen is not None and seen[0] is qparams and all(qparams[name] is array for name, array in seen[1]):
+        return seen[2]
     arrays = tuple(qparams[name + ".int"] for name in names)
     scales = tuple(qparams[name + ".scale"] for name in names)
     key = tuple(map(id, arrays))
@@ -106,6 +111,8 @@ def side_by_side(qparams, names):
                                     np.ascontiguousarray(w_int[chunk], dtype=np.int8)) for chunk in chunks(
             w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
         _WEIGHT_CACHE[key] = cached  # the arrays, kept here, keep their ids unique
+    _SEEN[(id(qparams), names)] = (qparams, [(name + suffix, qparams[name + suffix]) for name in names
+                                             for suffix in (".int", ".scale")], (cached[2], cached[3]))
     return cached[2], cached[3]
 
 
