@@ -7,7 +7,8 @@ For each of M1's product shapes at --size (q/k/v side by side, wo, gate/up side 
 number of rows N, fast.cpu.int8_m1.int8_products runs with EQUALINFO_INT8_GEMM=sgemm and =onnxruntime alternately
 (so load from other work hits both alike), the median over rounds of --seconds each is printed, with the ratio.
 The GEMMs see 2N rows (both halves). Both
-paths' results are checked bit-identical first. fast.cpu.int8_gemm.THRESHOLD_MACS is where auto switches (2N * n * m
+paths' results are checked bit-identical first. A second table runs the paths in context: a decoder's
+PrefixRows.extend on N slots, where each product's weights come from memory rather than from a warm cache. fast.cpu.int8_gemm.THRESHOLD_MACS is where auto switches (2N * n * m
 multiply-adds). Each cell is the best of --rounds medians. Needs the extra: pip install 'equalinfo[int8]'.
 """
 import argparse
@@ -89,6 +90,31 @@ def main():
         print(f"{label:>8} {n:>5} x {sum(widths):<5}" + " ".join(f"{c:>19}" for c in cells))
     print(f"cells: sgemm us / onnxruntime us, x = sgemm time / onnxruntime time (> 1: onnxruntime faster), then "
           f"auto's pick (s: sgemm, o: onnxruntime); load average {os.getloadavg()[0]:.1f} at the end")
+    grower_table(cfg, rows, args, rng)
+
+
+def grower_table(cfg, rows, args, rng):
+    """The same paths in context: PrefixRows.extend on N slots, one input each (a decoder's call: every product of
+    a forward pass in turn, so each product's weights come from memory, not from the cache a loop keeps warm)."""
+    qparams = int8_m1.quantize_params(transformer.init_params(cfg, 0), cfg)
+    paths = ("sgemm", "onnxruntime", "auto")
+    print(f"in context: PrefixRows.extend, N slots grown one input per call, 8 calls from empty; us per call "
+          f"(best of --rounds medians), load average {os.getloadavg()[0]:.1f}")
+    print(f"{'N':>6}" + "".join(f"{path:>13}" for path in paths) + f"{'sgemm/onnx':>12}{'auto/onnx':>11}")
+    for r in rows:
+        inputs = rng.integers(0, 256, size=(8, r))
+
+        def grow():
+            grower = cpu_int8.PrefixRows(qparams, cfg, r, capacity=8)
+            for step in range(8):
+                grower.extend(np.arange(r), inputs[step])
+
+        best = {path: np.inf for path in paths}
+        for _ in range(args.rounds):
+            for path in paths:
+                best[path] = min(best[path], with_path(path, lambda: timed(grow, args.seconds)) / 8)
+        print(f"{r:>6}" + "".join(f"{best[path] * 1e6:13,.0f}" for path in paths) +
+              f"{best['sgemm'] / best['onnxruntime']:11.2f}x{best['auto'] / best['onnxruntime']:10.2f}x")
 
 
 if __name__ == "__main__":

@@ -103,11 +103,11 @@ def test_an_exact_gemm_passes_and_auto_takes_it_above_the_threshold(monkeypatch)
     calls = counting(monkeypatch)
     assert int8_gemm.usable(1024) and int8_gemm.usable(37)
     assert set(int8_gemm._STATE["checked"]) == {int8_gemm.SELF_CHECK_K, 1024, 37}
-    assert int8_gemm.choose(2, 256, 256) is int8_gemm.SGEMM  # 2^17 multiply-adds: below the threshold
-    assert int8_gemm.choose(2, 1024, 256) is int8_gemm.ONNXRUNTIME  # 2^19
+    assert int8_gemm.choose(2, 256, 255) is int8_gemm.SGEMM  # below 2^17 multiply-adds: below the threshold
+    assert int8_gemm.choose(2, 256, 256) is int8_gemm.ONNXRUNTIME  # 2^17: 3m's smallest product at one row
     params, cfg = small(d_model=64, d_ff=96)
     qparams = int8_m1.quantize_params(params, cfg)
-    inputs = m1_inputs((40, 12))  # 480 rows: 960 x 64 x 64 > 2^19 for wo
+    inputs = m1_inputs((40, 12))  # 480 rows: 960 x 64 x 64 > 2^17 for wo
     assert np.array_equal(cpu_int8.next_probs(qparams, cfg, inputs), int8_m1.next_probs(qparams, cfg, inputs))
     assert calls and all(rows[0] == 2 * 480 for rows in calls)
 

@@ -10,9 +10,8 @@ gives the same bits. Two do here:
   u8 x s8 -> int32, whose MLAS kernels use the CPU's VNNI (vpdpbusd) or AMX instructions. A maintained library's
   kernels, picked at run time for the CPU, rather than a hand-written kernel of ours. The halves go in as
   u8 = half + 128 (in [1, 255], made directly by the quantizing pass) with a_zero_point = 128, so that
-  MatMulInteger's sum_k (u8 - 128) * W_int is the half's exact product. On the dev machine it is 2-4x faster than
-  sgemm on products from about 2^19 multiply-adds on (5-10x on 3m's gate/up), slower on most smaller ones (its call
-  costs ~15 us): bench/int8_gemm_speed.py, bench/README.md.
+  MatMulInteger's sum_k (u8 - 128) * W_int is the half's exact product. On the dev machine it runs a 3m M1's decoder
+  calls 2.4-4.2x faster than sgemm (bench/int8_gemm_speed.py, bench/README.md).
 
 Why int32 is exact. VNNI and AMX multiply u8 by s8 and add the products into int32 lanes, exact as long as no
 int32 sum leaves [-2^31, 2^31). However MLAS applies the zero point (before the products, or after them as
@@ -29,11 +28,14 @@ products in int16 with saturation: 255 * 127 * 2 = 64,770 > 32,767, so extreme o
 "onnxruntime" is used only if (a) it imports, and (b) a self-check passes, once per process and per inner width K
 (at K = 1024 and at every K a model's weights bring): rows of u8 255 (half +127), u8 1 (half -127), alternating
 and random, against columns of W = +127, -127, alternating and random, must give exactly the int64 products.
-(c) `auto` uses it only for products of at least THRESHOLD_MACS = 2^19 multiply-adds (2N rows, both halves, times
-n terms times m columns): below, sgemm is faster. Measured on 3m's five product shapes, the crossover lies between
-2^18.6 and 2^19.6 by shape: q/k/v (256 x 768) gains from N = 1-2 rows, w_down (1024 x 256) from N = 1 (2^19: 1.2x),
-gate/up (256 x 2048) from N = 1 (6-10x), wo and unembed (256 x 256, 257) from N = 6 (at N = 4, 2^19, they lose
-about 8%: the one shape the threshold gets wrong, kept so that one-row decoders get w_down's gain).
+(c) `auto` uses it only for products of at least THRESHOLD_MACS = 2^17 multiply-adds (2N rows, both halves, times
+n terms times m columns): 3m's smallest product at one row (2 x 256 x 256). Why so low: timed alone in a loop (its
+weights kept warm in the cache), a small product is faster on sgemm (one row of wo, 256 x 256: ~10 us against
+onnxruntime's ~16, whose call costs ~15 us), and that table put the crossover near 2^19. But in a forward pass each
+product's weights come from memory (presumably why: int8 weights are a quarter of float32's bytes): measured in
+context (a decoder's PrefixRows.extend on N slots), onnxruntime on every product was faster than that crossover at
+every N, 1.1-1.4x for N = 1-16, and 2.4-4.2x faster than sgemm alone. Below 2^17 (the tiny test models, whose
+weights stay in the cache) the loop's table applies: the call's fixed cost is not worth it.
 
 EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
 or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
@@ -53,8 +55,8 @@ from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
 
 ENV = "EQUALINFO_INT8_GEMM"
 PATHS = ("sgemm", "onnxruntime", "auto")
-THRESHOLD_MACS = 2 ** 19  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more;
-# below, its call costs more than sgemm's (measured on 3m's products: bench/int8_gemm_speed.py, bench/README.md)
+THRESHOLD_MACS = 2 ** 17  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more: every
+# product of a 3m M1, even at one row; smaller models' tiny products stay on sgemm (bench/int8_gemm_speed.py)
 ZERO_POINT = 128  # u8 = half + 128, in [1, 255] since |half| <= 127
 SELF_CHECK_K = 1024  # always checked, besides each K in use (3m's d_ff)
 INT32_MAX = 2 ** 31 - 1
