@@ -102,7 +102,7 @@ def _session_runner():
     """A function (u8 rows [R, K], s8 weights [K, m]) -> int32 [R, m] running MatMulInteger; raises ImportError
     without the extra. One session per weight array and thread count, made at its first use and kept (keep=False:
     not kept, for the self-check's operands): the weights are the graph's initializer, so onnxruntime packs them
-    once (measured 1.1-6x faster than feeding them on every call, bench/README.md)."""
+    once (feeding them on every call was slower on every 3m shape in a throwaway timing, bench/README.md)."""
     import numba
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
