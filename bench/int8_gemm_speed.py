@@ -5,11 +5,11 @@ Usage (from the repository root):
 
 For each of M1's product shapes at --size (q/k/v side by side, wo, gate/up side by side, w_down, unembed) and each
 number of rows N, fast.cpu.int8_m1.int8_products runs with EQUALINFO_INT8_GEMM=sgemm and =onnxruntime alternately
-(so load from other work hits both alike), the median over rounds of --seconds each is printed, with the ratio.
-The GEMMs see 2N rows (both halves). Both
-paths' results are checked bit-identical first. A second table runs the paths in context: a decoder's
-PrefixRows.extend on N slots, where each product's weights come from memory rather than from a warm cache. fast.cpu.int8_gemm.THRESHOLD_MACS is where auto switches (2N * n * m
-multiply-adds). Each cell is the best of --rounds medians. Needs the extra: pip install 'equalinfo[int8]'.
+(so load from other work hits both alike), the median over rounds of --seconds each is printed, with the ratio. The
+GEMMs see 2N rows (both halves). Both paths' results are checked bit-identical first. A second table runs the paths
+in context: a decoder's PrefixRows.extend on N slots, where each product's weights come from memory rather than from
+a warm cache. fast.cpu.int8_gemm.THRESHOLD_MACS is where auto switches (2N * n * m multiply-adds). Each cell is the
+best of --rounds medians. Needs the extra: pip install 'equalinfo[int8]'.
 """
 import argparse
 import os

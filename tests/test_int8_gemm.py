@@ -66,7 +66,7 @@ def counting(monkeypatch):
     return calls
 
 
-# ------------------------------------------------------------------------------------------------- the guard (no onnxruntime needed)
+# ----------------------------------------------------------------------------------- the guard (no onnxruntime needed)
 
 
 def test_the_saturating_fake_is_wrong_on_extreme_operands_and_right_on_small_ones():

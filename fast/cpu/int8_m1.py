@@ -14,8 +14,9 @@ Read ref/int8_m1.py for the rule and its exactness bound. Here:
   the final softmax vectorized across rows: ROWS_PER_BLOCK rows share each step of their (still left-to-right)
   sums, so that the compiler's SIMD lanes hold rows instead of waiting on one row's chain of dependent adds. Each
   row's own sequence of roundings is rule 1's, so no bit changes (tested against ref).
-The float32 (and contiguous int8) copies of the stored int8 weights, cut into K-chunks, are made once and kept; the products that read the
-same rows (q, k, v; gate, up) keep theirs side by side and run as one quantizing pass and one sgemm (`int8_products`).
+The float32 (and contiguous int8) copies of the stored int8 weights, cut into K-chunks, are made once and kept; the
+products that read the same rows (q, k, v; gate, up) keep theirs side by side and run as one quantizing pass and one
+GEMM per K-chunk (`int8_products`).
 `PrefixRows` is fast/cpu/exact_m1.PrefixRows with these products: the key/value-cached grower the coders use.
 """
 import math
