@@ -224,3 +224,22 @@ def test_the_weight_cache_sees_an_array_replaced_in_the_same_dict():
     again = cpu_int8.int8_products(x, qparams, ["a", "b"])
     assert np.array_equal(again[0], first[0]) and not np.array_equal(again[1], first[1])
     assert np.array_equal(again[1], int8_m1.int8_matmul(x, qparams, "b"))
+
+
+def test_onnxruntime_on_one_or_two_threads_gives_the_same_rows(ort, monkeypatch):
+    """One session per thread count (fast.cpu.threads.set_threads): rows large enough to split, the same bits."""
+    from equalinfo.fast.cpu.threads import set_threads
+
+    params, cfg = small(d_model=64, d_ff=128)
+    qparams = int8_m1.quantize_params(params, cfg)
+    inputs = m1_inputs((32, 24), seed=5)
+    results = []
+    for threads in (1, 2):
+        try:
+            set_threads(threads)
+        except ValueError:
+            pytest.skip("one core: no second thread count to compare")
+        results.append(rows_with(monkeypatch, "onnxruntime", cpu_int8.next_probs, qparams, cfg, inputs))
+    set_threads(2)
+    assert np.array_equal(results[0], results[1])
+    assert np.array_equal(results[0][:2], int8_m1.next_probs(qparams, cfg, inputs[:2]))
