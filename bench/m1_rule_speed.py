@@ -1,5 +1,5 @@
-"""M1's exact rows on fast/cpu: positions/s of rule 2 (int16, dgemm) vs rule 3 (int8-valued, sgemm), and where
-the time goes.
+"""M1's exact rows on fast/cpu: positions/s of rule 2 (int16, dgemm) vs rule 3 (int8-valued; sgemm, or onnxruntime's
+integer GEMM where fast/cpu/int8_gemm.py picks it: EQUALINFO_INT8_GEMM), and where the time goes.
 
 Usage (from the repository root):
     python bench/m1_rule_speed.py [--checkpoint out/m1files/m1.npz] [--batch 32] [--length 16] [--rounds 15]
@@ -73,11 +73,12 @@ class ExclusiveTimer:
         self._saved.clear()
 
 
+RULE3_GEMMS = f"GEMMs ({os.environ.get('EQUALINFO_INT8_GEMM', 'auto')}: fast/cpu/int8_gemm.py)"
 PROFILED = {  # rule -> (module, function name, label), the functions its next_probs goes through
     2: [(cpu_int, "int_matmul", "GEMMs (dgemm)"), (cpu_int, "quantize_rows", "quantize rows"),
         (cpu_int, "_rescale", "rescale"), (cpu_exact, "rms_norm", "RMSNorm"), (cpu_int, "softmax64", "softmax64")],
-    3: [(cpu_int8, "int8_matmul", "GEMMs (sgemm)"), (cpu_int8, "int8_products", "GEMMs (sgemm)"),
-        (cpu_int8, "side_by_side", "GEMMs (sgemm)"), (cpu_int8, "attend", "attention"),
+    3: [(cpu_int8, "int8_matmul", RULE3_GEMMS), (cpu_int8, "int8_products", RULE3_GEMMS),
+        (cpu_int8, "side_by_side", RULE3_GEMMS), (cpu_int8, "attend", "attention"),
         (cpu_int8, "_gated_relu", "gated ReLU"), (cpu_int8, "quantize_split", "quantize rows"),
         (cpu_int8, "_rescale_split", "rescale"), (cpu_int8, "_accumulate_split", "rescale"),
         (cpu_int8, "_rescale", "rescale"), (cpu_int8, "rms_norm", "RMSNorm"), (cpu_int8, "softmax64", "softmax64")],

@@ -19,4 +19,5 @@ window_decoding.py   many windows decoded together, each alone
 Helpers
 fused.py             coding straight from float rows: quantize's rule evaluated only where the coder reads it
 threads.py           how many threads Numba and OpenBLAS use
+int8_gemm.py         who computes rule 3's exact integer products: sgemm, or onnxruntime's integer GEMM (optional)
 Coding results are bit-identical to ref (tests/test_fast_cpu_coder.py, tests/test_fast_cpu_fused.py)."""

@@ -2,9 +2,11 @@
 
 Read ref/int8_m1.py for the rule and its exactness bound. Here:
 - one compiled pass quantizes a block of rows and splits them (`_quantize_split`): the high halves land in rows
-  0..N-1 of one float32 array and the low halves in rows N..2N-1, so that each K-chunk of a product is ONE float32
-  GEMM of 2N int8-valued rows (NumPy's `@`, i.e. OpenBLAS's sgemm with whatever kernel, blocking and thread count
-  it picks: every partial sum is an integer <= 2^24, so all of them give the same, exact integers);
+  0..N-1 of one array and the low halves in rows N..2N-1, so that each K-chunk of a product is ONE GEMM of 2N
+  int8-valued rows: by default NumPy's `@` on float32 (OpenBLAS's sgemm with whatever kernel, blocking and thread
+  count it picks: every partial sum is an integer <= 2^24, so all of them give the same, exact integers), or,
+  where the optional extra is installed and passes its self-check, onnxruntime's integer GEMM on the halves as
+  uint8 (half + 128) -- fast/cpu/int8_gemm.py chooses, and says why both are exact;
 - one compiled pass combines the halves, 128 * P_hi + P_lo, in float64 and rescales, (acc * s_j) * 2^e_r, one
   rounding to the dtype (`_rescale_split`); a product of more than one chunk first adds the chunks' exact
   integers up in float64 (`_accumulate_split`);
@@ -12,8 +14,9 @@ Read ref/int8_m1.py for the rule and its exactness bound. Here:
   the final softmax vectorized across rows: ROWS_PER_BLOCK rows share each step of their (still left-to-right)
   sums, so that the compiler's SIMD lanes hold rows instead of waiting on one row's chain of dependent adds. Each
   row's own sequence of roundings is rule 1's, so no bit changes (tested against ref).
-The float32 copies of the stored int8 weights, cut into K-chunks, are made once and kept; the products that read the
-same rows (q, k, v; gate, up) keep theirs side by side and run as one quantizing pass and one sgemm (`int8_products`).
+The float32 (and contiguous int8) copies of the stored int8 weights, cut into K-chunks, are made once and kept; the
+products that read the same rows (q, k, v; gate, up) keep theirs side by side and run as one quantizing pass and one
+GEMM per K-chunk (`int8_products`).
 `PrefixRows` is fast/cpu/exact_m1.PrefixRows with these products: the key/value-cached grower the coders use.
 """
 import math
@@ -21,7 +24,7 @@ import math
 import numpy as np
 from numba import njit
 
-from equalinfo.fast.cpu import exact_m1
+from equalinfo.fast.cpu import exact_m1, int8_gemm
 from equalinfo.fast.cpu.exact_m1 import _exp64, _gated_relu, attend
 from equalinfo.fast.cpu.integer_m1 import _rescale, row_exponent
 from equalinfo.ref.exact_m1 import RMS_EPS
@@ -32,9 +35,10 @@ ROWS_PER_BLOCK = 16  # rows whose fixed-order sums advance together in the vecto
 
 
 @njit(cache=True)
-def _quantize_split(x, both, exponents):
-    """Rows r of x -> their 14-bit integers' halves: both[r] = hi, both[N + r] = lo (ref.int8_m1.quantize_rows,
-    split_rows).   x [N, n] in the dtype, both float32 [2N, n], exponents int64 [N]"""
+def _quantize_split(x, both, exponents, offset):
+    """Rows r of x -> their 14-bit integers' halves plus offset: both[r] = hi + offset, both[N + r] = lo + offset
+    (ref.int8_m1.quantize_rows, split_rows; offset 0 into float32 for sgemm, 128 into uint8 for an integer GEMM).
+    x [N, n] in the dtype, both [2N, n] float32 or uint8, exponents int64 [N]"""
     n_rows = x.shape[0]
     for r in range(n_rows):
         e = row_exponent(x, r, FRACTION_BITS)
@@ -43,13 +47,13 @@ def _quantize_split(x, both, exponents):
         for k in range(x.shape[1]):
             v = min(max(np.rint(np.float64(x[r, k]) * scale), -ROW_MAX), ROW_MAX)
             hi = math.trunc(v / SPLIT)
-            both[r, k] = hi
-            both[n_rows + r, k] = v - SPLIT * hi
+            both[r, k] = hi + offset  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
+            both[n_rows + r, k] = v - SPLIT * hi + offset
 
 
 @njit(cache=True)
 def _accumulate_split(partial, acc):
-    """acc += 128 * P_hi + P_lo, exact integers in float64.   partial float32 [2N, m], acc float64 [N, m]"""
+    """acc += 128 * P_hi + P_lo, exact integers in float64.   partial float32 or int32 [2N, m], acc float64 [N, m]"""
     n_rows = acc.shape[0]
     for r in range(n_rows):
         for j in range(acc.shape[1]):
@@ -58,7 +62,8 @@ def _accumulate_split(partial, acc):
 
 @njit(cache=True)
 def _rescale_split(partial, scale, exponents, y):
-    """y[r, j] = dtype(((128 * P_hi + P_lo) * s_j) * 2^e_r) for a one-chunk product.   partial float32 [2N, m]"""
+    """y[r, j] = dtype(((128 * P_hi + P_lo) * s_j) * 2^e_r) for a one-chunk product.
+    partial float32 or int32 [2N, m] (sgemm's or an integer GEMM's exact integers)"""
     n_rows = y.shape[0]
     for r in range(n_rows):
         power = math.ldexp(1.0, exponents[r])
@@ -67,12 +72,13 @@ def _rescale_split(partial, scale, exponents, y):
             y[r, j] = (acc * scale[j]) * power
 
 
-def quantize_split(x):
-    """(both float32 [2N, n], e int64 [N]): the split halves of ref.int8_m1.quantize_rows(x), hi rows first."""
+def quantize_split(x, gemm=int8_gemm.SGEMM):
+    """(both [2N, n], e int64 [N]): the split halves of ref.int8_m1.quantize_rows(x), hi rows first, in the form
+    `gemm` reads (fast.cpu.int8_gemm: float32 halves for sgemm, uint8 halves + 128 for onnxruntime)."""
     x = np.ascontiguousarray(x)
-    both = np.empty((2 * x.shape[0], x.shape[1]), dtype=np.float32)
+    both = np.empty((2 * x.shape[0], x.shape[1]), dtype=gemm.row_dtype)
     exponents = np.empty(x.shape[0], dtype=np.int64)
-    _quantize_split(x, both, exponents)
+    _quantize_split(x, both, exponents, gemm.row_dtype(gemm.row_offset))
     return both, exponents
 
 
@@ -83,12 +89,18 @@ def quantize_rows(x):
     return SPLIT * both[:n_rows].astype(np.float64) + both[n_rows:], exponents
 
 
-_WEIGHT_CACHE = {}  # ids of int8 arrays -> (the arrays, their scales, float32 K-chunks side by side, scales side by side)
+_WEIGHT_CACHE = {}  # ids of int8 arrays -> (the arrays, their scales, K-chunks side by side, scales side by side)
+_SEEN = {}  # (id(qparams), names) -> (qparams, [(key, array)], the result): skips rebuilding the key on every call
 
 
 def side_by_side(qparams, names):
-    """(float32 K-chunks [[K_c, m_1 + m_2 + ...], ...], float64 scales [m_1 + m_2 + ...]) of the stored int8 weights
-    of `names` (products of the same rows) with their columns side by side, made once and kept."""
+    """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...]) of the
+    stored int8 weights of `names` (products of the same rows) with their columns side by side, made once and kept
+    (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
+    names = tuple(names)
+    seen = _SEEN.get((id(qparams), names))  # the fast path: this dict asked these names before, arrays unchanged
+    if seen is not None and seen[0] is qparams and all(qparams[name] is array for name, array in seen[1]):
+        return seen[2]
     arrays = tuple(qparams[name + ".int"] for name in names)
     scales = tuple(qparams[name + ".scale"] for name in names)
     key = tuple(map(id, arrays))
@@ -96,32 +108,42 @@ def side_by_side(qparams, names):
     if cached is None or any(a is not b for a, b in zip(cached[0] + cached[1], arrays + scales)):
         w_int = np.concatenate(arrays, axis=1)  # [n, m_1 + m_2 + ...]
         check_exact(w_int.shape[0])
-        cached = (arrays, scales, [np.ascontiguousarray(w_int[chunk], dtype=np.float32)
-                                   for chunk in chunks(w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
+        cached = (arrays, scales, [(np.ascontiguousarray(w_int[chunk], dtype=np.float32),
+                                    np.ascontiguousarray(w_int[chunk], dtype=np.int8)) for chunk in chunks(
+            w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
         _WEIGHT_CACHE[key] = cached  # the arrays, kept here, keep their ids unique
+    _SEEN[(id(qparams), names)] = (qparams, [(name + suffix, qparams[name + suffix]) for name in names
+                                             for suffix in (".int", ".scale")], (cached[2], cached[3]))
     return cached[2], cached[3]
 
 
 def int8_products(x, qparams, names):
-    """[x @ W for W of names] by rule 3, the rows quantized once and ONE sgemm per K-chunk against the weights side
+    """[x @ W for W of names] by rule 3, the rows quantized once and ONE GEMM per K-chunk against the weights side
     by side: each output column is its own exact integer, so the bits are int8_matmul's one product at a time.
+    The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact integers.
     x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
-    both, exponents = quantize_split(x)
     weights, scale = side_by_side(qparams, names)
-    y = np.empty((x.shape[0], weights[0].shape[1]), dtype=x.dtype)
+    gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
+    both, exponents = quantize_split(x, gemm)
+    y = np.empty((x.shape[0], weights[0][0].shape[1]), dtype=x.dtype)
     if len(weights) == 1:
-        _rescale_split(both @ weights[0], scale, exponents, y)  # sgemm: exact integers, any order (ref.int8_m1)
+        _rescale_split(gemm.products(both, *weights[0]), scale, exponents, y)  # exact integers (ref.int8_m1)
     else:
         acc = np.zeros(y.shape)
         start = 0
-        for w in weights:
-            _accumulate_split(np.ascontiguousarray(both[:, start:start + w.shape[0]]) @ w, acc)
-            start += w.shape[0]
+        for w_f32, w_i8 in weights:
+            _accumulate_split(gemm.products(np.ascontiguousarray(both[:, start:start + w_f32.shape[0]]), w_f32,
+                                            w_i8), acc)
+            start += w_f32.shape[0]
         _rescale(acc, scale, exponents, y)
     if len(names) == 1:
         return [y]
-    bounds = np.cumsum([0] + [qparams[name + ".scale"].shape[0] for name in names])
-    return [np.ascontiguousarray(y[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    products, start = [], 0
+    for name in names:
+        stop = start + qparams[name + ".scale"].shape[0]
+        products.append(np.ascontiguousarray(y[:, start:stop]))
+        start = stop
+    return products
 
 
 def int8_matmul(x, qparams, name):

@@ -1,0 +1,121 @@
+"""Rule 3's two GEMM paths side by side: one product (quantize, GEMM, rescale) per row count, sgemm vs onnxruntime.
+
+Usage (from the repository root):
+    python bench/int8_gemm_speed.py [--size 3m] [--rows 1,2,4,6,8,12,16,32,64,256] [--threads 1] [--seconds 0.05]
+
+For each of M1's product shapes at --size (q/k/v side by side, wo, gate/up side by side, w_down, unembed) and each
+number of rows N, fast.cpu.int8_m1.int8_products runs with EQUALINFO_INT8_GEMM=sgemm and =onnxruntime alternately
+(so load from other work hits both alike), the median over rounds of --seconds each is printed, with the ratio. The
+GEMMs see 2N rows (both halves). Both paths' results are checked bit-identical first. A second table runs the paths
+in context: a decoder's PrefixRows.extend on N slots, where each product's weights come from memory rather than from
+a warm cache. fast.cpu.int8_gemm.THRESHOLD_MACS is where auto switches (2N * n * m multiply-adds). Each cell is the
+best of --rounds medians. Needs the extra: pip install 'equalinfo[int8]'.
+"""
+import argparse
+import os
+import platform
+import time
+
+import numpy as np
+
+import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
+
+from equalinfo.fast.cpu import int8_gemm  # noqa: E402
+from equalinfo.fast.cpu import int8_m1 as cpu_int8  # noqa: E402
+from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
+from equalinfo.ref import int8_m1, transformer  # noqa: E402
+
+
+def products(cfg):
+    """{label: (n, [m, ...])} of M1's products (those that share rows side by side, as int8_m1 runs them)."""
+    d, ff = cfg.d_model, cfg.d_ff
+    return {"q,k,v": (d, [d, d, d]), "wo": (d, [d]), "gate,up": (d, [ff, ff]), "w_down": (ff, [d]),
+            "unembed": (d, [cfg.vocab_out])}
+
+
+def timed(function, seconds):
+    """Median seconds per call over rounds of about `seconds`."""
+    times = []
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds or len(times) < 5:
+        t = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def with_path(path, function):
+    os.environ[int8_gemm.ENV] = path
+    try:
+        return function()
+    finally:
+        del os.environ[int8_gemm.ENV]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", default="3m")
+    parser.add_argument("--rows", default="1,2,4,6,8,12,16,32,64,256")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seconds", type=float, default=0.05)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    set_threads(args.threads)
+    cfg = transformer.make_config(args.size)
+    rng = np.random.default_rng(0)
+    if not int8_gemm.usable(int8_m1.CHUNK):
+        raise SystemExit(f"onnxruntime path unusable: {int8_gemm._why_not()}")
+    print(f"{args.size}: d {cfg.d_model}, ff {cfg.d_ff}; int8_products per call (quantize, GEMM, rescale), median "
+          f"us; GEMM rows = 2N; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, --threads "
+          f"{args.threads}, load average {os.getloadavg()[0]:.1f} at start")
+    rows = [int(r) for r in args.rows.split(",")]
+    print(f"{'product':>8} {'n x m':>12} " + " ".join(f"{'N=' + str(r):>19}" for r in rows))
+    for label, (n, widths) in products(cfg).items():
+        qparams, names = {}, []
+        for i, m in enumerate(widths):
+            qparams[f"p{i}.int"], qparams[f"p{i}.scale"] = int8_m1.quantize_weight(rng.standard_t(3, (n, m)))
+            names.append(f"p{i}")
+        cells = []
+        for r in rows:
+            x = rng.normal(size=(r, n)).astype(np.float32)
+            call = lambda: cpu_int8.int8_products(x, qparams, names)  # noqa: E731
+            a, b = with_path("sgemm", call), with_path("onnxruntime", call)
+            assert all(np.array_equal(u, v) for u, v in zip(a, b)), "the two paths differ"
+            s = o = np.inf
+            for _ in range(args.rounds):
+                s = min(s, with_path("sgemm", lambda: timed(call, args.seconds)))
+                o = min(o, with_path("onnxruntime", lambda: timed(call, args.seconds)))
+            auto = with_path("auto", lambda: int8_gemm.choose(2 * r, n, sum(widths))).name[0]  # s or o
+            cells.append(f"{s * 1e6:6.0f}/{o * 1e6:5.0f} x{s / o:4.2f} {auto}")
+        print(f"{label:>8} {n:>5} x {sum(widths):<5}" + " ".join(f"{c:>19}" for c in cells))
+    print(f"cells: sgemm us / onnxruntime us, x = sgemm time / onnxruntime time (> 1: onnxruntime faster), then "
+          f"auto's pick (s: sgemm, o: onnxruntime); load average {os.getloadavg()[0]:.1f} at the end")
+    grower_table(cfg, rows, args, rng)
+
+
+def grower_table(cfg, rows, args, rng):
+    """The same paths in context: PrefixRows.extend on N slots, one input each (a decoder's call: every product of
+    a forward pass in turn, so each product's weights come from memory, not from the cache a loop keeps warm)."""
+    qparams = int8_m1.quantize_params(transformer.init_params(cfg, 0), cfg)
+    paths = ("sgemm", "onnxruntime", "auto")
+    print(f"in context: PrefixRows.extend, N slots grown one input per call, 8 calls from empty; us per call "
+          f"(best of --rounds medians), load average {os.getloadavg()[0]:.1f}")
+    print(f"{'N':>6}" + "".join(f"{path:>13}" for path in paths) + f"{'sgemm/onnx':>12}{'auto/onnx':>11}")
+    for r in rows:
+        inputs = rng.integers(0, 256, size=(8, r))
+
+        def grow():
+            grower = cpu_int8.PrefixRows(qparams, cfg, r, capacity=8)
+            for step in range(8):
+                grower.extend(np.arange(r), inputs[step])
+
+        best = {path: np.inf for path in paths}
+        for _ in range(args.rounds):
+            for path in paths:
+                best[path] = min(best[path], with_path(path, lambda: timed(grow, args.seconds)) / 8)
+        print(f"{r:>6}" + "".join(f"{best[path] * 1e6:13,.0f}" for path in paths) +
+              f"{best['sgemm'] / best['onnxruntime']:11.2f}x{best['auto'] / best['onnxruntime']:10.2f}x")
+
+
+if __name__ == "__main__":
+    main()

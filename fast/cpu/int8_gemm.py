@@ -1,0 +1,245 @@
+"""Who computes rule 3's exact integer products: OpenBLAS's float32 sgemm, or onnxruntime's integer GEMM.
+
+Why there is a choice. Rule 3 (ref/int8_m1.py) defines every M1 product by the exact integers
+acc = sum_k x_int * W_int, with W_int int8 in [-127, 127] and each row split into two int8-valued halves hi, lo
+(x_int = 128 * hi + lo). Because acc is exact, ANY GEMM that returns the exact integers of a chunk's two halves
+gives the same bits. Two do here:
+- "sgemm" (always there): the halves and the weights as float32, NumPy's `@` (OpenBLAS). Exact because every partial
+  sum is an integer of magnitude <= K * 127 * 127 <= 2^24 for a chunk of K <= 1040 terms (ref/int8_m1.py's bound).
+- "onnxruntime" (the optional extra `int8`: onnxruntime + onnx, which builds the one-node graph): its MatMulInteger,
+  u8 x s8 -> int32, whose MLAS kernels use the CPU's VNNI (vpdpbusd) or AMX instructions. A maintained library's
+  kernels, picked at run time for the CPU, rather than a hand-written kernel of ours. The halves go in as
+  u8 = half + 128 (in [1, 255], made directly by the quantizing pass) with a_zero_point = 128, so that
+  MatMulInteger's sum_k (u8 - 128) * W_int is the half's exact product. On the dev machine it runs a 3m M1's decoder
+  calls 2.4-4.2x faster than sgemm (bench/int8_gemm_speed.py, bench/README.md).
+
+Why int32 is exact. VNNI and AMX multiply u8 by s8 and add the products into int32 lanes, exact as long as no
+int32 sum leaves [-2^31, 2^31). However MLAS applies the zero point (before the products, or after them as
+128 * column sums of W, subtracted), its partial sums are bounded by the u8 form's: |sum_k u8 * W_int| <=
+K * 255 * 127 = K * 32,385, and |128 * sum_k W_int| <= K * 16,256. Chunks stay rule 3's (K <= CHUNK = 1040, so
+that both paths run the same loop): at most 1040 * 32,385 = 33,680,400 < 2^25, far below 2^31 (int32 would hold
+K <= 66,311). Per size in ref.transformer.SIZES the largest chunk is min(d_ff, 1040) terms: micro 12 (388,620),
+tiny 64 (2,072,640), 3m 1024 (33,162,240), 25m, 113m, 403m and 2b 1040 (33,680,400): all < 2^31 = 2,147,483,648.
+Each half's product |sum_k half * W_int| <= K * 127 * 127 <= 16,774,160. The chunks' int32 results are then
+combined and rescaled in float64 exactly as the sgemm path's float32 ones are (fast/cpu/int8_m1.py).
+
+Why the path is guarded. On CPUs without VNNI, MLAS's u8 x s8 kernels use vpmaddubsw, which adds PAIRS of u8 * s8
+products in int16 with saturation: 255 * 127 * 2 = 64,770 > 32,767, so extreme operands give wrong integers. So
+"onnxruntime" is used only if (a) it imports, and (b) a self-check passes, once per process and per inner width K
+(at K = 1024 and at every K a model's weights bring): rows of u8 255 (half +127), u8 1 (half -127), alternating
+and random (8, 16 and 64 of them), against columns of W = +127, -127, alternating and random, must give exactly
+the int64 products.
+(c) `auto` uses it only for products of at least THRESHOLD_MACS = 2^17 multiply-adds (2N rows, both halves, times
+n terms times m columns): 3m's smallest product at one row (2 x 256 x 256). Why so low: timed alone in a loop (its
+weights kept warm in the cache), a small product is faster on sgemm (one row of wo, 256 x 256: ~10 us against
+onnxruntime's ~16, whose call costs ~15 us), and that table put the crossover near 2^19. But in a forward pass each
+product's weights come from memory (presumably why: int8 weights are a quarter of float32's bytes): measured in
+context (a decoder's PrefixRows.extend on N slots), onnxruntime on every product was faster than that crossover at
+every N, 1.1-1.4x for N = 1-16, and 2.4-4.2x faster than sgemm alone. Below 2^17 (the tiny test models, whose
+weights stay in the cache) the loop's table applies: the call's fixed cost is not worth it.
+
+EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
+or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
+the same bits (tests/test_int8_gemm.py: rows, PrefixRows, extreme operands, files made with one decoded with the
+other), so the choice only changes the speed, and a file never records it.
+
+onnxruntime runs one cached InferenceSession per weight chunk and thread count (intra_op_num_threads = Numba's
+current thread count, which fast.cpu.threads.set_threads sets together with OpenBLAS's: the cores products may
+use), sequential execution, the chunk's int8 weights as the graph's initializer, so that they are packed once for
+MLAS's kernels rather than on every call (3m has 13 weight chunks).
+"""
+import os
+
+import numpy as np
+
+from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
+
+ENV = "EQUALINFO_INT8_GEMM"
+PATHS = ("sgemm", "onnxruntime", "auto")
+THRESHOLD_MACS = 2 ** 17  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more: every
+# product of a 3m M1, even at one row; smaller models' tiny products stay on sgemm (bench/int8_gemm_speed.py)
+ZERO_POINT = 128  # u8 = half + 128, in [1, 255] since |half| <= 127
+SELF_CHECK_K = 1024  # always checked, besides each K in use (3m's d_ff)
+INT32_MAX = 2 ** 31 - 1
+
+
+class GemmUnavailable(ValueError):
+    """EQUALINFO_INT8_GEMM names a path this machine cannot run (or an unknown one)."""
+
+
+class Sgemm:
+    """float32 halves @ float32 weights: exact integers below 2^24 (any BLAS, any order)."""
+
+    name = "sgemm"
+    row_dtype = np.float32
+    row_offset = 0
+
+    @staticmethod
+    def products(rows, weights_f32, weights_i8):
+        """float32 [R, m] = rows @ weights.   rows float32 [R, K], weights_f32 [K, m] (weights_i8 unused)"""
+        return rows @ weights_f32
+
+
+class OnnxRuntime:
+    """u8 halves (half + 128) x int8 weights -> int32, onnxruntime's MatMulInteger with a_zero_point 128."""
+
+    name = "onnxruntime"
+    row_dtype = np.uint8
+    row_offset = ZERO_POINT
+
+    @staticmethod
+    def products(rows, weights_f32, weights_i8):
+        """int32 [R, m] = (rows - 128) @ weights.   rows uint8 [R, K], weights_i8 int8 [K, m] (weights_f32 unused);
+        only after `choose` returned this path (it loads the runner and runs the self-check)"""
+        return _STATE["runner"](rows, weights_i8)
+
+
+SGEMM, ONNXRUNTIME = Sgemm(), OnnxRuntime()
+_STATE = {"runner": None, "load_error": None, "checked": {}}  # the loaded runner; K -> self-check passed (bool)
+_PARSED = {}  # EQUALINFO_INT8_GEMM's raw values -> their path (read on every product: kept cheap)
+
+
+def _session_runner():
+    """A function (u8 rows [R, K], s8 weights [K, m]) -> int32 [R, m] running MatMulInteger; raises ImportError
+    without the extra. One session per weight array and thread count, made at its first use and kept (keep=False:
+    not kept, for the self-check's operands): the weights are the graph's initializer, so onnxruntime packs them
+    once (feeding them on every call was slower on every 3m shape in a throwaway timing, bench/README.md)."""
+    import numba
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    sessions = {}  # (id(weights), threads) -> (weights, session): the array kept keeps its id unique
+
+    def session(weights, threads):
+        graph = helper.make_graph(
+            [helper.make_node("MatMulInteger", ["A", "B", "A_zero"], ["Y"])], "int8_gemm",
+            [helper.make_tensor_value_info("A", TensorProto.UINT8, ["R", weights.shape[0]])],
+            [helper.make_tensor_value_info("Y", TensorProto.INT32, ["R", weights.shape[1]])],
+            initializer=[numpy_helper.from_array(weights, "B"),
+                         numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), "A_zero")])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 8  # readable by onnxruntime >= 1.17
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle workers sleep (threads.py)
+        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+    def run(rows, weights, keep=True):
+        key = (id(weights), numba.get_num_threads())
+        cached = sessions.get(key)
+        if cached is None or cached[0] is not weights:
+            cached = (weights, session(weights, key[1]))
+            if keep:
+                sessions[key] = cached
+        return cached[1].run(None, {"A": rows})[0]
+
+    return run
+
+
+def _load_runner():
+    """The onnxruntime runner, loaded once (or the reason it could not be, kept)."""
+    if _STATE["runner"] is None and _STATE["load_error"] is None:
+        try:
+            _STATE["runner"] = _session_runner()
+        except Exception as error:  # ImportError, or a broken install: either way, not usable here
+            _STATE["load_error"] = f"onnxruntime is not usable ({type(error).__name__}: {error}); " \
+                                   f"pip install 'equalinfo[int8]'"
+    return _STATE["runner"]
+
+
+def extreme_operands(k, rng=None):
+    """(u8 rows [8, k], int8 weights [k, 8]) of the self-check: halves +127, -127, alternating and random, against
+    weights +127, -127, alternating and random (the sums that saturate int16 pairs, and the largest int32 sums)."""
+    rng = np.random.default_rng(k) if rng is None else rng
+    alternate = np.where(np.arange(k) % 2 == 0, 1, -1)
+    halves = np.stack([np.full(k, WEIGHT_MAX), np.full(k, -WEIGHT_MAX), WEIGHT_MAX * alternate,
+                       -WEIGHT_MAX * alternate, rng.choice([-WEIGHT_MAX, WEIGHT_MAX], k),
+                       rng.integers(-WEIGHT_MAX, WEIGHT_MAX + 1, k), np.zeros(k, dtype=np.int64),
+                       np.full(k, 1)])
+    weights = np.stack([np.full(k, WEIGHT_MAX), np.full(k, -WEIGHT_MAX), WEIGHT_MAX * alternate,
+                        -WEIGHT_MAX * alternate, rng.choice([-WEIGHT_MAX, WEIGHT_MAX], k),
+                        rng.integers(-WEIGHT_MAX, WEIGHT_MAX + 1, k), np.zeros(k, dtype=np.int64),
+                        np.full(k, -1)], axis=1)
+    return (halves + ZERO_POINT).astype(np.uint8), weights.astype(np.int8)
+
+
+def _passes(k):
+    """Whether the runner gives the exact integers of the extreme operands over k terms, as 8, 16 and 64 rows (the
+    library may pick its kernel by shape)."""
+    rows, weights = extreme_operands(k)
+    weights = np.ascontiguousarray(np.tile(weights, (1, 2)))  # [k, 16]
+    try:
+        for copies in (1, 2, 8):
+            a = np.ascontiguousarray(np.tile(rows, (copies, 1)))
+            got = _STATE["runner"](a, weights, keep=False)
+            want = (a.astype(np.int64) - ZERO_POINT) @ weights.astype(np.int64)
+            if got.shape != want.shape or not np.array_equal(got.astype(np.int64), want):
+                return False
+    except Exception:  # an onnxruntime that fails to run is as unusable as a wrong one
+        return False
+    return True
+
+
+def _self_check(k):
+    """Raise GemmUnavailable unless the loaded runner passes the self-check at k terms (and at SELF_CHECK_K)."""
+    if not usable(k):
+        raise GemmUnavailable(_why_not())
+
+
+def _why_not():
+    if _load_runner() is None:
+        return f"{ENV}=onnxruntime, but {_STATE['load_error']}"
+    failed = sorted(k for k, ok in _STATE["checked"].items() if not ok)
+    return (f"{ENV}=onnxruntime, but its integer GEMM gave wrong integers on extreme int8 operands (K = "
+            f"{failed[0]}): this CPU's kernels saturate (no VNNI?); use {ENV}=sgemm or auto")
+
+
+def usable(k):
+    """Whether the onnxruntime path imports and passes the self-check at k terms and at SELF_CHECK_K (cached)."""
+    checked = _STATE["checked"]
+    if checked.get(k) and checked.get(SELF_CHECK_K):  # the common case, once checked: no more work per call
+        return True
+    if _load_runner() is None:
+        return False
+    if k > CHUNK:
+        raise ValueError(f"an integer GEMM over {k} terms: rule 3's chunks hold at most {CHUNK}")
+    for width in (SELF_CHECK_K, k):
+        if width not in _STATE["checked"]:
+            _STATE["checked"][width] = _passes(width)
+        if not _STATE["checked"][width]:
+            return False
+    return True
+
+
+def requested():
+    """The path EQUALINFO_INT8_GEMM asks for (auto when unset); an unknown value raises GemmUnavailable."""
+    raw = os.environ.get(ENV, "auto")
+    path = _PARSED.get(raw)
+    if path is None:
+        path = raw.strip().lower() or "auto"
+        if path not in PATHS:
+            raise GemmUnavailable(f"{ENV}={raw!r}: expected one of {', '.join(PATHS)}")
+        _PARSED[raw] = path
+    return path
+
+
+def choose(n_rows, n, m):
+    """The GEMM for a product of n_rows GEMM rows (both halves: 2N for N rows) over n terms into m columns.
+
+    sgemm or onnxruntime as EQUALINFO_INT8_GEMM forces (onnxruntime unusable -> GemmUnavailable); auto: onnxruntime
+    when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm."""
+    path = requested()
+    k = min(n, CHUNK)  # the largest chunk's terms
+    if path == "sgemm":
+        return SGEMM
+    if path == "onnxruntime":
+        _self_check(k)
+        return ONNXRUNTIME
+    return ONNXRUNTIME if n_rows * n * m >= THRESHOLD_MACS and usable(k) else SGEMM
+
+
+def reset():
+    """Forget the loaded runner and the self-checks (tests replace the runner)."""
+    _STATE.update(runner=None, load_error=None, checked={})
