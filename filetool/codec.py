@@ -11,8 +11,8 @@ saves), so no input grows by more than the 100 bytes of header and checksums.
 The coded methods write format version 3 (filetool/segments.py): the input is cut into segments of
 DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
 (`compress_batch`/`decompress_batch`: on fast.cpu one model call per step for every segment, for Equal-Info and
-for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is the version 2 writer: the whole
-input as one stream.
+for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
+the version 2 writer: the whole input as one stream.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
 coder all ask it): today a Markov (order 2 or 1) or unigram model fitted on the sample and embedded in the file,

@@ -35,7 +35,8 @@ from equalinfo.ref.ac import PROGRESS_EVERY
 from equalinfo.ref.arithmetic import STATE_BITS
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
-__all__ = ["compress", "decompress", "compress_batch", "decompress_batch"]  # ref.ac's; ContextTable serves fast/cpu/equalinfo.py too
+# ref.ac's; ContextTable serves fast/cpu/equalinfo.py too
+__all__ = ["compress", "decompress", "compress_batch", "decompress_batch"]
 
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
@@ -200,17 +201,18 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
         grower = prefix_rows(model, 1)
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
         slot = np.zeros(1, dtype=np.int64)
-        for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
-            if state[2] > len(bits) + STATE_BITS:
-                raise _ran_out(index - 1, len(out))
-            if grower is not None:
-                probs = grower.extend(slot, inputs[index:index + 1])[0]
-            else:
-                probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
-            out[index] = decode_one_probs(bits, state, probs, precision)
-            inputs[index + 1] = out[index]
-            if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
-                progress(index + 1)
+        with ac_lockstep.one_thread(1):  # one row per call (ac_lockstep.one_thread says why)
+            for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
+                if state[2] > len(bits) + STATE_BITS:
+                    raise _ran_out(index - 1, len(out))
+                if grower is not None:
+                    probs = grower.extend(slot, inputs[index:index + 1])[0]
+                else:
+                    probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
+                out[index] = decode_one_probs(bits, state, probs, precision)
+                inputs[index + 1] = out[index]
+                if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
+                    progress(index + 1)
     if len(out) and state[2] > len(bits) + STATE_BITS:
         raise _ran_out(len(out) - 1, len(out))
     if progress is not None:

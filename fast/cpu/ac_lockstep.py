@@ -25,19 +25,44 @@ stacked into [B, width] calls of at most ROWS_PER_CALL rows (so 16 KiB segments 
 per call, as before; 1 KiB segments go 8 to a call). Pieces of different widths never share a call, so nothing is
 padded.
 """
+import contextlib
+
+import numba
 import numpy as np
 from numba import njit
 
 from equalinfo.fast.cpu.arithmetic import check_bits, decoder_start
 from equalinfo.fast.cpu.fused import _decode_one_probs, _raise_quantize_error, encode_cells, symbol_cells
 from equalinfo.fast.cpu.m1 import prefix_rows
+from equalinfo.fast.cpu.threads import set_threads
 from equalinfo.ref.ac import PROGRESS_EVERY
 from equalinfo.ref.arithmetic import STATE_BITS, CoderError
 from equalinfo.ref.symbols import BOS, check_symbols
 
 ROWS_PER_CALL = 8192  # rows of one encoder call (8192 x 257 float64 = 17 MB), as fast.cpu.ac
 
+ONE_THREAD_ROWS = 64  # decoder calls of fewer rows run on one thread (`one_thread`)
 RAN_OUT, BAD_ROW = 1, 2  # _decode_step's status of a segment that cannot take its symbol
+
+
+@contextlib.contextmanager
+def one_thread(n_rows):
+    """Run the model calls inside on one thread (OpenBLAS and Numba) when they have fewer than ONE_THREAD_ROWS rows.
+
+    Why: a decoder's call is a few rows, so its products take microseconds of work, and a second BLAS thread only
+    adds the wait for it to be scheduled. On the dev machine while busy (load ~8 on 2 cores) the shipped M1's
+    grower took 92 ms per one-row step on 2 threads and 1.2 ms on one (4 rows: 105 vs 2.2 ms; OPENBLAS_THREAD_TIMEOUT=4
+    did not help: 14 ms). The exact rules give the same bits on any thread count (tests/test_quantized_rules.py).
+    """
+    threads = numba.get_num_threads()
+    if n_rows >= ONE_THREAD_ROWS or threads == 1:
+        yield
+        return
+    set_threads(1)
+    try:
+        yield
+    finally:
+        set_threads(threads)
 
 
 def ran_out(index, n_symbols):
@@ -148,29 +173,31 @@ def decode_segments(bit_arrays, model, lengths, precision, progress=None):
     prefixes = None if grower is not None else np.full((n_segments, int(lengths.max(initial=0)) + 1), BOS)
     last = np.full(n_segments, BOS, dtype=np.int64)  # each segment's next input
     step = 0
-    while True:
-        first_failure = min(failures, default=n_segments)
-        active = np.flatnonzero((lengths > step) & (np.arange(n_segments) < first_failure))  # [A]
-        active = active[[s not in failures for s in active]] if failures else active
-        if not len(active):
-            break
-        if grower is not None:
-            rows = grower.extend(active, last[active])  # [A, 257]: ONE call for every running segment
-        else:
-            rows = np.asarray(model.next_probs(prefixes[active, :step + 1]))[:, -1]  # [A, 257]
-        rows = np.ascontiguousarray(rows)
-        status = np.zeros(len(active), dtype=np.int64)
-        _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, int(precision), status)
-        for a in np.flatnonzero(status):
-            s = int(active[a])
-            failures[s] = ran_out(step - 1, int(lengths[s])) if status[a] == RAN_OUT else _row_error(rows[a],
-                                                                                                   precision)
-        last[active] = out[out_offsets[active] + step]
-        if prefixes is not None:
-            prefixes[active, step + 1] = last[active]
-        step += 1
-        if progress is not None and step % PROGRESS_EVERY == 0:
-            progress(int(np.minimum(lengths, step).sum()))
+    with one_thread(n_segments):  # a few rows per call: fastest on one thread
+        while True:
+            first_failure = min(failures, default=n_segments)
+            active = np.flatnonzero((lengths > step) & (np.arange(n_segments) < first_failure))  # [A]
+            active = active[[s not in failures for s in active]] if failures else active
+            if not len(active):
+                break
+            if grower is not None:
+                rows = grower.extend(active, last[active])  # [A, 257]: ONE call for every running segment
+            else:
+                rows = np.asarray(model.next_probs(prefixes[active, :step + 1]))[:, -1]  # [A, 257]
+            rows = np.ascontiguousarray(rows)
+            status = np.zeros(len(active), dtype=np.int64)
+            _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, int(precision),
+                         status)
+            for a in np.flatnonzero(status):
+                s = int(active[a])
+                failed = status[a] == RAN_OUT
+                failures[s] = ran_out(step - 1, int(lengths[s])) if failed else _row_error(rows[a], precision)
+            last[active] = out[out_offsets[active] + step]
+            if prefixes is not None:
+                prefixes[active, step + 1] = last[active]
+            step += 1
+            if progress is not None and step % PROGRESS_EVERY == 0:
+                progress(int(np.minimum(lengths, step).sum()))
     for s in range(n_segments):  # the single decoder's last check: no more than STATE_BITS bits past the end
         if s not in failures and lengths[s] and states[s, 2] > len(checked[s]) + STATE_BITS:
             failures[s] = ran_out(int(lengths[s]) - 1, int(lengths[s]))
