@@ -5,6 +5,7 @@ one run, per segment size.
 Usage (from the repository root):
     python bench/ac_segments.py [--text ../shared/data/tinyshakespeare.txt] [--bytes 65536]
                                 [--segment-bytes 16384 4096] [--old-bytes 1024]
+                                [--encode-rows 512 2048 8192]
 
 The model is the shipped M1 (filetool/shipped_model.py: 3m, exact rule 3, restarting every 256 symbols) on the cpu
 backend; the text is --bytes from the start of the last 100,000 bytes of the text (as bench/m1_files.py's held-out
@@ -49,6 +50,9 @@ def main():
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--bytes", type=int, default=65536)
     parser.add_argument("--segment-bytes", type=int, nargs="+", default=[16384, 4096])
+    parser.add_argument("--encode-rows", type=int, nargs="*", default=[],
+                        help="also time the lockstep encoder with these rows per model call "
+                        "(ac_lockstep.ROWS_PER_CALL), alternating, two rounds, on the first --segment-bytes size")
     parser.add_argument("--old-bytes", type=int, default=1024, help="bytes decoded as before issue #24's batch "
                         "(one stream, the decoder's products on the default thread count)")
     args = parser.parse_args()
@@ -86,6 +90,12 @@ def main():
         print(f"  lockstep:   encode {kb / batch_encode:7.2f} KB/s, decode {kb / batch_decode:7.2f} KB/s, "
               f"decode/encode {batch_decode / batch_encode:5.2f}; decode {loop_decode / batch_decode:.2f}x "
               f"one by one's", flush=True)
+    pieces = np.split(symbols, np.cumsum(segment_lengths(len(data), args.segment_bytes[0]))[:-1])
+    for round_ in range(2 if args.encode_rows else 0):
+        for rows in args.encode_rows:
+            ac_lockstep.ROWS_PER_CALL = rows
+            _, seconds = timed(ac.compress_batch, pieces, model)
+            print(f"encoder, {rows} rows per call (round {round_ + 1}): {kb / seconds:.2f} KB/s", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 

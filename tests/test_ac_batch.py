@@ -1,6 +1,7 @@
 """Plain AC over many segments as one batch (ac.compress_batch/decompress_batch): the bits and symbols of coding
 each segment alone, on ref (a loop) and on fast.cpu (an M1's segments in lockstep, fast/cpu/ac_lockstep.py), for
 M1 under rules 1, 2 and 3, with and without restarts, for table models, and the single decoder's CoderErrors."""
+import numba
 import numpy as np
 import pytest
 from test_integer_m1 import small
@@ -49,9 +50,11 @@ def test_m1_batches_equal_each_segment_alone_and_ref(rule, restart_every):
     assert all(np.array_equal(d, piece) for d, piece in zip(ac.decompress_batch(want, ref_model, LENGTHS), pieces))
 
 
-def test_lockstep_without_a_grower_asks_next_probs_the_same_rows():
-    """Rows from ref's rule (no key/value-cached grower): the batch asks next_probs for [A, t+1] prefixes."""
-    model = m1(2, "ref", restart_every=4)
+@pytest.mark.parametrize("restart_every", [None, 4])
+def test_lockstep_without_a_grower_asks_next_probs_the_same_rows(restart_every):
+    """Rows from ref's rule (no key/value-cached grower): the batch asks next_probs for [A, t+1] prefixes (from the
+    last restart on)."""
+    model = m1(2, "ref", restart_every=restart_every)
     pieces = text_pieces([9, 0, 14, 3], seed=5)
     bits = one_by_one(pieces, model)
     decoded = ac_lockstep.decode_segments(bits, model, [9, 0, 14, 3], 14)
@@ -98,6 +101,7 @@ def outcome(decode, bits, model, n):
 @pytest.mark.parametrize("rule", [1, 3])
 def test_truncated_segments_raise_the_single_decoders_error(rule):
     model = m1(rule, "cpu", restart_every=6)
+    threads = numba.get_num_threads()
     pieces = text_pieces([40, 40, 40], seed=3)
     bits = one_by_one(pieces, model)
     short = [bits[0], bits[1][:len(bits[1]) // 3], bits[2][:4]]  # segments 1 and 2 end early
@@ -112,6 +116,7 @@ def test_truncated_segments_raise_the_single_decoders_error(rule):
             alone, batch = outcome(fast_ac.decompress, bits[1][:cut], model, n), outcome(
                 lambda b, m, k: fast_ac.decompress_batch([bits[0], b], m, [40, k])[1], bits[1][:cut], model, n)
             assert alone == batch, (cut, n)
+    assert numba.get_num_threads() == threads  # the decoder's one-thread calls restore the count, errors too
     with pytest.raises(CoderError, match="0/1 values"):
         fast_ac.decompress_batch([bits[0], np.array([2, 0])], model, [40, 1])
 

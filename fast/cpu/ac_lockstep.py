@@ -13,16 +13,16 @@ same bits whatever the batch), so every segment decodes exactly as fast.cpu.ac.d
 - Segments end at different lengths: a segment leaves the batch after its last symbol; the others' rows do not
   depend on who else is in the call.
 - restart_every: the grower restarts each slot on its own (fast.cpu.m1.RestartingRows), as the single decoder's
-  one slot does; without a grower (rows from ref or the GPU) the batch asks next_probs for the [A, t+1] prefixes,
-  which restarts as the model says.
+  one slot does; without a grower (rows from ref or the GPU) the batch asks next_probs for the [A, t+1] prefixes
+  (from the last restart on: a slice that starts at a multiple of restart_every restarts where the whole does).
 - Errors: a segment whose bits end early (or whose row cannot be quantized) fails with the CoderError the single
   decoder raises for it, at the same symbol; the batch raises the failure of the FIRST failing segment, as a loop
   over the segments would (segments after it stop running: a loop would never reach them).
 
 The encoder knows every symbol, so it already gets many rows per call (fast.cpu.ac._whole_prefix_cells); here its
 calls take the column pieces of many segments at once when they are short enough: pieces of equal width are
-stacked into [B, width] calls of at most ROWS_PER_CALL rows (so 16 KiB segments of a restarting M1 keep one piece
-per call, as before; 1 KiB segments go 8 to a call). Pieces of different widths never share a call, so nothing is
+stacked into [B, width] calls of at most ROWS_PER_CALL rows (so 16 KiB segments of a restarting M1 go in 2 KiB
+pieces, one per call; 256-byte segments go 8 to a call). Pieces of different widths never share a call, so nothing is
 padded.
 """
 import contextlib
@@ -39,7 +39,10 @@ from equalinfo.ref.ac import PROGRESS_EVERY
 from equalinfo.ref.arithmetic import STATE_BITS, CoderError
 from equalinfo.ref.symbols import BOS, check_symbols
 
-ROWS_PER_CALL = 8192  # rows of one encoder call (8192 x 257 float64 = 17 MB), as fast.cpu.ac
+# Rows of one encoder call. The shipped M1 encoded 32 KiB (4 x 8 KiB segments) at 2.0-4.0 KB/s in calls of 2048
+# rows, 2.1-2.8 KB/s in calls of 8192 (fast.cpu.ac's one-stream pieces: more than the caches hold), 2.0-2.8 with
+# 512 (dev machine, busy: load 5-13; python /tmp/enc_b.py-style alternation, two rounds each).
+ROWS_PER_CALL = 2048
 
 ONE_THREAD_ROWS = 64  # decoder calls of fewer rows run on one thread (`one_thread`)
 RAN_OUT, BAD_ROW = 1, 2  # _decode_step's status of a segment that cannot take its symbol
@@ -51,8 +54,9 @@ def one_thread(n_rows):
 
     Why: a decoder's call is a few rows, so its products take microseconds of work, and a second BLAS thread only
     adds the wait for it to be scheduled. On the dev machine while busy (load ~8 on 2 cores) the shipped M1's
-    grower took 92 ms per one-row step on 2 threads and 1.2 ms on one (4 rows: 105 vs 2.2 ms; OPENBLAS_THREAD_TIMEOUT=4
-    did not help: 14 ms). The exact rules give the same bits on any thread count (tests/test_quantized_rules.py).
+    grower took 92 ms per one-row step on 2 threads and 1.2 ms on one (4 rows: 105 vs 2.2 ms; 16 rows: 95 vs 7.9;
+    with OPENBLAS_THREAD_TIMEOUT=4, 14 and 110 ms on 2 threads). The exact rules give the same bits on any thread
+    count (tests/test_quantized_rules.py). The thread count is restored afterwards, errors included.
     """
     threads = numba.get_num_threads()
     if n_rows >= ONE_THREAD_ROWS or threads == 1:
@@ -171,6 +175,7 @@ def decode_segments(bit_arrays, model, lengths, precision, progress=None):
         states[s] = decoder_start(checked[s], 0)
     grower = prefix_rows(model, n_segments)
     prefixes = None if grower is not None else np.full((n_segments, int(lengths.max(initial=0)) + 1), BOS)
+    every = getattr(model, "restart_every", None)
     last = np.full(n_segments, BOS, dtype=np.int64)  # each segment's next input
     step = 0
     with one_thread(n_segments):  # a few rows per call: fastest on one thread
@@ -183,7 +188,8 @@ def decode_segments(bit_arrays, model, lengths, precision, progress=None):
             if grower is not None:
                 rows = grower.extend(active, last[active])  # [A, 257]: ONE call for every running segment
             else:
-                rows = np.asarray(model.next_probs(prefixes[active, :step + 1]))[:, -1]  # [A, 257]
+                first = 0 if every is None else every * (step // every)  # the last restart: rows forget before it
+                rows = np.asarray(model.next_probs(prefixes[active, first:step + 1]))[:, -1]  # [A, 257]
             rows = np.ascontiguousarray(rows)
             status = np.zeros(len(active), dtype=np.int64)
             _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, int(precision),
