@@ -11,9 +11,9 @@ The model is the shipped M1 (filetool/shipped_model.py: 3m, exact rule 3, restar
 backend; the text is --bytes from the start of the last 100,000 bytes of the text (as bench/m1_files.py's held-out
 part). First the decoder as it was before (one stream, its one-row calls on every thread: --old-bytes only, it is
 slow on a busy machine); then for each segment size the encoder's and the decoder's speed both ways (KB/s = 1000
-input bytes per second), the lockstep's speedup, its decode/encode time ratio (issue #24's goal: <= 1.5), and what the segments
-cost in size: the payload bits at that size over the payload bits of the text as one stream (no table, header or
-byte padding: those add 12.5 bytes per segment, see bench/segment_cost.py). Every way gives the same bits and
+input bytes per second), the lockstep's speedup, its decode/encode time ratio (issue #24's goal: <= 1.5), and
+what the segments cost in size: the payload bits at that size over the payload bits of the text as one stream (no
+table, header or byte padding: those add 12.5 bytes per segment, see bench/segment_cost.py). Every way gives the same bits and
 decodes back to the text (checked).
 """
 import argparse
