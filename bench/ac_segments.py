@@ -13,8 +13,8 @@ part). First the decoder as it was before (one stream, its one-row calls on ever
 slow on a busy machine); then for each segment size the encoder's and the decoder's speed both ways (KB/s = 1000
 input bytes per second), the lockstep's speedup, its decode/encode time ratio (issue #24's goal: <= 1.5), and
 what the segments cost in size: the payload bits at that size over the payload bits of the text as one stream (no
-table, header or byte padding: those add 12.5 bytes per segment, see bench/segment_cost.py). Every way gives the same bits and
-decodes back to the text (checked).
+table, header or byte padding: those add 12.5 bytes per segment, see bench/segment_cost.py). Every way
+gives the same bits and decodes back to the text (checked).
 """
 import argparse
 import os
