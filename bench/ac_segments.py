@@ -12,8 +12,9 @@ backend; the text is --bytes from the start of the last 100,000 bytes of the tex
 part). First the decoder as it was before (one stream, its one-row calls on every thread: --old-bytes only, it is
 slow on a busy machine); then for each segment size the encoder's and the decoder's speed both ways (KB/s = 1000
 input bytes per second), the lockstep's speedup, its decode/encode time ratio (issue #24's goal: <= 1.5), and
-what the segments cost in size: the payload bits at that size over the payload bits of the text as one stream (no
-table, header or byte padding: those add 12.5 bytes per segment, see bench/segment_cost.py). Every way
+what the segments cost in size: the payload bits at that size over the payload bits of the text as one stream,
+and the file (header, segment table, payload; M1 not embedded) over the file of one segment, as
+bench/segment_cost.py counts it. Every way
 gives the same bits and decodes back to the text (checked).
 """
 import argparse
@@ -31,7 +32,7 @@ import numpy as np  # noqa: E402
 
 from equalinfo.fast.cpu import ac, ac_lockstep  # noqa: E402
 from equalinfo.fast.cpu.ac_lockstep import ONE_THREAD_ROWS  # noqa: E402
-from equalinfo.filetool import codec, shipped_model  # noqa: E402
+from equalinfo.filetool import codec, fileformat, shipped_model  # noqa: E402
 from equalinfo.filetool.segments import segment_lengths  # noqa: E402
 from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
 from equalinfo.train import backends  # noqa: E402
@@ -62,8 +63,11 @@ def main():
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start; shipped M1 (rule {model.rule}, restart every {model.restart_every}), "
           f"{len(data):,} bytes of {Path(args.text).name}", flush=True)
-    whole_bits = len(ac.compress(symbols, model))
-    print(f"one stream: {whole_bits:,} bits, {whole_bits / len(data):.4f} bits/byte", flush=True)
+    header, _ = codec.coded_header(data, "ac", model, 0, 14, backends.load("cpu"))
+    whole = ac.compress(symbols, model)
+    whole_bits, whole_file = len(whole), len(fileformat.pack(header, [whole], None, len(data)))
+    print(f"one stream: {whole_bits:,} bits, {whole_bits / len(data):.4f} bits/byte; as a file of one segment "
+          f"{whole_file:,} bytes (M1 not embedded)", flush=True)
     kb = len(data) / 1000
     head = symbols[:args.old_bytes]
     head_bits = ac.compress(head, model)
@@ -83,8 +87,10 @@ def main():
         for out in (loop_out, batch_out):
             assert np.array_equal(np.concatenate(out), symbols), "round trip failed"
         bits = sum(len(b) for b in batch_bits)
+        file_bytes = len(fileformat.pack(header, batch_bits, None, size))
         print(f"segments of {size:,} bytes ({len(lengths)}): cost {100 * (bits / whole_bits - 1):+.3f}% of the "
-              f"payload ({bits / len(data):.4f} bits/byte)")
+              f"payload ({bits / len(data):.4f} bits/byte), {100 * (file_bytes / whole_file - 1):+.3f}% of the file "
+              f"({file_bytes:,} bytes)")
         print(f"  one by one: encode {kb / loop_encode:7.2f} KB/s, decode {kb / loop_decode:7.2f} KB/s, "
               f"decode/encode {loop_decode / loop_encode:5.2f}")
         print(f"  lockstep:   encode {kb / batch_encode:7.2f} KB/s, decode {kb / batch_decode:7.2f} KB/s, "
