@@ -6,6 +6,7 @@ Usage (from the repository root):
     python bench/ac_segments.py [--text ../shared/data/tinyshakespeare.txt] [--bytes 65536]
                                 [--segment-bytes 16384 4096] [--old-bytes 1024]
                                 [--encode-rows 512 2048 8192]
+    python bench/ac_segments.py --grower-rows 1 4 16 32 64
 
 The model is the shipped M1 (filetool/shipped_model.py: 3m, exact rule 3, restarting every 256 symbols) on the cpu
 backend; the text is --bytes from the start of the last 100,000 bytes of the text (as bench/m1_files.py's held-out
@@ -32,6 +33,8 @@ import numpy as np  # noqa: E402
 
 from equalinfo.fast.cpu import ac, ac_lockstep  # noqa: E402
 from equalinfo.fast.cpu.ac_lockstep import ONE_THREAD_ROWS  # noqa: E402
+from equalinfo.fast.cpu.m1 import prefix_rows  # noqa: E402
+from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
 from equalinfo.filetool import codec, fileformat, shipped_model  # noqa: E402
 from equalinfo.filetool.segments import segment_lengths  # noqa: E402
 from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
@@ -46,6 +49,21 @@ def timed(function, *args):
     return result, time.perf_counter() - started
 
 
+def grower_steps(model, rows_list):
+    """ms per decoder step of the shipped M1's grower, rows per call x threads (positions 128-191 of each slot)."""
+    for round_ in range(2):
+        for n_rows in rows_list:
+            for threads in (1, 2):
+                set_threads(threads)
+                grower, slots = prefix_rows(model, n_rows), np.arange(n_rows)
+                for _ in range(128):
+                    grower.extend(slots, np.full(n_rows, 65))
+                _, seconds = timed(lambda: [grower.extend(slots, np.full(n_rows, 66)) for _ in range(64)])
+                print(f"round {round_ + 1}: {n_rows} rows, {threads} threads: {seconds / 64 * 1000:.2f} ms/step",
+                      flush=True)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
@@ -54,6 +72,8 @@ def main():
     parser.add_argument("--encode-rows", type=int, nargs="*", default=[],
                         help="also time the lockstep encoder with these rows per model call "
                         "(ac_lockstep.ROWS_PER_CALL), alternating, two rounds, on the first --segment-bytes size")
+    parser.add_argument("--grower-rows", type=int, nargs="*", default=[],
+                        help="only time the M1 grower's step (ms) for these rows per call on 1 and 2 threads, twice")
     parser.add_argument("--old-bytes", type=int, default=1024, help="bytes decoded as before issue #24's batch "
                         "(one stream, the decoder's products on the default thread count)")
     args = parser.parse_args()
@@ -63,6 +83,8 @@ def main():
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} at start; shipped M1 (rule {model.rule}, restart every {model.restart_every}), "
           f"{len(data):,} bytes of {Path(args.text).name}", flush=True)
+    if args.grower_rows:
+        return grower_steps(model, args.grower_rows)
     header, _ = codec.coded_header(data, "ac", model, 0, 14, backends.load("cpu"))
     whole = ac.compress(symbols, model)
     whole_bits, whole_file = len(whole), len(fileformat.pack(header, [whole], None, len(data)))

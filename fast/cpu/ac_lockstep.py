@@ -44,7 +44,7 @@ from equalinfo.ref.symbols import BOS, check_symbols
 # 512 (dev machine, busy: load 5-13; python /tmp/enc_b.py-style alternation, two rounds each).
 ROWS_PER_CALL = 2048
 
-ONE_THREAD_ROWS = 64  # decoder calls of fewer rows run on one thread (`one_thread`)
+ONE_THREAD_ROWS = 1024  # decoder calls of fewer rows run on one thread (`one_thread`; measured up to 64)
 RAN_OUT, BAD_ROW = 1, 2  # _decode_step's status of a segment that cannot take its symbol
 
 
@@ -52,11 +52,12 @@ RAN_OUT, BAD_ROW = 1, 2  # _decode_step's status of a segment that cannot take i
 def one_thread(n_rows):
     """Run the model calls inside on one thread (OpenBLAS and Numba) when they have fewer than ONE_THREAD_ROWS rows.
 
-    Why: a decoder's call is a few rows, so its products take microseconds of work, and a second BLAS thread only
-    adds the wait for it to be scheduled. On the dev machine while busy (load ~8 on 2 cores) the shipped M1's
-    grower took 92 ms per one-row step on 2 threads and 1.2 ms on one (4 rows: 105 vs 2.2 ms; 16 rows: 95 vs 7.9;
-    with OPENBLAS_THREAD_TIMEOUT=4, 14 and 110 ms on 2 threads). The exact rules give the same bits on any thread
-    count (tests/test_quantized_rules.py). The thread count is restored afterwards, errors included.
+    Why: a decoder's call is a few rows, so its products take microseconds of work, and a second thread only adds
+    the wait for it to be scheduled. The shipped M1's grower per step, one thread vs two (`python
+    bench/ac_segments.py --grower-rows 1 4 16 32 64`, dev machine, load 1.6-2.9): 1.5 vs 1.5-26 ms for 1 row,
+    2.8-3.9 vs 56-63 ms for 4, 8.2-9.0 vs 97-150 for 16, 14-17 vs 45-113 for 32, 27-30 vs 161-175 for 64. The exact
+    rules give the same bits on any thread count (tests/test_quantized_rules.py). The count is restored afterwards,
+    errors included.
     """
     threads = numba.get_num_threads()
     if n_rows >= ONE_THREAD_ROWS or threads == 1:
