@@ -10,9 +10,9 @@ saves), so no input grows by more than the 100 bytes of header and checksums.
 
 The coded methods write format version 3 (filetool/segments.py): the input is cut into segments of
 DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
-(Equal-Info: `compress_batch`/`decompress_batch`, on fast.cpu one model call per step for every segment; plain AC:
-one segment after the other, as the coders have no batch). segment_bytes=None is the version 2 writer: the whole
-input as one stream.
+(`compress_batch`/`decompress_batch`: on fast.cpu one model call per step for every segment, for Equal-Info and
+for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
+the version 2 writer: the whole input as one stream.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
 coder all ask it): the shipped M1 (filetool/shipped_model.py) for UTF-8 text, named in the file by fingerprint; for
@@ -114,39 +114,35 @@ def coded_header(data, method, model, window_bits, precision, backend):
 
 
 def code_segments(pieces, header, coder_model, backend, progress=None, done=0):
-    """[uint8 0/1 bits] of each segment's symbols (a list of int arrays), coded alone with the header's method:
-    Equal-Info as one batch (the backend's compress_batch), AC one segment after the other. progress(n), if
-    given, gets the symbols coded so far, `done` of them before these segments."""
+    """[uint8 0/1 bits] of each segment's symbols (a list of int arrays), coded alone with the header's method, all
+    segments as one batch (the backend's compress_batch: on fast.cpu, Equal-Info's and an M1's AC segments in
+    lockstep). progress(n), if given, gets the symbols coded so far, `done` of them before these segments."""
     if header.method == "equalinfo":
         bits = backend.equalinfo.compress_batch(pieces, coder_model, header.window_bits, header.precision)
         bits = [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
         if progress is not None:
             progress(done + sum(len(piece) for piece in pieces))
         return bits
-    bits = []
-    for piece in pieces:
-        bits.append(backend.ac.compress(piece, coder_model, header.precision))
-        done += len(piece)
-        if progress is not None:
-            progress(done)
-    return bits
+    bits = backend.ac.compress_batch(pieces, coder_model, header.precision, _after(progress, done))
+    return [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
 
 
 def decode_segments(bit_arrays, lengths, header, coder_model, backend, progress=None, done=0):
-    """[int64 symbols] of each segment's bits, decoded alone (as code_segments coded them) to the given lengths."""
+    """[int64 symbols] of each segment's bits, decoded alone (as code_segments coded them) to the given lengths,
+    all segments as one batch (the backend's decompress_batch)."""
     if header.method == "equalinfo":
         pieces = backend.equalinfo.decompress_batch(bit_arrays, coder_model, header.window_bits, header.precision,
                                                     n_symbols=lengths)
         if progress is not None:
             progress(done + sum(lengths))
         return pieces
-    pieces = []
-    for bits, n in zip(bit_arrays, lengths):
-        pieces.append(backend.ac.decompress(bits, coder_model, n, header.precision))
-        done += n
-        if progress is not None:
-            progress(done)
-    return pieces
+    return backend.ac.decompress_batch(bit_arrays, coder_model, list(lengths), header.precision,
+                                       _after(progress, done))
+
+
+def _after(progress, done):
+    """progress shifted by the `done` symbols coded before a batch (None stays None)."""
+    return None if progress is None else (lambda n: progress(done + n))
 
 
 def stored_size(n_bytes):

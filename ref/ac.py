@@ -66,6 +66,33 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
     return symbols
 
 
+def compress_batch(pieces, model, precision=14, progress=None):
+    """compress of each sequence of `pieces` (a list of symbol arrays), each coded alone from BOS: a file's
+    segments. Here one after another (the reference); fast.cpu runs an M1's segments in lockstep. progress(n): the
+    symbols coded so far over all pieces, after each piece."""
+    bits, done = [], 0
+    for piece in pieces:
+        bits.append(compress(piece, model, precision))
+        done += len(piece)
+        if progress is not None:
+            progress(done)
+    return bits
+
+
+def decompress_batch(bit_arrays, model, n_symbols_list, precision=14, progress=None):
+    """decompress of each bit array to n_symbols_list[s] symbols, one after another: the first failing segment's
+    CoderError is the batch's. progress(n) as in compress_batch."""
+    if len(bit_arrays) != len(n_symbols_list):
+        raise ValueError(f"{len(bit_arrays)} bit arrays but {len(n_symbols_list)} symbol counts")
+    pieces, done = [], 0
+    for bits, n in zip(bit_arrays, n_symbols_list):
+        pieces.append(decompress(bits, model, n, precision))
+        done += len(pieces[-1])
+        if progress is not None:
+            progress(done)
+    return pieces
+
+
 def report(progress, coded):
     """progress(coded) every PROGRESS_EVERY symbols, if there is a progress callback."""
     if progress is not None and coded % PROGRESS_EVERY == 0:

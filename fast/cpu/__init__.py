@@ -16,6 +16,8 @@ lockstep.py          many streams in lockstep, one model call per step (M1)
 lookahead.py         how many rows the lockstep asks per window and call (adaptive)
 keeping_context.py   the Table 9 ablation (model reset every k windows): ref's rule, model calls batched
 window_decoding.py   many windows decoded together, each alone
+How ac.py codes a file's segments (no ref twin: ref codes them one after another)
+ac_lockstep.py       plain AC over many segments in lockstep, one M1 call per step for every segment
 Helpers
 fused.py             coding straight from float rows: quantize's rule evaluated only where the coder reads it
 threads.py           how many threads Numba and OpenBLAS use

@@ -17,19 +17,26 @@ Same signatures and the same bits as ref.ac. How the model is asked differs, nev
   entries the coder reads, the same bits and errors as quantize + coder.
 `progress(n)`, if given, is called with the number of symbols coded so far (the file commands' progress bar), as
 by ref.ac.
+
+compress_batch/decompress_batch code many independent sequences (a file's segments), each exactly as
+compress/decompress code it alone. A whole-prefix model runs them in lockstep (fast/cpu/ac_lockstep.py: the decoder
+makes ONE model call per step for every unfinished segment instead of one per symbol per segment); a table model
+keeps the loop over segments, as its coders already run in compiled code without a model call per symbol.
 """
 import numpy as np
 from numba import njit
 
+from equalinfo.fast.cpu import ac_lockstep
 from equalinfo.fast.cpu.arithmetic import (check_bits, check_precision, consume, decoder_start, encode_rows_unchecked,
     find_symbol, quantize)
 from equalinfo.fast.cpu.fused import decode_one_probs, encode_cells, symbol_cells
 from equalinfo.fast.cpu.m1 import prefix_rows
 from equalinfo.ref.ac import PROGRESS_EVERY
-from equalinfo.ref.arithmetic import STATE_BITS, CoderError
+from equalinfo.ref.arithmetic import STATE_BITS
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS, check_symbols
 
-__all__ = ["compress", "decompress"]  # ref.ac's; ContextTable serves fast/cpu/equalinfo.py too
+# ref.ac's; ContextTable serves fast/cpu/equalinfo.py too
+__all__ = ["compress", "decompress", "compress_batch", "decompress_batch"]
 
 MAX_TABLE_CONTEXT = 7  # context ids sum_j ctx[j] * 258^(k-1-j) fit int64 for k <= 7
 EVALUATE_CHUNK = 4096  # contexts per model call when filling a table
@@ -194,17 +201,18 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
         grower = prefix_rows(model, 1)
         inputs = np.full(len(out) + 1, BOS, dtype=np.int64)
         slot = np.zeros(1, dtype=np.int64)
-        for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
-            if state[2] > len(bits) + STATE_BITS:
-                raise _ran_out(index - 1, len(out))
-            if grower is not None:
-                probs = grower.extend(slot, inputs[index:index + 1])[0]
-            else:
-                probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
-            out[index] = decode_one_probs(bits, state, probs, precision)
-            inputs[index + 1] = out[index]
-            if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
-                progress(index + 1)
+        with ac_lockstep.one_thread(1):  # one row per call (ac_lockstep.one_thread says why)
+            for index in range(len(out)):  # a decoder sees one more symbol per call: no way around the model call
+                if state[2] > len(bits) + STATE_BITS:
+                    raise _ran_out(index - 1, len(out))
+                if grower is not None:
+                    probs = grower.extend(slot, inputs[index:index + 1])[0]
+                else:
+                    probs = np.asarray(model.next_probs(inputs[None, :index + 1]))[0, -1]
+                out[index] = decode_one_probs(bits, state, probs, precision)
+                inputs[index + 1] = out[index]
+                if progress is not None and (index + 1) % PROGRESS_EVERY == 0:
+                    progress(index + 1)
     if len(out) and state[2] > len(bits) + STATE_BITS:
         raise _ran_out(len(out) - 1, len(out))
     if progress is not None:
@@ -212,5 +220,36 @@ def decompress(bits, model, n_symbols, precision=14, progress=None):
     return out
 
 
-def _ran_out(index, n_symbols):
-    return CoderError(f"the bits end before symbol {index} of the {n_symbols} expected")
+_ran_out = ac_lockstep.ran_out
+
+
+def compress_batch(pieces, model, precision=14, progress=None):
+    """[bits] of each sequence of `pieces` (a list of symbol arrays), each identical to compress(piece, ...);
+    progress(n): symbols coded so far over all pieces."""
+    check_precision(precision, N_SYMBOLS)
+    if not uses_table(model):
+        return ac_lockstep.encode_segments(pieces, model, precision, progress)
+    bits, done = [], 0
+    for piece in pieces:
+        bits.append(compress(piece, model, precision))
+        done += len(piece)
+        if progress is not None:
+            progress(done)
+    return bits
+
+
+def decompress_batch(bit_arrays, model, n_symbols_list, precision=14, progress=None):
+    """[symbols] of each bit array, decoded to n_symbols_list[s] symbols, each identical to decompress(bits, ...);
+    the CoderError of the first segment that fails, as a loop over them would raise."""
+    check_precision(precision, N_SYMBOLS)
+    if not uses_table(model):
+        return ac_lockstep.decode_segments(bit_arrays, model, n_symbols_list, precision, progress)
+    if len(bit_arrays) != len(n_symbols_list):
+        raise ValueError(f"{len(bit_arrays)} bit arrays but {len(n_symbols_list)} symbol counts")
+    pieces, done = [], 0
+    for bits, n in zip(bit_arrays, n_symbols_list):
+        pieces.append(decompress(bits, model, n, precision))
+        done += len(pieces[-1])
+        if progress is not None:
+            progress(done)
+    return pieces
