@@ -3,7 +3,9 @@
 A reduced preset's datasets are built in-process, by a pool of 2 spawned workers, with a worker killed mid-shard,
 and after an interruption; every build must give the same files, byte for byte, as the in-process one and as
 build.build_dataset (the one-process ShardWriter path, today's format). M2 units leave completion records that a
-rerun reads instead of training again. The Ray tests (tests/test_executors_ray.py) check the same on Ray.
+rerun reads instead of training again. With Ray installed (the `cluster` extra; skipped otherwise), a simulated
+two-node cluster (one ray.init for the module, ~45 s here) builds the same bytes and runs the reduced repro end to
+end with the in-process run's results.
 """
 import copy
 import json
@@ -173,3 +175,62 @@ def test_m2_units_leave_records_that_a_rerun_reads(reference, tmp_path):
                            work_dir=tmp_path / "work2")
     other.train_m2(chosen, trained_m1.cfg)
     assert len(other.executor.ran) == 2
+
+
+# --- Ray (the `cluster` extra): one simulated two-node cluster for the module -----------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """Two Ray nodes of one CPU each on this machine (ray.cluster_utils.Cluster), this process connected to them."""
+    ray = pytest.importorskip("ray")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def one_thread():
+    """This process's BLAS and Numba pools on one thread, as every Ray task's (M2's floats may depend on it)."""
+    import numba
+    from equalinfo.fast.cpu.threads import set_threads
+
+    before = numba.get_num_threads()
+    set_threads(1)
+    yield
+    set_threads(before)
+
+
+def test_ray_builds_the_same_bytes(ray_cluster, reference, corpus_dir, tmp_path, small_shards):
+    import ray
+
+    executor = executors.Ray("auto")  # connected already: the cluster's 2 CPUs on two nodes
+    assert executor.workers == 2 and len(ray.nodes()) == 2
+    build_all(tmp_path, corpus_dir, executor)
+    assert files_of(tmp_path / "datasets") == reference[0]
+
+
+def without_timings(results):
+    """results.json's figures without what measures time (the run's and each step's seconds) and the one figure
+    drawn from the OS's random numbers on purpose (train/controls.py random_kl, a baseline of random tokens)."""
+    results = {key: value for key, value in results.items() if key not in ("seconds", "timings")}
+    for figures in results["controls"]["windows"].values():
+        figures.pop("random_kl")
+    return json.loads(json.dumps(results, sort_keys=True))
+
+
+def test_a_reduced_repro_on_two_ray_nodes_equals_the_in_process_run(ray_cluster, corpus_dir, tmp_path, one_thread):
+    runs = {}
+    for name, executor in (("in-process", executors.InProcess()), ("ray", executors.Ray("auto"))):
+        pipeline = repro.Pipeline(copy.deepcopy(REDUCED), tmp_path / name, "ref", str(corpus_dir),
+                                  log=lambda text: None, executor=executor)
+        pipeline.run()
+        runs[name] = without_timings(json.loads((tmp_path / name / "results.json").read_text()))
+    assert set(runs["ray"]["m2"]) == {"Bytes", "GZip[v=256]", "EqualInfoAC[b=16,v=256]", "EqualInfoAC[b=16,v=65k]"}
+    assert runs["ray"] == runs["in-process"]
+    assert files_of(tmp_path / "ray" / "datasets") == files_of(tmp_path / "in-process" / "datasets")
