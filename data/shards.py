@@ -29,6 +29,11 @@ dataset (shards and index) is byte-identical to an uninterrupted build; stray te
 by a crash are removed when the build finishes. A directory built with other parameters is refused (DataError)
 unless `overwrite=True`.
 
+Shards may also be written one by one, by independent units in any order (train/build.py, train/executors.py):
+`start_dataset` writes (or checks) the empty index, `write_shard` writes shard k's files and then its completion
+record shard-0000k.done.json, and `assemble` turns the records into the very index a ShardWriter writes for the same
+rows and removes them; the finished directory is the same, byte for byte.
+
 Reading (`Dataset`) checks, cheaply, everything but the content: the index's format and version, that the build is
 complete, every file's presence, .npy header, dtype, shape, row count and exact file size (truncation). `verify()`
 (or `Dataset(..., verify=True)`) also checks every file's SHA-256 (flipped bytes). `open_dataset`, which every

@@ -129,6 +129,21 @@ def test_a_unit_whose_worker_dies_mid_write_is_retried(reference, corpus_dir, tm
     assert files_of(tmp_path / "out" / "datasets") == reference[0]
 
 
+def refuse_odd(context, unit):
+    """A unit function for the pool: fails on odd units, as a unit with bad input would."""
+    if unit % 2:
+        raise ValueError(f"unit {unit}: {context['why']}")
+    return unit * 10
+
+
+def test_a_units_error_reaches_the_driver_and_results_keep_their_order():
+    pool = executors.ProcessPool(2)
+    assert pool.run(refuse_odd, [0, 2, 4, 6], {"why": "odd"}) == [0, 20, 40, 60]
+    with pytest.raises(ValueError, match="unit 1: odd"):
+        pool.run(refuse_odd, [0, 1], {"why": "odd"})
+    assert pool.retries == 0
+
+
 def test_a_rerun_after_an_interruption_runs_only_the_missing_units(reference, corpus_dir, tmp_path, small_shards):
     complete = Counting()
     build_all(tmp_path / "whole", corpus_dir, complete)

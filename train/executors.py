@@ -22,6 +22,7 @@ reads as throughput. Units whose completion record exists are never given to an 
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import time
 
 from tqdm import tqdm
@@ -78,6 +79,7 @@ _CONTEXT = None  # a pool worker's copy of the shared context (set once by _star
 def _start_worker(context, threads):
     global _CONTEXT
     _CONTEXT = context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     _set_threads(threads)
 
 
@@ -122,11 +124,13 @@ class ProcessPool:
         return [results[i] for i in range(len(units))]
 
     def _round(self, function, units, context, todo, results, bar):
-        """Submit `todo` (unit indices) to a fresh pool; returns those left unfinished when a worker died."""
+        """Submit `todo` (unit indices) to a fresh pool; returns those left unfinished when a worker died. On any
+        other exception (a unit's error, Ctrl-C in this process) the workers are stopped at once: their files are
+        written atomically and a unit without its record simply runs again next time."""
         spawn = multiprocessing.get_context("spawn")
-        with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=spawn,
-                                                    initializer=_start_worker,
-                                                    initargs=(context, self.threads)) as pool:
+        pool = concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=spawn,
+                                                      initializer=_start_worker, initargs=(context, self.threads))
+        try:
             futures = {pool.submit(_call_in_worker, function, units[i]): i for i in todo}
             for future in concurrent.futures.as_completed(futures):
                 try:
@@ -134,6 +138,13 @@ class ProcessPool:
                 except concurrent.futures.process.BrokenProcessPool:
                     continue  # a worker died: the units without a result go round again
                 bar.done(units[futures[future]])
+        except BaseException:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            raise
+        pool.shutdown(wait=True)
         return [i for i in todo if i not in results]
 
 
