@@ -249,3 +249,24 @@ def test_a_reduced_repro_on_two_ray_nodes_equals_the_in_process_run(ray_cluster,
     assert set(runs["ray"]["m2"]) == {"Bytes", "GZip[v=256]", "EqualInfoAC[b=16,v=256]", "EqualInfoAC[b=16,v=65k]"}
     assert runs["ray"] == runs["in-process"]
     assert files_of(tmp_path / "ray" / "datasets") == files_of(tmp_path / "in-process" / "datasets")
+
+
+def test_a_later_session_reads_the_records_and_builds_only_what_a_missing_unit_needs(corpus_dir, tmp_path):
+    """OUT (committed to git between sessions) holds the records; a fresh WORK (M1, datasets, checkpoints lost)
+    rebuilds nothing when every unit is recorded, and only the Bytes dataset when Bytes's M2 record is missing."""
+    def run(work, executor):
+        pipeline = repro.Pipeline(copy.deepcopy(REDUCED), tmp_path / "out", "ref", str(corpus_dir),
+                                  log=lambda text: None, executor=executor, work_dir=tmp_path / work)
+        return without_timings(pipeline.run())
+
+    first = run("work1", executors.InProcess())
+    again = Counting()
+    assert run("work2", again) == first and again.ran == []
+    assert sorted(p.name for p in (tmp_path / "work2").iterdir()) == []  # no M1, no dataset, no checkpoint
+    (tmp_path / "out" / "units" / "m2" / "Bytes.micro.seed0.json").unlink()
+    partly = Counting()
+    assert run("work3", partly) == first
+    assert sorted(partly.ran) == ["Bytes.micro.seed0", "bytes.None.True.1 train shard 0",
+                                  "bytes.None.True.1 validation shard 0"]
+    assert sorted(p.name for p in (tmp_path / "work3").rglob("*") if p.is_dir() and p.parent.name == "datasets") \
+        == ["Bytes"] and not (tmp_path / "work3" / "m1.npz").exists()

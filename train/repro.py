@@ -19,8 +19,9 @@ Steps, each resumable from what is already in the output directory (a finished s
 Steps 4 and 5 are cut into units (train/build.py ShardUnit: one shard of the datasets sharing a coder; M2Unit: one
 M2 of the grid) that run on the Pipeline's executor (train/executors.py: in-process, a process pool, Ray) and give
 the same bits wherever they run. An M2 unit's completion record (OUT/units/m2/*.json: its figures and history) is
-all the report needs of it, so a rerun skips it; OUT can hold only the records and results while --work holds M1,
-the datasets and the checkpoints (docs/scaling.md).
+all the report needs of it, so a rerun skips it; with the records of the datasets' figures, M1's result and the AC
+control (OUT/units/*.json), a run rebuilds only what a missing unit needs, so OUT can hold the records and results
+(committed to git between sessions) while --work holds M1, the datasets and the checkpoints (docs/scaling.md).
 This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
 """
 import hashlib
@@ -340,22 +341,34 @@ class Pipeline:
         return out
 
     # 5. M2
-    def m2_units(self, datasets):
-        """Every M2 of the grid (dataset x size x seed) as an M2Unit, in the report's order; `datasets`
-        {label: {"train": Dataset, "validation": Dataset}}."""
-        spec = self.preset["m2"]
-        return [M2Unit(name, size, s, str(sets["train"].directory), str(sets["validation"].directory))
-                for name, sets in datasets.items() for size in spec["sizes"] for s in range(spec.get("seeds", 1))]
+    def m2_units(self, names, datasets=None):
+        """Every M2 of the grid (dataset x size x seed) as an M2Unit, in the report's order, for the dataset
+        labels `names`: on the Datasets of `datasets` {label: {"train", "validation"}} where given, else in
+        WORK/datasets where build_datasets puts them."""
+        spec, datasets = self.preset["m2"], datasets or {}
 
-    def train_m2(self, datasets, m1_cfg):
+        def directory(name, side):
+            return str(datasets[name][side].directory if name in datasets else
+                       self.work / "datasets" / _slug(name) / side)
+
+        return [M2Unit(name, size, s, directory(name, "train"), directory(name, "validation"))
+                for name in names for size in spec["sizes"] for s in range(spec.get("seeds", 1))]
+
+    def m2_context(self, m1_cfg):
+        """What every M2 unit shares (run_m2_unit's context)."""
+        return {"preset": self.preset, "work": str(self.work), "records": str(self.out / "units" / "m2"),
+                "backend": self.backend.name, "m1_params": transformer.count_params(m1_cfg)["matrices"]}
+
+    def train_m2(self, datasets, m1_cfg, facts=None):
         """{label: {size: figures}}: M2 at every preset size trained on every dataset once per seed (m2.seeds),
         evaluated, and the seeds' figures combined (combine_seeds). Each M2 is a unit (run_m2_unit) on
-        self.executor; one whose completion record is in OUT/units/m2 is not trained again."""
+        self.executor; one whose completion record is in OUT/units/m2 is not trained again. `facts` {label:
+        dataset_facts} (run() passes them): the datasets to report, their floors taken from there, so a dataset
+        whose M2s are all recorded need not be built; without it, `datasets` {label: {"train", "validation"}}."""
         spec = self.preset["m2"]
-        m1_count = transformer.count_params(m1_cfg)["matrices"]
-        context = {"preset": self.preset, "work": str(self.work), "records": str(self.out / "units" / "m2"),
-                   "backend": self.backend.name, "m1_params": m1_count}
-        units = self.m2_units(datasets)
+        context = self.m2_context(m1_cfg)
+        names = list(facts) if facts is not None else list(datasets)
+        units = self.m2_units(names, datasets)
         records = {unit.key: read_record(context, unit) for unit in units}
         pending = [unit for unit in units if records[unit.key] is None]
         if len(pending) < len(units):
@@ -368,9 +381,10 @@ class Pipeline:
             name = f"train_m2 {unit.name} {unit.size}"
             self.timings[name] = self.timings.get(name, 0.0) + records[unit.key]["seconds"]
         results = {}
-        for name, sets in datasets.items():
-            floors = self._timed("window floors", m2.window_floors_of, sets["train"], sets["validation"],
-                                 spec.get("eval_rows"))
+        for name in names:
+            floors = facts[name]["floors"] if facts is not None else self._timed(
+                "window floors", m2.window_floors_of, datasets[name]["train"], datasets[name]["validation"],
+                spec.get("eval_rows"))
             for size in spec["sizes"]:
                 per_seed = [dict(records[M2Unit.key_of(name, size, s)]["figures"])
                             for s in range(spec.get("seeds", 1))]
@@ -391,14 +405,16 @@ class Pipeline:
         return results
 
     # 6. reports
-    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None):
-        """results.json, results.md and the figure in OUT; returns the results dict."""
+    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None,
+               summaries=None):
+        """results.json, results.md and the figure in OUT; returns the results dict. `summaries` {label: {side:
+        build.summary}} stands for `datasets` where run() took them from the records."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
             "versions": versions(), "seconds": time.perf_counter() - started, "timings": self.timings,
             "m1": m1_result,
-            "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
-                         for name, sets in datasets.items()},
+            "datasets": summaries if summaries is not None else {
+                name: {side: build.summary(d) for side, d in sets.items()} for name, sets in datasets.items()},
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
             "source_mix": source_mix or {},
         }
@@ -417,15 +433,71 @@ class Pipeline:
         return figures
 
     def run(self):
+        """Every step; what OUT/units records (M2 runs, datasets' figures, M1's result, the AC control) is taken
+        from there, so M1 is trained and a dataset built only when a unit still to run needs them."""
         started = time.perf_counter()
         examples = self.examples()
         source_mix = self.source_mix(examples)
         self.estimate(examples)
-        trained_m1 = self.train_m1(examples)
-        datasets, skipped = self.build_datasets(examples, trained_m1)
-        control_results = self.controls(examples, trained_m1, datasets)
-        m2_results = self.train_m2(datasets, trained_m1.cfg)
-        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix)
+        specs = {name: method for name, method, _, _, _ in dataset_specs(self.preset)}
+        m1_cfg = m1.make_config(self.preset["m1"]["size"], self.preset["m1"].get("dtype", "float32"))
+        context = self.m2_context(m1_cfg)
+        pending = {unit.name for unit in self.m2_units(specs) if read_record(context, unit) is None}
+        facts = {name: self.read_unit_record(f"datasets/{_slug(name)}") for name in specs}
+        needed = [name for name in specs if name in pending or facts[name] is None]
+        m1_record = self.read_unit_record("m1")
+        ac_record = self.read_unit_record("controls") if any(m in ("ac", "equalinfo") for m in specs.values()) \
+            else {"ac_context": None}
+        if m1_record is None or ac_record is None or any(specs[name] in ("ac", "equalinfo") for name in needed):
+            trained_m1 = self.train_m1(examples)
+            self.write_unit_record("m1", {"result": trained_m1.result})
+        else:
+            trained_m1 = TrainedM1(None, m1_cfg, m1_record["result"])
+            self.log(f"M1, {len(specs) - len(needed)} datasets and their M2s: from {self.out / 'units'}")
+        datasets, skipped = self.build_datasets(examples, trained_m1, only=set(needed))
+        for name, sets in datasets.items():
+            facts[name] = self.write_unit_record(f"datasets/{_slug(name)}", self.dataset_facts(name, sets))
+        if ac_record is None:
+            ac_record = self.write_unit_record("controls", {"ac_context": self.controls(examples, trained_m1,
+                                                                                        {})["ac_context"]})
+        specs = {name: method for name, method in specs.items() if name not in skipped}
+        facts = {name: facts[name] for name in specs}
+        control_results = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
+        if ac_record["ac_context"] is not None:
+            control_results["ac_context"] = ac_record["ac_context"]
+        m2_results = self.train_m2(datasets, m1_cfg, facts)
+        summaries = {name: facts[name]["summary"] for name in specs}
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix,
+                           summaries)
+
+    def dataset_facts(self, name, sets):
+        """What the report needs of a built dataset: its summaries, its floors and (Equal-Info) its windows'
+        statistics; kept in OUT/units/datasets/<slug>.json so a later run need not rebuild the dataset."""
+        method, window_bits = next((m, b) for label_, m, b, _, _ in dataset_specs(self.preset) if label_ == name)
+        floors = self._timed("window floors", m2.window_floors_of, sets["train"], sets["validation"],
+                             self.preset["m2"].get("eval_rows"))
+        windows = controls.window_statistics(sets["validation"], window_bits) if method == "equalinfo" else None
+        return {"summary": {side: build.summary(d) for side, d in sets.items()}, "floors": floors,
+                "windows": windows}
+
+    def unit_identity(self):
+        """What a step's record must match: this preset (its SHA-256) and backend."""
+        preset = json.dumps(self.preset, sort_keys=True).encode("utf-8")
+        return {"backend": self.backend.name, "preset_sha256": hashlib.sha256(preset).hexdigest()}
+
+    def read_unit_record(self, name):
+        """The content of OUT/units/<name>.json if it was written for this preset and backend, else None."""
+        try:
+            record = json.loads((self.out / "units" / f"{name}.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        ok = isinstance(record, dict) and record.get("identity") == self.unit_identity()
+        return record.get("content") if ok else None
+
+    def write_unit_record(self, name, content):
+        """Write OUT/units/<name>.json and return its content as a reader gets it (through JSON)."""
+        write_json(self.out / "units" / f"{name}.json", {"identity": self.unit_identity(), "content": content})
+        return self.read_unit_record(name)
 
 
 @dataclass(frozen=True)
