@@ -134,8 +134,9 @@ class Pipeline:
 
     What the steps share is fixed at construction: the preset, the output directory (results and the M2 units'
     completion records), the work directory (M1, datasets, checkpoints; OUT itself by default), the backend, the
-    corpus, the log, the executor that runs the units (train/executors.py; in-process by default), plus two caches that never change a result (coded bits per method and window size, reused by the v=256 and
-    v=65k datasets; the SentencePiece model, trained once) and the timings for the report.
+    corpus, the log, the executor that runs the units (train/executors.py; in-process by default), plus two caches
+    that never change a result (coded bits per method and window size, reused by the v=256 and v=65k datasets; the
+    SentencePiece model, trained once) and the timings for the report.
     """
 
     def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print, executor=None, work_dir=None):
@@ -191,8 +192,8 @@ class Pipeline:
 
     # 2. M1
     def train_m1(self, examples, path=None, resume=None):
-        """M1 trained on the train side (TrainedM1), checkpointed at `path` (default WORK/m1.npz; WORK is OUT unless given); by default a
-        checkpoint already there is resumed (finished training is not repeated)."""
+        """M1 trained on the train side (TrainedM1), checkpointed at `path` (default WORK/m1.npz; WORK is OUT unless
+        given); by default a checkpoint already there is resumed (finished training is not repeated)."""
         spec = self.preset["m1"]
         path = self.work / "m1.npz" if path is None else Path(path)
         cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
@@ -357,7 +358,8 @@ class Pipeline:
     def m2_context(self, m1_cfg):
         """What every M2 unit shares (run_m2_unit's context)."""
         return {"preset": self.preset, "work": str(self.work), "records": str(self.out / "units" / "m2"),
-                "backend": self.backend.name, "m1_params": transformer.count_params(m1_cfg)["matrices"]}
+                "backend": self.backend.name, "m1_params": transformer.count_params(m1_cfg)["matrices"],
+                "corpus": corpus_identity(self.corpus)}
 
     def train_m2(self, datasets, m1_cfg, facts=None):
         """{label: {size: figures}}: M2 at every preset size trained on every dataset once per seed (m2.seeds),
@@ -481,9 +483,10 @@ class Pipeline:
                 "windows": windows}
 
     def unit_identity(self):
-        """What a step's record must match: this preset (its SHA-256) and backend."""
+        """What a step's record must match: this preset (its SHA-256), backend and corpus."""
         preset = json.dumps(self.preset, sort_keys=True).encode("utf-8")
-        return {"backend": self.backend.name, "preset_sha256": hashlib.sha256(preset).hexdigest()}
+        return {"backend": self.backend.name, "preset_sha256": hashlib.sha256(preset).hexdigest(),
+                "corpus": corpus_identity(self.corpus)}
 
     def read_unit_record(self, name):
         """The content of OUT/units/<name>.json if it was written for this preset and backend, else None."""
@@ -526,10 +529,21 @@ def record_path(context, unit):
 
 
 def unit_identity(context, unit):
-    """What a record must match to be taken for this unit: the unit, the backend and the whole preset."""
+    """What a record must match to be taken for this unit: the unit, the backend, the whole preset, the corpus."""
     preset = json.dumps(context["preset"], sort_keys=True).encode("utf-8")
     return {"dataset": unit.name, "size": unit.size, "seed_index": unit.seed_index, "backend": context["backend"],
-            "preset_sha256": hashlib.sha256(preset).hexdigest()}
+            "preset_sha256": hashlib.sha256(preset).hexdigest(), "corpus": context["corpus"]}
+
+
+def corpus_identity(corpus):
+    """The corpus as records name it: the default corpus's description (with its SHA-256), or each file's name,
+    format and size -- not its path, which differs between checkouts and sessions."""
+    described = corpus.describe()
+    if "files" not in described:
+        return described
+    return {"format": described["format"], "text_field": described["text_field"],
+            "text_split": described["text_split"],
+            "files": [[Path(f["path"]).name, f["format"], f["size"]] for f in described["files"]]}
 
 
 def read_record(context, unit):
