@@ -85,6 +85,7 @@ OPTIONS = {
     "scale": Float(0, limits.MAX_SCALE, "factor on the preset's data and steps"),
     "vocab_size": Int(2, 1 << 20, "SentencePiece vocabulary"),
     "keep_every": Int(0, MAX_STEPS, "steps between kept checkpoints, 0: none"),
+    "workers": Int(1, 4096, "local worker processes"),
     # the analyses and generate
     "words": Int(2, limits.MAX_WORDS, "words to sample"),
     "contexts": Int(1, 1000, "contexts of the Table 7 view"),

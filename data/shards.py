@@ -29,6 +29,11 @@ dataset (shards and index) is byte-identical to an uninterrupted build; stray te
 by a crash are removed when the build finishes. A directory built with other parameters is refused (DataError)
 unless `overwrite=True`.
 
+Shards may also be written one by one, by independent units in any order (train/build.py, train/executors.py):
+`start_dataset` writes (or checks) the empty index, `write_shard` writes shard k's files and then its completion
+record shard-0000k.done.json, and `assemble` turns the records into the very index a ShardWriter writes for the same
+rows and removes them; the finished directory is the same, byte for byte.
+
 Reading (`Dataset`) checks, cheaply, everything but the content: the index's format and version, that the build is
 complete, every file's presence, .npy header, dtype, shape, row count and exact file size (truncation). `verify()`
 (or `Dataset(..., verify=True)`) also checks every file's SHA-256 (flipped bytes). `open_dataset`, which every
@@ -39,6 +44,7 @@ raise DataError.
 import hashlib
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -48,14 +54,16 @@ from equalinfo.data.atomic import write_atomically
 from equalinfo.data.sources import DataError
 
 __all__ = ["ShardWriter", "Dataset", "open_dataset", "rows_done", "is_complete", "token_columns", "FORMAT",
-           "VERSION", "INDEX"]
+           "VERSION", "INDEX", "dataset_header", "write_shard", "finished_shards", "start_dataset",
+           "assemble"]
 
 FORMAT = "equalinfo-dataset"
 VERSION = 1
 INDEX = "index.json"
 ROWS_PER_SHARD = 1024
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")
-_OURS = re.compile(r"^(shard-\d{5,}\.[A-Za-z0-9_]+\.npy|\.tmp-.*)$")
+_OURS = re.compile(r"^(shard-\d{5,}\.[A-Za-z0-9_]+\.npy|shard-\d{5,}\.done\.json|\.tmp-.*)$")
+DIE_AFTER_FIRST_FILE = "EQUALINFO_TEST_DIE_MID_SHARD"  # a test hook: see write_shard
 
 
 def token_columns(sequence_length, token_dtype="int32", weight_dtype="float32"):
@@ -239,16 +247,8 @@ class ShardWriter:
     def _flush(self):
         """Write the buffered rows as the next shard (column files first, then the index that lists them)."""
         number = len(self.index["shards"])
-        shard = {"rows": self._filled, "files": {}, "sha256": {}, "totals": {}}
-        for name in sorted(self.columns):
-            array = self._buffer[name][:self._filled]
-            data = _npy_bytes(array)
-            file = f"shard-{number:05d}.{name}.npy"
-            _atomic_write(self.directory / file, data)
-            shard["files"][name] = file
-            shard["sha256"][name] = hashlib.sha256(data).hexdigest()
-            if name in self.index["total_columns"]:
-                shard["totals"][name] = _total(array)
+        arrays = {name: self._buffer[name][:self._filled] for name in self.columns}
+        shard = _write_shard_files(self.directory, number, arrays, self.index["total_columns"])
         index = dict(self.index, shards=self.index["shards"] + [shard], rows=self.index["rows"] + self._filled)
         index["totals"] = _sum_totals(index)
         _write_index(self.directory, index)
@@ -271,6 +271,117 @@ class ShardWriter:
             if path.name == INDEX or path.name in keep or not _OURS.match(path.name):
                 continue
             path.unlink()
+
+
+def _write_shard_files(directory, number, arrays, total_columns):
+    """Write one shard's column files atomically (sorted by name); returns its index entry."""
+    shard = {"rows": None, "files": {}, "sha256": {}, "totals": {}}
+    for name in sorted(arrays):
+        array = arrays[name]
+        shard["rows"] = int(len(array))
+        data = _npy_bytes(array)
+        file = f"shard-{number:05d}.{name}.npy"
+        _atomic_write(Path(directory) / file, data)
+        _maybe_die_for_a_test(directory)
+        shard["files"][name] = file
+        shard["sha256"][name] = hashlib.sha256(data).hexdigest()
+        if name in total_columns:
+            shard["totals"][name] = _total(array)
+    return shard
+
+
+def _maybe_die_for_a_test(directory):
+    """Test hook (tests/test_executors.py): with DIE_AFTER_FIRST_FILE set to a marker path, the first process to
+    create the marker exits at once, mid-shard, as a worker killed by the system would; every later one goes on."""
+    marker = os.environ.get(DIE_AFTER_FIRST_FILE)
+    if not marker:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os._exit(70)
+
+
+# Shards written one by one, by independent units (train/build.py, train/executors.py). The dataset's header (columns,
+# rows_per_shard, meta, total_columns) is fixed before any unit runs; a unit writes shard k's files and then, last and
+# atomically, its completion record shard-0000k.done.json ({"unit": header's id, "number": k, "shard": entry});
+# `assemble` turns the records into the same index a ShardWriter writes and removes them. Units never touch the index,
+# so any number of them may run at once, in any order, on any machine that sees the directory.
+
+def dataset_header(columns, rows_per_shard, meta, total_columns):
+    """The part of the index fixed before any row exists (what ShardWriter compares on resume)."""
+    return {"columns": _normalise_columns(columns), "rows_per_shard": int(rows_per_shard),
+            "meta": _json_roundtrip(meta or {}, "meta"), "total_columns": sorted(total_columns)}
+
+
+def header_id(header):
+    """A short hash of a header: a completion record written for another build is never taken for this one."""
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def _record_path(directory, number):
+    return Path(directory) / f"shard-{number:05d}.done.json"
+
+
+def write_shard(directory, header, number, arrays):
+    """Write shard `number` (arrays {column: [rows, ...]}) and then its completion record; returns the entry."""
+    shard = _write_shard_files(directory, number, arrays, header["total_columns"])
+    record = {"unit": header_id(header), "number": int(number), "shard": shard}
+    _atomic_write(_record_path(directory, number), (json.dumps(record, sort_keys=True) + "\n").encode("utf-8"))
+    return shard
+
+
+def finished_shards(directory, header):
+    """{number: index entry} of the shards already on disk: those a (partial) index lists and those with a valid
+    completion record of this header."""
+    directory = Path(directory)
+    index = _read_index(directory) if directory.is_dir() else None
+    done = dict(enumerate(index["shards"])) if index is not None else {}
+    for path in directory.glob("shard-*.done.json") if directory.is_dir() else ():
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue  # unreadable: the unit runs again
+        if isinstance(record, dict) and record.get("unit") == header_id(header):
+            done[int(record["number"])] = record["shard"]
+    return done
+
+
+def start_dataset(directory, header):
+    """Make `directory` ready for units: a fresh, empty index, or check the one there (same header, or DataError).
+    Returns True when the dataset is already complete."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    existing = _read_index(directory)
+    if existing is None:
+        _write_index(directory, {"format": FORMAT, "version": VERSION, "complete": False, **header, "rows": 0,
+                                 "totals": {}, "shards": []})
+        return False
+    for key, value in header.items():
+        if existing[key] != value:
+            raise DataError(f"{directory}: a dataset built with a different {key} is already there "
+                            f"({existing[key]!r}, asked for {value!r}); use another directory")
+    return bool(existing["complete"])
+
+
+def assemble(directory, header, n_shards):
+    """Write the complete index of shards 0..n_shards-1 from their records (or a partial index's entries), exactly
+    what a ShardWriter writes for the same rows, then remove the records and stray files."""
+    done = finished_shards(directory, header)
+    missing = [number for number in range(n_shards) if number not in done]
+    if missing:
+        raise DataError(f"{directory}: shards {missing} are not finished; run the build again to make them")
+    shards = [done[number] for number in range(n_shards)]
+    index = {"format": FORMAT, "version": VERSION, "complete": True, **header, "shards": shards,
+             "rows": sum(shard["rows"] for shard in shards)}
+    index["totals"] = _sum_totals(index)
+    _write_index(directory, index)
+    keep = {file for shard in shards for file in shard["files"].values()}
+    for path in Path(directory).iterdir():
+        if path.name != INDEX and path.name not in keep and _OURS.match(path.name):
+            path.unlink()
+    return index
 
 
 def _sum_totals(index):

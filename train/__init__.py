@@ -7,10 +7,11 @@ Running it
     estimate.py      how long a preset will take on this machine, said before the work starts
     memory.py        the memory a preset's training steps need at least; a preset above the machine's is refused
     backends.py      a backend by name (ref, cpu, gpu): the modules every step computes with
+    executors.py     where the units of work (dataset shards, M2 runs) run: in-process, a process pool, Ray
 The steps
     m1.py            M1: training on the corpus, and M1 as a coding model with the backend's exact rows
     methods.py       the tokenizers of the paper's Table 15: bytes, SentencePiece, gzip, StaticAC, AC, Equal-Info
-    build.py         M2 datasets: every example tokenized, trimmed or padded to the row length
+    build.py         M2 datasets: every example tokenized, trimmed or padded to the row length; shards as units
     m2.py            M2: training on a dataset and the paper's metrics
     shuffled_windows.py  the shuffled-window control: each row's windows in a random order (no cross-window context)
     controls.py      measurements that say whether a difference means what it seems to (M1's context, padding)

@@ -12,11 +12,23 @@ evaluated without the clustered SE. From the totals (`summary`):
 - cr_kept = kept bytes / kept tokens, the ratio of the data actually kept, which converts M2's loss to bits/byte.
 Examples are processed in a fixed order through a resumable ShardWriter, so an interrupted build continues where it
 stopped and ends with the same files.
+
+Units (`shard_units`, `run_shard_unit`): the same datasets cut into shards of ROWS_PER_SHARD examples, each shard a
+pure function of its rows and a CoderSpec (plain data: the method's settings, M1's weights and rule, StaticAC's
+counts, SentencePiece's model bytes), so any worker on any machine rebuilds the coder and writes the same bytes.
+A unit codes one shard for every dataset that shares its coder (v=256 and v=65k of one Equal-Info window size:
+one compression), writes each shard's files atomically and then its completion record (data/shards.py
+write_shard); `finish_dataset` assembles the index from the records. The shard size is fixed by the dataset (not
+by the worker count), and M1's exact rule makes rows independent of how examples are batched, so 1 worker, N
+workers or a Ray cluster write byte-identical datasets, the same bytes as build_dataset (tests/test_executors.py).
 """
+from dataclasses import dataclass, field
+
 import numpy as np
 from tqdm import tqdm
 
-from equalinfo.data.shards import ShardWriter, open_dataset, token_columns
+from equalinfo.data.shards import (ShardWriter, assemble, dataset_header, finished_shards, open_dataset,
+                                   start_dataset, token_columns, write_shard)
 from equalinfo.train.shuffled_windows import shuffle_windows
 
 
@@ -29,6 +41,8 @@ UNKNOWN_DOCUMENT = -1  # the document column of an example made by hand (data.pa
 
 
 PREPARE_EXAMPLES = 256  # examples coded together by a method's `prepare` (bounds memory; one M1 batch per step)
+ROWS_PER_SHARD = 256  # rows per shard, and so per unit of work: part of the dataset's index (its bytes)
+TOTAL_COLUMNS = ("n_bytes", "n_tokens", "weights", "kept_bytes")
 
 
 def fit_row(tokens, seq_len):
@@ -40,26 +54,168 @@ def fit_row(tokens, seq_len):
     return row, weights
 
 
-def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_shard=256, desc=None):
+def dataset_meta(method, seq_len, meta=None):
+    """The meta a dataset's index records: the caller's, plus the method's name, vocabulary and row length."""
+    return {**(meta or {}), "method": method.name, "vocab_size": int(method.vocab_size), "seq_len": int(seq_len)}
+
+
+def build_dataset(examples, method, out_dir, seq_len=512, meta=None, rows_per_shard=ROWS_PER_SHARD, desc=None):
     """Write (or finish writing) the dataset of `examples` (data.packing.Example, fixed order) tokenized by
     `method` (train/methods.py); returns the finished Dataset."""
-    meta = dict(meta or {})
-    meta.update({"method": method.name, "vocab_size": int(method.vocab_size), "seq_len": int(seq_len)})
-    writer = ShardWriter(out_dir, columns(seq_len), rows_per_shard=rows_per_shard, meta=meta,
-                         total_columns=("n_bytes", "n_tokens", "weights", "kept_bytes"))
+    writer = ShardWriter(out_dir, columns(seq_len), rows_per_shard=rows_per_shard,
+                         meta=dataset_meta(method, seq_len, meta), total_columns=TOTAL_COLUMNS)
     if not writer.complete:
         todo = list(examples)[writer.rows_done:]
         for index, example in enumerate(tqdm(todo, desc=desc or f"build {method.name}", unit="ex", disable=None)):
             if index % PREPARE_EXAMPLES == 0:  # a method may code the next examples together (train/methods.py)
                 method.prepare([e.symbols for e in todo[index:index + PREPARE_EXAMPLES]])
-            symbols = np.asarray(example.symbols, dtype=np.int64)
-            tokens, covered = method.tokens_and_cover(symbols, seq_len)
-            row, weights = fit_row(tokens, seq_len)
-            document = UNKNOWN_DOCUMENT if example.document is None else example.document
-            writer.add(tokens=row, weights=weights, n_bytes=len(symbols), n_tokens=len(tokens), kept_bytes=covered,
-                       document=document)
+            writer.add(**example_row(method, example.symbols, example.document, seq_len))
         writer.finish()
     return open_dataset(out_dir)
+
+
+def example_row(method, symbols, document, seq_len):
+    """{column: value} of one example's row (see the module docstring)."""
+    symbols = np.asarray(symbols, dtype=np.int64)
+    tokens, covered = method.tokens_and_cover(symbols, seq_len)
+    row, weights = fit_row(tokens, seq_len)
+    return {"tokens": row, "weights": weights, "n_bytes": len(symbols), "n_tokens": len(tokens),
+            "kept_bytes": covered, "document": UNKNOWN_DOCUMENT if document is None else document}
+
+
+# --- units ----------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CoderSpec:
+    """Everything a worker needs to rebuild a method (train/methods.py), as plain data: `method` and its settings,
+    the backend's name, M1 (`m1_params` {name: array}, `m1_config` a transformer.Config dict, exact `rule`,
+    `restart_every`), StaticAC's unigram `counts`, SentencePiece's `spm_model` bytes."""
+    method: str
+    backend: str = "ref"
+    window_bits: int = None
+    precision: int = 14
+    delimit: bool = True
+    reset_every: int = 1
+    m1_params: dict = None
+    m1_config: dict = None
+    rule: int = 1
+    restart_every: int = None
+    counts: np.ndarray = None
+    spm_model: bytes = None
+
+    @property
+    def uses_m1(self):
+        return self.method in ("ac", "equalinfo")
+
+
+def make_coder(spec, bits_per_token, cache=None):
+    """The method of `spec` cutting its bits into `bits_per_token`-bit tokens; coders given one `cache` dict share
+    their compressed bits (methods.BitMethod)."""
+    from equalinfo.ref.models import UnigramModel
+    from equalinfo.ref.transformer import Config
+    from equalinfo.train import backends, m1, methods
+
+    if spec.method == "bytes":
+        return methods.Bytes()
+    if spec.method == "spm":
+        import sentencepiece
+
+        return methods.SentencePiece(sentencepiece.SentencePieceProcessor(model_proto=spec.spm_model))
+    if spec.method == "gzip":
+        return methods.Gzip(bits_per_token, cache)
+    backend = backends.load_or_fastest(spec.backend)
+    if spec.method == "staticac":
+        return methods.ArithmeticCoded("staticac", UnigramModel(spec.counts), bits_per_token, backend,
+                                       spec.precision, cache)
+    if spec.uses_m1:
+        model = m1.coding_model(spec.m1_params, Config.from_dict(spec.m1_config), backend.name, spec.rule,
+                                spec.restart_every)
+        if spec.method == "ac":
+            return methods.ArithmeticCoded("ac", model, bits_per_token, backend, spec.precision, cache)
+        return methods.EqualInfo(model, spec.window_bits, bits_per_token, backend, spec.precision, cache,
+                                 spec.delimit, spec.reset_every)
+    raise ValueError(f"unknown method {spec.method!r}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """One dataset directory a unit writes a shard of: its index header (data/shards.py) and token width."""
+    directory: str
+    header: dict
+    bits_per_token: int = None
+
+
+@dataclass
+class ShardUnit:
+    """Shard `number` of every target, coded by the executor context's coder `coder`: rows are `symbols`
+    [int64 arrays] and their `documents`, in the dataset's order. `weight`: bytes of text, for the progress bar."""
+    coder: str
+    number: int
+    targets: tuple
+    symbols: list
+    documents: list
+    seq_len: int
+    key: str = field(default="")
+
+    @property
+    def weight(self):
+        return sum(len(symbols) for symbols in self.symbols)
+
+
+def shard_units(coder, targets, examples, seq_len, label=""):
+    """The units still to run for `targets` (datasets of the same rows `examples` by one coder): each target's
+    directory is started (or checked, data/shards.py start_dataset); a shard is left out for a target that has it
+    already, and a unit with no target left is not made."""
+    pending, rows_per_shard = {}, targets[0].header["rows_per_shard"] if targets else ROWS_PER_SHARD
+    for target in targets:
+        if start_dataset(target.directory, target.header):
+            continue
+        done = finished_shards(target.directory, target.header)
+        for number in range(n_shards(len(examples), rows_per_shard)):
+            if number not in done:
+                pending.setdefault(number, []).append(target)
+    units = []
+    for number, chosen in sorted(pending.items()):
+        rows = examples[number * rows_per_shard:(number + 1) * rows_per_shard]
+        units.append(ShardUnit(coder, number, tuple(chosen), [np.asarray(e.symbols, np.int64) for e in rows],
+                               [e.document for e in rows], seq_len, f"{label} shard {number}"))
+    return units
+
+
+def n_shards(rows, rows_per_shard):
+    return -(-rows // rows_per_shard)
+
+
+def run_shard_unit(context, unit):
+    """Code one shard for each of its targets and write it (files, then completion record). context["coders"]:
+    {name: CoderSpec}. Returns {"bytes": text bytes coded}. Runs anywhere: in-process, in a pool, on Ray."""
+    spec, cache = context["coders"][unit.coder], {}
+    coders = {target.bits_per_token: make_coder(spec, target.bits_per_token, cache) for target in unit.targets}
+    first = next(iter(coders.values()))
+    for start in range(0, len(unit.symbols), PREPARE_EXAMPLES):  # one compression shared by every target
+        first.prepare(unit.symbols[start:start + PREPARE_EXAMPLES])
+    for target in unit.targets:
+        coder = coders[target.bits_per_token]
+        rows = [example_row(coder, symbols, document, unit.seq_len)
+                for symbols, document in zip(unit.symbols, unit.documents)]
+        specs = target.header["columns"]
+        arrays = {name: np.array([row[name] for row in rows], dtype=specs[name]["dtype"]).reshape(
+            [len(rows)] + specs[name]["shape"]) for name in specs}
+        write_shard(target.directory, target.header, unit.number, arrays)
+    return {"bytes": unit.weight}
+
+
+def target_for(directory, method, seq_len, meta, bits_per_token=None):
+    """The Target of one dataset: `method` (a coder made from the spec, for its name and vocabulary)."""
+    header = dataset_header(columns(seq_len), ROWS_PER_SHARD, dataset_meta(method, seq_len, meta), TOTAL_COLUMNS)
+    return Target(str(directory), header, bits_per_token)
+
+
+def finish_dataset(target, rows):
+    """Assemble a target's index from its shards' records (if not complete already) and open it."""
+    if not start_dataset(target.directory, target.header):
+        assemble(target.directory, target.header, n_shards(rows, target.header["rows_per_shard"]))
+    return open_dataset(target.directory)
 
 
 def shuffled_copy(dataset, out_dir, tokens_per_window, seed, meta=None, rows_per_shard=256):

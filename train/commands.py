@@ -15,7 +15,7 @@ from pathlib import Path
 from equalinfo.data.shards import open_dataset
 from equalinfo.options import number
 from equalinfo.ref.transformer import SIZES, count_params
-from equalinfo.train import backends, m2, repro
+from equalinfo.train import backends, executors, m2, repro
 from equalinfo.train.build import summary
 from equalinfo.train.m1 import trained_context
 from equalinfo.train.preset_schema import precision_of
@@ -63,13 +63,23 @@ def kept_directory(args):
     return f"kept what was finished in {out} ({shown}); rerun the same command to resume"
 
 
+def _executor(args):
+    """Where the units of a build or repro run (train/executors.py): --ray, else --workers (default: the cores)."""
+    if not hasattr(args, "workers"):
+        return None
+    if args.ray and args.workers is not None:
+        raise ValueError("--ray and --workers choose where units run: give one of them")
+    return executors.make_executor(args.workers, args.ray)
+
+
 def _pipeline(args, out_dir):
     preset = repro.load_preset(args.preset)
     if getattr(args, "seed", None) is not None:
         preset["seed"] = args.seed
     if getattr(args, "scale", None) is not None:
         preset = repro.scale_preset(preset, args.scale)
-    return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr))
+    return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr),
+                          executor=_executor(args), work_dir=getattr(args, "work", None))
 
 
 def repro_command(args):
@@ -175,12 +185,24 @@ def add_commands(commands, add_threads_option):
                                      "or - (stdin) is cut into documents of paragraphs, about 2 KB each "
                                      "(default: the embedded default corpus)")
 
+    def scale_out(parser):
+        parser.add_argument("--workers", type=number("workers"), default=None,
+                            help="local worker processes for the units (dataset shards, M2 runs); 1 runs them in "
+                                 "this process (default: one per core)")
+        parser.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                            help="run the units on Ray: auto (a local instance, or the cluster ray start made "
+                                 "here) or a cluster's address; needs pip install -e '.[cluster]' (docs/scaling.md)")
+
     run = commands.add_parser("repro", help="the whole pipeline: M1, every dataset, M2, the paper's tables")
     run.add_argument("--out", required=True, help="output directory (a finished step there is reused)")
     run.add_argument("--scale", type=number("scale"), default=None,
                      help="multiply the preset's data (train/validation examples) and training steps by this "
                           "factor, keeping model sizes and M2's epochs: <1 for a quick look, >1 for more cores or a GPU")
+    run.add_argument("--work", default=None,
+                     help="where M1, the datasets and the checkpoints go (default: OUT); OUT then holds only the "
+                          "results and the M2 runs' small completion records (docs/scaling.md)")
     common(run)
+    scale_out(run)
     run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m1 = commands.add_parser("train-m1", help="train M1 on the train side of a corpus")
@@ -203,6 +225,7 @@ def add_commands(commands, add_threads_option):
     build.add_argument("--vocab-size", type=number("vocab_size"), default=32_000,
                        help="SentencePiece vocabulary (spm)")
     common(build)
+    scale_out(build)
     build.set_defaults(run=build_command, out_dirs=lambda args: [args.out], kept=kept_directory)
 
     m2_parser = commands.add_parser("train-m2", help="train M2 on a dataset made by build")

@@ -16,8 +16,15 @@ Steps, each resumable from what is already in the output directory (a finished s
    with the same steps and seeds; "learns across windows" needs M2 to beat it beyond the noise (report/seeds.py).
    Each bits/byte comes with its standard error and the floors it must beat; "below unigram floor?"
    (report/seeds.py below_floor) is yes only beyond 2 SE (+ seed std).
+Steps 4 and 5 are cut into units (train/build.py ShardUnit: one shard of the datasets sharing a coder; M2Unit: one
+M2 of the grid) that run on the Pipeline's executor (train/executors.py: in-process, a process pool, Ray) and give
+the same bits wherever they run. An M2 unit's completion record (OUT/units/m2/*.json: its figures and history) is
+all the report needs of it, so a rerun skips it; with the records of the datasets' figures, M1's result and the AC
+control (OUT/units/*.json), a run rebuilds only what a missing unit needs, so OUT can hold the records and results
+(committed to git between sessions) while --work holds M1, the datasets and the checkpoints (docs/scaling.md).
 This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
 """
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -26,13 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from equalinfo.data.corpus import document_sources, open_corpus
+from equalinfo.data.shards import open_dataset
 from equalinfo.data.packing import document_bytes, draw, examples_to_documents, iter_examples, shuffle
 from equalinfo.data.sources import PIECE_BYTES
 from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import UnigramModel
-from equalinfo.train import backends, build, controls, estimate, m1, m2, methods
+from equalinfo.train import backends, build, controls, estimate, executors, m1, m2, methods
 from equalinfo.report import figure, tables
 from equalinfo.report.paper_numbers import label, unshuffled
 from equalinfo.report.learning_curves import learning_curve
@@ -130,13 +138,18 @@ def too_small(documents, packing):
 class Pipeline:
     """The steps of `equalinfo repro`, each taking its inputs and returning its outputs (run() chains them).
 
-    What the steps share is fixed at construction: the preset, the output directory, the backend, the corpus, the
-    log, plus two caches that never change a result (coded bits per method and window size, reused by the v=256 and
-    v=65k datasets; the SentencePiece model, trained once) and the timings for the report.
+    What the steps share is fixed at construction: the preset, the output directory (results and the M2 units'
+    completion records), the work directory (M1, datasets, checkpoints; OUT itself by default), the backend, the
+    corpus, the log, the executor that runs the units (train/executors.py; in-process by default), plus two caches
+    that never change a result (coded bits per method and window size, reused by the v=256 and v=65k datasets; the
+    SentencePiece model, trained once) and the timings for the report.
     """
 
-    def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print):
+    def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print, executor=None, work_dir=None):
         self.preset, self.out = preset, Path(out_dir)
+        self.work = Path(work_dir) if work_dir is not None else self.out  # M1, datasets, M2 checkpoints
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.executor = executor or executors.InProcess()  # where units run (train/executors.py)
         self.backend = backends.load_or_fastest(backend_name)
         self.corpus = open_corpus(corpus if corpus is not None else preset.get("corpus", "default"))
         self.seed = int(preset["seed"])
@@ -185,10 +198,10 @@ class Pipeline:
 
     # 2. M1
     def train_m1(self, examples, path=None, resume=None):
-        """M1 trained on the train side (TrainedM1), checkpointed at `path` (default OUT/m1.npz); by default a
-        checkpoint already there is resumed (finished training is not repeated)."""
+        """M1 trained on the train side (TrainedM1), checkpointed at `path` (default WORK/m1.npz; WORK is OUT unless
+        given); by default a checkpoint already there is resumed (finished training is not repeated)."""
         spec = self.preset["m1"]
-        path = self.out / "m1.npz" if path is None else Path(path)
+        path = self.work / "m1.npz" if path is None else Path(path)
         cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
         train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
         val_symbols = np.concatenate([e.symbols for e in examples.validation]).astype(np.int64)
@@ -205,30 +218,35 @@ class Pipeline:
     # 3.-4. datasets
     def method_for(self, method, window_bits, bits_per_token, entry, examples, trained_m1=None):
         """The tokenizer of one dataset (train/methods.py); ac and equalinfo code with trained_m1."""
+        key, spec = self.coder_spec(method, window_bits, entry, examples, trained_m1)
+        cache = self.bit_caches.setdefault(key, {})  # v=256 and v=65k share the coded bits
+        return build.make_coder(spec, bits_per_token, cache)
+
+    def coder_spec(self, method, window_bits, entry, examples, trained_m1=None):
+        """(key, build.CoderSpec): what any worker needs to rebuild the tokenizer of a dataset, as plain data; the
+        key names the coder, shared by the datasets that differ only in token width."""
         precision = self.preset["coding"].get("precision", 14)
         delimit, reset_every = entry.get("delimit", True), m1_reset_every(entry)
-        cache = self.bit_caches.setdefault((method, window_bits, delimit, reset_every), {})  # v=256 and v=65k
-        if method == "bytes":
-            return methods.Bytes()
-        if method == "gzip":
-            return methods.Gzip(bits_per_token, cache)
+        key = f"{method}.{window_bits}.{delimit}.{reset_every}"
+        if method in ("bytes", "gzip"):
+            return key, build.CoderSpec(method)
         if method == "staticac":
             train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
-            return methods.ArithmeticCoded("staticac", UnigramModel.fit(train_symbols), bits_per_token,
-                                           self.backend, precision, cache)
+            return key, build.CoderSpec(method, self.backend.name, precision=precision,
+                                        counts=UnigramModel.fit(train_symbols).counts)
         if method in ("ac", "equalinfo"):
-            model = self.m1_coding_model(trained_m1)
-            if method == "ac":
-                return methods.ArithmeticCoded("ac", model, bits_per_token, self.backend, precision, cache)
-            return methods.EqualInfo(model, window_bits, bits_per_token, self.backend, precision, cache, delimit,
-                                     reset_every)
+            context = int(self.preset["m1"]["seq_len"])
+            restart_every = m1.check_context(context, trained_m1.seq_len or context)
+            rule = int(self.preset["coding"].get("exact_rule", 1))
+            return key, build.CoderSpec(method, self.backend.name, window_bits, precision, delimit, reset_every,
+                                        trained_m1.params, trained_m1.cfg.to_dict(), rule, restart_every)
         if method == "spm":
             if self.spm is None:
                 documents = examples_to_documents(examples.train)
                 self.spm = self._timed("train_spm", methods.train_sentencepiece, documents,
                                        entry.get("vocab_size", 32_000), self.seed)
                 (self.out / "spm.model").write_bytes(self.spm[1])
-            return methods.SentencePiece(self.spm[0])
+            return key, build.CoderSpec(method, spm_model=self.spm[1])
         raise PresetError(f"unknown method {method!r}")
 
     def m1_coding_model(self, trained_m1, restart_every="trained"):
@@ -243,49 +261,73 @@ class Pipeline:
         rule = int(self.preset["coding"].get("exact_rule", 1))
         return m1.coding_model(trained_m1.params, trained_m1.cfg, self.backend.name, rule, restart_every)
 
-    def build_datasets(self, examples, trained_m1):
-        """(datasets {label: {"train": Dataset, "validation": Dataset}}, skipped {label: reason}) for the preset."""
-        datasets, skipped = {}, {}
+    def build_datasets(self, examples, trained_m1, only=None):
+        """(datasets {label: {"train": Dataset, "validation": Dataset}}, skipped {label: reason}) for the preset
+        (or the labels in `only`)."""
+        wanted, skipped = {}, {}
         for name, method, b, n, entry in dataset_specs(self.preset):
+            if only is not None and name not in only:
+                continue
             if method == "spm" and not methods.sentencepiece_available():
                 skipped[name] = "the sentencepiece package is not installed (pip install -e '.[spm]')"
                 self.log(f"skipping {name}: {skipped[name]}")
                 continue
-            datasets[name] = self.build_one(name, method, b, n, entry, self.out / "datasets" / _slug(name),
-                                            examples, trained_m1)
-        return datasets, skipped
+            wanted[name] = (method, b, n, entry, self.work / "datasets" / _slug(name))
+        return self.build_many(wanted, examples, trained_m1), skipped
 
     def build_one(self, name, method, window_bits, bits_per_token, entry, directory, examples, trained_m1=None):
         """The train and validation datasets of one method in directory/train and directory/validation."""
-        if entry.get("shuffle_windows"):
-            return self.build_shuffled(name, window_bits, bits_per_token, entry, directory, examples, trained_m1)
-        spec = self.preset["datasets"]
-        coder = self.method_for(method, window_bits, bits_per_token, entry, examples, trained_m1)
-        meta = {"label": name, "window_bits": window_bits, "bits_per_token": bits_per_token,
-                "backend": self.backend.name, "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed,
-                "validation_rows": "drawn"}  # a dataset of the first validation rows (before the draw) is refused
-        sets = {}
-        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
-                             ("validation", examples.validation_rows(spec["val_examples"]))):
-            sets[side] = self._timed(f"build {name}", build.build_dataset, chosen, coder,
-                                     Path(directory) / side, row_length(self.preset, entry), meta,
-                                     desc=f"{name} {side}")
-        self.log(f"dataset {name}: CR {build.summary(sets['validation'])['cr_full']:.3f}")
-        return sets
+        return self.build_many({name: (method, window_bits, bits_per_token, entry, directory)}, examples,
+                               trained_m1)[name]
 
-    def build_shuffled(self, name, window_bits, bits_per_token, entry, directory, examples, trained_m1):
-        """The shuffled-window control of an Equal-Info dataset (train/shuffled_windows.py): the dataset without
-        the shuffle, built (or reused) where its own row would put it, then copied with each row's windows in a
-        seeded random order, in directory/train and directory/validation."""
-        per_window = window_bits // bits_per_token  # whole: dataset_specs refuses a preset where it is not
-        base_entry = {key: value for key, value in entry.items() if key != "shuffle_windows"}
-        base_name = unshuffled(name)
-        base = self.build_one(base_name, "equalinfo", window_bits, bits_per_token, base_entry,
-                              self.out / "datasets" / _slug(base_name), examples, trained_m1)
-        sets = {side: self._timed(f"build {name}", build.shuffled_copy, base[side], Path(directory) / side,
-                                  per_window, self.seed, {"label": name}) for side in base}
-        self.log(f"dataset {name}: {base_name} with each row's windows shuffled")
-        return sets
+    def build_many(self, wanted, examples, trained_m1=None):
+        """{label: {"train": Dataset, "validation": Dataset}} of `wanted` {label: (method, window bits, token bits,
+        preset entry, directory)}: every coded dataset's shards as units on the executor (build.shard_units), then
+        the shuffled-window controls copied from their base datasets (train/shuffled_windows.py)."""
+        coded, shuffled = {}, {}
+        for name, (method, b, n, entry, directory) in wanted.items():
+            if entry.get("shuffle_windows"):  # its base, built (or reused) where its own row would put it
+                base_name = unshuffled(name)
+                base_entry = {key: value for key, value in entry.items() if key != "shuffle_windows"}
+                coded.setdefault(base_name, ("equalinfo", b, n, base_entry,
+                                             self.work / "datasets" / _slug(base_name)))
+                shuffled[name] = (base_name, b // n, directory)  # whole tokens: dataset_specs checked it
+            else:
+                coded[name] = (method, b, n, entry, directory)
+        sets = self._timed("build datasets", self.code_datasets, coded, examples, trained_m1)
+        for name, (method, b, n, entry, directory) in coded.items():
+            self.log(f"dataset {name}: CR {build.summary(sets[name]['validation'])['cr_full']:.3f}")
+        for name, (base_name, per_window, directory) in shuffled.items():
+            sets[name] = {side: self._timed(f"build {name}", build.shuffled_copy, base, Path(directory) / side,
+                                            per_window, self.seed, {"label": name})
+                          for side, base in sets[base_name].items()}
+            self.log(f"dataset {name}: {base_name} with each row's windows shuffled")
+        return {name: sets[name] for name in wanted}
+
+    def code_datasets(self, coded, examples, trained_m1):
+        """Build the datasets of `coded` (as build_many's `wanted`) from their shards, run by self.executor."""
+        spec = self.preset["datasets"]
+        rows = {"train": examples.train[:spec["train_examples"]],
+                "validation": examples.validation_rows(spec["val_examples"])}
+        coders, groups, targets = {}, {}, {}
+        for name, (method, b, n, entry, directory) in coded.items():
+            key, coders_spec = self.coder_spec(method, b, entry, examples, trained_m1)
+            coders[key] = coders_spec
+            coder = build.make_coder(coders_spec, n)
+            meta = {"label": name, "window_bits": b, "bits_per_token": n, "backend": self.backend.name,
+                    "m1_fingerprint": _m1_fingerprint(coder), "seed": self.seed,
+                    "validation_rows": "drawn"}  # a dataset of the first validation rows (before the draw) is refused
+            length = row_length(self.preset, entry)  # Table 6's byte-matched rows have their own
+            for side in rows:
+                target = build.target_for(Path(directory) / side, coder, length, meta, n)
+                targets[name, side] = target
+                groups.setdefault((key, side, length), []).append(target)
+        units = [unit for (key, side, length), group in groups.items()
+                 for unit in build.shard_units(key, group, rows[side], length, label=f"{key} {side}")]
+        gpu = self.backend.name == "gpu" and any(coders[unit.coder].uses_m1 for unit in units)
+        self.executor.run(build.run_shard_unit, units, {"coders": coders}, desc="datasets", unit="B", gpu=gpu)
+        return {name: {side: build.finish_dataset(targets[name, side], len(rows[side])) for side in rows}
+                for name in coded}
 
     # 4b. controls
     def controls(self, examples, trained_m1, datasets):
@@ -307,20 +349,53 @@ class Pipeline:
         return out
 
     # 5. M2
-    def train_m2(self, datasets, m1_cfg):
+    def m2_units(self, names, datasets=None):
+        """Every M2 of the grid (dataset x size x seed) as an M2Unit, in the report's order, for the dataset
+        labels `names`: on the Datasets of `datasets` {label: {"train", "validation"}} where given, else in
+        WORK/datasets where build_datasets puts them."""
+        spec, datasets = self.preset["m2"], datasets or {}
+
+        def directory(name, side):
+            return str(datasets[name][side].directory if name in datasets else
+                       self.work / "datasets" / _slug(name) / side)
+
+        return [M2Unit(name, size, s, directory(name, "train"), directory(name, "validation"))
+                for name in names for size in spec["sizes"] for s in range(spec.get("seeds", 1))]
+
+    def m2_context(self, m1_cfg):
+        """What every M2 unit shares (run_m2_unit's context)."""
+        return {"preset": self.preset, "work": str(self.work), "records": str(self.out / "units" / "m2"),
+                "backend": self.backend.name, "m1_params": transformer.count_params(m1_cfg)["matrices"],
+                "corpus": corpus_identity(self.corpus)}
+
+    def train_m2(self, datasets, m1_cfg, facts=None):
         """{label: {size: figures}}: M2 at every preset size trained on every dataset once per seed (m2.seeds),
-        evaluated, and the seeds' figures combined (combine_seeds)."""
+        evaluated, and the seeds' figures combined (combine_seeds). Each M2 is a unit (run_m2_unit) on
+        self.executor; one whose completion record is in OUT/units/m2 is not trained again. `facts` {label:
+        dataset_facts} (run() passes them): the datasets to report, their floors taken from there, so a dataset
+        whose M2s are all recorded need not be built; without it, `datasets` {label: {"train", "validation"}}."""
         spec = self.preset["m2"]
-        m1_count = transformer.count_params(m1_cfg)["matrices"]
+        context = self.m2_context(m1_cfg)
+        names = list(facts) if facts is not None else list(datasets)
+        units = self.m2_units(names, datasets)
+        records = {unit.key: read_record(context, unit) for unit in units}
+        pending = [unit for unit in units if records[unit.key] is None]
+        if len(pending) < len(units):
+            self.log(f"M2: {len(units) - len(pending)} of {len(units)} runs finished before (OUT/units/m2), "
+                     f"{len(pending)} to train")
+        for unit, record in zip(pending, self.executor.run(run_m2_unit, pending, context, desc="M2", unit="run",
+                                                           gpu=self.backend.name == "gpu")):
+            records[unit.key] = record
+        for unit in units:
+            name = f"train_m2 {unit.name} {unit.size}"
+            self.timings[name] = self.timings.get(name, 0.0) + records[unit.key]["seconds"]
         results = {}
-        for name, sets in datasets.items():
-            vocab = sets["train"].meta["vocab_size"]
-            uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
-            floors = self._timed("window floors", m2.window_floors_of, sets["train"], sets["validation"],
-                                 spec.get("eval_rows"))
+        for name in names:
+            floors = facts[name]["floors"] if facts is not None else self._timed(
+                "window floors", m2.window_floors_of, datasets[name]["train"], datasets[name]["validation"],
+                spec.get("eval_rows"))
             for size in spec["sizes"]:
-                cfg = m2.make_config(size, vocab, spec.get("dtype", "float32"))
-                per_seed = [self.train_m2_seed(name, sets, size, cfg, s, m1_count if uses_m1 else 0)
+                per_seed = [dict(records[M2Unit.key_of(name, size, s)]["figures"])
                             for s in range(spec.get("seeds", 1))]
                 histories = [figures.pop("history") for figures in per_seed]
                 figures = results.setdefault(name, {})[size] = combine_seeds(per_seed)
@@ -338,32 +413,17 @@ class Pipeline:
         attach_shuffled_controls(results)
         return results
 
-    def train_m2_seed(self, name, sets, size, cfg, seed_index, m1_params):
-        """The figures of one M2 trained with seed preset seed + seed_index (its initial parameters and batch order),
-        checkpointed at m2_path (resumed when there)."""
-        spec = self.preset["m2"]
-        path = m2_path(self.out, name, size, seed_index)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        settings = m2_settings(spec, len(sets["train"]), self.seed + seed_index)
-        params, history = self._timed(
-            f"train_m2 {name} {size}", m2.train_m2, sets["train"], sets["validation"], path, self.backend,
-            cfg, settings, spec["batch_size"], spec.get("eval_rows"), resume=path.exists())
-        figures = m2.evaluate(params, cfg, self.backend, sets["train"], sets["validation"], spec["batch_size"],
-                              m1_params, spec.get("eval_rows"))
-        figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
-        figures["history"] = history  # train_m2 turns it into the learning curve (report/learning_curves.py)
-        figures["epochs"] = settings["steps"] * spec["batch_size"] / len(sets["train"])
-        return figures
-
     # 6. reports
-    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None):
-        """results.json, results.md and the figure in OUT; returns the results dict."""
+    def report(self, started, m1_result, datasets, m2_results, skipped, control_results=None, source_mix=None,
+               summaries=None):
+        """results.json, results.md and the figure in OUT; returns the results dict. `summaries` {label: {side:
+        build.summary}} stands for `datasets` where run() took them from the records."""
         results = {
             "preset": self.preset, "backend": self.backend.name, "corpus": self.corpus.describe(),
             "versions": versions(), "seconds": time.perf_counter() - started, "timings": self.timings,
             "m1": m1_result,
-            "datasets": {name: {side: build.summary(d) for side, d in sets.items()}
-                         for name, sets in datasets.items()},
+            "datasets": summaries if summaries is not None else {
+                name: {side: build.summary(d) for side, d in sets.items()} for name, sets in datasets.items()},
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
             "source_mix": source_mix or {},
         }
@@ -382,15 +442,150 @@ class Pipeline:
         return figures
 
     def run(self):
+        """Every step; what OUT/units records (M2 runs, datasets' figures, M1's result, the AC control) is taken
+        from there, so M1 is trained and a dataset built only when a unit still to run needs them."""
         started = time.perf_counter()
         examples = self.examples()
         source_mix = self.source_mix(examples)
         self.estimate(examples)
-        trained_m1 = self.train_m1(examples)
-        datasets, skipped = self.build_datasets(examples, trained_m1)
-        control_results = self.controls(examples, trained_m1, datasets)
-        m2_results = self.train_m2(datasets, trained_m1.cfg)
-        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix)
+        specs = {name: method for name, method, _, _, _ in dataset_specs(self.preset)}
+        m1_cfg = m1.make_config(self.preset["m1"]["size"], self.preset["m1"].get("dtype", "float32"))
+        context = self.m2_context(m1_cfg)
+        pending = {unit.name for unit in self.m2_units(specs) if read_record(context, unit) is None}
+        facts = {name: self.read_unit_record(f"datasets/{_slug(name)}") for name in specs}
+        needed = [name for name in specs if name in pending or facts[name] is None]
+        m1_record = self.read_unit_record("m1")
+        ac_record = self.read_unit_record("controls") if any(m in ("ac", "equalinfo") for m in specs.values()) \
+            else {"ac_context": None}
+        if m1_record is None or ac_record is None or any(specs[name] in ("ac", "equalinfo") for name in needed):
+            trained_m1 = self.train_m1(examples)
+            self.write_unit_record("m1", {"result": trained_m1.result})
+        else:
+            trained_m1 = TrainedM1(None, m1_cfg, m1_record["result"])
+            self.log(f"M1, {len(specs) - len(needed)} datasets and their M2s: from {self.out / 'units'}")
+        datasets, skipped = self.build_datasets(examples, trained_m1, only=set(needed))
+        for name, sets in datasets.items():
+            facts[name] = self.write_unit_record(f"datasets/{_slug(name)}", self.dataset_facts(name, sets))
+        if ac_record is None:
+            ac_record = self.write_unit_record("controls", {"ac_context": self.controls(examples, trained_m1,
+                                                                                        {})["ac_context"]})
+        specs = {name: method for name, method in specs.items() if name not in skipped}
+        facts = {name: facts[name] for name in specs}
+        control_results = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
+        if ac_record["ac_context"] is not None:
+            control_results["ac_context"] = ac_record["ac_context"]
+        m2_results = self.train_m2(datasets, m1_cfg, facts)
+        summaries = {name: facts[name]["summary"] for name in specs}
+        return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix,
+                           summaries)
+
+    def dataset_facts(self, name, sets):
+        """What the report needs of a built dataset: its summaries, its floors and (Equal-Info) its windows'
+        statistics; kept in OUT/units/datasets/<slug>.json so a later run need not rebuild the dataset."""
+        method, window_bits = next((m, b) for label_, m, b, _, _ in dataset_specs(self.preset) if label_ == name)
+        floors = self._timed("window floors", m2.window_floors_of, sets["train"], sets["validation"],
+                             self.preset["m2"].get("eval_rows"))
+        windows = controls.window_statistics(sets["validation"], window_bits) if method == "equalinfo" else None
+        return {"summary": {side: build.summary(d) for side, d in sets.items()}, "floors": floors,
+                "windows": windows}
+
+    def unit_identity(self):
+        """What a step's record must match: this preset (its SHA-256), backend and corpus."""
+        preset = json.dumps(self.preset, sort_keys=True).encode("utf-8")
+        return {"backend": self.backend.name, "preset_sha256": hashlib.sha256(preset).hexdigest(),
+                "corpus": corpus_identity(self.corpus)}
+
+    def read_unit_record(self, name):
+        """The content of OUT/units/<name>.json if it was written for this preset and backend, else None."""
+        try:
+            record = json.loads((self.out / "units" / f"{name}.json").read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        ok = isinstance(record, dict) and record.get("identity") == self.unit_identity()
+        return record.get("content") if ok else None
+
+    def write_unit_record(self, name, content):
+        """Write OUT/units/<name>.json and return its content as a reader gets it (through JSON)."""
+        write_json(self.out / "units" / f"{name}.json", {"identity": self.unit_identity(), "content": content})
+        return self.read_unit_record(name)
+
+
+@dataclass(frozen=True)
+class M2Unit:
+    """One M2 of the grid: dataset `name` (its train and validation directories) x `size` x seed index."""
+    name: str
+    size: str
+    seed_index: int
+    train: str
+    validation: str
+    weight = 1
+
+    @staticmethod
+    def key_of(name, size, seed_index):
+        return f"{_slug(name)}.{size}.seed{seed_index}"
+
+    @property
+    def key(self):
+        return self.key_of(self.name, self.size, self.seed_index)
+
+
+def record_path(context, unit):
+    """Where an M2 unit's completion record lives: RECORDS/<slug>.<size>.seed<s>.json (small, self-contained JSON:
+    commit it to carry the run into another session, docs/scaling.md)."""
+    return Path(context["records"]) / f"{unit.key}.json"
+
+
+def unit_identity(context, unit):
+    """What a record must match to be taken for this unit: the unit, the backend, the whole preset, the corpus."""
+    preset = json.dumps(context["preset"], sort_keys=True).encode("utf-8")
+    return {"dataset": unit.name, "size": unit.size, "seed_index": unit.seed_index, "backend": context["backend"],
+            "preset_sha256": hashlib.sha256(preset).hexdigest(), "corpus": context["corpus"]}
+
+
+def corpus_identity(corpus):
+    """The corpus as records name it: the default corpus's description (with its SHA-256), or each file's name,
+    format and size -- not its path, which differs between checkouts and sessions."""
+    described = corpus.describe()
+    if "files" not in described:
+        return described
+    return {"format": described["format"], "text_field": described["text_field"],
+            "text_split": described["text_split"],
+            "files": [[Path(f["path"]).name, f["format"], f["size"]] for f in described["files"]]}
+
+
+def read_record(context, unit):
+    """The unit's completion record ({"unit", "figures", "seconds"}) if one for this very unit is there, else None."""
+    path = record_path(context, unit)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) and record.get("unit") == unit_identity(context, unit) else None
+
+
+def run_m2_unit(context, unit):
+    """Train and evaluate one M2 (checkpointed at WORK/m2/..., resumed when there), write its completion record and
+    return it. context: {"preset", "work", "records", "backend", "m1_params"}. Runs anywhere that sees the dataset
+    directories: in-process, in a pool, on Ray."""
+    preset, spec = context["preset"], context["preset"]["m2"]
+    backend = backends.load_or_fastest(context["backend"])
+    sets = {side: open_dataset(getattr(unit, side)) for side in ("train", "validation")}
+    uses_m1 = sets["train"].meta["method"] in ("ac", "equalinfo")
+    cfg = m2.make_config(unit.size, sets["train"].meta["vocab_size"], spec.get("dtype", "float32"))
+    path = m2_path(context["work"], unit.name, unit.size, unit.seed_index)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    settings = m2_settings(spec, len(sets["train"]), int(preset["seed"]) + unit.seed_index)
+    started = time.perf_counter()
+    params, history = m2.train_m2(sets["train"], sets["validation"], path, backend, cfg, settings,
+                                  spec["batch_size"], spec.get("eval_rows"), resume=path.exists())
+    figures = m2.evaluate(params, cfg, backend, sets["train"], sets["validation"], spec["batch_size"],
+                          context["m1_params"] if uses_m1 else 0, spec.get("eval_rows"))
+    figures["final_train_loss"] = [r for r in history if "train_loss" in r][-1]["train_loss"]
+    figures["history"] = history  # train_m2 turns it into the learning curve (report/learning_curves.py)
+    figures["epochs"] = settings["steps"] * spec["batch_size"] / len(sets["train"])
+    record = {"unit": unit_identity(context, unit), "figures": figures, "seconds": time.perf_counter() - started}
+    write_json(record_path(context, unit), record)
+    return json.loads(record_path(context, unit).read_text())  # what a rerun reads: the same figures, bit for bit
 
 
 FLOOR_KEYS = ("uniform_bits_per_byte", "unigram_bits_per_byte", "whole_window_bits_per_byte", "bigram_bits_per_byte")

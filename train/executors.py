@@ -1,0 +1,198 @@
+"""Where units of work run: in this process, in a local process pool, or on a Ray cluster -- one interface.
+
+A unit (train/build.py ShardUnit: one shard of every dataset sharing a coder; train/repro.py M2Unit: one M2 of the
+grid) is a pure function of its inputs that writes its own files and completion record, so an executor only has to
+call `function(context, unit)` for every unit somewhere and hand back the results. `context` is what all units
+share (the coders' specs with M1's weights, the preset): it travels once per worker (a pool's initializer) or once
+per cluster (Ray's object store), not once per unit.
+
+    executor.run(function, units, context, desc="datasets", unit="B", gpu=False) -> [result per unit, in order]
+
+- InProcess: today's behaviour, one unit after another, on the process's own threads.
+- ProcessPool(workers): concurrent.futures with the 'spawn' start method (a fresh interpreter per worker: no
+  forked Numba or OpenBLAS thread pools), each worker with cores // workers threads (fast/cpu/threads.py). A worker
+  that dies (killed, out of memory) breaks the pool; the units not finished are resubmitted to a new pool, up to
+  `max_retries` times. GPU units run in-process: one machine's GPU is one worker.
+- Ray(address): `ray.init()` ("auto": the cluster `ray start` made on this machine, RAY_ADDRESS, or a new local
+  instance) or `ray.init(address=ADDRESS)`; each unit is a task with num_cpus=1 (num_gpus=1 when gpu), retried by
+  Ray when its worker dies (max_retries). Ray is imported only here, only when asked (extra `cluster`).
+Every executor shows one tqdm bar over all units, its total their weights (bytes of text for builds), so the bar
+reads as throughput. Units whose completion record exists are never given to an executor (the callers skip them).
+"""
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import time
+
+from tqdm import tqdm
+
+__all__ = ["InProcess", "ProcessPool", "Ray", "make_executor", "cores"]
+
+MAX_RETRIES = 3
+
+
+def cores():
+    """CPU cores this process may use (its affinity, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _weight(unit):
+    return getattr(unit, "weight", 1)
+
+
+class _Bar:
+    """One progress bar over all units, advanced by each unit's weight as it finishes."""
+
+    def __init__(self, units, desc, unit):
+        self.bar = tqdm(total=sum(_weight(u) for u in units), desc=desc, unit=unit, unit_scale=True,
+                        disable=None if units else True)
+
+    def done(self, unit):
+        self.bar.update(_weight(unit))
+
+    def close(self):
+        self.bar.close()
+
+
+class InProcess:
+    """Units one after another in this process (the default of the library API)."""
+    name, workers = "in-process", 1
+
+    def run(self, function, units, context, desc="units", unit="unit", gpu=False):
+        bar, results = _Bar(units, desc, unit), []
+        try:
+            for item in units:
+                results.append(function(context, item))
+                bar.done(item)
+        finally:
+            bar.close()
+        return results
+
+
+_CONTEXT = None  # a pool worker's copy of the shared context (set once by _start_worker)
+
+
+def _start_worker(context, threads):
+    global _CONTEXT
+    _CONTEXT = context
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
+    _set_threads(threads)
+
+
+def _set_threads(threads):
+    """Give this worker its share of the cores (both the BLAS and the Numba pools)."""
+    if threads:
+        from equalinfo.fast.cpu.threads import set_threads
+
+        set_threads(threads)
+
+
+def _call_in_worker(function, unit):
+    return function(_CONTEXT, unit)
+
+
+class ProcessPool:
+    """Units on `workers` local processes (started with 'spawn'), each with `threads` threads (default: its share
+    of the cores, at least 1); a broken pool (a worker died) is replaced and its unfinished units rerun."""
+    name = "process pool"
+
+    def __init__(self, workers=None, threads=None, max_retries=MAX_RETRIES):
+        self.workers = int(workers or cores())
+        self.threads = int(threads or max(1, cores() // self.workers))
+        self.max_retries = max_retries
+        self.retries = 0  # pools replaced after a worker died (tests read it)
+
+    def run(self, function, units, context, desc="units", unit="unit", gpu=False):
+        if gpu or len(units) <= 1 or self.workers == 1:
+            return InProcess().run(function, units, context, desc, unit)
+        results, todo, bar = {}, list(range(len(units))), _Bar(units, desc, unit)
+        try:
+            while todo:
+                todo = self._round(function, units, context, todo, results, bar)
+                if todo:
+                    self.retries += 1
+                    if self.retries > self.max_retries:
+                        raise RuntimeError(f"{desc}: workers died {self.retries} times; units not finished: "
+                                           + ", ".join(getattr(units[i], "key", str(i)) for i in todo))
+                    time.sleep(0.5)
+        finally:
+            bar.close()
+        return [results[i] for i in range(len(units))]
+
+    def _round(self, function, units, context, todo, results, bar):
+        """Submit `todo` (unit indices) to a fresh pool; returns those left unfinished when a worker died. On any
+        other exception (a unit's error, Ctrl-C in this process) the workers are stopped at once: their files are
+        written atomically and a unit without its record simply runs again next time."""
+        spawn = multiprocessing.get_context("spawn")
+        pool = concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=spawn,
+                                                      initializer=_start_worker, initargs=(context, self.threads))
+        try:
+            futures = {pool.submit(_call_in_worker, function, units[i]): i for i in todo}
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    results[futures[future]] = future.result()
+                except concurrent.futures.process.BrokenProcessPool:
+                    continue  # a worker died: the units without a result go round again
+                bar.done(units[futures[future]])
+        except BaseException:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            raise
+        pool.shutdown(wait=True)
+        return [i for i in todo if i not in results]
+
+
+def _ray_task(function, context, unit, threads):
+    _set_threads(threads)
+    return function(context, unit)
+
+
+class Ray:
+    """Units as Ray tasks on the cluster at `address` ("auto": ray.init()'s own search, else a new local instance);
+    the context goes to the object store once; a task whose worker dies is retried `max_retries` times."""
+    name = "ray"
+
+    def __init__(self, address="auto", max_retries=MAX_RETRIES, threads=1):
+        try:
+            import ray
+        except ImportError:
+            raise ValueError("--ray needs the ray package: pip install -e '.[cluster]'") from None
+        self.ray, self.max_retries, self.threads = ray, max_retries, threads
+        if not ray.is_initialized():
+            options = {} if address == "auto" else {"address": address}
+            ray.init(**options, logging_level="WARNING", log_to_driver=False)
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+
+    def run(self, function, units, context, desc="units", unit="unit", gpu=False):
+        if not units:
+            return []
+        ray = self.ray
+        shared = ray.put(context)  # once: every task reads the same copy (M1's weights) from the object store
+        task = ray.remote(_ray_task).options(num_cpus=1, num_gpus=1 if gpu else 0, max_retries=self.max_retries)
+        refs = [task.remote(function, shared, item, self.threads) for item in units]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results, pending, bar = {}, list(refs), _Bar(units, desc, unit)
+        try:
+            while pending:
+                finished, pending = ray.wait(pending, num_returns=1)
+                for ref in finished:
+                    results[index[ref]] = ray.get(ref)
+                    bar.done(units[index[ref]])
+        finally:
+            bar.close()
+        return [results[i] for i in range(len(units))]
+
+
+def make_executor(workers=None, ray=None):
+    """The executor the CLI's options ask for: --ray ADDRESS|auto, else --workers N (1: in-process; default: one
+    worker per core)."""
+    if ray:
+        return Ray(ray)
+    workers = cores() if workers is None else int(workers)
+    return InProcess() if workers == 1 else ProcessPool(workers)
