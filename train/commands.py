@@ -79,7 +79,8 @@ def _pipeline(args, out_dir):
     if getattr(args, "scale", None) is not None:
         preset = repro.scale_preset(preset, args.scale)
     return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr),
-                          executor=_executor(args), work_dir=getattr(args, "work", None))
+                          executor=_executor(args), work_dir=getattr(args, "work", None),
+                          stream=getattr(args, "stream", None) or "auto")
 
 
 def repro_command(args):
@@ -184,6 +185,11 @@ def add_commands(commands, add_threads_option):
                                 help="C4 json/json.gz, JSONL, text files, a directory or a glob; one text file "
                                      "or - (stdin) is cut into documents of paragraphs, about 2 KB each "
                                      "(default: the embedded default corpus)")
+            parser.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
+                                help="pack the corpus in one streaming pass into an example store in the work "
+                                     "directory (examples/) and give units row indices, in bounded memory; auto: "
+                                     "when the corpus files hold more than 256 MB (the same datasets either way; "
+                                     "docs/scaling.md)")
 
     def scale_out(parser):
         parser.add_argument("--workers", type=number("workers"), default=None,
