@@ -70,6 +70,13 @@ def _existing_meta(directory):
         return None
 
 
+def _complete(directory):
+    try:
+        return json.loads((Path(directory) / INDEX).read_text())["complete"] is True
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
 def build_store(directory, documents, packing, corpus_description, log=None):
     """{side: ExampleStore} of `documents` (an iterable of bytes; read once) packed by `packing` {group_size,
     example_length, validation_every}, in directory/train and directory/validation. A finished store made from the
@@ -78,6 +85,9 @@ def build_store(directory, documents, packing, corpus_description, log=None):
     directory = Path(directory)
     length = int(packing["example_length"])
     columns = store_columns(length)
+    if all(_existing_meta(directory / side) == store_meta(corpus_description, packing, side)
+           and _complete(directory / side) for side in SIDES):
+        return {side: open_store(directory / side) for side in SIDES}  # finished: not read again (no hashing)
     writers = {}
     for side in SIDES:
         meta = store_meta(corpus_description, packing, side)

@@ -167,3 +167,28 @@ def test_auto_streams_a_corpus_larger_than_the_rule(shards_dir, monkeypatch):
     assert not repro.streams(repro.open_corpus(None), "auto")  # the default corpus is held
     monkeypatch.setattr(repro, "STREAM_ABOVE", 100)
     assert repro.streams(corpus, "auto")
+
+
+def test_a_finished_store_is_reused_as_it_is(shards_dir, tmp_path):
+    corpus = repro.open_corpus(str(shards_dir))
+    build_store(tmp_path, corpus, PACKING, corpus.describe())
+    before = {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")}
+    build_store(tmp_path, corpus, PACKING, corpus.describe())
+    assert {path: path.stat().st_mtime_ns for path in tmp_path.rglob("*")} == before
+
+
+@pytest.mark.parametrize("method", ["staticac", "spm"])
+def test_equalinfo_build_streamed_or_held_writes_the_same_dataset(shards_dir, tmp_path, method):
+    """The CLI: StaticAC's counts and SentencePiece's documents come from the store, to the same bytes."""
+    from equalinfo.cli import main
+    from equalinfo.train.methods import sentencepiece_available
+
+    if method == "spm" and not sentencepiece_available():
+        pytest.skip("sentencepiece is not installed")
+    for stream in ("off", "on"):
+        assert main(["build", "--out", str(tmp_path / stream), "--method", method, "--bits-per-token", "8",
+                     "--vocab-size", "300", "--corpus", str(shards_dir), "--stream", stream, "--workers", "1",
+                     "--backend", "ref"]) == 0
+    assert (tmp_path / "on" / "examples").is_dir() and not (tmp_path / "off" / "examples").exists()
+    for side in ("train", "validation"):
+        assert files_of(tmp_path / "on" / side) == files_of(tmp_path / "off" / side)
