@@ -31,6 +31,7 @@ A worker's peak is one shard's rows (256 x example_length x 2 bytes as uint16, x
 coder takes: 26 MB at 10,240 symbols), never the corpus. A store opens its shard files lazily (memory-mapped, a few
 at a time), so a store of 200,000 shards costs no more to open than one of 2.
 """
+import hashlib
 import json
 import os
 from collections import OrderedDict
@@ -137,6 +138,12 @@ class ExampleStore:
 
     def __len__(self):
         return int(self.index["rows"])
+
+    @property
+    def identity(self):
+        """12 hex digits of the SHA-256 of the store's index (which holds every shard file's SHA-256): names what
+        is derived from this store's content (train/repro.py StoredExamples's symbol files)."""
+        return hashlib.sha256((self.directory / INDEX).read_bytes()).hexdigest()[:12]
 
     @property
     def n_symbols(self):

@@ -83,9 +83,19 @@ def _pipeline(args, out_dir):
                           stream=getattr(args, "stream", None) or "auto")
 
 
+def _closing(pipeline):
+    """Stop a process pool's workers when the command ends (executors.ProcessPool keeps them between batches)."""
+    close = getattr(pipeline.executor, "close", None)
+    if close is not None:
+        close()
+
+
 def repro_command(args):
     pipeline = _pipeline(args, args.out)
-    results = pipeline.run()
+    try:
+        results = pipeline.run()
+    finally:
+        _closing(pipeline)
     print(f"wrote {Path(args.out) / 'results.md'} and results.json ({results['seconds'] / 60:.1f} minutes, "
           f"backend {results['backend']})")
     return 0
@@ -124,8 +134,11 @@ def build_command(args):
                   if m1_checkpoint else None)
     entry = {"method": args.method, "vocab_size": args.vocab_size}
     name = label(args.method, args.window_bits, args.bits_per_token)
-    sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
-                              pipeline.examples(), trained_m1)
+    try:
+        sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
+                                  pipeline.examples(), trained_m1)
+    finally:
+        _closing(pipeline)
     print(json.dumps({"dataset": name, **{side: summary(d) for side, d in sets.items()}}, indent=1))
     return 0
 

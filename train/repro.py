@@ -149,10 +149,14 @@ class StoredExamples:
         return StoreRows(self.validation.directory, order[:count])
 
     def _sequence(self, rows, name):
-        """int64 [symbols] of `rows` as one sequence, in a memory-mapped file WORK/examples/<name>.npy written once
-        (a chunk of rows at a time), so M1 reads it from disk rather than from memory."""
-        path = self.work / "examples" / f"{name}.npy"
+        """int64 [symbols] of `rows` as one sequence, in a memory-mapped file WORK/examples/<name>.<store>.npy
+        written once (a chunk of rows at a time), so M1 reads it from disk rather than from memory. <store> is the
+        store's identity: a rebuilt store never meets the file of an old one (which is removed)."""
         store = rows.store()
+        path = self.work / "examples" / f"{name}.{store.identity}.npy"
+        for old in path.parent.glob(f"{name}.*.npy"):
+            if old != path:
+                old.unlink()
         total = store.n_symbols if len(rows) == len(store) else rows.n_symbols()
         if not (path.is_file() and np.load(path, mmap_mode="r").shape == (total,)):
             temporary = path.with_name(f".tmp-{path.name}")
