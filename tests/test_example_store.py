@@ -17,7 +17,7 @@ from equalinfo.data.example_store import StoreRows, build_store, open_store
 from equalinfo.data.sources import DataError
 from equalinfo.train import build, executors, repro
 
-from test_executors import REDUCED, ROWS, files_of
+from test_executors import REDUCED, ROWS, files_of, without_timings
 
 PACKING = REDUCED["packing"]
 
@@ -192,3 +192,18 @@ def test_equalinfo_build_streamed_or_held_writes_the_same_dataset(shards_dir, tm
     assert (tmp_path / "on" / "examples").is_dir() and not (tmp_path / "off" / "examples").exists()
     for side in ("train", "validation"):
         assert files_of(tmp_path / "on" / side) == files_of(tmp_path / "off" / side)
+
+
+def test_a_streamed_repro_on_a_pool_equals_the_held_repro_in_process(shards_dir, tmp_path):
+    """The reduced repro end to end (M1, four datasets, their M2s, the controls, the source mix): streamed on one
+    pool of 2 workers kept from the datasets to the M2 runs, and held in memory in-process -- the same results."""
+    runs, pool = {}, executors.ProcessPool(2)
+    try:
+        for stream, executor in (("off", executors.InProcess()), ("on", pool)):
+            runs[stream] = without_timings(pipeline(tmp_path / stream, shards_dir, stream, executor).run())
+    finally:
+        pool.close()
+    assert pool.pools_started == 1  # the dataset shards and the M2 runs on the same workers
+    assert set(runs["on"]["m2"]) == {"Bytes", "GZip[v=256]", "EqualInfoAC[b=16,v=256]", "EqualInfoAC[b=16,v=65k]"}
+    assert runs["on"]["source_mix"]["train"] and runs["on"] == runs["off"]
+    assert files_of(tmp_path / "on" / "datasets") == files_of(tmp_path / "off" / "datasets")

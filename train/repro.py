@@ -295,12 +295,15 @@ class Pipeline:
     def source_mix(self, examples):
         """{"train": {source: share of bytes}, "validation": ...} of the rows the datasets use (the first
         train_examples of the shuffled train side, the validation draw); sources by data/corpus.py."""
-        sources = document_sources(self.corpus)
         spec = self.preset["datasets"]
+        rows = {"train": examples.train[:spec["train_examples"]],
+                "validation": examples.validation_rows(spec["val_examples"])}
+        sides = {side: document_bytes(chosen) for side, chosen in rows.items()}
+        wanted = {document for by_document in sides.values() for document in by_document}
+        sources = document_sources(self.corpus, wanted=wanted)  # the rows' documents only: any corpus size
         mix, said = {}, []
-        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
-                             ("validation", examples.validation_rows(spec["val_examples"]))):
-            totals, by_document = {}, document_bytes(chosen)
+        for side, by_document in sides.items():
+            totals, chosen = {}, rows[side]
             for document, count in by_document.items():
                 totals[sources[document]] = totals.get(sources[document], 0) + count
             mix[side] = {source: count / sum(totals.values()) for source, count in sorted(totals.items())}
