@@ -25,6 +25,7 @@ control (OUT/units/*.json), a run rebuilds only what a missing unit needs, so OU
 This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
 """
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -183,7 +184,7 @@ class StoredExamples:
 
     def train_documents(self):
         group, parts = None, []
-        for example in [*self.stores["train"].iter_in_order(), None]:  # corpus order: (group, index)
+        for example in itertools.chain(self.stores["train"].iter_in_order(), [None]):  # corpus order: (group, index)
             if example is None or example.group != group:
                 if parts:
                     yield from symbols_to_documents(np.concatenate(parts).astype(np.int64))
