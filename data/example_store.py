@@ -6,14 +6,18 @@ plus the documents while packing), and the driver ships each shard's rows to the
 corpus neither fits. Here the corpus is read once, document by document (data/sources.py reads json.gz lazily, line
 by line), packed group by group (data/packing.py iter_all_examples: one group of documents in memory at a time) and
 appended to two stores, WORK/examples/train and WORK/examples/validation. A store is a dataset directory of
-data/shards.py (atomic shard files, an index written last, resumable after an interruption), one row per example:
+data/shards.py, written shard by shard as the units write theirs (write_shard: atomic shard files and a completion
+record each, `assemble` writing the index once at the end: linear in the shards, and an interrupted pass resumes
+after its finished shards), one row per example:
 
-    symbols  uint16 [example_length]   the example's symbols (ids 0-256), padded with 0 after `length`
-    length   int32  []                 its symbols (the last example of a group is shorter)
-    group    int64  []                 its group and index in the group (data/packing.py Example)
-    index    int64  []
-    document int64  []                 the corpus index of the document holding its first symbol
+    symbols  uint16 [example_length]   the example's symbols (ids 0-256), padded with 0 after its length
+    position int64  [4]                its length (the last example of a group is shorter), group and index in the
+                                       group (data/packing.py Example), and the corpus index of the document holding
+                                       its first symbol
 
+and, written last, store.json: its rows, shard size, symbols, meta and identity (the SHA-256 of its index), which
+is all a reader opens -- a store of 50,000 shards is as cheap to open as one of 2, its shard files (named by their
+number) memory-mapped a few at a time when a row needs them.
 Its meta records what it was made from: the corpus (data/corpus.py describe(): files, formats, sizes, reading
 options) and the packing (group size, example length, validation_every); a store made from anything else is
 rebuilt, never reused.
@@ -28,20 +32,21 @@ own. What the driver holds is that permutation, 8 bytes per example (not 2 x exa
 Units. A dataset shard's unit (train/build.py ShardUnit) carries a StoreRows: the store's directory and the row
 indices of its shard (at most rows_per_shard of them, 2 KB for 256), and reads those rows itself where it runs.
 A worker's peak is one shard's rows (256 x example_length x 2 bytes as uint16, x 4 more as the int64 symbols the
-coder takes: 26 MB at 10,240 symbols), never the corpus. A store opens its shard files lazily (memory-mapped, a few
-at a time), so a store of 200,000 shards costs no more to open than one of 2.
+coder takes: 26 MB at 10,240 symbols), never the corpus.
 """
 import hashlib
 import json
 import os
+import shutil
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from equalinfo.data.atomic import write_atomically
 from equalinfo.data.packing import Example, iter_all_examples
-from equalinfo.data.shards import FORMAT, INDEX, ShardWriter
+from equalinfo.data.shards import INDEX, assemble, dataset_header, finished_shards, start_dataset, write_shard
 from equalinfo.data.sources import DataError
 
 __all__ = ["build_store", "open_store", "ExampleStore", "StoreRows", "STORE_KIND", "STORE_ROWS_PER_SHARD",
@@ -50,12 +55,15 @@ __all__ = ["build_store", "open_store", "ExampleStore", "StoreRows", "STORE_KIND
 STORE_KIND = "equalinfo-example-store"
 STORE_ROWS_PER_SHARD = 1024  # examples per store shard: 20 MB files at the paper's 10,240 symbols
 SIDES = ("train", "validation")
+SUMMARY = "store.json"  # what a reader opens: rows, shard size, meta, identity (written last, once complete)
 OPEN_SHARDS = 8  # store shards kept memory-mapped at once by a reader (a unit's rows come from many of them)
 
 
 def store_columns(example_length):
-    return {"symbols": ("uint16", (int(example_length),)), "length": ("int32", ()), "group": ("int64", ()),
-            "index": ("int64", ()), "document": ("int64", ())}
+    return {"symbols": ("uint16", (int(example_length),)), "position": ("int64", (len(POSITION),))}
+
+
+POSITION = ("length", "group", "index", "document")  # the `position` column's four values per row
 
 
 def store_meta(corpus_description, packing, side):
@@ -64,105 +72,135 @@ def store_meta(corpus_description, packing, side):
             "packing": {key: packing[key] for key in ("group_size", "example_length", "validation_every")}}
 
 
-def _existing_meta(directory):
+def _read_summary(directory):
+    try:
+        summary = json.loads((Path(directory) / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    return summary if isinstance(summary, dict) and isinstance(summary.get("meta"), dict) else None
+
+
+class _SideWriter:
+    """One side's store, written shard by shard as units are (data/shards.py write_shard: the shard's files, then
+    its completion record; `assemble` writes the index once at the end): linear in the shards, where a ShardWriter
+    rewrites its growing index after every shard. Rows of shards already finished (an interrupted pass) are
+    skipped, not rewritten."""
+
+    def __init__(self, directory, meta, length):
+        self.directory, self.length = Path(directory), length
+        if self.directory.is_dir() and _read_index_meta(self.directory) not in (None, meta):
+            shutil.rmtree(self.directory)  # a store of another corpus or packing: made again
+        self.header = dataset_header(store_columns(length), STORE_ROWS_PER_SHARD, meta, ())
+        start_dataset(self.directory, self.header)
+        self.done = set(finished_shards(self.directory, self.header))
+        self.rows, self.filled = 0, 0
+        self.symbols = np.zeros((STORE_ROWS_PER_SHARD, length), np.uint16)  # [R, example_length]
+        self.position = np.zeros((STORE_ROWS_PER_SHARD, len(POSITION)), np.int64)  # [R, 4]
+        self.n_symbols = 0
+
+    def add(self, example):
+        self.n_symbols += example.n_symbols
+        number, self.rows = self.rows // STORE_ROWS_PER_SHARD, self.rows + 1
+        if number in self.done:
+            return
+        row = self.filled
+        self.symbols[row] = 0
+        self.symbols[row, :example.n_symbols] = example.symbols
+        self.position[row] = (example.n_symbols, example.group, example.index, example.document)
+        self.filled += 1
+        if self.filled == STORE_ROWS_PER_SHARD:
+            self._flush(number)
+
+    def _flush(self, number):
+        write_shard(self.directory, self.header, number,
+                    {"symbols": self.symbols[:self.filled], "position": self.position[:self.filled]})
+        self.filled = 0
+
+    def finish(self):
+        """Write the last shard, the index, then the summary readers open (its presence: the store is complete)."""
+        if self.filled:
+            self._flush(self.rows // STORE_ROWS_PER_SHARD)
+        index = assemble(self.directory, self.header, -(-self.rows // STORE_ROWS_PER_SHARD))
+        summary = {"rows": self.rows, "rows_per_shard": STORE_ROWS_PER_SHARD, "n_symbols": self.n_symbols,
+                   "columns": index["columns"], "meta": index["meta"],
+                   "identity": hashlib.sha256((self.directory / INDEX).read_bytes()).hexdigest()[:12]}
+        write_atomically(self.directory / SUMMARY, lambda stream: stream.write(
+            (json.dumps(summary, sort_keys=True) + "\n").encode("utf-8")))
+
+
+def _read_index_meta(directory):
     try:
         return json.loads((Path(directory) / INDEX).read_text())["meta"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def _complete(directory):
-    try:
-        return json.loads((Path(directory) / INDEX).read_text())["complete"] is True
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-
 def build_store(directory, documents, packing, corpus_description, log=None):
     """{side: ExampleStore} of `documents` (an iterable of bytes; read once) packed by `packing` {group_size,
     example_length, validation_every}, in directory/train and directory/validation. A finished store made from the
-    same corpus and packing is reused; a partial one is resumed (the rows it holds are skipped, not rewritten); one
-    made from anything else is replaced."""
+    same corpus and packing is reused as it is; a partial one is resumed (its finished shards are skipped, not
+    rewritten); one made from anything else is replaced."""
     directory = Path(directory)
     length = int(packing["example_length"])
-    columns = store_columns(length)
-    if all(_existing_meta(directory / side) == store_meta(corpus_description, packing, side)
-           and _complete(directory / side) for side in SIDES):
-        return {side: open_store(directory / side) for side in SIDES}  # finished: not read again (no hashing)
-    writers = {}
+    metas = {side: store_meta(corpus_description, packing, side) for side in SIDES}
+    if all((_read_summary(directory / side) or {}).get("meta") == metas[side] for side in SIDES):
+        return {side: open_store(directory / side) for side in SIDES}  # finished: not read again
     for side in SIDES:
-        meta = store_meta(corpus_description, packing, side)
-        existing = _existing_meta(directory / side)
-        writers[side] = ShardWriter(directory / side, columns, rows_per_shard=STORE_ROWS_PER_SHARD, meta=meta,
-                                    total_columns=("length",), overwrite=existing is not None and existing != meta)
-    if not all(writer.complete for writer in writers.values()):
-        skip = {side: writer.rows_done for side, writer in writers.items()}
-        seen = dict.fromkeys(SIDES, 0)
-        for example in iter_all_examples(documents, packing["group_size"], length, packing["validation_every"]):
-            side = example.split
-            seen[side] += 1
-            if seen[side] <= skip[side] or writers[side].complete:
-                continue
-            symbols = np.zeros(length, np.uint16)
-            symbols[:example.n_symbols] = example.symbols
-            writers[side].add(symbols=symbols, length=example.n_symbols, group=example.group, index=example.index,
-                              document=example.document)
-        for writer in writers.values():
-            writer.finish()
-        if log:
-            log(f"example store: {seen['train']} train / {seen['validation']} validation examples in {directory}")
+        (directory / side / SUMMARY).unlink(missing_ok=True)  # complete again only when both are written anew
+    writers = {side: _SideWriter(directory / side, metas[side], length) for side in SIDES}
+    for example in iter_all_examples(documents, packing["group_size"], length, packing["validation_every"]):
+        writers[example.split].add(example)
+    for writer in writers.values():
+        writer.finish()
+    if log:
+        log(f"example store: {writers['train'].rows} train / {writers['validation'].rows} validation examples in "
+            f"{directory}")
     return {side: open_store(directory / side) for side in SIDES}
 
 
 class ExampleStore:
-    """A finished store, read by row index (module docstring). Shard files are opened when a row needs them."""
+    """A finished store, read by row index (module docstring). It reads its small summary, not the index (whose
+    size grows with the shards); shard files, named by their number, are opened when a row needs them."""
 
     def __init__(self, directory):
         self.directory = Path(directory)
-        try:
-            index = json.loads((self.directory / INDEX).read_text())
-        except OSError:
-            raise DataError(f"{self.directory}: not an example store (no {INDEX})") from None
-        except ValueError as error:
-            raise DataError(f"{self.directory / INDEX}: unreadable index ({error})") from None
-        meta = index.get("meta") if isinstance(index, dict) else None
-        if index.get("format") != FORMAT or not isinstance(meta, dict) or meta.get("kind") != STORE_KIND:
-            raise DataError(f"{self.directory}: not an example store")
-        if not index.get("complete"):
-            raise DataError(f"{self.directory}: the example store is not finished; run the command again to resume")
-        self.index, self.meta, self.side = index, meta, meta["side"]
-        self.example_length = int(meta["packing"]["example_length"])
-        self._starts = np.cumsum([0] + [shard["rows"] for shard in index["shards"]])  # [shards + 1]
+        summary = _read_summary(self.directory)
+        if summary is None or summary["meta"].get("kind") != STORE_KIND:
+            raise DataError(f"{self.directory}: not a finished example store (no readable {SUMMARY}); run the "
+                            f"command again to make it")
+        self.summary, self.meta, self.side = summary, summary["meta"], summary["meta"]["side"]
+        self.columns, self.rows_per_shard = summary["columns"], int(summary["rows_per_shard"])
+        self.example_length = int(self.meta["packing"]["example_length"])
         self._open = OrderedDict()  # shard number -> {column: memory-mapped array}, at most OPEN_SHARDS
         self.rows_read = 0  # rows this reader has handed out (tests check what a unit reads)
 
     def __len__(self):
-        return int(self.index["rows"])
+        return int(self.summary["rows"])
 
     @property
     def identity(self):
         """12 hex digits of the SHA-256 of the store's index (which holds every shard file's SHA-256): names what
         is derived from this store's content (train/repro.py StoredExamples's symbol files)."""
-        return hashlib.sha256((self.directory / INDEX).read_bytes()).hexdigest()[:12]
+        return self.summary["identity"]
 
     @property
     def n_symbols(self):
-        """Symbols in all the store's examples (its index's total of `length`)."""
-        return int(self.index["totals"].get("length", 0))
+        """Symbols in all the store's examples."""
+        return int(self.summary["n_symbols"])
 
     def _shard(self, number):
         if number in self._open:
             self._open.move_to_end(number)
             return self._open[number]
-        shard, arrays = self.index["shards"][number], {}
-        for name, spec in self.index["columns"].items():
-            path = self.directory / shard["files"][name]
+        rows, arrays = min(self.rows_per_shard, len(self) - number * self.rows_per_shard), {}
+        for name, spec in self.columns.items():
+            path = self.directory / f"shard-{number:05d}.{name}.npy"
             try:
                 array = np.load(path, mmap_mode="r", allow_pickle=False)
             except (ValueError, OSError, EOFError) as error:
                 raise DataError(f"{path}: missing, corrupt or truncated store shard ({error})") from None
-            if array.dtype.str != spec["dtype"] or array.shape != tuple([shard["rows"]] + spec["shape"]):
-                raise DataError(f"{path}: dtype {array.dtype.str} shape {array.shape}, not what the index says")
+            if array.dtype.str != spec["dtype"] or array.shape != tuple([rows] + spec["shape"]):
+                raise DataError(f"{path}: dtype {array.dtype.str} shape {array.shape}, not what {SUMMARY} says")
             arrays[name] = array
         self._open[number] = arrays
         if len(self._open) > OPEN_SHARDS:
@@ -174,22 +212,20 @@ class ExampleStore:
         rows = np.asarray(rows, dtype=np.int64)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             raise IndexError(f"rows out of range for the {len(self)} rows of {self.directory}")
-        numbers = np.searchsorted(self._starts, rows, side="right") - 1
         out = []
-        for row, number in zip(rows, numbers):
-            arrays, local = self._shard(int(number)), int(row - self._starts[number])
-            length = int(arrays["length"][local])
-            out.append(Example(np.array(arrays["symbols"][local, :length], dtype=np.int16),
-                               int(arrays["group"][local]), int(arrays["index"][local]), self.side,
-                               int(arrays["document"][local])))
+        for row in rows:
+            arrays = self._shard(int(row) // self.rows_per_shard)
+            local = int(row) % self.rows_per_shard
+            length, group, index, document = (int(value) for value in arrays["position"][local])
+            out.append(Example(np.array(arrays["symbols"][local, :length], dtype=np.int16), group, index, self.side,
+                               document))
         self.rows_read += len(out)
         return out
 
     def lengths(self, rows):
-        """int64 [len(rows)]: the symbols of each of `rows` (reads only the length column)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        numbers = np.searchsorted(self._starts, rows, side="right") - 1
-        return np.array([int(self._shard(int(n))["length"][int(r - self._starts[n])]) for r, n in zip(rows, numbers)],
+        """int64 [len(rows)]: the symbols of each of `rows` (reads only the position column)."""
+        return np.array([int(self._shard(int(row) // self.rows_per_shard)["position"][int(row) % self.rows_per_shard,
+                                                                                          0]) for row in rows],
                         dtype=np.int64)
 
     def iter_in_order(self, chunk=STORE_ROWS_PER_SHARD):
@@ -198,16 +234,16 @@ class ExampleStore:
             yield from self.examples(np.arange(start, min(start + chunk, len(self))))
 
 
-_OPENED = {}  # (directory, index mtime) -> ExampleStore: a process reads a store's index once
+_OPENED = {}  # (directory, store.json's mtime) -> ExampleStore: a process reads a store's summary once
 
 
 def open_store(directory):
-    """The ExampleStore at `directory`, shared within this process (its index is read once per change)."""
+    """The ExampleStore at `directory`, shared within this process (its summary is read once per change)."""
     directory = Path(directory)
     try:
-        key = (os.fspath(directory.resolve()), (directory / INDEX).stat().st_mtime_ns)
+        key = (os.fspath(directory.resolve()), (directory / SUMMARY).stat().st_mtime_ns)
     except OSError:
-        raise DataError(f"{directory}: not an example store (no {INDEX})") from None
+        raise DataError(f"{directory}: not a finished example store (no {SUMMARY})") from None
     if key not in _OPENED:
         for old in [old for old in _OPENED if old[0] == key[0]] + list(_OPENED)[:-3]:
             _OPENED.pop(old, None)  # a store rewritten since, and all but the last few opened

@@ -7,12 +7,13 @@ import copy
 import gzip
 import json
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import english_text
-from equalinfo.data import example_store
+from equalinfo.data import example_store, shards
 from equalinfo.data.example_store import StoreRows, build_store, open_store
 from equalinfo.data.sources import DataError
 from equalinfo.train import build, executors, repro
@@ -121,8 +122,13 @@ def test_a_partial_store_is_resumed_to_the_same_bytes(shards_dir, tmp_path, monk
 
     with pytest.raises(KeyboardInterrupt):
         build_store(tmp_path / "resumed", interrupted(), PACKING, corpus.describe())
-    assert json.loads((tmp_path / "resumed" / "train" / "index.json").read_text())["rows"] > 0  # shards kept
+    kept = sorted(path.name for path in (tmp_path / "resumed" / "train").glob("shard-*.done.json"))
+    assert kept and not (tmp_path / "resumed" / "train" / "store.json").exists()  # finished shards, not the store
+    written = {}
+    monkeypatch.setattr(example_store, "write_shard", lambda directory, header, number, arrays: written.setdefault(
+        (Path(directory).name, number), shards.write_shard(directory, header, number, arrays)))
     stores = build_store(tmp_path / "resumed", corpus, PACKING, corpus.describe())
+    assert not {("train", int(name.split("-")[1].split(".")[0])) for name in kept} & set(written)  # not rewritten
     assert files_of(tmp_path / "resumed") == files_of(tmp_path / "whole")
     assert len(stores["train"]) == json.loads((tmp_path / "whole" / "train" / "index.json").read_text())["rows"]
 
@@ -207,3 +213,37 @@ def test_a_streamed_repro_on_a_pool_equals_the_held_repro_in_process(shards_dir,
     assert set(runs["on"]["m2"]) == {"Bytes", "GZip[v=256]", "EqualInfoAC[b=16,v=256]", "EqualInfoAC[b=16,v=65k]"}
     assert runs["on"]["source_mix"]["train"] and runs["on"] == runs["off"]
     assert files_of(tmp_path / "on" / "datasets") == files_of(tmp_path / "off" / "datasets")
+
+
+def test_streaming_memory_does_not_grow_with_the_corpus(tmp_path, monkeypatch):
+    """Python's traced allocations (NumPy's included) while json.gz corpora of 3 MB and 9 MB are packed: streamed
+    into a store (shards of 64 rows), the same peak for both (two writers' buffers and one group of documents);
+    held in memory, more than the text itself."""
+    import tracemalloc
+
+    monkeypatch.setattr(example_store, "STORE_ROWS_PER_SHARD", 64)
+    text = english_text(60_000)
+    packing = {"group_size": 16, "example_length": 1024, "validation_every": 10}
+    pipeline(tmp_path / "warm-up", write_shards(tmp_path / "small"), "on").examples()  # what a first run imports
+
+    def peak(documents, stream):
+        corpus_dir = tmp_path / f"c4-{documents}"
+        if not corpus_dir.is_dir():
+            corpus_dir.mkdir()
+            with gzip.open(corpus_dir / "c4-00000.json.gz", "wt", encoding="utf-8") as out:
+                for number in range(documents):  # documents of 2,000 bytes
+                    start = (number * 7919) % (len(text) - 2000)
+                    out.write(json.dumps({"text": text[start:start + 2000].decode("utf-8", "ignore")}) + "\n")
+        run = repro.Pipeline({"seed": 0, "packing": packing}, tmp_path / f"{stream}-{documents}", "ref",
+                             str(corpus_dir), log=lambda text: None, stream=stream)
+        tracemalloc.start()
+        try:
+            examples = run.examples()
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+            assert len(examples.train) > documents
+
+    small, large = peak(1500, "on"), peak(4500, "on")
+    assert large < 1.2 * small < 4500 * 2000 / 5
+    assert peak(4500, "off") > 4500 * 2000
