@@ -17,7 +17,9 @@ after its finished shards), one row per example:
 
 and, written last, store.json: its rows, shard size, symbols, meta and identity (the SHA-256 of its index), which
 is all a reader opens -- a store of 50,000 shards is as cheap to open as one of 2, its shard files (named by their
-number) memory-mapped a few at a time when a row needs them.
+number) memory-mapped a few at a time when a row needs them. A reader checks each shard file's dtype, shape and
+size (a truncated file is refused by name), not its SHA-256: a unit's shuffled rows come from hundreds of shards,
+and hashing each would read 20 MB per row; the index keeps the hashes for a check of the whole store.
 Its meta records what it was made from: the corpus (data/corpus.py describe(): files, formats, sizes, reading
 options) and the packing (group size, example length, validation_every); a store made from anything else is
 rebuilt, never reused.

@@ -247,3 +247,16 @@ def test_streaming_memory_does_not_grow_with_the_corpus(tmp_path, monkeypatch):
     small, large = peak(1500, "on"), peak(4500, "on")
     assert large < 1.2 * small < 4500 * 2000 / 5
     assert peak(4500, "off") > 4500 * 2000
+
+
+def test_a_truncated_store_shard_is_named_when_a_unit_reads_it(shards_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr(example_store, "STORE_ROWS_PER_SHARD", 4)
+    corpus = repro.open_corpus(str(shards_dir))
+    store = build_store(tmp_path, corpus, PACKING, corpus.describe())["train"]
+    shard = tmp_path / "train" / "shard-00001.symbols.npy"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    rows = StoreRows(str(store.directory), np.array([0, 5]))
+    with pytest.raises(DataError, match="shard-00001.symbols.npy: missing, corrupt or truncated store shard"):
+        rows.load()
+    with pytest.raises(IndexError):
+        StoreRows(str(store.directory), np.array([len(store)])).load()

@@ -95,16 +95,21 @@ class _NeedContext:
     """What a worker answers to a unit of a batch whose context it does not hold: send it again with the context."""
 
 
-def _call_in_worker(function, key, context, unit):
-    """Run one unit in a pool worker. `context` travels only with the first unit a worker gets of a batch (key):
-    a worker without it answers _NeedContext, and the driver resends that unit with it (once per worker and batch).
-    A worker keeps one context, the latest: M1's weights of a finished batch do not stay in memory."""
-    global _CONTEXT
-    if context is not None:
-        _CONTEXT = (key, context)
-    elif _CONTEXT[0] != key:
+def _call_in_worker(function, key, unit):
+    """Run one unit in a pool worker with the batch's context (`key`), if the worker holds it; a worker without it
+    answers _NeedContext, and the driver resends the unit with the context (_call_with_context): the context
+    travels once per worker and batch, not once per unit."""
+    if _CONTEXT[0] != key:
         return _NeedContext
     return function(_CONTEXT[1], unit)
+
+
+def _call_with_context(function, key, context, unit):
+    """Keep `context` as this worker's (the latest only: M1's weights of a finished batch do not stay in memory)
+    and run the unit."""
+    global _CONTEXT
+    _CONTEXT = (key, context)
+    return function(context, unit)
 
 
 class ProcessPool:
@@ -114,7 +119,9 @@ class ProcessPool:
     One pool serves every batch given to run() (a repro's dataset shards, then its M2 runs): its workers are started
     once (a spawned worker imports NumPy, Numba and the package: seconds each on a busy machine) and kept until
     close() or until the executor is garbage-collected. Each batch's context reaches each worker once, with the
-    first unit that worker gets of it (_call_in_worker); `pools_started` counts the pools (tests read it)."""
+    first unit that worker gets of it: the batch's first `workers` units carry it, one unit is in flight per
+    worker, and a worker that took none of them answers the next with _NeedContext and is sent it again with the
+    context. `pools_started` and `contexts_sent` count pools and contexts sent (tests read them)."""
     name = "process pool"
 
     def __init__(self, workers=None, threads=None, max_retries=MAX_RETRIES):
@@ -123,6 +130,7 @@ class ProcessPool:
         self.max_retries = max_retries
         self.retries = 0  # pools replaced after a worker died (tests read it)
         self.pools_started, self._pool, self._batches = 0, None, 0
+        self.contexts_sent = 0  # units sent with their batch's context: about one per worker and batch (tests)
 
     def run(self, function, units, context, desc="units", unit="unit", gpu=False):
         if gpu or len(units) <= 1 or self.workers == 1:
@@ -172,27 +180,36 @@ class ProcessPool:
         pool is dropped: the next round starts a fresh one). On any other exception (a unit's error, Ctrl-C in this
         process) the workers are stopped at once: their files are written atomically and a unit without its record
         simply runs again next time."""
-        pool = self._executor()
-        broken = False
+        pool, broken = self._executor(), False
+        waiting, pending = list(todo), {}  # unit indices not sent yet; future -> unit index
+
+        def send(i, with_context):
+            if with_context:
+                self.contexts_sent += 1
+                future = pool.submit(_call_with_context, function, key, context, units[i])
+            else:
+                future = pool.submit(_call_in_worker, function, key, units[i])
+            pending[future] = i
+
         try:
-            futures = {pool.submit(_call_in_worker, function, key, None, units[i]): i for i in todo}
-            pending = set(futures)
+            for _ in range(min(self.workers, len(waiting))):  # the first unit of each worker brings the context
+                send(waiting.pop(0), True)
             while pending:
-                finished, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in finished:
-                    i = futures[future]
+                    i = pending.pop(future)
                     try:
                         result = future.result()
                     except concurrent.futures.process.BrokenProcessPool:
                         broken = True
                         continue  # a worker died: the units without a result go round again
-                    if result is _NeedContext:  # this worker has not had the batch's context yet
-                        again = pool.submit(_call_in_worker, function, key, context, units[i])
-                        futures[again] = i
-                        pending.add(again)
+                    if result is _NeedContext:  # a worker that had none of the first units: it gets the context
+                        send(i, True)
                         continue
                     results[i] = result
                     bar.done(units[i])
+                while waiting and not broken and len(pending) < self.workers:  # one unit in flight per worker
+                    send(waiting.pop(0), False)
         except concurrent.futures.process.BrokenProcessPool:
             broken = True  # raised by submit on a pool a worker has just broken
         except BaseException:
