@@ -200,7 +200,8 @@ def add_commands(commands, add_threads_option):
                                      "(default: the embedded default corpus)")
             parser.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
                                 help="pack the corpus in one streaming pass into an example store in the work "
-                                     "directory (examples/) and give units row indices, in bounded memory; auto: "
+                                     "directory (examples/; build: OUT/examples) and give units row indices, in "
+                                     "bounded memory; auto: "
                                      "when the corpus files hold more than 256 MB (the same datasets either way; "
                                      "docs/scaling.md)")
 
