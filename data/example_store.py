@@ -226,8 +226,8 @@ class ExampleStore:
 
     def lengths(self, rows):
         """int64 [len(rows)]: the symbols of each of `rows` (reads only the position column)."""
-        return np.array([int(self._shard(int(row) // self.rows_per_shard)["position"][int(row) % self.rows_per_shard,
-                                                                                          0]) for row in rows],
+        per_shard = self.rows_per_shard
+        return np.array([self._shard(int(row) // per_shard)["position"][int(row) % per_shard, 0] for row in rows],
                         dtype=np.int64)
 
     def iter_in_order(self, chunk=STORE_ROWS_PER_SHARD):
