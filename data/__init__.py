@@ -7,6 +7,7 @@ data.corpus          open_corpus(source or None): a re-iterable corpus with a de
 data.packing         EOS after each document, 128-document groups, 10,240-symbol examples, train/validation split,
                      each example's document, seeded draws of examples
 data.shards          .npy shards + JSON index, atomic and resumable writes, memory-mapped reads
+data.example_store   a large corpus packed in one streaming pass into on-disk stores, read back by row index
 data.atomic          write_atomically: a file's old content or all of the new, never a part
 Every problem with input data raises data.DataError (a ValueError).
 """

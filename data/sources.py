@@ -35,7 +35,8 @@ a lone surrogate that has no byte form (e.g. "\\ud800" on a valid line) is an er
 
 All problems raise `DataError` (a ValueError) whose message names the file, and the line for JSON lines: a missing
 path, a glob or directory with nothing to read, an empty corpus, a malformed JSON line, a line without the text
-field (or whose field is not a string), an unreadable or truncated gzip file.
+field (or whose field is not a string), an unreadable or truncated gzip file (for JSON lines, the line
+where reading failed: the one after the last line read whole).
 """
 import glob
 import gzip
@@ -89,13 +90,15 @@ class _GzipGuard:
 
     def __init__(self, path):
         self.path = path
+        self.line = None  # the caller sets the last line read whole (JSON lines), so the error names the next one
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, error, traceback):
         if isinstance(error, (gzip.BadGzipFile, EOFError, zlib.error)):
-            raise DataError(f"{self.path}: unreadable gzip file (corrupt or truncated): {error}") from None
+            where = "" if self.line is None else f" at line {self.line + 1}"
+            raise DataError(f"{self.path}: unreadable gzip file (corrupt or truncated){where}: {error}") from None
         return False
 
 
@@ -104,8 +107,10 @@ def read_json_lines(path, text_field="text"):
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    with _GzipGuard(path), _open_binary(path) as stream:
+    with _GzipGuard(path) as guard, _open_binary(path) as stream:
+        guard.line = 0
         for number, raw in enumerate(stream, start=1):
+            guard.line = number
             if not raw.strip():
                 continue
             yield _json_line_document(raw, path, number, text_field)

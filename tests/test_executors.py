@@ -9,6 +9,8 @@ end with the in-process run's results.
 """
 import copy
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,32 @@ def test_a_units_error_reaches_the_driver_and_results_keep_their_order():
     with pytest.raises(ValueError, match="unit 1: odd"):
         pool.run(refuse_odd, [0, 1], {"why": "odd"})
     assert pool.retries == 0
+
+
+def worker_and_context(context, unit):
+    """A unit function for the pool: which process ran the unit, with which batch's context (after 10 ms of work:
+    a unit takes longer than the round trip that brings a worker the context)."""
+    time.sleep(0.01)
+    return os.getpid(), context["batch"], unit
+
+
+def test_one_pool_serves_every_batch_each_with_its_own_context():
+    """Dataset shards, then M2 runs: the same two workers (started once), each batch's units seeing its context,
+    which travels about once per worker and batch (with the batch's first units, and again to a worker that took
+    none of them), not with every unit."""
+    pool = executors.ProcessPool(2)
+    try:
+        first = pool.run(worker_and_context, list(range(40)), {"batch": "datasets"})
+        second = pool.run(worker_and_context, list(range(40)), {"batch": "m2"})
+        third = pool.run(worker_and_context, [7, 8], {"batch": "datasets again"})
+    finally:
+        pool.close()
+    assert pool.pools_started == 1 and pool.retries == 0
+    assert 3 * 2 <= pool.contexts_sent <= 20 < 82  # 82 units: the context did not travel with each
+    assert [r[1:] for r in first] == [("datasets", u) for u in range(40)]
+    assert [r[1:] for r in second] == [("m2", u) for u in range(40)]
+    assert [r[1:] for r in third] == [("datasets again", 7), ("datasets again", 8)]
+    assert len({r[0] for r in first + second + third} - {os.getpid()}) <= 2  # no worker started after the first
 
 
 def test_a_rerun_after_an_interruption_runs_only_the_missing_units(reference, corpus_dir, tmp_path, small_shards):

@@ -148,7 +148,9 @@ class Target:
 @dataclass
 class ShardUnit:
     """Shard `number` of every target, coded by the executor context's coder `coder`: rows are `symbols`
-    [int64 arrays] and their `documents`, in the dataset's order. `weight`: bytes of text, for the progress bar."""
+    [int64 arrays] and their `documents`, in the dataset's order -- or, from a corpus streamed into an example store
+    (data/example_store.py), `rows`, a StoreRows (the store's directory and the shard's row indices) that the unit
+    reads where it runs, and `symbols`/`documents` are None. `weight`: bytes of text, for the progress bar."""
     coder: str
     number: int
     targets: tuple
@@ -156,16 +158,25 @@ class ShardUnit:
     documents: list
     seq_len: int
     key: str = field(default="")
+    rows: object = None
+    text_bytes: int = None
 
     @property
     def weight(self):
+        if self.rows is not None:
+            return self.text_bytes
         return sum(len(symbols) for symbols in self.symbols)
+
+    def load(self):
+        """(symbols [int64 arrays], documents) of the unit's rows: carried, or read from the store."""
+        return self.rows.load() if self.rows is not None else (self.symbols, self.documents)
 
 
 def shard_units(coder, targets, examples, seq_len, label=""):
     """The units still to run for `targets` (datasets of the same rows `examples` by one coder): each target's
     directory is started (or checked, data/shards.py start_dataset); a shard is left out for a target that has it
-    already, and a unit with no target left is not made."""
+    already, and a unit with no target left is not made. `examples`: a list of Examples (the unit carries its rows)
+    or a StoreRows (the unit carries its rows' indices in the store)."""
     pending, rows_per_shard = {}, targets[0].header["rows_per_shard"] if targets else ROWS_PER_SHARD
     for target in targets:
         if start_dataset(target.directory, target.header):
@@ -177,8 +188,12 @@ def shard_units(coder, targets, examples, seq_len, label=""):
     units = []
     for number, chosen in sorted(pending.items()):
         rows = examples[number * rows_per_shard:(number + 1) * rows_per_shard]
-        units.append(ShardUnit(coder, number, tuple(chosen), [np.asarray(e.symbols, np.int64) for e in rows],
-                               [e.document for e in rows], seq_len, f"{label} shard {number}"))
+        key = f"{label} shard {number}"
+        if hasattr(rows, "load"):  # a StoreRows: indices only, the unit reads its rows where it runs
+            units.append(ShardUnit(coder, number, tuple(chosen), None, None, seq_len, key, rows, rows.n_symbols()))
+        else:
+            units.append(ShardUnit(coder, number, tuple(chosen), [np.asarray(e.symbols, np.int64) for e in rows],
+                                   [e.document for e in rows], seq_len, key))
     return units
 
 
@@ -192,17 +207,18 @@ def run_shard_unit(context, unit):
     spec, cache = context["coders"][unit.coder], {}
     coders = {target.bits_per_token: make_coder(spec, target.bits_per_token, cache) for target in unit.targets}
     first = next(iter(coders.values()))
-    for start in range(0, len(unit.symbols), PREPARE_EXAMPLES):  # one compression shared by every target
-        first.prepare(unit.symbols[start:start + PREPARE_EXAMPLES])
+    all_symbols, documents = unit.load()  # the shard's rows, and no more: at most rows_per_shard examples
+    for start in range(0, len(all_symbols), PREPARE_EXAMPLES):  # one compression shared by every target
+        first.prepare(all_symbols[start:start + PREPARE_EXAMPLES])
     for target in unit.targets:
         coder = coders[target.bits_per_token]
         rows = [example_row(coder, symbols, document, unit.seq_len)
-                for symbols, document in zip(unit.symbols, unit.documents)]
+                for symbols, document in zip(all_symbols, documents)]
         specs = target.header["columns"]
         arrays = {name: np.array([row[name] for row in rows], dtype=specs[name]["dtype"]).reshape(
             [len(rows)] + specs[name]["shape"]) for name in specs}
         write_shard(target.directory, target.header, unit.number, arrays)
-    return {"bytes": unit.weight}
+    return {"bytes": int(sum(len(symbols) for symbols in all_symbols))}
 
 
 def target_for(directory, method, seq_len, meta, bits_per_token=None):

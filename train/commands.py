@@ -79,12 +79,23 @@ def _pipeline(args, out_dir):
     if getattr(args, "scale", None) is not None:
         preset = repro.scale_preset(preset, args.scale)
     return repro.Pipeline(preset, out_dir, args.backend, args.corpus, log=lambda text: print(text, file=sys.stderr),
-                          executor=_executor(args), work_dir=getattr(args, "work", None))
+                          executor=_executor(args), work_dir=getattr(args, "work", None),
+                          stream=getattr(args, "stream", None) or "auto")
+
+
+def _closing(pipeline):
+    """Stop a process pool's workers when the command ends (executors.ProcessPool keeps them between batches)."""
+    close = getattr(pipeline.executor, "close", None)
+    if close is not None:
+        close()
 
 
 def repro_command(args):
     pipeline = _pipeline(args, args.out)
-    results = pipeline.run()
+    try:
+        results = pipeline.run()
+    finally:
+        _closing(pipeline)
     print(f"wrote {Path(args.out) / 'results.md'} and results.json ({results['seconds'] / 60:.1f} minutes, "
           f"backend {results['backend']})")
     return 0
@@ -123,8 +134,11 @@ def build_command(args):
                   if m1_checkpoint else None)
     entry = {"method": args.method, "vocab_size": args.vocab_size}
     name = label(args.method, args.window_bits, args.bits_per_token)
-    sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
-                              pipeline.examples(), trained_m1)
+    try:
+        sets = pipeline.build_one(name, args.method, args.window_bits, args.bits_per_token, entry, Path(args.out),
+                                  pipeline.examples(), trained_m1)
+    finally:
+        _closing(pipeline)
     print(json.dumps({"dataset": name, **{side: summary(d) for side, d in sets.items()}}, indent=1))
     return 0
 
@@ -184,6 +198,12 @@ def add_commands(commands, add_threads_option):
                                 help="C4 json/json.gz, JSONL, text files, a directory or a glob; one text file "
                                      "or - (stdin) is cut into documents of paragraphs, about 2 KB each "
                                      "(default: the embedded default corpus)")
+            parser.add_argument("--stream", choices=("auto", "on", "off"), default="auto",
+                                help="pack the corpus in one streaming pass into an example store in the work "
+                                     "directory (examples/; build: OUT/examples) and give units row indices, in "
+                                     "bounded memory; auto: "
+                                     "when the corpus files hold more than 256 MB (the same datasets either way; "
+                                     "docs/scaling.md)")
 
     def scale_out(parser):
         parser.add_argument("--workers", type=number("workers"), default=None,

@@ -3,16 +3,18 @@
 A unit (train/build.py ShardUnit: one shard of every dataset sharing a coder; train/repro.py M2Unit: one M2 of the
 grid) is a pure function of its inputs that writes its own files and completion record, so an executor only has to
 call `function(context, unit)` for every unit somewhere and hand back the results. `context` is what all units
-share (the coders' specs with M1's weights, the preset): it travels once per worker (a pool's initializer) or once
-per cluster (Ray's object store), not once per unit.
+share (the coders' specs with M1's weights, the preset): it travels once per worker and batch (with the first unit
+a pool worker gets of the batch) or once per cluster (Ray's object store), not once per unit.
 
     executor.run(function, units, context, desc="datasets", unit="B", gpu=False) -> [result per unit, in order]
 
 - InProcess: today's behaviour, one unit after another, on the process's own threads.
 - ProcessPool(workers): concurrent.futures with the 'spawn' start method (a fresh interpreter per worker: no
-  forked Numba or OpenBLAS thread pools), each worker with cores // workers threads (fast/cpu/threads.py). A worker
-  that dies (killed, out of memory) breaks the pool; the units not finished are resubmitted to a new pool, up to
-  `max_retries` times. GPU units run in-process: one machine's GPU is one worker.
+  forked Numba or OpenBLAS thread pools), each worker with cores // workers threads (fast/cpu/threads.py). One pool
+  serves every batch (dataset shards, then M2 runs): each batch's context reaches a worker with the first unit it
+  gets of the batch, so workers start once per command. A worker that dies (killed, out of memory) breaks the pool;
+  the units not finished are resubmitted to a new pool, up to `max_retries` times. GPU units run in-process: one
+  machine's GPU is one worker.
 - Ray(address): `ray.init()` ("auto": the cluster `ray start` made on this machine, RAY_ADDRESS, or a new local
   instance) or `ray.init(address=ADDRESS)`; each unit is a task with num_cpus=1 (num_gpus=1 when gpu), retried by
   Ray when its worker dies (max_retries). Ray is imported only here, only when asked (extra `cluster`).
@@ -73,12 +75,10 @@ class InProcess:
         return results
 
 
-_CONTEXT = None  # a pool worker's copy of the shared context (set once by _start_worker)
+_CONTEXT = (None, None)  # a pool worker's (key, shared context): the batch's, sent once per worker and batch
 
 
-def _start_worker(context, threads):
-    global _CONTEXT
-    _CONTEXT = context
+def _start_worker(threads):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     _set_threads(threads)
 
@@ -91,13 +91,37 @@ def _set_threads(threads):
         set_threads(threads)
 
 
-def _call_in_worker(function, unit):
-    return function(_CONTEXT, unit)
+class _NeedContext:
+    """What a worker answers to a unit of a batch whose context it does not hold: send it again with the context."""
+
+
+def _call_in_worker(function, key, unit):
+    """Run one unit in a pool worker with the batch's context (`key`), if the worker holds it; a worker without it
+    answers _NeedContext, and the driver resends the unit with the context (_call_with_context): the context
+    travels once per worker and batch, not once per unit."""
+    if _CONTEXT[0] != key:
+        return _NeedContext
+    return function(_CONTEXT[1], unit)
+
+
+def _call_with_context(function, key, context, unit):
+    """Keep `context` as this worker's (the latest only: M1's weights of a finished batch do not stay in memory)
+    and run the unit."""
+    global _CONTEXT
+    _CONTEXT = (key, context)
+    return function(context, unit)
 
 
 class ProcessPool:
     """Units on `workers` local processes (started with 'spawn'), each with `threads` threads (default: its share
-    of the cores, at least 1); a broken pool (a worker died) is replaced and its unfinished units rerun."""
+    of the cores, at least 1); a broken pool (a worker died) is replaced and its unfinished units rerun.
+
+    One pool serves every batch given to run() (a repro's dataset shards, then its M2 runs): its workers are started
+    once (a spawned worker imports NumPy, Numba and the package: seconds each on a busy machine) and kept until
+    close() or until the executor is garbage-collected. Each batch's context reaches each worker once, with the
+    first unit that worker gets of it: the batch's first `workers` units carry it, one unit is in flight per
+    worker, and a worker that took none of them answers the next with _NeedContext and is sent it again with the
+    context. `pools_started` and `contexts_sent` count pools and contexts sent (tests read them)."""
     name = "process pool"
 
     def __init__(self, workers=None, threads=None, max_retries=MAX_RETRIES):
@@ -105,14 +129,18 @@ class ProcessPool:
         self.threads = int(threads or max(1, cores() // self.workers))
         self.max_retries = max_retries
         self.retries = 0  # pools replaced after a worker died (tests read it)
+        self.pools_started, self._pool, self._batches = 0, None, 0
+        self.contexts_sent = 0  # units sent with their batch's context: about one per worker and batch (tests)
 
     def run(self, function, units, context, desc="units", unit="unit", gpu=False):
         if gpu or len(units) <= 1 or self.workers == 1:
             return InProcess().run(function, units, context, desc, unit)
+        self._batches += 1
+        key = f"{os.getpid()}.{id(self)}.{self._batches}"  # this batch's context, as the workers know it
         results, todo, bar = {}, list(range(len(units))), _Bar(units, desc, unit)
         try:
             while todo:
-                todo = self._round(function, units, context, todo, results, bar)
+                todo = self._round(function, units, context, key, todo, results, bar)
                 if todo:
                     self.retries += 1
                     if self.retries > self.max_retries:
@@ -123,28 +151,72 @@ class ProcessPool:
             bar.close()
         return [results[i] for i in range(len(units))]
 
-    def _round(self, function, units, context, todo, results, bar):
-        """Submit `todo` (unit indices) to a fresh pool; returns those left unfinished when a worker died. On any
-        other exception (a unit's error, Ctrl-C in this process) the workers are stopped at once: their files are
-        written atomically and a unit without its record simply runs again next time."""
-        spawn = multiprocessing.get_context("spawn")
-        pool = concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)), mp_context=spawn,
-                                                      initializer=_start_worker, initargs=(context, self.threads))
-        try:
-            futures = {pool.submit(_call_in_worker, function, units[i]): i for i in todo}
-            for future in concurrent.futures.as_completed(futures):
-                try:
-                    results[futures[future]] = future.result()
-                except concurrent.futures.process.BrokenProcessPool:
-                    continue  # a worker died: the units without a result go round again
-                bar.done(units[futures[future]])
-        except BaseException:
+    def _executor(self):
+        """The pool, started on first use and kept for the next batches."""
+        if self._pool is None:
+            spawn = multiprocessing.get_context("spawn")
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=spawn,
+                                                                initializer=_start_worker, initargs=(self.threads,))
+            self.pools_started += 1
+        return self._pool
+
+    def close(self):
+        """Stop the workers (they finish nothing more); the next run() starts a new pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _kill(self):
+        """Stop the workers at once (a unit's error, Ctrl-C, a broken pool)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
+
+    def _round(self, function, units, context, key, todo, results, bar):
+        """Submit `todo` (unit indices) to the pool; returns those left unfinished when a worker died (the broken
+        pool is dropped: the next round starts a fresh one). On any other exception (a unit's error, Ctrl-C in this
+        process) the workers are stopped at once: their files are written atomically and a unit without its record
+        simply runs again next time."""
+        pool, broken = self._executor(), False
+        waiting, pending = list(todo), {}  # unit indices not sent yet; future -> unit index
+
+        def send(i, with_context):
+            if with_context:
+                self.contexts_sent += 1
+                future = pool.submit(_call_with_context, function, key, context, units[i])
+            else:
+                future = pool.submit(_call_in_worker, function, key, units[i])
+            pending[future] = i
+
+        try:
+            for _ in range(min(self.workers, len(waiting))):  # the first unit of each worker brings the context
+                send(waiting.pop(0), True)
+            while pending:
+                finished, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    i = pending.pop(future)
+                    try:
+                        result = future.result()
+                    except concurrent.futures.process.BrokenProcessPool:
+                        broken = True
+                        continue  # a worker died: the units without a result go round again
+                    if result is _NeedContext:  # a worker that had none of the first units: it gets the context
+                        send(i, True)
+                        continue
+                    results[i] = result
+                    bar.done(units[i])
+                while waiting and not broken and len(pending) < self.workers:  # one unit in flight per worker
+                    send(waiting.pop(0), False)
+        except concurrent.futures.process.BrokenProcessPool:
+            broken = True  # raised by submit on a pool a worker has just broken
+        except BaseException:
+            self._kill()
             raise
-        pool.shutdown(wait=True)
+        if broken:
+            self._kill()
         return [i for i in todo if i not in results]
 
 

@@ -25,7 +25,9 @@ control (OUT/units/*.json), a run rebuilds only what a missing unit needs, so OU
 This module runs the steps and gathers their figures into the results dict; equalinfo.report lays them out.
 """
 import hashlib
+import itertools
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from equalinfo.data.corpus import document_sources, open_corpus
+from equalinfo.data.example_store import StoreRows, build_store
 from equalinfo.data.shards import open_dataset
 from equalinfo.data.packing import document_bytes, draw, examples_to_documents, iter_examples, shuffle
 from equalinfo.data.sources import PIECE_BYTES
@@ -40,6 +43,7 @@ from equalinfo.ref import transformer
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import UnigramModel
+from equalinfo.ref.symbols import N_SYMBOLS, symbols_to_documents
 from equalinfo.train import backends, build, controls, estimate, executors, m1, m2, methods
 from equalinfo.report import figure, tables
 from equalinfo.report.paper_numbers import label, unshuffled
@@ -103,13 +107,105 @@ def dataset_specs(preset):
 class Examples:
     """The corpus cut into examples: the train side shuffled from the seed, the validation side in corpus order.
     `validation_rows(count)` is what datasets and controls evaluate on: a seeded draw across the whole validation
-    side (all its documents and sources), not its first rows in corpus order."""
+    side (all its documents and sources), not its first rows in corpus order. Held in memory (2 bytes per symbol of
+    both sides); StoredExamples is the same interface over an example store on disk, for a large corpus."""
     train: list
     validation: list
     seed: int = 0
 
     def validation_rows(self, count):
         return draw(self.validation, count, [self.seed, VALIDATION_DRAW])
+
+    def train_symbols(self):
+        """int64 [symbols]: the train side, in its shuffled order, as one sequence (M1 trains on it)."""
+        return np.concatenate([e.symbols for e in self.train]).astype(np.int64)
+
+    def validation_symbols(self):
+        """int64 [symbols]: the validation side in corpus order, as one sequence (M1 evaluates on it)."""
+        return np.concatenate([e.symbols for e in self.validation]).astype(np.int64)
+
+    def unigram_counts(self):
+        """int64 [257]: each symbol's count on the train side (StaticAC's model)."""
+        return UnigramModel.fit(self.train_symbols()).counts
+
+    def train_documents(self):
+        """The train side's documents (bytes), in corpus order (SentencePiece trains on them)."""
+        return examples_to_documents(self.train)
+
+
+class StoredExamples:
+    """Examples as the in-memory Examples gives them -- the same rows in the same order -- read from an example store
+    (data/example_store.py): `train` and `validation` are StoreRows (sequences of Examples read on demand), the
+    train side in the order of the same permutation Examples shuffles with, the validation draw the same draw. So
+    every dataset is byte-identical to the in-memory path's; what is held is 8 bytes per example (the order)."""
+
+    def __init__(self, stores, seed, work):
+        self.stores, self.seed, self.work = stores, int(seed), Path(work)
+        train, validation = stores["train"], stores["validation"]
+        self.train = StoreRows(str(train.directory), np.random.default_rng(self.seed).permutation(len(train)))
+        self.validation = StoreRows(str(validation.directory), np.arange(len(validation)))
+
+    def validation_rows(self, count):
+        order = np.random.default_rng([self.seed, VALIDATION_DRAW]).permutation(len(self.validation))
+        return StoreRows(self.validation.directory, order[:count])
+
+    def _sequence(self, rows, name):
+        """int64 [symbols] of `rows` as one sequence, in a memory-mapped file WORK/examples/<name>.<store>.npy
+        written once (a chunk of rows at a time), so M1 reads it from disk rather than from memory. <store> is the
+        store's identity: a rebuilt store never meets the file of an old one (which is removed)."""
+        store = rows.store()
+        path = self.work / "examples" / f"{name}.{store.identity}.npy"
+        for old in path.parent.glob(f"{name}.*.npy"):
+            if old != path:
+                old.unlink()
+        total = store.n_symbols if len(rows) == len(store) else rows.n_symbols()
+        if not (path.is_file() and np.load(path, mmap_mode="r").shape == (total,)):
+            temporary = path.with_name(f".tmp-{path.name}")
+            out, position = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.int64, shape=(total,)), 0
+            for example in rows:
+                out[position:position + example.n_symbols] = example.symbols
+                position += example.n_symbols
+            out.flush()
+            del out
+            os.replace(temporary, path)
+        return np.load(path, mmap_mode="r")
+
+    def train_symbols(self):
+        return self._sequence(self.train, f"train.seed{self.seed}.symbols")
+
+    def validation_symbols(self):
+        return self._sequence(self.validation, "validation.symbols")
+
+    def unigram_counts(self):
+        counts = np.zeros(N_SYMBOLS, np.int64)
+        for example in self.stores["train"].iter_in_order():
+            counts += np.bincount(np.asarray(example.symbols, np.int64), minlength=N_SYMBOLS)
+        return counts
+
+    def train_documents(self):
+        group, parts = None, []
+        for example in itertools.chain(self.stores["train"].iter_in_order(), [None]):  # corpus order: (group, index)
+            if example is None or example.group != group:
+                if parts:
+                    yield from symbols_to_documents(np.concatenate(parts).astype(np.int64))
+                group, parts = (None if example is None else example.group), []
+            if example is not None:
+                parts.append(np.asarray(example.symbols))
+
+
+STREAM_ABOVE = 256 << 20  # --stream auto: a corpus whose files hold more bytes on disk is streamed into a store
+
+
+def streams(corpus, stream="auto"):
+    """Whether a run reads `corpus` through an example store (StoredExamples): always with stream "on", never with
+    "off"; with "auto", when its files hold more than STREAM_ABOVE bytes on disk (the default corpus and stdin are
+    small and held)."""
+    if stream not in ("auto", "on", "off"):
+        raise ValueError(f"stream must be auto, on or off, got {stream!r}")
+    if stream != "auto":
+        return stream == "on"
+    files = corpus.describe().get("files")
+    return bool(files) and sum(f["size"] for f in files) > STREAM_ABOVE
 
 
 @dataclass
@@ -145,7 +241,8 @@ class Pipeline:
     SentencePiece model, trained once) and the timings for the report.
     """
 
-    def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print, executor=None, work_dir=None):
+    def __init__(self, preset, out_dir, backend_name=None, corpus=None, log=print, executor=None, work_dir=None,
+                 stream="auto"):
         self.preset, self.out = preset, Path(out_dir)
         self.work = Path(work_dir) if work_dir is not None else self.out  # M1, datasets, M2 checkpoints
         self.work.mkdir(parents=True, exist_ok=True)
@@ -153,6 +250,7 @@ class Pipeline:
         self.backend = backends.load_or_fastest(backend_name)
         self.corpus = open_corpus(corpus if corpus is not None else preset.get("corpus", "default"))
         self.seed = int(preset["seed"])
+        self.stream = streams(self.corpus, stream)  # examples through an on-disk store (StoredExamples)
         self.log = log
         self.out.mkdir(parents=True, exist_ok=True)
         self.timings = {}
@@ -167,7 +265,10 @@ class Pipeline:
 
     # 1. examples
     def examples(self):
-        """The corpus's examples (Examples)."""
+        """The corpus's examples: Examples (in memory), or StoredExamples when the run streams its corpus into
+        WORK/examples (self.stream: the same rows in the same order)."""
+        if self.stream:
+            return self.stored_examples()
         packing = self.preset["packing"]
         documents = list(self.corpus)
         sides = {side: list(iter_examples(documents, side, packing["group_size"], packing["example_length"],
@@ -179,15 +280,31 @@ class Pipeline:
                  f"{len(examples.validation)} validation examples")
         return examples
 
+    def stored_examples(self):
+        """StoredExamples of the corpus, packed in one streaming pass into WORK/examples (data/example_store.py;
+        reused when made from the same corpus and packing)."""
+        packing = self.preset["packing"]
+        stores = self._timed("example store", build_store, self.work / "examples", self.corpus, packing,
+                             self.corpus.describe(), self.log)
+        if not len(stores["train"]) or not len(stores["validation"]):
+            raise PresetError(too_small(list(self.corpus), packing))
+        examples = StoredExamples(stores, self.seed, self.work)
+        self.log(f"corpus (streamed into {self.work / 'examples'}): {len(examples.train)} train / "
+                 f"{len(examples.validation)} validation examples")
+        return examples
+
     def source_mix(self, examples):
         """{"train": {source: share of bytes}, "validation": ...} of the rows the datasets use (the first
         train_examples of the shuffled train side, the validation draw); sources by data/corpus.py."""
-        sources = document_sources(self.corpus)
         spec = self.preset["datasets"]
+        rows = {"train": examples.train[:spec["train_examples"]],
+                "validation": examples.validation_rows(spec["val_examples"])}
+        sides = {side: document_bytes(chosen) for side, chosen in rows.items()}
+        wanted = {document for by_document in sides.values() for document in by_document}
+        sources = document_sources(self.corpus, wanted=wanted)  # the rows' documents only: any corpus size
         mix, said = {}, []
-        for side, chosen in (("train", examples.train[:spec["train_examples"]]),
-                             ("validation", examples.validation_rows(spec["val_examples"]))):
-            totals, by_document = {}, document_bytes(chosen)
+        for side, by_document in sides.items():
+            totals, chosen = {}, rows[side]
             for document, count in by_document.items():
                 totals[sources[document]] = totals.get(sources[document], 0) + count
             mix[side] = {source: count / sum(totals.values()) for source, count in sorted(totals.items())}
@@ -203,8 +320,7 @@ class Pipeline:
         spec = self.preset["m1"]
         path = self.work / "m1.npz" if path is None else Path(path)
         cfg = m1.make_config(spec["size"], spec.get("dtype", "float32"))
-        train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
-        val_symbols = np.concatenate([e.symbols for e in examples.validation]).astype(np.int64)
+        train_symbols, val_symbols = examples.train_symbols(), examples.validation_symbols()
         params, history = self._timed("train_m1", m1.train_m1, train_symbols, val_symbols, path, self.backend, cfg,
                                       {**spec["train"], "seed": self.seed}, spec["seq_len"], spec["batch_size"],
                                       spec.get("eval_sequences", 64),
@@ -231,9 +347,8 @@ class Pipeline:
         if method in ("bytes", "gzip"):
             return key, build.CoderSpec(method)
         if method == "staticac":
-            train_symbols = np.concatenate([e.symbols for e in examples.train]).astype(np.int64)
             return key, build.CoderSpec(method, self.backend.name, precision=precision,
-                                        counts=UnigramModel.fit(train_symbols).counts)
+                                        counts=examples.unigram_counts())
         if method in ("ac", "equalinfo"):
             context = int(self.preset["m1"]["seq_len"])
             restart_every = m1.check_context(context, trained_m1.seq_len or context)
@@ -242,7 +357,7 @@ class Pipeline:
                                         trained_m1.params, trained_m1.cfg.to_dict(), rule, restart_every)
         if method == "spm":
             if self.spm is None:
-                documents = examples_to_documents(examples.train)
+                documents = examples.train_documents()
                 self.spm = self._timed("train_spm", methods.train_sentencepiece, documents,
                                        entry.get("vocab_size", 32_000), self.seed)
                 (self.out / "spm.model").write_bytes(self.spm[1])
