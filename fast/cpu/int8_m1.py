@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from equalinfo.fast.cpu import exact_m1, int8_gemm
-from equalinfo.fast.cpu.exact_m1 import _exp64, _gated_relu, attend
+from equalinfo.fast.cpu.exact_m1 import _exp64_nonpositive, _gated_relu, attend
 from equalinfo.fast.cpu.integer_m1 import _rescale, row_exponent
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
@@ -189,6 +189,7 @@ def _softmax64_rows(rows, out):
     n_rows, width = rows.shape
     top = np.empty(ROWS_PER_BLOCK)
     total = np.empty(ROWS_PER_BLOCK)
+    bits = np.empty(width, dtype=np.int64)
     for first in range(0, n_rows, ROWS_PER_BLOCK):
         count = min(ROWS_PER_BLOCK, n_rows - first)
         for b in range(count):
@@ -196,8 +197,10 @@ def _softmax64_rows(rows, out):
             for i in range(width):
                 best = max(best, np.float64(rows[first + b, i]))
             top[b] = best
+            row = out[first + b]
             for i in range(width):
-                out[first + b, i] = _exp64(np.float64(rows[first + b, i]) - best)
+                row[i] = np.float64(rows[first + b, i]) - best
+            _exp64_nonpositive(row, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
             total[b] = 0.0
         for i in range(width):  # the rows' sums side by side, each in index order
             for b in range(count):
