@@ -304,3 +304,30 @@ def test_files_made_with_cpu_decode_with_ref(model32):
         assert np.array_equal(equalinfo.decompress(coded, ref_model, 16, n_symbols=len(text)), text)
     decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
     assert all(np.array_equal(d, t) for d, t in zip(decoded, texts))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantize_split_finds_the_row_max_through_the_bits_in_every_case(dtype):
+    """quantize_split takes each row's max |x| as an integer max over the bits: the same exponents and halves as
+    ref for negative maxima, -0.0, subnormals, ties, huge and tiny rows, in both GEMMs' forms (float32 halves and
+    uint8 halves + 128)."""
+    from equalinfo.fast.cpu import int8_gemm
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(9, 21)) * 10.0 ** rng.integers(-30, 30, size=(9, 1))
+    x[0] = -0.0  # a zero row of negative zeros
+    x[1, 3] = -7.0  # the max is negative
+    x[1, 4] = 6.9
+    x[2] = np.finfo(np.float32).smallest_subnormal * np.arange(-10, 11)  # float32's subnormals (float64's would
+    # need 2^-e > 2^1023: neither ref nor cpu scales such a row exactly, a known edge outside any M1's range)
+    x[3, :] = 3.0
+    x[3, ::3] = -3.0  # ties between +max and -max
+    x[4] = np.finfo(dtype).max / 2 * np.linspace(-1, 1, 21)
+    x = x.astype(dtype)
+    x_int, e = int8_m1.quantize_rows(x)
+    hi, lo = int8_m1.split_rows(x_int)
+    for gemm in (int8_gemm.SGEMM, int8_gemm.ONNXRUNTIME):
+        both, got_e = cpu_int8.quantize_split(x, gemm)
+        want = np.concatenate([hi, lo]).astype(np.float64) + gemm.row_offset
+        assert both.dtype == gemm.row_dtype and np.array_equal(both.astype(np.float64), want)
+        assert np.array_equal(got_e, e)
+    assert e[0] == 0 and np.all(x_int[0] == 0)

@@ -340,8 +340,8 @@ class PrefixRows:
         shape = (n_slots, cfg.n_heads)
         # keys [S, H, dh, capacity] (a key row c runs over positions), values [S, H, capacity, dh]: the layouts
         # _attend_newest's SIMD loops read contiguously
-        self.keys = [np.zeros(shape + (cfg.head_dim, capacity), dtype=dtype) for _ in range(cfg.n_layers)]
-        self.values = [np.zeros(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
+        self.keys = [np.empty(shape + (cfg.head_dim, capacity), dtype=dtype) for _ in range(cfg.n_layers)]
+        self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)
         self.bias = None
         self._grow(capacity)
@@ -350,10 +350,10 @@ class PrefixRows:
         if capacity > self.capacity:
             for layer in range(self.cfg.n_layers):
                 old = self.keys[layer]
-                self.keys[layer] = np.zeros(old.shape[:3] + (capacity,), dtype=old.dtype)
-                self.keys[layer][..., :old.shape[3]] = old
+                self.keys[layer] = np.empty(old.shape[:3] + (capacity,), dtype=old.dtype)  # only positions
+                self.keys[layer][..., :old.shape[3]] = old  # below a slot's length are ever read
                 old = self.values[layer]
-                self.values[layer] = np.zeros(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype)
+                self.values[layer] = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype)
                 self.values[layer][:, :, :old.shape[2]] = old
             self.capacity = capacity
         distances = np.arange(self.capacity)
