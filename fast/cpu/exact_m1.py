@@ -11,7 +11,11 @@ Speed comes from loop order, never from reordering a sum:
   updates that block's outputs across j in a vectorisable inner loop (each y[r, j] still sees k = 0, 1, ... in
   order); blocks run in parallel;
 - attention runs one (sequence, head) pair per parallel task and visits only keys j <= i (the reference's extra
-  future terms are exact zeros, so skipping them changes nothing);
+  future terms are exact zeros, so skipping them changes nothing); its loops put independent sums in the SIMD
+  lanes -- scores with lanes = j (each still adds c = 0 .. dh-1 in order), weighted values with lanes = c (each
+  still adds j = 0 .. i in order) -- and its exps (and softmax64's) run as one branch-free pass
+  (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, dh, position]
+  for keys and [slot, head, position, dh] for values so that both loops read memory contiguously;
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -27,6 +31,7 @@ from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW,
 from equalinfo.ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
+TASK_BLOCK = 32  # (row, head) tasks of `_attend_newest` that share one set of scratch arrays
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
 
@@ -279,41 +284,44 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """
     n_rows, n_heads, head_dim = q.shape
     capacity = keys.shape[3]
-    for task in prange(n_rows * n_heads):
-        a, h = task // n_heads, task % n_heads
-        slot, i = slots[a], lengths[a]
-        n = i + 1
-        scores = np.empty(n, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
-        shifted = np.empty(n)  # float64 scores - top, then their exps
-        bits = np.empty(n, dtype=np.int64)
+    n_tasks = n_rows * n_heads
+    n_blocks = (n_tasks + TASK_BLOCK - 1) // TASK_BLOCK
+    for block in prange(n_blocks):  # scratch arrays once per block of tasks, not per task (allocations add up)
+        scores = np.empty(capacity, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
+        shifted = np.empty(capacity)  # float64 scores - top, then their exps
+        bits = np.empty(capacity, dtype=np.int64)
         acc = np.empty(head_dim, dtype=q.dtype)
-        key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [dh, cap], [cap, dh], [cap]
-        for j in range(n):
-            scores[j] = zero
-        for c in range(head_dim):
-            q_c, key_row = q[a, h, c], key_head[c]
-            for j in range(n):  # lanes = j
-                scores[j] += q_c * key_row[j]
-        first = capacity - n  # bias_head[first + j] is distance i - j's bias
-        top = -np.inf
-        for j in range(n):
-            scores[j] = scores[j] * scale + bias_head[first + j]
-            top = max(top, scores[j])  # exact in any width
-        for j in range(n):
-            shifted[j] = np.float64(scores[j]) - top
-        _exp64_nonpositive(shifted, n, shifted, bits)
-        total = zero
-        for c in range(head_dim):
-            acc[c] = zero
-        for j in range(n):
-            scores[j] = shifted[j]  # storing rounds float64 to the dtype
-            weight = scores[j]
-            total += weight
-            value_row = value_head[j]
-            for c in range(head_dim):  # lanes = c
-                acc[c] += weight * value_row[c]
-        for c in range(head_dim):
-            out[a, h, c] = acc[c] / total
+        for task in range(block * TASK_BLOCK, min(n_tasks, (block + 1) * TASK_BLOCK)):
+            a, h = task // n_heads, task % n_heads
+            slot, i = slots[a], lengths[a]
+            n = i + 1
+            key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [dh, cap], [cap, dh], [cap]
+            for j in range(n):
+                scores[j] = zero
+            for c in range(head_dim):
+                q_c, key_row = q[a, h, c], key_head[c]
+                for j in range(n):  # lanes = j
+                    scores[j] += q_c * key_row[j]
+            first = capacity - n  # bias_head[first + j] is distance i - j's bias
+            top = -np.inf
+            for j in range(n):
+                scores[j] = scores[j] * scale + bias_head[first + j]
+                top = max(top, scores[j])  # exact in any width
+            for j in range(n):
+                shifted[j] = np.float64(scores[j]) - top
+            _exp64_nonpositive(shifted, n, shifted, bits)
+            total = zero
+            for c in range(head_dim):
+                acc[c] = zero
+            for j in range(n):
+                scores[j] = shifted[j]  # storing rounds float64 to the dtype
+                weight = scores[j]
+                total += weight
+                value_row = value_head[j]
+                for c in range(head_dim):  # lanes = c
+                    acc[c] += weight * value_row[c]
+            for c in range(head_dim):
+                out[a, h, c] = acc[c] / total
 
 
 class PrefixRows:
