@@ -63,6 +63,8 @@ class ExclusiveTimer:
         self.totals, self._stack, self._saved = {}, [], []
 
     def wrap(self, owner, name, label, static):
+        if name not in owner.__dict__:  # an older checkout (PYTHONPATH) without this function: nothing to time
+            return
         original = owner.__dict__[name] if static else getattr(owner, name)
         function = original.__func__ if static else original
 
