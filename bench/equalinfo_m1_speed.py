@@ -1,9 +1,9 @@
-"""Equal-Info compression with a Transformer M1: bytes/s of exact rule 2 (integer products) vs rule 1 vs ref.
+"""Equal-Info compression with a Transformer M1: bytes/s of an exact rule (--rule 2 or 3) vs rule 1 vs ref.
 
 Usage (from the repository root):
     python bench/equalinfo_m1_speed.py [--size 3m] [--train-steps 300] [--checkpoint out/bench/m1_3m.npz]
                                        [--fast-bytes 163840] [--old-bytes 40960] [--ref-bytes 2048] [--window-bits 16]
-                                       [--threads 1]
+                                       [--threads 1] [--rule 3] [--lookahead N]
 
 M1 has the paper's "3m" shape; an untrained M1 puts ~8 bits on every byte (2 symbols per 16-bit window) where a
 trained one puts ~2-3, so the bench first trains it briefly on the first 90% of tinyshakespeare with the fast
@@ -12,7 +12,9 @@ backend (or loads --checkpoint; a trained one is saved there for the next run). 
   the first --ref-bytes bytes (ref is slow: its decoder evaluates the whole window prefix for every symbol);
 - rule 1 cpu: fast.cpu.equalinfo.compress_batch / decompress_batch on --old-bytes bytes cut into 10,240-byte
   examples (the paper's example length), rows from fast/cpu/exact_m1.py with its key/value cache;
-- rule 2 cpu: the same on --fast-bytes bytes with rows from fast/cpu/integer_m1.py (dgemm) and its cache.
+- rule N cpu (--rule, default 3): the same on --fast-bytes bytes with rows from fast/cpu/integer_m1.py (rule 2,
+  dgemm) or fast/cpu/int8_m1.py (rule 3, int8-valued products: onnxruntime's integer GEMM where installed, else
+  sgemm; EQUALINFO_INT8_GEMM forces one) and its cache. Issue #24's goal is rule 3 >= 10x rule 1 here.
 The same text coded under the two rules gives different bits (different rows); each rule's cpu bits for ref's
 slice are checked equal to ref's bits under that rule. Ratios are of bytes/s measured in this one run.
 """
@@ -83,6 +85,7 @@ def main():
     parser.add_argument("--window-bits", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="Numba and OpenBLAS threads (fast.cpu.threads)")
     parser.add_argument("--lookahead", type=int, default=None, help="fast encoder's rows per window and call")
+    parser.add_argument("--rule", type=int, default=3, choices=(2, 3), help="the exact rule set against rule 1")
     args = parser.parse_args()
     set_threads(args.threads)
 
@@ -93,7 +96,7 @@ def main():
     b = args.window_bits
     ref_model = TransformerModel(params, cfg)
     old_model = m1.coding_model(params, cfg, "cpu", rule=1)
-    new_model = m1.coding_model(params, cfg, "cpu", rule=2)
+    new_model = m1.coding_model(params, cfg, "cpu", rule=args.rule)
     ref_new_model = m1.on_backend(new_model, "ref")
 
     ref_text = bytes_to_symbols(held_out[:args.ref_bytes])
@@ -101,7 +104,7 @@ def main():
     short = bytes_to_symbols(held_out[:args.ref_decode_bytes])
     short_bits = equalinfo.compress(short, ref_model, b)
     _, ref_dec = timed(equalinfo.decompress, short_bits, ref_model, b, n_symbols=len(short))
-    ref2_bits = equalinfo.compress(short, ref_new_model, b)  # rule 2 in ref, for the bit check
+    ref2_bits = equalinfo.compress(short, ref_new_model, b)  # the rule in ref, for the bit check
 
     for model, want, text in ((old_model, ref_bits, ref_text), (new_model, ref2_bits, short)):
         fast_ei.compress_batch([text[:64]], model, b)  # compile
@@ -121,9 +124,11 @@ def main():
 
     print(f"\nEqual-Info b={b}, M1 {args.size} ({cfg.dtype}), {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, --threads {args.threads}")
-    print(f"rule 2 text: {n_bytes:,} bytes in {len(new_examples)} examples, {n_windows:,} windows, "
+    rule = args.rule
+    print(f"rule {rule} text: {n_bytes:,} bytes in {len(new_examples)} examples, {n_windows:,} windows, "
           f"{n_bytes / n_windows:.2f} bytes/window; rule 1 cpu on the first {sum(map(len, old_examples)):,} bytes")
-    print(f"{'':>12} {'ref (rule 1)':>13} {'cpu rule 1':>11} {'cpu rule 2':>11} {'rule2/rule1':>12} {'rule2/ref':>10}")
+    print(f"{'':>12} {'ref (rule 1)':>13} {'cpu rule 1':>11} {f'cpu rule {rule}':>11} {f'rule{rule}/rule1':>12} "
+          f"{f'rule{rule}/ref':>10}  (load average {os.getloadavg()[0]:.1f} at the end)")
     rows = [("compress", len(ref_text) / ref_enc, old_enc, new_enc),
             ("decompress", len(short) / ref_dec, old_dec, new_dec)]
     for name, ref_speed, old_speed, new_speed in rows:

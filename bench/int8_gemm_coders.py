@@ -3,7 +3,7 @@ where the time goes.
 
 Usage (from the repository root):
     python bench/int8_gemm_coders.py [--ei-bytes 8192] [--ac-bytes 2048] [--rounds 1] [--threads 1]
-                                     [--paths sgemm,onnxruntime,auto] [--no-profile]
+                                     [--paths sgemm,onnxruntime,auto] [--no-profile] [--examples N]
 
 M1 is the shipped one (filetool/shipped_model.py: 3m, rule 3, trained). The text is the last bytes of
 tinyshakespeare (Shakespeare is in the shipped M1's training data, so it codes a little better than held-out
@@ -16,6 +16,9 @@ GEMM kernels (sgemm's `@` or onnxruntime's run), the products' Python glue (int8
 the weight cache), quantizing rows, rescaling, attention, RMSNorm, softmax64, the gated ReLU, and the rest
 (the coder, the lockstep, embedding, residual adds, Python). The wrapper costs ~1 us per wrapped call, which
 the profiled run's total includes.
+--examples N: Equal-Info runs as the dataset builder runs it instead (fast.cpu.equalinfo.compress_batch /
+decompress_batch, N examples of --ei-bytes bytes each in lockstep, the model's rows on fast.cpu), on
+N * --ei-bytes bytes; AC stays the file commands'.
 """
 import argparse
 import os
@@ -25,12 +28,17 @@ from pathlib import Path
 
 import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
 
+import numpy as np  # noqa: E402
+
 import equalinfo  # noqa: E402
+from equalinfo.fast.cpu import equalinfo as fast_ei  # noqa: E402
 from equalinfo.fast.cpu import exact_m1 as cpu_exact  # noqa: E402
 from equalinfo.fast.cpu import int8_gemm  # noqa: E402
 from equalinfo.fast.cpu import int8_m1 as cpu_int8  # noqa: E402
 from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
 from equalinfo.filetool import shipped_model  # noqa: E402
+from equalinfo.ref.symbols import bytes_to_symbols  # noqa: E402
+from equalinfo.train import m1 as train_m1  # noqa: E402
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -39,8 +47,8 @@ PARTS = [  # (owner, attribute, label, is a staticmethod of a class)
     (cpu_int8, "int8_products", "products' Python glue", False), (cpu_int8, "int8_matmul", "products' Python glue",
                                                                    False),
     (cpu_int8, "side_by_side", "products' Python glue", False), (cpu_int8, "quantize_split", "quantize rows", False),
-    (cpu_int8, "_rescale_split", "rescale", False), (cpu_int8, "_accumulate_split", "rescale", False),
-    (cpu_int8, "_rescale", "rescale", False), (cpu_int8, "rms_norm", "RMSNorm", False),
+    (cpu_int8, "_rescale_split_parts", "rescale", False), (cpu_int8, "_accumulate_split", "rescale", False),
+    (cpu_int8, "_rescale_parts", "rescale", False), (cpu_int8, "rms_norm", "RMSNorm", False),
     (cpu_int8.PrefixRows, "rms_norm", "RMSNorm", True), (cpu_int8, "softmax64", "softmax64", False),
     (cpu_int8.PrefixRows, "softmax64", "softmax64", True), (cpu_int8, "attend", "attention", False),
     (cpu_exact, "_attend_newest", "attention", False), (cpu_int8, "_gated_relu", "gated ReLU", False),
@@ -55,6 +63,8 @@ class ExclusiveTimer:
         self.totals, self._stack, self._saved = {}, [], []
 
     def wrap(self, owner, name, label, static):
+        if name not in owner.__dict__:  # an older checkout (PYTHONPATH) without this function: nothing to time
+            return
         original = owner.__dict__[name] if static else getattr(owner, name)
         function = original.__func__ if static else original
 
@@ -79,17 +89,44 @@ class ExclusiveTimer:
         self._saved.clear()
 
 
+LOCKSTEP = {"examples": 0}  # --examples
+
+
+def compress(text, model, method):
+    """The file commands' compress, or (Equal-Info with --examples) the dataset builder's lockstep: bytes."""
+    if method == "equalinfo" and LOCKSTEP["examples"]:
+        n = LOCKSTEP["examples"]
+        size = -(-len(text) // n)
+        examples = [bytes_to_symbols(text[i:i + size]) for i in range(0, len(text), size)]
+        bits = fast_ei.compress_batch(examples, train_m1.on_backend(model, "cpu"), 16)
+        return (np.array([len(e) for e in examples] + [len(b) for b in bits], dtype=np.int64).tobytes() +
+                np.packbits(np.concatenate(bits)).tobytes())
+    options = {"window_bits": 16} if method == "equalinfo" else {}
+    return equalinfo.compress(text, model, method, store=False, backend="cpu", **options)
+
+
+def decompress(blob, model, method):
+    if method == "equalinfo" and LOCKSTEP["examples"]:
+        n = LOCKSTEP["examples"]
+        counts = np.frombuffer(blob[:16 * n], dtype=np.int64)
+        flat = np.unpackbits(np.frombuffer(blob[16 * n:], dtype=np.uint8))
+        bounds = np.concatenate([[0], np.cumsum(counts[n:])])
+        bits = [flat[bounds[i]:bounds[i + 1]] for i in range(n)]
+        symbols = fast_ei.decompress_batch(bits, train_m1.on_backend(model, "cpu"), 16, n_symbols=list(counts[:n]))
+        return b"".join(np.asarray(s, dtype=np.uint8).tobytes() for s in symbols)
+    return equalinfo.decompress(blob, model, backend="cpu")
+
+
 def run_all(model, ei_text, ac_text):
     """{coder: seconds} and the compressed blobs of one pass over the four coders (round trips checked)."""
     seconds, blobs = {}, {}
     for kind, text in (("EI b=16", ei_text), ("AC", ac_text)):
         method = "equalinfo" if kind.startswith("EI") else "ac"
-        options = {"window_bits": 16} if method == "equalinfo" else {}
         started = time.perf_counter()
-        blobs[kind] = equalinfo.compress(text, model, method, store=False, backend="cpu", **options)
+        blobs[kind] = compress(text, model, method)
         seconds[f"{kind} compress"] = time.perf_counter() - started
         started = time.perf_counter()
-        back = equalinfo.decompress(blobs[kind], model, backend="cpu")
+        back = decompress(blobs[kind], model, method)
         seconds[f"{kind} decompress"] = time.perf_counter() - started
         assert back == text, f"{kind} round trip failed"
     return seconds, blobs
@@ -104,12 +141,15 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="Numba, OpenBLAS and onnxruntime threads")
     parser.add_argument("--paths", default="sgemm,onnxruntime,auto")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--examples", type=int, default=0, help="Equal-Info as the dataset builder runs it: this "
+                        "many examples of --ei-bytes each in lockstep")
     args = parser.parse_args()
+    LOCKSTEP["examples"] = args.examples
     set_threads(args.threads)
     paths = args.paths.split(",")
     model = shipped_model.load()
     data = Path(args.text).read_bytes()
-    ei_text, ac_text = data[-args.ei_bytes:], data[-args.ac_bytes:]
+    ei_text, ac_text = data[-args.ei_bytes * max(1, args.examples):], data[-args.ac_bytes:]
     loads = [os.getloadavg()[0]]
 
     os.environ[int8_gemm.ENV] = "sgemm"
@@ -146,14 +186,13 @@ def main():
             totals = {}
             for kind, text in (("EI b=16", ei_text), ("AC", ac_text)):
                 method = "equalinfo" if kind.startswith("EI") else "ac"
-                options = {"window_bits": 16} if method == "equalinfo" else {}
                 for step in ("compress", "decompress"):
                     timer.totals = {}
                     started = time.perf_counter()
                     if step == "compress":
-                        blob = equalinfo.compress(text, model, method, store=False, backend="cpu", **options)
+                        blob = compress(text, model, method)
                     else:
-                        equalinfo.decompress(blob, model, backend="cpu")
+                        decompress(blob, model, method)
                     total = time.perf_counter() - started
                     shares = {label: seconds / total for label, seconds in timer.totals.items()}
                     shares["rest (coder, lockstep, Python)"] = 1 - sum(shares.values())

@@ -83,6 +83,25 @@ def test_exp64_is_accurate_and_identical():
     assert ours[-1] == 0.0 and ours[-2] == 0.0 and ours[-3] > 0.0
 
 
+def test_vectorised_exp_equals_the_scalar_one_on_every_nonpositive_input():
+    """_exp64_nonpositive builds 2^k from its bits instead of calling ldexp: the same values for x <= 0, including
+    the underflow edge, -inf, the values whose k changes, and tails of odd lengths."""
+    rng = np.random.default_rng(1)
+    k = np.arange(-1011, 1)
+    edges = np.concatenate([(k + 0.5) * math.log(2), np.nextafter((k + 0.5) * math.log(2), 0), k * math.log(2)])
+    x = np.concatenate([-rng.exponential(30.0, 3000), -rng.uniform(0, 700, 3000), edges[edges <= 0],
+                        [0.0, -0.0, -5e-324, -1e-300, -699.9999, -700.0, np.nextafter(-700.0, 0),
+                         np.nextafter(-700.0, -1), -700.1, -1e300, -np.inf]])
+    want = fast_exact.exp64(x)
+    for n in (len(x), 1, 7, 33):
+        out = np.full(len(x), 9.0)
+        fast_exact._exp64_nonpositive(x.copy(), n, out, np.empty(len(x), dtype=np.int64))
+        assert np.array_equal(out[:n], want[:n]) and np.all(out[n:] == 9.0)
+    same = x.copy()  # in place, as the callers use it
+    fast_exact._exp64_nonpositive(same, len(x), same, np.empty(len(x), dtype=np.int64))
+    assert np.array_equal(same, want)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_prefix_rows_equal_full_evaluations(dtype):
     """Growing slots one input at a time (with resets and slots that wait) gives next_probs' rows bit for bit,
@@ -101,3 +120,26 @@ def test_prefix_rows_equal_full_evaluations(dtype):
     rows.reset([2])
     again = rows.extend([2], inputs[2, :1])
     assert np.array_equal(again[0], full[2, 0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_prefix_rows_equal_full_evaluations_at_the_longest_context(dtype):
+    """Slots grown to 300 positions (past the cache's growths, past max_distance, past 256), several inputs per call
+    and slots at different lengths in one call: every row equals next_probs' on one and on two threads."""
+    import numba
+    params, cfg = tiny(dtype)
+    inputs = m1_inputs((2, 300), seed=5)
+    full = fast_exact.next_probs(params, cfg, inputs)
+    assert np.array_equal(full[:, -40:], ref_exact.next_probs(params, cfg, inputs)[:, -40:])
+    threads = numba.get_num_threads()
+    for n_threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+        numba.set_num_threads(n_threads)
+        try:
+            rows = fast_exact.PrefixRows(params, cfg, n_slots=2, capacity=4)
+            got = rows.extend([0, 0, 0], inputs[0, :3])  # slot 0 leads by 3 positions
+            assert np.array_equal(got, full[0, :3])
+            for t in range(297):
+                got = rows.extend([1, 0], [inputs[1, t], inputs[0, t + 3]])
+                assert np.array_equal(got[0], full[1, t]) and np.array_equal(got[1], full[0, t + 3])
+        finally:
+            numba.set_num_threads(threads)

@@ -304,3 +304,67 @@ def test_files_made_with_cpu_decode_with_ref(model32):
         assert np.array_equal(equalinfo.decompress(coded, ref_model, 16, n_symbols=len(text)), text)
     decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
     assert all(np.array_equal(d, t) for d, t in zip(decoded, texts))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_quantize_split_finds_the_row_max_through_the_bits_in_every_case(dtype):
+    """quantize_split takes each row's max |x| as an integer max over the bits: the same exponents and halves as
+    ref for negative maxima, -0.0, subnormals, ties, huge and tiny rows, in both GEMMs' forms (float32 halves and
+    uint8 halves + 128)."""
+    from equalinfo.fast.cpu import int8_gemm
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(9, 21)) * 10.0 ** rng.integers(-30, 30, size=(9, 1))
+    x[0] = -0.0  # a zero row of negative zeros
+    x[1, 3] = -7.0  # the max is negative
+    x[1, 4] = 6.9
+    x[2] = np.finfo(np.float32).smallest_subnormal * np.arange(-10, 11)  # float32's subnormals (float64's would
+    # need 2^-e > 2^1023: neither ref nor cpu scales such a row exactly, a known edge outside any M1's range)
+    x[3, :] = 3.0
+    x[3, ::3] = -3.0  # ties between +max and -max
+    x[4] = np.finfo(dtype).max / 2 * np.linspace(-1, 1, 21)
+    x = x.astype(dtype)
+    x_int, e = int8_m1.quantize_rows(x)
+    hi, lo = int8_m1.split_rows(x_int)
+    for gemm in (int8_gemm.SGEMM, int8_gemm.ONNXRUNTIME):
+        both, got_e = cpu_int8.quantize_split(x, gemm)
+        want = np.concatenate([hi, lo]).astype(np.float64) + gemm.row_offset
+        assert both.dtype == gemm.row_dtype and np.array_equal(both.astype(np.float64), want)
+        assert np.array_equal(got_e, e)
+    assert e[0] == 0 and np.all(x_int[0] == 0)
+
+
+def test_equal_info_bytes_do_not_depend_on_the_lockstep_width_or_lookahead(model32):
+    """The lockstep encoder with M1's cached grower gives the same windows whether the examples run 1, 3 or 64 in
+    lockstep, and whatever rows it asks per call (fixed 1, 2, 7, or the adaptive per-stream lookahead, whose first
+    ask and top-up differ): which rows are evaluated never changes a row. And ref agrees on a few of them."""
+    qparams, cfg, _ = model32
+    cpu_model = TransformerModel(qparams, cfg, rule=3, rows=cpu_int8.next_probs)
+    rng = np.random.default_rng(3)
+    source = bytes_to_symbols(b"Whether 'tis nobler in the mind to suffer the slings and arrows of outrageous "
+                              b"fortune, or to take arms against a sea of troubles")
+    texts = [source[rng.integers(0, 40):][:rng.integers(0, 60)] for _ in range(64)]
+    alone = [fast_ei.compress_batch([t], cpu_model, 16)[0] for t in texts]  # width 1
+    for width in (3, 64):
+        for lookahead in (None, 1, 2, 7):
+            got = []
+            for first in range(0, len(texts), width):
+                got += fast_ei.compress_batch(texts[first:first + width], cpu_model, 16, lookahead=lookahead)
+            assert all(np.array_equal(g, a) for g, a in zip(got, alone)), (width, lookahead)
+    ref_model = TransformerModel(qparams, cfg, rule=3)
+    for text, coded in list(zip(texts, alone))[:3]:
+        assert np.array_equal(coded, equalinfo.compress(text, ref_model, 16))
+
+
+def test_windows_decode_the_same_in_chunks_that_reuse_one_grower(model32, monkeypatch):
+    """Equal-Info decoding with M1 runs its windows in chunks of M1_DECODE_CHUNK, one grower reset between chunks:
+    chunks of 1, 3 and all windows, a last chunk shorter than the grower, give the same symbols."""
+    from equalinfo.fast.cpu import window_decoding
+    qparams, cfg, _ = model32
+    cpu_model = TransformerModel(qparams, cfg, rule=3, rows=cpu_int8.next_probs)
+    texts = [bytes_to_symbols(t) for t in (b"To be, or not to be, that is", b"the question:", b"", b"Whether 'tis")]
+    bits = fast_ei.compress_batch(texts, cpu_model, 16)
+    for chunk in (1, 3, 1024):
+        monkeypatch.setattr(window_decoding, "M1_DECODE_CHUNK", chunk)
+        monkeypatch.setattr(window_decoding, "M1_CAPACITY", 2)  # the caches grow inside a chunk, too
+        decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
+        assert all(np.array_equal(d, t) for d, t in zip(decoded, texts)), chunk

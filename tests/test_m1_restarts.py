@@ -66,7 +66,7 @@ def test_the_grower_restarts_like_next_probs_whatever_the_slots(rule):
             fed[slot] += 1
     for slot, sequence in enumerate(sequences):
         assert np.array_equal(np.array(got[slot]), model.next_probs(sequence[None])[0])
-    assert grower.grower.shape[1] <= 2 * EVERY  # a slot's cache never holds more than one chunk (and its growth)
+    assert grower.grower.capacity <= 2 * EVERY  # a slot's cache never holds more than one chunk (and its growth)
 
 
 @pytest.mark.parametrize("rule", [1, 2])

@@ -11,7 +11,11 @@ Speed comes from loop order, never from reordering a sum:
   updates that block's outputs across j in a vectorisable inner loop (each y[r, j] still sees k = 0, 1, ... in
   order); blocks run in parallel;
 - attention runs one (sequence, head) pair per parallel task and visits only keys j <= i (the reference's extra
-  future terms are exact zeros, so skipping them changes nothing);
+  future terms are exact zeros, so skipping them changes nothing); its loops put independent sums in the SIMD
+  lanes -- scores with lanes = j (each still adds c = 0 .. dh-1 in order), weighted values with lanes = c (each
+  still adds j = 0 .. i in order) -- and its exps (and softmax64's) run as one branch-free pass
+  (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, dh, position]
+  for keys and [slot, head, position, dh] for values so that both loops read memory contiguously;
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -27,6 +31,7 @@ from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW,
 from equalinfo.ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
+TASK_BLOCK = 32  # (row, head) tasks of `_attend_newest` that share one set of scratch arrays
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
 
@@ -42,6 +47,33 @@ def _exp64(x):
     for i in range(1, _COEFFS.size):
         poly = poly * r + _COEFFS[i]
     return math.ldexp(poly, int(n))
+
+
+@njit(cache=True)
+def _exp64_nonpositive(x, n, out, bits):
+    """out[j] = _exp64(x[j]) for j < n, for x[j] <= 0 (or -inf): what softmax-style callers pass, scores minus their
+    max. x and out may be the same array.   x, out float64 [>= n], bits int64 [>= n] (scratch)
+
+    Why a second exp: `_exp64` ends in math.ldexp, a library call that keeps the compiler from vectorising a loop of
+    exps. Here the power of two 2^k is built from its bits instead, so the loop below is branch-free arithmetic that
+    LLVM turns into SIMD code. The same values, bit for bit: r and the polynomial are the same operations in the
+    same order, and for -700 <= x <= 0, k = floor(x / ln 2 + 1/2) lies in [-1010, 0], so 2^k is a normal float64 and
+    poly (e^r, in [0.70, 1.42]) * 2^k >= 2^-1011 is normal too: the multiply is exact, as ldexp is. Below -700 both
+    give 0 (tests/test_exact_m1.py compares them on the edges)."""
+    for j in range(n):
+        v = x[j]
+        live = v >= EXP_UNDERFLOW  # False for -inf
+        safe = v if live else EXP_UNDERFLOW
+        k = np.floor(safe * INV_LN2 + 0.5)
+        r = (safe - k * LN2_HI) - k * LN2_LO
+        poly = _COEFFS[0]
+        for i in range(1, _COEFFS.size):
+            poly = poly * r + _COEFFS[i]
+        out[j] = poly if live else 0.0
+        bits[j] = (np.int64(k) + 1023) << 52  # the bits of the float64 2^k
+    powers = bits.view(np.float64)
+    for j in range(n):
+        out[j] = out[j] * powers[j]
 
 
 @njit(cache=True)
@@ -121,6 +153,8 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
             for c in range(head_dim):
                 keys[c, j] = k[b, j, h, c]
         scores = np.empty(length, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
+        shifted = np.empty(length)  # float64 scores - top, then their exps
+        bits = np.empty(length, dtype=np.int64)
         acc = np.empty(head_dim, dtype=q.dtype)
         for i in range(length):
             for j in range(i + 1):
@@ -133,15 +167,19 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
             for j in range(i + 1):
                 scores[j] = scores[j] * scale + rel_bias[buckets[i, j], h]
                 top = max(top, scores[j])  # exact in any width
+            for j in range(i + 1):
+                shifted[j] = np.float64(scores[j]) - top
+            _exp64_nonpositive(shifted, i + 1, shifted, bits)  # all of the query's exps in one SIMD pass
             total = zero
             for c in range(head_dim):
                 acc[c] = zero
             for j in range(i + 1):
-                scores[j] = _exp64(np.float64(scores[j]) - top)  # storing rounds float64 to the dtype
+                scores[j] = shifted[j]  # storing rounds float64 to the dtype
                 weight = scores[j]
                 total += weight
-                for c in range(head_dim):
-                    acc[c] += weight * v[b, j, h, c]
+                value_row = v[b, j, h]
+                for c in range(head_dim):  # lanes = c; each acc[c] still sums j in order
+                    acc[c] += weight * value_row[c]
             for c in range(head_dim):
                 out[b, i, h, c] = acc[c] / total
 
@@ -199,14 +237,18 @@ def logits(params, cfg, inputs, product=float_product):
 
 @njit(cache=True)
 def _softmax64(rows, out):
+    bits = np.empty(rows.shape[1], dtype=np.int64)
     for r in range(rows.shape[0]):
         top = -np.inf
         for i in range(rows.shape[1]):
             top = max(top, np.float64(rows[r, i]))
+        row = out[r]
+        for i in range(rows.shape[1]):
+            row[i] = np.float64(rows[r, i]) - top
+        _exp64_nonpositive(row, row.size, row, bits)
         total = 0.0
         for i in range(rows.shape[1]):
-            out[r, i] = _exp64(np.float64(rows[r, i]) - top)
-            total += out[r, i]
+            total += row[i]
         for i in range(rows.shape[1]):
             out[r, i] = out[r, i] / total
 
@@ -229,35 +271,57 @@ def next_probs(params, cfg, inputs):
 
 
 @njit(parallel=True, cache=True)
-def _attend_newest(q, keys, values, slots, lengths, rel_bias, bucket_of_distance, scale, zero, out):
+def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
 
-    q, out [A, H, dh]; keys, values [S, capacity, H, dh] (positions 0..i already written). The loops visit j and c
-    in the order _attend does for query i, so the result is the row a full evaluation gives.
+    q, out [A, H, dh]; keys [S, H, dh, capacity] and values [S, H, capacity, dh] (positions 0..i already written);
+    bias [H, capacity] holds the relative bias by distance reversed: bias[h, capacity-1-d] for distance d, so that
+    query i reads keys j = 0..i's biases as the contiguous bias[h, capacity-1-i : capacity].
+    The sums are _attend's, term for term, in the same order; only the loops are turned so that the hardware's SIMD
+    lanes hold independent sums: the scores with c outside and lanes = j (each score still adds c = 0 .. dh-1 in
+    order, reading key row c of the [dh, capacity] layout contiguously), the exps in one vectorised pass, and the
+    weighted values with lanes = c (each output still adds j = 0 .. i in order, reading value row j contiguously).
     """
     n_rows, n_heads, head_dim = q.shape
-    for task in prange(n_rows * n_heads):
-        a, h = task // n_heads, task % n_heads
-        slot, i = slots[a], lengths[a]
-        scores = np.empty(i + 1, dtype=q.dtype)
-        top = -np.inf
-        for j in range(i + 1):
-            s = zero
+    capacity = keys.shape[3]
+    n_tasks = n_rows * n_heads
+    n_blocks = (n_tasks + TASK_BLOCK - 1) // TASK_BLOCK
+    for block in prange(n_blocks):  # scratch arrays once per block of tasks, not per task (allocations add up)
+        scores = np.empty(capacity, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
+        shifted = np.empty(capacity)  # float64 scores - top, then their exps
+        bits = np.empty(capacity, dtype=np.int64)
+        acc = np.empty(head_dim, dtype=q.dtype)
+        for task in range(block * TASK_BLOCK, min(n_tasks, (block + 1) * TASK_BLOCK)):
+            a, h = task // n_heads, task % n_heads
+            slot, i = slots[a], lengths[a]
+            n = i + 1
+            key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [dh, cap], [cap, dh], [cap]
+            for j in range(n):
+                scores[j] = zero
             for c in range(head_dim):
-                s += q[a, h, c] * keys[slot, j, h, c]
-            scores[j] = s * scale + rel_bias[bucket_of_distance[i - j], h]
-            top = max(top, scores[j])
-        total = zero
-        for c in range(head_dim):
-            out[a, h, c] = zero
-        for j in range(i + 1):
-            scores[j] = _exp64(np.float64(scores[j]) - top)  # storing rounds float64 to the dtype
-            weight = scores[j]
-            total += weight
+                q_c, key_row = q[a, h, c], key_head[c]
+                for j in range(n):  # lanes = j
+                    scores[j] += q_c * key_row[j]
+            first = capacity - n  # bias_head[first + j] is distance i - j's bias
+            top = -np.inf
+            for j in range(n):
+                scores[j] = scores[j] * scale + bias_head[first + j]
+                top = max(top, scores[j])  # exact in any width
+            for j in range(n):
+                shifted[j] = np.float64(scores[j]) - top
+            _exp64_nonpositive(shifted, n, shifted, bits)
+            total = zero
             for c in range(head_dim):
-                out[a, h, c] += weight * values[slot, j, h, c]
-        for c in range(head_dim):
-            out[a, h, c] = out[a, h, c] / total
+                acc[c] = zero
+            for j in range(n):
+                scores[j] = shifted[j]  # storing rounds float64 to the dtype
+                weight = scores[j]
+                total += weight
+                value_row = value_head[j]
+                for c in range(head_dim):  # lanes = c
+                    acc[c] += weight * value_row[c]
+            for c in range(head_dim):
+                out[a, h, c] = acc[c] / total
 
 
 class PrefixRows:
@@ -280,23 +344,30 @@ class PrefixRows:
     def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
-        self.shape = (n_slots, capacity, cfg.n_heads, cfg.head_dim)
-        self.keys = [np.zeros(self.shape, dtype=dtype) for _ in range(cfg.n_layers)]
-        self.values = [np.zeros(self.shape, dtype=dtype) for _ in range(cfg.n_layers)]
+        self.capacity = capacity
+        shape = (n_slots, cfg.n_heads)
+        # keys [S, H, dh, capacity] (a key row c runs over positions), values [S, H, capacity, dh]: the layouts
+        # _attend_newest's SIMD loops read contiguously
+        self.keys = [np.empty(shape + (cfg.head_dim, capacity), dtype=dtype) for _ in range(cfg.n_layers)]
+        self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)
-        self.buckets = None
+        self.bias = None
         self._grow(capacity)
 
     def _grow(self, capacity):
-        if capacity > self.shape[1]:
-            self.shape = (self.shape[0], capacity) + self.shape[2:]
-            for cache in (self.keys, self.values):
-                for layer, old in enumerate(cache):
-                    cache[layer] = np.zeros(self.shape, dtype=old.dtype)
-                    cache[layer][:, :old.shape[1]] = old
-        distances = np.arange(self.shape[1])
-        self.buckets = np.ascontiguousarray(bucket_table(self.shape[1], self.cfg.num_buckets,
-                                                         self.cfg.max_distance)[distances, 0])  # [capacity]
+        if capacity > self.capacity:
+            for layer in range(self.cfg.n_layers):
+                old = self.keys[layer]
+                self.keys[layer] = np.empty(old.shape[:3] + (capacity,), dtype=old.dtype)  # only positions
+                self.keys[layer][..., :old.shape[3]] = old  # below a slot's length are ever read
+                old = self.values[layer]
+                self.values[layer] = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype)
+                self.values[layer][:, :, :old.shape[2]] = old
+            self.capacity = capacity
+        distances = np.arange(self.capacity)
+        buckets = bucket_table(self.capacity, self.cfg.num_buckets, self.cfg.max_distance)[distances, 0]  # [cap]
+        self.bias = [np.ascontiguousarray(self.params[f"blocks.{layer}.rel_bias"][buckets[::-1]].T)
+                     for layer in range(self.cfg.n_layers)]  # [H, capacity], distance reversed (_attend_newest)
 
     def _product(self, x, name):
         """x @ params[name] by the rule.   x [A, n] -> [A, m]"""
@@ -326,8 +397,8 @@ class PrefixRows:
         """
         slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
         positions = self.positions(slots)
-        if len(positions) and positions.max() >= self.shape[1]:
-            self._grow(max(2 * self.shape[1], int(positions.max()) + 1))
+        if len(positions) and positions.max() >= self.capacity:
+            self._grow(max(2 * self.capacity, int(positions.max()) + 1))
         params, cfg = self.params, self.cfg
         dtype = params["embed"].dtype.type
         n_rows = len(slots)
@@ -337,12 +408,11 @@ class PrefixRows:
             h = self.rms_norm(x, params[prefix + "attn_norm"])
             q, k, v = (np.ascontiguousarray(y).reshape(n_rows, cfg.n_heads, cfg.head_dim)
                        for y in self._products(h, [prefix + name for name in ("wq", "wk", "wv")]))
-            self.keys[layer][slots, positions] = k  # every new key is in place before any query reads it
-            self.values[layer][slots, positions] = v
+            self.keys[layer][slots, :, :, positions] = k  # [A, H, dh]; every new key is in place before any
+            self.values[layer][slots, :, positions] = v  # query reads it
             attended = np.empty_like(q)
             with _threads_for(n_rows * cfg.n_heads * (int(positions.max(initial=0)) + 1) * cfg.head_dim):
-                _attend_newest(q, self.keys[layer], self.values[layer], slots, positions,
-                               np.ascontiguousarray(params[prefix + "rel_bias"]), self.buckets,
+                _attend_newest(q, self.keys[layer], self.values[layer], slots, positions, self.bias[layer],
                                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
             x += self._product(attended.reshape(n_rows, -1), prefix + "wo")
             h = self.rms_norm(x, params[prefix + "mlp_norm"])

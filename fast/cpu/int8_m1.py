@@ -8,8 +8,11 @@ Read ref/int8_m1.py for the rule and its exactness bound. Here:
   where the optional extra is installed and passes its self-check, onnxruntime's integer GEMM on the halves as
   uint8 (half + 128) -- fast/cpu/int8_gemm.py chooses, and says why both are exact;
 - one compiled pass combines the halves, 128 * P_hi + P_lo, in float64 and rescales, (acc * s_j) * 2^e_r, one
-  rounding to the dtype (`_rescale_split`); a product of more than one chunk first adds the chunks' exact
-  integers up in float64 (`_accumulate_split`);
+  rounding to the dtype, straight into each product's own contiguous array (`_rescale_split_parts`: q, k and v
+  leave one GEMM without a copy); a product of more than one chunk first adds the chunks' exact integers up in
+  float64 (`_accumulate_split`);
+- the quantizing pass finds each row's max |x| as an integer max over the floats' bits (sign cleared), which the
+  compiler vectorises where it does not vectorise a float max; the same max, so the same bits (tested);
 - the elementwise rest is rule 1's Numba code (fast/cpu/exact_m1.py: attention and the gated ReLU), with RMSNorm and
   the final softmax vectorized across rows: ROWS_PER_BLOCK rows share each step of their (still left-to-right)
   sums, so that the compiler's SIMD lanes hold rows instead of waiting on one row's chain of dependent adds. Each
@@ -25,8 +28,7 @@ import numpy as np
 from numba import njit
 
 from equalinfo.fast.cpu import exact_m1, int8_gemm
-from equalinfo.fast.cpu.exact_m1 import _exp64, _gated_relu, attend
-from equalinfo.fast.cpu.integer_m1 import _rescale, row_exponent
+from equalinfo.fast.cpu.exact_m1 import _exp64_nonpositive, _gated_relu, attend
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
                                    chunks)
@@ -35,20 +37,34 @@ ROWS_PER_BLOCK = 16  # rows whose fixed-order sums advance together in the vecto
 
 
 @njit(cache=True)
-def _quantize_split(x, both, exponents, offset):
+def _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, offset):
     """Rows r of x -> their 14-bit integers' halves plus offset: both[r] = hi + offset, both[N + r] = lo + offset
     (ref.int8_m1.quantize_rows, split_rows; offset 0 into float32 for sgemm, 128 into uint8 for an integer GEMM).
-    x [N, n] in the dtype, both [2N, n] float32 or uint8, exponents int64 [N]"""
+    x [N, n] in the dtype, both [2N, n] float32 or uint8, exponents int64 [N]; x_bits: x viewed as the signed
+    integers of its width, mask their sign bit cleared; cell, cell_bits: one scratch value of x's dtype and the same
+    memory as an integer.
+
+    Why the row's max goes through the bits: the compiler does not vectorise a float max (NaN rules), but for
+    non-NaN floats |a| < |b| exactly when the bits of |a| (sign cleared) are smaller as integers, and an integer max
+    vectorises. The max found is the same float, so e_r is integer_m1.row_exponent's."""
     n_rows = x.shape[0]
     for r in range(n_rows):
-        e = row_exponent(x, r, FRACTION_BITS)
+        row_bits = x_bits[r]
+        top = row_bits[0] & mask
+        for k in range(1, row_bits.size):
+            b = row_bits[k] & mask
+            top = b if b > top else top
+        cell_bits[0] = top
+        largest = np.float64(cell[0])  # max_k |x[r, k]|
+        e = math.frexp(largest)[1] - FRACTION_BITS if largest > 0 else 0
         exponents[r] = e
         scale = math.ldexp(1.0, -e)  # a power of two: the multiply below is exact
-        for k in range(x.shape[1]):
-            v = min(max(np.rint(np.float64(x[r, k]) * scale), -ROW_MAX), ROW_MAX)
+        row, hi_row, lo_row = x[r], both[r], both[n_rows + r]
+        for k in range(row.size):
+            v = min(max(np.rint(np.float64(row[k]) * scale), -ROW_MAX), ROW_MAX)
             hi = math.trunc(v / SPLIT)
-            both[r, k] = hi + offset  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
-            both[n_rows + r, k] = v - SPLIT * hi + offset
+            hi_row[k] = hi + offset  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
+            lo_row[k] = v - SPLIT * hi + offset
 
 
 @njit(cache=True)
@@ -72,13 +88,54 @@ def _rescale_split(partial, scale, exponents, y):
             y[r, j] = (acc * scale[j]) * power
 
 
+@njit(cache=True)
+def _rescale_split_parts(partial, scale, exponents, parts):
+    """_rescale_split into the products' own arrays: parts[p] takes columns [start_p, start_p + m_p) of the side-by-
+    side product, so no copy is needed to hand each product out contiguous (the same operations per element).
+    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    n_rows = exponents.shape[0]
+    start = 0
+    for p in range(len(parts)):
+        y = parts[p]
+        for r in range(n_rows):
+            power = math.ldexp(1.0, exponents[r])
+            hi, lo = partial[r, start:start + y.shape[1]], partial[n_rows + r, start:start + y.shape[1]]
+            y_row, scale_p = y[r], scale[start:start + y.shape[1]]
+            for j in range(y_row.size):
+                acc = SPLIT * np.float64(hi[j]) + np.float64(lo[j])
+                y_row[j] = (acc * scale_p[j]) * power
+        start += y.shape[1]
+
+
+@njit(cache=True)
+def _rescale_parts(acc, scale, exponents, parts):
+    """fast.cpu.integer_m1._rescale (y = dtype((acc * s_j) * 2^e_r)) into the products' own arrays, as
+    _rescale_split_parts.   acc float64 [N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    start = 0
+    for p in range(len(parts)):
+        y = parts[p]
+        for r in range(acc.shape[0]):
+            power = math.ldexp(1.0, exponents[r])
+            for j in range(y.shape[1]):
+                y[r, j] = (acc[r, start + j] * scale[start + j]) * power
+        start += y.shape[1]
+
+
+_SIGN_MASKS = {4: (np.int32, np.int32(0x7FFFFFFF)), 8: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF))}  # float32, float64
+
+
 def quantize_split(x, gemm=int8_gemm.SGEMM):
     """(both [2N, n], e int64 [N]): the split halves of ref.int8_m1.quantize_rows(x), hi rows first, in the form
     `gemm` reads (fast.cpu.int8_gemm: float32 halves for sgemm, uint8 halves + 128 for onnxruntime)."""
     x = np.ascontiguousarray(x)
     both = np.empty((2 * x.shape[0], x.shape[1]), dtype=gemm.row_dtype)
     exponents = np.empty(x.shape[0], dtype=np.int64)
-    _quantize_split(x, both, exponents, gemm.row_dtype(gemm.row_offset))
+    if x.size == 0:
+        return both, exponents
+    integer, mask = _SIGN_MASKS[x.dtype.itemsize]
+    cell = np.empty(1, dtype=x.dtype)
+    _quantize_split(x, x.view(integer), mask, cell, cell.view(integer), both, exponents,
+                    gemm.row_dtype(gemm.row_offset))
     return both, exponents
 
 
@@ -125,25 +182,18 @@ def int8_products(x, qparams, names):
     weights, scale = side_by_side(qparams, names)
     gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
     both, exponents = quantize_split(x, gemm)
-    y = np.empty((x.shape[0], weights[0][0].shape[1]), dtype=x.dtype)
+    parts = tuple(np.empty((x.shape[0], qparams[name + ".scale"].shape[0]), dtype=x.dtype) for name in names)
     if len(weights) == 1:
-        _rescale_split(gemm.products(both, *weights[0]), scale, exponents, y)  # exact integers (ref.int8_m1)
+        _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts)  # exact integers
     else:
-        acc = np.zeros(y.shape)
+        acc = np.zeros((x.shape[0], scale.shape[0]))
         start = 0
         for w_f32, w_i8 in weights:
             _accumulate_split(gemm.products(np.ascontiguousarray(both[:, start:start + w_f32.shape[0]]), w_f32,
                                             w_i8), acc)
             start += w_f32.shape[0]
-        _rescale(acc, scale, exponents, y)
-    if len(names) == 1:
-        return [y]
-    products, start = [], 0
-    for name in names:
-        stop = start + qparams[name + ".scale"].shape[0]
-        products.append(np.ascontiguousarray(y[:, start:stop]))
-        start = stop
-    return products
+        _rescale_parts(acc, scale, exponents, parts)
+    return list(parts)
 
 
 def int8_matmul(x, qparams, name):
@@ -189,6 +239,7 @@ def _softmax64_rows(rows, out):
     n_rows, width = rows.shape
     top = np.empty(ROWS_PER_BLOCK)
     total = np.empty(ROWS_PER_BLOCK)
+    bits = np.empty(width, dtype=np.int64)
     for first in range(0, n_rows, ROWS_PER_BLOCK):
         count = min(ROWS_PER_BLOCK, n_rows - first)
         for b in range(count):
@@ -196,8 +247,10 @@ def _softmax64_rows(rows, out):
             for i in range(width):
                 best = max(best, np.float64(rows[first + b, i]))
             top[b] = best
+            row = out[first + b]
             for i in range(width):
-                out[first + b, i] = _exp64(np.float64(rows[first + b, i]) - best)
+                row[i] = np.float64(rows[first + b, i]) - best
+            _exp64_nonpositive(row, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
             total[b] = 0.0
         for i in range(width):  # the rows' sums side by side, each in index order
             for b in range(count):

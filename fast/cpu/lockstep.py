@@ -82,11 +82,15 @@ def advance_streams(flat, offsets, stream_state, buf, hist, identity, window_bit
 def rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision, grower=None):
     """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist.
 
+    lookahead: rows per stream and call, an int or a Lookahead (its per-stream counts, fast/cpu/lookahead.py).
+
     With a grower (a key/value cache, one slot per stream) only the new positions avail..r_max are evaluated; a
     stream whose window just started (avail 0) restarts its slot."""
     live = np.flatnonzero(stream_state[:, START] >= 0)
     start, avail = stream_state[live, START], stream_state[live, AVAIL]
     remaining = offsets[live + 1] - offsets[live] - start
+    if isinstance(lookahead, Lookahead):
+        lookahead = lookahead.per_stream(avail)  # [A] rows for each live stream
     r_max = np.minimum(avail + lookahead - 1, remaining)  # last row wanted (row r follows r window symbols)
     width = int(r_max.max()) + 1
     if width > hist.shape[1]:
@@ -137,7 +141,7 @@ def encode_streams(streams, model, window_bits, precision, delimit, lookahead=No
     coded = 0  # symbols of the windows ended so far
     grower = prefix_rows(model, n_streams)
     while np.any(stream_state[:, START] >= 0):
-        hist = rows_for_streams(model, flat, offsets, stream_state, hist, int(lookahead), precision, grower)
+        hist = rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision, grower)
         identity = np.arange(hist.shape[1], dtype=np.int64)
         advance_streams(flat, offsets, stream_state, buf, hist, identity, int(window_bits), bool(delimit),
                          int(precision), ended, out_bits, out_meta)

@@ -22,12 +22,13 @@ GROWERS = {exact_m1.next_probs: exact_m1.PrefixRows,  # an M1's rows function ->
            int8_m1.next_probs: int8_m1.PrefixRows}
 
 
-def prefix_rows(model, n_slots):
+def prefix_rows(model, n_slots, capacity=8):
     """A grower of n_slots prefixes of `model`'s rows, or None for a model that has none (count models, M1 with
-    rows from ref or the GPU): their callers evaluate whole prefixes with next_probs instead."""
+    rows from ref or the GPU): their callers evaluate whole prefixes with next_probs instead. capacity: positions
+    per slot before the caches first grow (they grow as needed: only memory and speed depend on it)."""
     if not isinstance(model, TransformerModel) or model.rows not in GROWERS:
         return None
-    grower = GROWERS[model.rows](model.params, model.cfg, n_slots)
+    grower = GROWERS[model.rows](model.params, model.cfg, n_slots, capacity)
     return grower if model.restart_every is None else RestartingRows(grower, model.restart_every)
 
 
