@@ -80,7 +80,8 @@ PROFILED = {  # rule -> (module, function name, label), the functions its next_p
     3: [(cpu_int8, "int8_matmul", RULE3_GEMMS), (cpu_int8, "int8_products", RULE3_GEMMS),
         (cpu_int8, "side_by_side", RULE3_GEMMS), (cpu_int8, "attend", "attention"),
         (cpu_int8, "_gated_relu", "gated ReLU"), (cpu_int8, "quantize_split", "quantize rows"),
-        (cpu_int8, "_rescale_split", "rescale"), (cpu_int8, "_accumulate_split", "rescale"),
+        (cpu_int8, "_rescale_split", "rescale"), (cpu_int8, "_rescale_split_parts", "rescale"),
+        (cpu_int8, "_accumulate_split", "rescale"),
         (cpu_int8, "_rescale", "rescale"), (cpu_int8, "rms_norm", "RMSNorm"), (cpu_int8, "softmax64", "softmax64")],
 }
 SHARED = [(cpu_exact, "attend", "attention"), (cpu_exact, "_gated_relu", "gated ReLU")]
