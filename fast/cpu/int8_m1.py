@@ -92,7 +92,8 @@ def _rescale_split(partial, scale, exponents, y):
 def _rescale_split_parts(partial, scale, exponents, parts):
     """_rescale_split into the products' own arrays: parts[p] takes columns [start_p, start_p + m_p) of the side-by-
     side product, so no copy is needed to hand each product out contiguous (the same operations per element).
-    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype, or one array
+    [P, N, m] when every m_p = m"""
     n_rows = exponents.shape[0]
     start = 0
     for p in range(len(parts)):
@@ -110,7 +111,8 @@ def _rescale_split_parts(partial, scale, exponents, parts):
 @njit(cache=True)
 def _rescale_parts(acc, scale, exponents, parts):
     """fast.cpu.integer_m1._rescale (y = dtype((acc * s_j) * 2^e_r)) into the products' own arrays, as
-    _rescale_split_parts.   acc float64 [N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    _rescale_split_parts.   acc float64 [N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype
+    (or [P, N, m])"""
     start = 0
     for p in range(len(parts)):
         y = parts[p]
@@ -182,7 +184,11 @@ def int8_products(x, qparams, names):
     weights, scale = side_by_side(qparams, names)
     gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
     both, exponents = quantize_split(x, gemm)
-    parts = tuple(np.empty((x.shape[0], qparams[name + ".scale"].shape[0]), dtype=x.dtype) for name in names)
+    widths = [qparams[name + ".scale"].shape[0] for name in names]
+    if len(set(widths)) == 1:  # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a
+        parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)  # compiled call takes one array
+    else:  # faster than a tuple of P arrays)
+        parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
     if len(weights) == 1:
         _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts)  # exact integers
     else:
@@ -240,6 +246,7 @@ def _softmax64_rows(rows, out):
     top = np.empty(ROWS_PER_BLOCK)
     total = np.empty(ROWS_PER_BLOCK)
     bits = np.empty(width, dtype=np.int64)
+    shifted = np.empty(width)  # a row minus its max; its exps go to out (not in place: see _exp64_nonpositive)
     for first in range(0, n_rows, ROWS_PER_BLOCK):
         count = min(ROWS_PER_BLOCK, n_rows - first)
         for b in range(count):
@@ -249,8 +256,8 @@ def _softmax64_rows(rows, out):
             top[b] = best
             row = out[first + b]
             for i in range(width):
-                row[i] = np.float64(rows[first + b, i]) - best
-            _exp64_nonpositive(row, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
+                shifted[i] = np.float64(rows[first + b, i]) - best
+            _exp64_nonpositive(shifted, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
             total[b] = 0.0
         for i in range(width):  # the rows' sums side by side, each in index order
             for b in range(count):
