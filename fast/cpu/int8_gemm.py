@@ -97,6 +97,7 @@ class OnnxRuntime:
 SGEMM, ONNXRUNTIME = Sgemm(), OnnxRuntime()
 _STATE = {"runner": None, "load_error": None, "checked": {}}  # the loaded runner; K -> self-check passed (bool)
 _PARSED = {}  # EQUALINFO_INT8_GEMM's raw values -> their path (read on every product: kept cheap)
+_CHOSEN = {}  # (EQUALINFO_INT8_GEMM's raw value, rows, n, m) -> the GEMM `choose` picked
 
 
 def _session_runner():
@@ -229,7 +230,17 @@ def choose(n_rows, n, m):
     """The GEMM for a product of n_rows GEMM rows (both halves: 2N for N rows) over n terms into m columns.
 
     sgemm or onnxruntime as EQUALINFO_INT8_GEMM forces (onnxruntime unusable -> GemmUnavailable); auto: onnxruntime
-    when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm."""
+    when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm.
+    The answer is remembered per (EQUALINFO_INT8_GEMM's value, shape) until `reset`: a decoder asks 13 times per
+    symbol, and the checks below cost microseconds each time."""
+    key = (os.environ.get(ENV), n_rows, n, m)
+    gemm = _CHOSEN.get(key)
+    if gemm is None:
+        gemm = _CHOSEN[key] = _choose(n_rows, n, m)  # raises (and remembers nothing) where a forced path fails
+    return gemm
+
+
+def _choose(n_rows, n, m):
     path = requested()
     k = min(n, CHUNK)  # the largest chunk's terms
     if path == "sgemm":
@@ -243,3 +254,4 @@ def choose(n_rows, n, m):
 def reset():
     """Forget the loaded runner and the self-checks (tests replace the runner)."""
     _STATE.update(runner=None, load_error=None, checked={})
+    _CHOSEN.clear()
