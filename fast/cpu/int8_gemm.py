@@ -52,6 +52,7 @@ import os
 
 import numpy as np
 
+from equalinfo.fast.cpu.exact_m1 import numba_threads  # asked once per product: the compiled getter
 from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
 
 ENV = "EQUALINFO_INT8_GEMM"
@@ -105,7 +106,6 @@ def _session_runner():
     without the extra. One session per weight array and thread count, made at its first use and kept (keep=False:
     not kept, for the self-check's operands): the weights are the graph's initializer, so onnxruntime packs them
     once (feeding them on every call was slower on every 3m shape in a throwaway timing, bench/README.md)."""
-    import numba
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -128,13 +128,19 @@ def _session_runner():
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def run(rows, weights, keep=True):
-        key = (id(weights), numba.get_num_threads())
+        key = (id(weights), numba_threads())
         cached = sessions.get(key)
         if cached is None or cached[0] is not weights:
-            cached = (weights, session(weights, key[1]))
+            made = session(weights, key[1])
+            # InferenceSession.run checks its arguments in Python on every call (~4 us, a third of a one-row
+            # product's call here); its compiled session's run is what it then calls: used where it is there
+            inner = getattr(made, "_sess", None)
+            runs = (lambda feed, inner=inner: inner.run(["Y"], feed, None)) if hasattr(inner, "run") else \
+                (lambda feed, made=made: made.run(["Y"], feed))
+            cached = (weights, runs)
             if keep:
                 sessions[key] = cached
-        return cached[1].run(None, {"A": rows})[0]
+        return cached[1]({"A": rows})[0]
 
     return run
 
