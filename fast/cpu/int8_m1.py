@@ -124,6 +124,7 @@ def _rescale_parts(acc, scale, exponents, parts):
 
 
 _SIGN_MASKS = {4: (np.int32, np.int32(0x7FFFFFFF)), 8: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF))}  # float32, float64
+_SCRATCH = {}  # (dtype, GEMM name) -> (integer dtype, sign mask, one-value cell, its bits, the halves' offset)
 
 
 def quantize_split(x, gemm=int8_gemm.SGEMM):
@@ -134,10 +135,14 @@ def quantize_split(x, gemm=int8_gemm.SGEMM):
     exponents = np.empty(x.shape[0], dtype=np.int64)
     if x.size == 0:
         return both, exponents
-    integer, mask = _SIGN_MASKS[x.dtype.itemsize]
-    cell = np.empty(1, dtype=x.dtype)
-    _quantize_split(x, x.view(integer), mask, cell, cell.view(integer), both, exponents,
-                    gemm.row_dtype(gemm.row_offset))
+    scratch = _SCRATCH.get((x.dtype, gemm.name))
+    if scratch is None:  # made once per dtype and GEMM: a decoder quantizes 13 single rows per symbol
+        integer, mask = _SIGN_MASKS[x.dtype.itemsize]
+        cell = np.empty(1, dtype=x.dtype)
+        scratch = _SCRATCH[(x.dtype, gemm.name)] = (integer, mask, cell, cell.view(integer),
+                                                   gemm.row_dtype(gemm.row_offset))
+    integer, mask, cell, cell_bits, offset = scratch
+    _quantize_split(x, x.view(integer), mask, cell, cell_bits, both, exponents, offset)
     return both, exponents
 
 
@@ -153,9 +158,9 @@ _SEEN = {}  # (id(qparams), names) -> (qparams, [(key, array)], the result): ski
 
 
 def side_by_side(qparams, names):
-    """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...]) of the
-    stored int8 weights of `names` (products of the same rows) with their columns side by side, made once and kept
-    (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
+    """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...],
+    widths (m_1, m_2, ...)) of the stored int8 weights of `names` (products of the same rows) with their columns
+    side by side, made once and kept (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
     names = tuple(names)
     seen = _SEEN.get((id(qparams), names))  # the fast path: this dict asked these names before, arrays unchanged
     if seen is not None and seen[0] is qparams and all(qparams[name] is array for name, array in seen[1]):
@@ -172,8 +177,9 @@ def side_by_side(qparams, names):
             w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
         _WEIGHT_CACHE[key] = cached  # the arrays, kept here, keep their ids unique
     _SEEN[(id(qparams), names)] = (qparams, [(name + suffix, qparams[name + suffix]) for name in names
-                                             for suffix in (".int", ".scale")], (cached[2], cached[3]))
-    return cached[2], cached[3]
+                                             for suffix in (".int", ".scale")],
+                                    (cached[2], cached[3], tuple(a.shape[1] for a in arrays)))
+    return cached[2], cached[3], tuple(a.shape[1] for a in arrays)
 
 
 def int8_products(x, qparams, names):
@@ -181,11 +187,10 @@ def int8_products(x, qparams, names):
     by side: each output column is its own exact integer, so the bits are int8_matmul's one product at a time.
     The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact integers.
     x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
-    weights, scale = side_by_side(qparams, names)
+    weights, scale, widths = side_by_side(qparams, names)
     gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
     both, exponents = quantize_split(x, gemm)
-    widths = [qparams[name + ".scale"].shape[0] for name in names]
-    if len(set(widths)) == 1:  # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a
+    if min(widths) == max(widths):  # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a
         parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)  # compiled call takes one array
     else:  # faster than a tuple of P arrays)
         parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
