@@ -37,6 +37,11 @@ product's weights come from memory (presumably why: int8 weights are a quarter o
 context (a decoder's PrefixRows.extend on N slots), onnxruntime on every product was faster than that crossover at
 every N, 1.1-1.4x for N = 1-16, and 2.4-4.2x faster than sgemm alone. Below 2^17 (the tiny test models, whose
 weights stay in the cache) the loop's table applies: the call's fixed cost is not worth it.
+Rechecked per row count on an AMD EPYC Zen 4 dev machine (round 2 of issue #24; `python bench/ac_segments.py
+--grower-rows 1 2 4 8 --grower-threads 1 --grower-gemm sgemm onnxruntime`, a whole decoder step of the shipped 3m
+M1, load ~2.7): sgemm / onnxruntime 1.6 / 0.53 ms at 1 row, 1.9 / 0.58 at 2, 2.4 / 0.89 at 4, 3.6 / 1.4 at 8 --
+onnxruntime 2.6-3.2x faster at every count, so no row threshold is needed for 3m: sgemm's float32 weights (13 MB for
+3m) stream from memory on every step, onnxruntime's int8 ones are a quarter of that.
 
 EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
 or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
