@@ -190,9 +190,11 @@ def int8_products(x, qparams, names):
     weights, scale, widths = side_by_side(qparams, names)
     gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
     both, exponents = quantize_split(x, gemm)
-    if min(widths) == max(widths):  # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a
-        parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)  # compiled call takes one array
-    else:  # faster than a tuple of P arrays)
+    # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes one
+    # array faster than a tuple of P arrays); products of different widths get a tuple
+    if min(widths) == max(widths):
+        parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)
+    else:
         parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
     if len(weights) == 1:
         _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts)  # exact integers
