@@ -6,7 +6,8 @@ Usage (from the repository root):
     python bench/ac_segments.py [--text ../shared/data/tinyshakespeare.txt] [--bytes 65536]
                                 [--segment-bytes 16384 4096] [--old-bytes 1024]
                                 [--encode-rows 512 2048 8192]
-    python bench/ac_segments.py --grower-rows 1 4 16 32 64
+    python bench/ac_segments.py --grower-rows 1 4 16 32 64 [--grower-threads 1 2]
+                                [--grower-gemm sgemm onnxruntime auto]
 
 The model is the shipped M1 (filetool/shipped_model.py: 3m, exact rule 3, restarting every 256 symbols) on the cpu
 backend; the text is --bytes from the start of the last 100,000 bytes of the text (as bench/m1_files.py's held-out
@@ -31,7 +32,7 @@ quiet_idle_blas_threads()  # as the CLI: OpenBLAS's idle workers sleep (read whe
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-from equalinfo.fast.cpu import ac, ac_lockstep  # noqa: E402
+from equalinfo.fast.cpu import ac, ac_lockstep, int8_gemm  # noqa: E402
 from equalinfo.fast.cpu.ac_lockstep import ONE_THREAD_ROWS  # noqa: E402
 from equalinfo.fast.cpu.m1 import prefix_rows  # noqa: E402
 from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
@@ -49,18 +50,22 @@ def timed(function, *args):
     return result, time.perf_counter() - started
 
 
-def grower_steps(model, rows_list):
-    """ms per decoder step of the shipped M1's grower, rows per call x threads (positions 128-191 of each slot)."""
+def grower_steps(model, rows_list, threads_list=(1, 2), gemm_paths=(None,)):
+    """ms per decoder step of the shipped M1's grower, rows per call x threads x GEMM path (EQUALINFO_INT8_GEMM,
+    None: as set), positions 128-191 of each slot, every combination once per round, two rounds."""
     for round_ in range(2):
         for n_rows in rows_list:
-            for threads in (1, 2):
-                set_threads(threads)
-                grower, slots = prefix_rows(model, n_rows), np.arange(n_rows)
-                for _ in range(128):
-                    grower.extend(slots, np.full(n_rows, 65))
-                _, seconds = timed(lambda: [grower.extend(slots, np.full(n_rows, 66)) for _ in range(64)])
-                print(f"round {round_ + 1}: {n_rows} rows, {threads} threads: {seconds / 64 * 1000:.2f} ms/step",
-                      flush=True)
+            for threads in threads_list:
+                for path in gemm_paths:
+                    if path is not None:
+                        os.environ[int8_gemm.ENV] = path
+                    set_threads(threads)
+                    grower, slots = prefix_rows(model, n_rows), np.arange(n_rows)
+                    for _ in range(128):
+                        grower.extend(slots, np.full(n_rows, 65))
+                    _, seconds = timed(lambda: [grower.extend(slots, np.full(n_rows, 66)) for _ in range(64)])
+                    print(f"round {round_ + 1}: {n_rows} rows, {threads} threads"
+                          f"{'' if path is None else ', ' + path}: {seconds / 64 * 1000:.3f} ms/step", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
@@ -74,6 +79,10 @@ def main():
                         "(ac_lockstep.ROWS_PER_CALL), alternating, two rounds, on the first --segment-bytes size")
     parser.add_argument("--grower-rows", type=int, nargs="*", default=[],
                         help="only time the M1 grower's step (ms) for these rows per call on 1 and 2 threads, twice")
+    parser.add_argument("--grower-threads", type=int, nargs="+", default=[1, 2],
+                        help="with --grower-rows: the thread counts to time")
+    parser.add_argument("--grower-gemm", nargs="+", default=[None], choices=int8_gemm.PATHS,
+                        help="with --grower-rows: time each of these GEMM paths (EQUALINFO_INT8_GEMM) side by side")
     parser.add_argument("--old-bytes", type=int, default=1024, help="bytes decoded as before issue #24's batch "
                         "(one stream, the decoder's products on the default thread count)")
     args = parser.parse_args()
@@ -84,7 +93,7 @@ def main():
           f"{os.getloadavg()[0]:.1f} at start; shipped M1 (rule {model.rule}, restart every {model.restart_every}), "
           f"{len(data):,} bytes of {Path(args.text).name}", flush=True)
     if args.grower_rows:
-        return grower_steps(model, args.grower_rows)
+        return grower_steps(model, args.grower_rows, args.grower_threads, args.grower_gemm)
     header, _ = codec.coded_header(data, "ac", model, 0, 14, backends.load("cpu"))
     whole = ac.compress(symbols, model)
     whole_bits, whole_file = len(whole), len(fileformat.pack(header, [whole], None, len(data)))

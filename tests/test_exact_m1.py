@@ -143,3 +143,26 @@ def test_prefix_rows_equal_full_evaluations_at_the_longest_context(dtype):
                 assert np.array_equal(got[0], full[1, t]) and np.array_equal(got[1], full[0, t + 3])
         finally:
             numba.set_num_threads(threads)
+
+
+def test_compiled_positions_equal_numpys_and_refuse_a_slot_out_of_range():
+    """PrefixRows.extend takes its positions from the compiled take_positions: the same as PrefixRows.positions'
+    NumPy computation (argsort/searchsorted) for repeated and unordered slots, lengths bumped once per entry; a
+    slot out of range is refused with nothing changed."""
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(0, 50, 7).astype(np.int64)
+    counts = np.zeros(7, dtype=np.int64)
+    for size in (0, 1, 3, 12, 40):
+        slots = rng.integers(0, 7, size).astype(np.int64)
+        order = np.argsort(slots, kind="stable")
+        rank = np.empty(size, dtype=np.int64)
+        rank[order] = np.arange(size) - np.searchsorted(slots[order], slots[order], side="left")
+        want, want_lengths = lengths[slots] + rank, lengths + np.bincount(slots, minlength=7)
+        got = np.full(size, -9, dtype=np.int64)
+        top = fast_exact.take_positions(lengths, slots, counts, got)
+        assert np.array_equal(got, want) and np.array_equal(lengths, want_lengths)
+        assert top == (want.max() if size else -1) and not counts.any()
+    before = lengths.copy()
+    for bad in (7, -1):
+        assert fast_exact.take_positions(lengths, np.array([0, bad]), counts, np.empty(2, dtype=np.int64)) == -2
+        assert np.array_equal(lengths, before) and not counts.any()

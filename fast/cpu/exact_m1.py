@@ -21,8 +21,10 @@ Speed comes from loop order, never from reordering a sum:
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
   multiply-adds. Thread counts never change a value (each output's loop order is fixed).
 """
+import contextlib
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -52,7 +54,12 @@ def _exp64(x):
 @njit(cache=True)
 def _exp64_nonpositive(x, n, out, bits):
     """out[j] = _exp64(x[j]) for j < n, for x[j] <= 0 (or -inf): what softmax-style callers pass, scores minus their
-    max. x and out may be the same array.   x, out float64 [>= n], bits int64 [>= n] (scratch)
+    max.   x, out float64 [>= n], bits int64 [>= n] (scratch)
+
+    Pass x and out as DIFFERENT arrays: the same array gives the same values, but ~3.5x slower (7.9 against 2.2 ns
+    per exp on 256 values, AMD EPYC Zen 4, /tmp-style loop of 20,000 calls): LLVM vectorises the loop behind a
+    run-time check that out does not overlap x, and an array passed as both fails that check, so the scalar loop
+    runs. Round 1's callers (attention, softmax64) exponentiated in place and got the scalar loop.
 
     Why a second exp: `_exp64` ends in math.ldexp, a library call that keeps the compiler from vectorising a loop of
     exps. Here the power of two 2^k is built from its bits instead, so the loop below is branch-free arithmetic that
@@ -106,8 +113,18 @@ def _matmul(x, w, y):
                     y_row[j] += x_rk * w_row[j]
 
 
+@njit  # not cache=True: Numba cannot cache a function that reads the thread pool's state (compiled at first use)
+def numba_threads():
+    """numba.get_num_threads(), compiled: ~0.2 us a call where the Python function takes ~3 us (it takes two locks
+    to check that the pool is started); a decoder's step asks it for every product and attention call."""
+    return numba.get_num_threads()
+
+
 def _threads_for(work):
-    """All of Numba's threads for a call of `work` multiply-adds if it is large, else one."""
+    """All of Numba's threads for a call of `work` multiply-adds if it is large, else one (nothing to do when the
+    pool is already at one thread, as in the decoders' small steps: checked by a compiled call, ~0.2 us)."""
+    if numba_threads() == 1:
+        return contextlib.nullcontext()
     return one_thread_below(work, PARALLEL_WORK)
 
 
@@ -153,7 +170,8 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
             for c in range(head_dim):
                 keys[c, j] = k[b, j, h, c]
         scores = np.empty(length, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
-        shifted = np.empty(length)  # float64 scores - top, then their exps
+        shifted = np.empty(length)  # float64 scores - top
+        exps = np.empty(length)  # their exps: an array of its own (_exp64_nonpositive says why)
         bits = np.empty(length, dtype=np.int64)
         acc = np.empty(head_dim, dtype=q.dtype)
         for i in range(length):
@@ -169,12 +187,12 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
                 top = max(top, scores[j])  # exact in any width
             for j in range(i + 1):
                 shifted[j] = np.float64(scores[j]) - top
-            _exp64_nonpositive(shifted, i + 1, shifted, bits)  # all of the query's exps in one SIMD pass
+            _exp64_nonpositive(shifted, i + 1, exps, bits)  # all of the query's exps in one SIMD pass
             total = zero
             for c in range(head_dim):
                 acc[c] = zero
             for j in range(i + 1):
-                scores[j] = shifted[j]  # storing rounds float64 to the dtype
+                scores[j] = exps[j]  # storing rounds float64 to the dtype
                 weight = scores[j]
                 total += weight
                 value_row = v[b, j, h]
@@ -238,14 +256,15 @@ def logits(params, cfg, inputs, product=float_product):
 @njit(cache=True)
 def _softmax64(rows, out):
     bits = np.empty(rows.shape[1], dtype=np.int64)
+    shifted = np.empty(rows.shape[1])  # a row minus its max; the exps go to out (not in place: see _exp64_nonpositive)
     for r in range(rows.shape[0]):
         top = -np.inf
         for i in range(rows.shape[1]):
             top = max(top, np.float64(rows[r, i]))
         row = out[r]
         for i in range(rows.shape[1]):
-            row[i] = np.float64(rows[r, i]) - top
-        _exp64_nonpositive(row, row.size, row, bits)
+            shifted[i] = np.float64(rows[r, i]) - top
+        _exp64_nonpositive(shifted, row.size, row, bits)
         total = 0.0
         for i in range(rows.shape[1]):
             total += row[i]
@@ -288,7 +307,8 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     n_blocks = (n_tasks + TASK_BLOCK - 1) // TASK_BLOCK
     for block in prange(n_blocks):  # scratch arrays once per block of tasks, not per task (allocations add up)
         scores = np.empty(capacity, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
-        shifted = np.empty(capacity)  # float64 scores - top, then their exps
+        shifted = np.empty(capacity)  # float64 scores - top
+        exps = np.empty(capacity)  # their exps (an array of its own: _exp64_nonpositive says why)
         bits = np.empty(capacity, dtype=np.int64)
         acc = np.empty(head_dim, dtype=q.dtype)
         for task in range(block * TASK_BLOCK, min(n_tasks, (block + 1) * TASK_BLOCK)):
@@ -309,12 +329,12 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
                 top = max(top, scores[j])  # exact in any width
             for j in range(n):
                 shifted[j] = np.float64(scores[j]) - top
-            _exp64_nonpositive(shifted, n, shifted, bits)
+            _exp64_nonpositive(shifted, n, exps, bits)
             total = zero
             for c in range(head_dim):
                 acc[c] = zero
             for j in range(n):
-                scores[j] = shifted[j]  # storing rounds float64 to the dtype
+                scores[j] = exps[j]  # storing rounds float64 to the dtype
                 weight = scores[j]
                 total += weight
                 value_row = value_head[j]
@@ -322,6 +342,43 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
                     acc[c] += weight * value_row[c]
             for c in range(head_dim):
                 out[a, h, c] = acc[c] / total
+
+
+@njit(cache=True)
+def take_positions(lengths, slots, counts, positions):
+    """positions[a] = the position slots[a]'s entry takes (its slot's length plus its earlier entries in slots), and
+    lengths += each slot's entries; returns the largest position (-1 for no entries), or -2 if a slot is out of
+    range (nothing changed then). counts int64 [S]: scratch, all zero on entry and on return.
+
+    Why compiled: a decoder's step is one or a few rows, where NumPy's argsort/searchsorted/add.at cost more than
+    the step's arithmetic (bench/README.md, rule 3 round 2); this is one call."""
+    n_slots = lengths.shape[0]
+    for a in range(slots.shape[0]):
+        if slots[a] < 0 or slots[a] >= n_slots:
+            return -2
+    top = -1
+    for a in range(slots.shape[0]):
+        s = slots[a]
+        positions[a] = lengths[s] + counts[s]
+        counts[s] += 1
+        top = max(top, positions[a])
+    for a in range(slots.shape[0]):
+        s = slots[a]
+        lengths[s] += counts[s]  # a repeated slot adds its count once: its counts[s] is 0 afterwards
+        counts[s] = 0
+    return top
+
+
+@njit(cache=True)
+def _store_newest(keys, values, slots, positions, k, v):
+    """keys[slots[a], :, :, positions[a]] = k[a], values[slots[a], :, positions[a]] = v[a] (one compiled pass
+    instead of two fancy-indexed assignments).   keys [S, H, dh, cap], values [S, H, cap, dh], k, v [A, H, dh]"""
+    for a in range(slots.shape[0]):
+        s, p = slots[a], positions[a]
+        for h in range(k.shape[1]):
+            for c in range(k.shape[2]):
+                keys[s, h, c, p] = k[a, h, c]
+                values[s, h, p, c] = v[a, h, c]
 
 
 class PrefixRows:
@@ -351,6 +408,7 @@ class PrefixRows:
         self.keys = [np.empty(shape + (cfg.head_dim, capacity), dtype=dtype) for _ in range(cfg.n_layers)]
         self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)
+        self._counts = np.zeros(n_slots, dtype=np.int64)  # take_positions' scratch
         self.bias = None
         self._grow(capacity)
 
@@ -396,9 +454,12 @@ class PrefixRows:
         lookahead); the rows are those of the prefixes ending at each appended input.
         """
         slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
-        positions = self.positions(slots)
-        if len(positions) and positions.max() >= self.capacity:
-            self._grow(max(2 * self.capacity, int(positions.max()) + 1))
+        positions = np.empty(len(slots), dtype=np.int64)
+        top = take_positions(self.lengths, slots, self._counts, positions)  # lengths already counts the inputs
+        if top == -2:
+            raise IndexError(f"slots must lie in [0, {len(self.lengths)})")
+        if top >= self.capacity:
+            self._grow(max(2 * self.capacity, top + 1))
         params, cfg = self.params, self.cfg
         dtype = params["embed"].dtype.type
         n_rows = len(slots)
@@ -408,10 +469,9 @@ class PrefixRows:
             h = self.rms_norm(x, params[prefix + "attn_norm"])
             q, k, v = (np.ascontiguousarray(y).reshape(n_rows, cfg.n_heads, cfg.head_dim)
                        for y in self._products(h, [prefix + name for name in ("wq", "wk", "wv")]))
-            self.keys[layer][slots, :, :, positions] = k  # [A, H, dh]; every new key is in place before any
-            self.values[layer][slots, :, positions] = v  # query reads it
-            attended = np.empty_like(q)
-            with _threads_for(n_rows * cfg.n_heads * (int(positions.max(initial=0)) + 1) * cfg.head_dim):
+            _store_newest(self.keys[layer], self.values[layer], slots, positions, k, v)  # every new key and value
+            attended = np.empty_like(q)  # is in place before any query reads it
+            with _threads_for(n_rows * cfg.n_heads * (top + 1) * cfg.head_dim):
                 _attend_newest(q, self.keys[layer], self.values[layer], slots, positions, self.bias[layer],
                                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
             x += self._product(attended.reshape(n_rows, -1), prefix + "wo")
@@ -419,5 +479,4 @@ class PrefixRows:
             gate, up = (np.ascontiguousarray(y) for y in self._products(h, [prefix + "w_gate", prefix + "w_up"]))
             _gated_relu(gate, up, dtype(0))
             x += self._product(gate, prefix + "w_down")
-        np.add.at(self.lengths, slots, 1)
         return self.softmax64(self._product(self.rms_norm(x, params["final_norm"]), "unembed"))

@@ -37,6 +37,11 @@ product's weights come from memory (presumably why: int8 weights are a quarter o
 context (a decoder's PrefixRows.extend on N slots), onnxruntime on every product was faster than that crossover at
 every N, 1.1-1.4x for N = 1-16, and 2.4-4.2x faster than sgemm alone. Below 2^17 (the tiny test models, whose
 weights stay in the cache) the loop's table applies: the call's fixed cost is not worth it.
+Rechecked per row count on an AMD EPYC Zen 4 dev machine (round 2 of issue #24; `python bench/ac_segments.py
+--grower-rows 1 2 4 8 --grower-threads 1 --grower-gemm sgemm onnxruntime`, a whole decoder step of the shipped 3m
+M1, load ~2.7): sgemm / onnxruntime 1.6 / 0.53 ms at 1 row, 1.9 / 0.58 at 2, 2.4 / 0.89 at 4, 3.6 / 1.4 at 8 --
+onnxruntime 2.6-3.2x faster at every count, so no row threshold is needed for 3m: sgemm's float32 weights (13 MB for
+3m) stream from memory on every step, onnxruntime's int8 ones are a quarter of that.
 
 EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
 or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
@@ -52,6 +57,7 @@ import os
 
 import numpy as np
 
+from equalinfo.fast.cpu.exact_m1 import numba_threads  # asked once per product: the compiled getter
 from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
 
 ENV = "EQUALINFO_INT8_GEMM"
@@ -97,6 +103,7 @@ class OnnxRuntime:
 SGEMM, ONNXRUNTIME = Sgemm(), OnnxRuntime()
 _STATE = {"runner": None, "load_error": None, "checked": {}}  # the loaded runner; K -> self-check passed (bool)
 _PARSED = {}  # EQUALINFO_INT8_GEMM's raw values -> their path (read on every product: kept cheap)
+_CHOSEN = {}  # (EQUALINFO_INT8_GEMM's raw value, rows, n, m) -> the GEMM `choose` picked
 
 
 def _session_runner():
@@ -104,7 +111,6 @@ def _session_runner():
     without the extra. One session per weight array and thread count, made at its first use and kept (keep=False:
     not kept, for the self-check's operands): the weights are the graph's initializer, so onnxruntime packs them
     once (feeding them on every call was slower on every 3m shape in a throwaway timing, bench/README.md)."""
-    import numba
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -127,13 +133,19 @@ def _session_runner():
         return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
     def run(rows, weights, keep=True):
-        key = (id(weights), numba.get_num_threads())
+        key = (id(weights), numba_threads())
         cached = sessions.get(key)
         if cached is None or cached[0] is not weights:
-            cached = (weights, session(weights, key[1]))
+            made = session(weights, key[1])
+            # InferenceSession.run checks its arguments in Python on every call (~4 us, a third of a one-row
+            # product's call here); its compiled session's run is what it then calls: used where it is there
+            inner = getattr(made, "_sess", None)
+            runs = (lambda feed, inner=inner: inner.run(["Y"], feed, None)) if hasattr(inner, "run") else \
+                (lambda feed, made=made: made.run(["Y"], feed))
+            cached = (weights, runs)
             if keep:
                 sessions[key] = cached
-        return cached[1].run(None, {"A": rows})[0]
+        return cached[1]({"A": rows})[0]
 
     return run
 
@@ -229,7 +241,17 @@ def choose(n_rows, n, m):
     """The GEMM for a product of n_rows GEMM rows (both halves: 2N for N rows) over n terms into m columns.
 
     sgemm or onnxruntime as EQUALINFO_INT8_GEMM forces (onnxruntime unusable -> GemmUnavailable); auto: onnxruntime
-    when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm."""
+    when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm.
+    The answer is remembered per (EQUALINFO_INT8_GEMM's value, shape) until `reset`: a decoder asks 13 times per
+    symbol, and the checks below cost microseconds each time."""
+    key = (os.environ.get(ENV), n_rows, n, m)
+    gemm = _CHOSEN.get(key)
+    if gemm is None:
+        gemm = _CHOSEN[key] = _choose(n_rows, n, m)  # raises (and remembers nothing) where a forced path fails
+    return gemm
+
+
+def _choose(n_rows, n, m):
     path = requested()
     k = min(n, CHUNK)  # the largest chunk's terms
     if path == "sgemm":
@@ -243,3 +265,4 @@ def choose(n_rows, n, m):
 def reset():
     """Forget the loaded runner and the self-checks (tests replace the runner)."""
     _STATE.update(runner=None, load_error=None, checked={})
+    _CHOSEN.clear()

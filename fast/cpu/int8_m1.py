@@ -92,7 +92,8 @@ def _rescale_split(partial, scale, exponents, y):
 def _rescale_split_parts(partial, scale, exponents, parts):
     """_rescale_split into the products' own arrays: parts[p] takes columns [start_p, start_p + m_p) of the side-by-
     side product, so no copy is needed to hand each product out contiguous (the same operations per element).
-    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype, or one array
+    [P, N, m] when every m_p = m"""
     n_rows = exponents.shape[0]
     start = 0
     for p in range(len(parts)):
@@ -110,7 +111,8 @@ def _rescale_split_parts(partial, scale, exponents, parts):
 @njit(cache=True)
 def _rescale_parts(acc, scale, exponents, parts):
     """fast.cpu.integer_m1._rescale (y = dtype((acc * s_j) * 2^e_r)) into the products' own arrays, as
-    _rescale_split_parts.   acc float64 [N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype"""
+    _rescale_split_parts.   acc float64 [N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype
+    (or [P, N, m])"""
     start = 0
     for p in range(len(parts)):
         y = parts[p]
@@ -122,6 +124,7 @@ def _rescale_parts(acc, scale, exponents, parts):
 
 
 _SIGN_MASKS = {4: (np.int32, np.int32(0x7FFFFFFF)), 8: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF))}  # float32, float64
+_SCRATCH = {}  # (dtype, GEMM name) -> (integer dtype, sign mask, one-value cell, its bits, the halves' offset)
 
 
 def quantize_split(x, gemm=int8_gemm.SGEMM):
@@ -132,10 +135,14 @@ def quantize_split(x, gemm=int8_gemm.SGEMM):
     exponents = np.empty(x.shape[0], dtype=np.int64)
     if x.size == 0:
         return both, exponents
-    integer, mask = _SIGN_MASKS[x.dtype.itemsize]
-    cell = np.empty(1, dtype=x.dtype)
-    _quantize_split(x, x.view(integer), mask, cell, cell.view(integer), both, exponents,
-                    gemm.row_dtype(gemm.row_offset))
+    scratch = _SCRATCH.get((x.dtype, gemm.name))
+    if scratch is None:  # made once per dtype and GEMM: a decoder quantizes 13 single rows per symbol
+        integer, mask = _SIGN_MASKS[x.dtype.itemsize]
+        cell = np.empty(1, dtype=x.dtype)
+        scratch = _SCRATCH[(x.dtype, gemm.name)] = (integer, mask, cell, cell.view(integer),
+                                                   gemm.row_dtype(gemm.row_offset))
+    integer, mask, cell, cell_bits, offset = scratch
+    _quantize_split(x, x.view(integer), mask, cell, cell_bits, both, exponents, offset)
     return both, exponents
 
 
@@ -151,9 +158,9 @@ _SEEN = {}  # (id(qparams), names) -> (qparams, [(key, array)], the result): ski
 
 
 def side_by_side(qparams, names):
-    """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...]) of the
-    stored int8 weights of `names` (products of the same rows) with their columns side by side, made once and kept
-    (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
+    """([(float32 [K_c, m_1 + m_2 + ...], int8 [K_c, m_1 + ...]) per K-chunk], float64 scales [m_1 + ...],
+    widths (m_1, m_2, ...)) of the stored int8 weights of `names` (products of the same rows) with their columns
+    side by side, made once and kept (float32 for sgemm, int8 for an integer GEMM: fast.cpu.int8_gemm)."""
     names = tuple(names)
     seen = _SEEN.get((id(qparams), names))  # the fast path: this dict asked these names before, arrays unchanged
     if seen is not None and seen[0] is qparams and all(qparams[name] is array for name, array in seen[1]):
@@ -170,8 +177,9 @@ def side_by_side(qparams, names):
             w_int.shape[0])], np.ascontiguousarray(np.concatenate(scales)))
         _WEIGHT_CACHE[key] = cached  # the arrays, kept here, keep their ids unique
     _SEEN[(id(qparams), names)] = (qparams, [(name + suffix, qparams[name + suffix]) for name in names
-                                             for suffix in (".int", ".scale")], (cached[2], cached[3]))
-    return cached[2], cached[3]
+                                             for suffix in (".int", ".scale")],
+                                    (cached[2], cached[3], tuple(a.shape[1] for a in arrays)))
+    return cached[2], cached[3], tuple(a.shape[1] for a in arrays)
 
 
 def int8_products(x, qparams, names):
@@ -179,10 +187,15 @@ def int8_products(x, qparams, names):
     by side: each output column is its own exact integer, so the bits are int8_matmul's one product at a time.
     The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact integers.
     x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
-    weights, scale = side_by_side(qparams, names)
+    weights, scale, widths = side_by_side(qparams, names)
     gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
     both, exponents = quantize_split(x, gemm)
-    parts = tuple(np.empty((x.shape[0], qparams[name + ".scale"].shape[0]), dtype=x.dtype) for name in names)
+    # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes one
+    # array faster than a tuple of P arrays); products of different widths get a tuple
+    if min(widths) == max(widths):
+        parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)
+    else:
+        parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
     if len(weights) == 1:
         _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts)  # exact integers
     else:
@@ -240,6 +253,7 @@ def _softmax64_rows(rows, out):
     top = np.empty(ROWS_PER_BLOCK)
     total = np.empty(ROWS_PER_BLOCK)
     bits = np.empty(width, dtype=np.int64)
+    shifted = np.empty(width)  # a row minus its max; its exps go to out (not in place: see _exp64_nonpositive)
     for first in range(0, n_rows, ROWS_PER_BLOCK):
         count = min(ROWS_PER_BLOCK, n_rows - first)
         for b in range(count):
@@ -249,8 +263,8 @@ def _softmax64_rows(rows, out):
             top[b] = best
             row = out[first + b]
             for i in range(width):
-                row[i] = np.float64(rows[first + b, i]) - best
-            _exp64_nonpositive(row, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
+                shifted[i] = np.float64(rows[first + b, i]) - best
+            _exp64_nonpositive(shifted, width, row, bits)  # one SIMD pass (fast/cpu/exact_m1.py)
             total[b] = 0.0
         for i in range(width):  # the rows' sums side by side, each in index order
             for b in range(count):

@@ -12,6 +12,7 @@ fast/cpu/ac.py (the AC decoder, one slot) and fast/cpu/window_decoding.py (one s
 input per step; fast/cpu/lockstep.py (one slot per stream) grows each stream by its lookahead's new positions.
 """
 import numpy as np
+from numba import njit
 
 from equalinfo.fast.cpu import exact_m1, int8_m1, integer_m1
 from equalinfo.ref.m1 import TransformerModel
@@ -32,6 +33,34 @@ def prefix_rows(model, n_slots, capacity=8):
     return grower if model.restart_every is None else RestartingRows(grower, model.restart_every)
 
 
+@njit(cache=True)
+def _restart_plan(lengths, slots, inputs, every, counts, rounds, restarts):
+    """RestartingRows.extend's bookkeeping in one compiled pass (a decoder's step has one or a few rows, where
+    NumPy's argsort/searchsorted per call cost more than the arithmetic): for each entry a, its position p in its
+    slot's whole sequence (the slot's length plus its earlier entries), inputs[a] = BOS where p % every == 0,
+    rounds[a] = the restart chunk it falls in counted from the slot's current one, restarts[a] = it restarts a slot
+    that already holds inputs (p > 0). lengths += each slot's entries. Returns the largest round (-1: no entries).
+    counts int64 [S]: scratch, zero on entry and on return. -2 if a slot is out of range (nothing changed then)."""
+    for a in range(slots.shape[0]):
+        if slots[a] < 0 or slots[a] >= lengths.shape[0]:
+            return -2
+    top = -1
+    for a in range(slots.shape[0]):
+        s = slots[a]
+        p = lengths[s] + counts[s]
+        counts[s] += 1
+        if p % every == 0:
+            inputs[a] = BOS
+        rounds[a] = p // every - lengths[s] // every
+        restarts[a] = p % every == 0 and p > 0
+        top = max(top, rounds[a])
+    for a in range(slots.shape[0]):
+        s = slots[a]
+        lengths[s] += counts[s]
+        counts[s] = 0
+    return top
+
+
 class RestartingRows:
     """A grower (the module docstring's interface) whose slots start afresh every `every` inputs, for an M1 with
     restart_every: the input at a multiple of `every` is replaced by BOS and the slot's cache is reset before it,
@@ -40,6 +69,7 @@ class RestartingRows:
     def __init__(self, grower, every):
         self.grower, self.every = grower, int(every)
         self.lengths = np.zeros(len(grower.lengths), dtype=np.int64)  # inputs appended since reset, restarts aside
+        self._counts = np.zeros(len(grower.lengths), dtype=np.int64)  # _restart_plan's scratch
 
     def reset(self, slots):
         self.grower.reset(slots)
@@ -48,23 +78,24 @@ class RestartingRows:
     def extend(self, slots, inputs):
         """float64 rows [A, V] after appending inputs [A] to slots [A] (a slot may repeat: its inputs in order)."""
         slots = np.asarray(slots, dtype=np.int64)
-        inputs = np.array(inputs, dtype=np.int64)
-        order = np.argsort(slots, kind="stable")
-        rank = np.empty(len(slots), dtype=np.int64)
-        rank[order] = np.arange(len(slots)) - np.searchsorted(slots[order], slots[order], side="left")
-        positions = self.lengths[slots] + rank  # each input's position in its slot's whole sequence
-        inputs[positions % self.every == 0] = BOS
+        inputs = np.array(inputs, dtype=np.int64)  # a copy: restarts replace inputs by BOS
+        rounds = np.empty(len(slots), dtype=np.int64)
+        restarts = np.empty(len(slots), dtype=np.bool_)
+        last_round = _restart_plan(self.lengths, slots, inputs, self.every, self._counts, rounds, restarts)
+        if last_round == -2:
+            raise IndexError(f"slots must lie in [0, {len(self.lengths)})")
+        if last_round == 0:  # the common case (a decoder's step): no slot crosses a restart within this call
+            if restarts.any():
+                self.grower.reset(slots[restarts])
+            return self.grower.extend(slots, inputs)
         # A call may carry a slot across a restart: split it into rounds, round r holding each slot's inputs in
         # the r-th chunk this call reaches, and reset a slot before the round whose first input restarts it.
-        rounds = positions // self.every - self.lengths[slots] // self.every
         rows = None
-        for r in range(int(rounds.max(initial=-1)) + 1):
+        for r in range(last_round + 1):
             chosen = np.flatnonzero(rounds == r)
-            restarting = chosen[(positions[chosen] % self.every == 0) & (positions[chosen] > 0)]
-            self.grower.reset(slots[restarting])
+            self.grower.reset(slots[chosen[restarts[chosen]]])
             part = self.grower.extend(slots[chosen], inputs[chosen])
             if rows is None:
                 rows = np.empty((len(slots),) + part.shape[1:], dtype=part.dtype)
             rows[chosen] = part
-        np.add.at(self.lengths, slots, 1)
         return rows if rows is not None else np.zeros((0, N_SYMBOLS))
