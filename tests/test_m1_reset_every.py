@@ -119,6 +119,22 @@ def test_whole_prefix_model_and_fast_backend_agree_with_ref(tiny_m1, text, every
                                                     model_reset_every=every), symbols)
 
 
+def test_never_reset_calls_of_any_width_give_ref_s_windows(tiny_m1, text, monkeypatch):
+    """Never-reset calls evaluate whole sequences, so their width is capped by positions (memory); rows depend on
+    their prefix alone, so 1, 2 or all streams per call give ref's windows."""
+    from equalinfo.fast.cpu import keeping_context
+
+    streams = [text[i * 40:i * 40 + 40 + 7 * i] for i in range(5)]
+    expected = [[(w.start, w.length, w.bits.tolist()) for w in ref_equalinfo.encode_windows(
+        s, tiny_m1, 24, PRECISION, model_reset_every=None)] for s in streams]
+    longest = max(len(s) for s in streams)
+    for budget, width in ((longest, 1), (2 * longest, 2), (10 ** 6, 64)):  # 64: all five in one call
+        monkeypatch.setattr(keeping_context, "POSITIONS_PER_CALL", budget)
+        assert keeping_context.calls_width(longest, 64) == width
+        got = keeping_context.encode_keeping_context(streams, tiny_m1, 24, PRECISION, True, None)
+        assert [[(w.start, w.length, w.bits.tolist()) for w in ws] for ws in got] == expected
+
+
 def test_without_resets_the_prefix_rows_are_evaluated_about_once(tiny_m1, text):
     """The cursor keeps rows across windows: rows evaluated grow like the text, not like windows x text."""
     evaluated = []
