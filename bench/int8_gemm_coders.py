@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
+from _exclusive_timer import ExclusiveTimer  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -54,39 +55,6 @@ PARTS = [  # (owner, attribute, label, is a staticmethod of a class)
     (cpu_exact, "_attend_newest", "attention", False), (cpu_int8, "_gated_relu", "gated ReLU", False),
     (cpu_exact, "_gated_relu", "gated ReLU", False),
 ]
-
-
-class ExclusiveTimer:
-    """Wall time per label, exclusive of the time of other wrapped functions called inside."""
-
-    def __init__(self):
-        self.totals, self._stack, self._saved = {}, [], []
-
-    def wrap(self, owner, name, label, static):
-        if name not in owner.__dict__:  # an older checkout (PYTHONPATH) without this function: nothing to time
-            return
-        original = owner.__dict__[name] if static else getattr(owner, name)
-        function = original.__func__ if static else original
-
-        def timed(*args, **kwargs):
-            self._stack.append(0.0)
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                inner = self._stack.pop()
-                self.totals[label] = self.totals.get(label, 0.0) + elapsed - inner
-                if self._stack:
-                    self._stack[-1] += elapsed
-
-        self._saved.append((owner, name, original))
-        setattr(owner, name, staticmethod(timed) if static else timed)
-
-    def restore(self):
-        for owner, name, original in reversed(self._saved):
-            setattr(owner, name, original)
-        self._saved.clear()
 
 
 LOCKSTEP = {"examples": 0}  # --examples

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
+from _exclusive_timer import ExclusiveTimer  # noqa: E402
 
 from equalinfo.fast.cpu import exact_m1 as cpu_exact  # noqa: E402
 from equalinfo.fast.cpu import int8_m1 as cpu_int8  # noqa: E402
@@ -41,36 +42,6 @@ def load_m1(path, size):
         return params, cfg, f"{path}, trained {meta.get('step', '?')} steps"
     cfg = transformer.make_config(size)
     return transformer.init_params(cfg, 0), cfg, f"{size}, untrained (no checkpoint at {path})"
-
-
-class ExclusiveTimer:
-    """Wall time per label, exclusive of the time of other wrapped functions called inside."""
-
-    def __init__(self):
-        self.totals, self._stack, self._saved = {}, [], []
-
-    def wrap(self, module, name, label):
-        original = getattr(module, name)
-
-        def timed(*args, **kwargs):
-            self._stack.append(0.0)
-            started = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                elapsed = time.perf_counter() - started
-                inner = self._stack.pop()
-                self.totals[label] = self.totals.get(label, 0.0) + elapsed - inner
-                if self._stack:
-                    self._stack[-1] += elapsed
-
-        self._saved.append((module, name, original))
-        setattr(module, name, timed)
-
-    def restore(self):
-        for module, name, original in reversed(self._saved):
-            setattr(module, name, original)
-        self._saved.clear()
 
 
 RULE3_GEMMS = f"GEMMs ({os.environ.get('EQUALINFO_INT8_GEMM', 'auto')}: fast/cpu/int8_gemm.py)"
