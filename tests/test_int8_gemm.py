@@ -243,3 +243,15 @@ def test_onnxruntime_on_one_or_two_threads_gives_the_same_rows(ort, monkeypatch)
     set_threads(2)
     assert np.array_equal(results[0], results[1])
     assert np.array_equal(results[0][:2], int8_m1.next_probs(qparams, cfg, inputs[:2]))
+
+
+@pytest.mark.parametrize("rows", [5, 6, 7, 13])
+def test_rows_past_rows_per_run_are_cut_into_calls_with_the_same_integers(ort, monkeypatch, rows):
+    """A call of more rows than ROWS_PER_RUN (which bounds the memory each session's arena keeps) is run in blocks:
+    the blocks, the last one partial, put together give the exact product."""
+    monkeypatch.setattr(int8_gemm, "ROWS_PER_RUN", 3)
+    halves, weights = int8_gemm.extreme_operands(int8_m1.CHUNK)
+    a = np.ascontiguousarray(np.tile(halves, (2, 1))[:rows])
+    got = int8_gemm._load_runner()(a, weights)
+    assert got.shape == (rows, weights.shape[1])
+    assert np.array_equal(got.astype(np.int64), (a.astype(np.int64) - int8_gemm.ZERO_POINT) @ weights.astype(np.int64))
