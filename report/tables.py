@@ -13,9 +13,13 @@ from equalinfo.report.seeds import below_floor
 
 def results_markdown(results):
     sizes = results["preset"]["m2"]["sizes"]
-    lines = ["# equalinfo repro: preset results", "",
-             f"Backend `{results['backend']}`, {results['seconds'] / 60:.1f} minutes, "
-             f"{results['versions'].get('platform', '')}, Python {results['versions']['python']}.", "",
+    progress = results.get("so_far")
+    lines = ["# equalinfo repro: preset results" + (" so far (a run not finished)" if progress else ""), "",
+             f"Backend `{results['backend']}`, "
+             + (f"{progress['finished']} of {progress['runs']} M2 runs finished (`--so-far`: each row's mean is "
+                "over the seeds finished, `n=`; a row with no finished seed is left out), "
+                if progress else f"{results['seconds'] / 60:.1f} minutes, ")
+             + f"{results['versions'].get('platform', '')}, Python {results['versions']['python']}.", "",
              f"M1 ({results['m1']['config']['d_model']}-dim, {results['m1']['config']['n_layers']} layers): "
              f"{results['m1']['val_bits_per_byte']:.3f} bits/byte on validation (the paper's M1: 1.457).", "",
              "## Bits/byte (FLOPs/byte) by M2 size, like the paper's Tables 15-16", "",

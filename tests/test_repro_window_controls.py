@@ -183,3 +183,40 @@ def test_learning_curves_are_drawn_where_there_are_curves(run, tmp_path):
     assert figure.draw_learning_curves(results, tmp_path / "curves.png") and (tmp_path / "curves.png").stat().st_size
     old = json.loads((Path(repro.__file__).resolve().parents[1] / "results" / "cpu" / "results.json").read_text())
     assert not figure.draw_learning_curves(old, tmp_path / "none.png")  # made before curves were recorded
+
+
+def test_so_far_reports_the_finished_seeds_and_leaves_out_rows_with_none(run, tmp_path):
+    """--so-far reads the records only: a row missing one seed is the mean of the others (n says how many), a row
+    with no finished seed is left out, the finished run's own results are untouched, nothing is trained."""
+    pipeline, results, out = run
+    partial = tmp_path / "out"
+    (partial / "units").mkdir(parents=True)
+    import shutil
+    shutil.copytree(out / "units", partial / "units", dirs_exist_ok=True)
+    records = partial / "units" / "m2"
+    (records / f"{repro._slug(REAL)}.micro.seed1.json").unlink()  # REAL keeps seed 0 only
+    for seed in range(2):
+        (records / f"{repro._slug(SHUFFLED)}.micro.seed{seed}.json").unlink()  # the control: none
+    so_far = repro.Pipeline(copy.deepcopy(PRESET), partial, "ref", pipeline.corpus.source, log=lambda text: None)
+    so_far.so_far = True
+    got = so_far.run()
+    assert got["so_far"] == {"runs": 6, "finished": 3, "pending": sorted(
+        [f"{repro._slug(REAL)}.micro.seed1"] + [f"{repro._slug(SHUFFLED)}.micro.seed{s}" for s in range(2)])}
+    assert set(got["m2"]) == {"Bytes", REAL}
+    real = got["m2"][REAL]["micro"]
+    assert real["seeds"]["n"] == 1
+    assert real["bits_per_byte"] == results["m2"][REAL]["micro"]["seeds"]["values"][0]
+    assert got["m2"]["Bytes"]["micro"]["bits_per_byte"] == results["m2"]["Bytes"]["micro"]["bits_per_byte"]
+    assert "shuffled_control" not in real
+    assert not (partial / "results.json").exists() and (partial / "so-far" / "results.json").exists()
+    assert "3 of 6 M2 runs finished" in (partial / "so-far" / "results.md").read_text()
+    assert not (partial / "m2").exists() and not (partial / "datasets").exists()  # nothing trained or built
+
+
+def test_so_far_without_the_dataset_records_says_to_run_first(run, tmp_path):
+    pipeline, _, _ = run
+    so_far = repro.Pipeline(copy.deepcopy(PRESET), tmp_path / "empty", "ref", pipeline.corpus.source,
+                            log=lambda text: None)
+    so_far.so_far = True
+    with pytest.raises(ValueError, match="run the command without --so-far first"):
+        so_far.run()

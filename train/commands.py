@@ -91,11 +91,19 @@ def _closing(pipeline):
 
 
 def repro_command(args):
+    if args.so_far:
+        args.workers, args.ray = 1, None  # nothing runs: no worker to start
     pipeline = _pipeline(args, args.out)
+    pipeline.so_far = args.so_far
     try:
         results = pipeline.run()
     finally:
         _closing(pipeline)
+    if args.so_far:
+        progress = results["so_far"]
+        print(f"wrote {Path(args.out) / 'so-far' / 'results.md'} and results.json: {progress['finished']} of "
+              f"{progress['runs']} M2 runs finished")
+        return 0
     print(f"wrote {Path(args.out) / 'results.md'} and results.json ({results['seconds'] / 60:.1f} minutes, "
           f"backend {results['backend']})")
     return 0
@@ -221,6 +229,9 @@ def add_commands(commands, add_threads_option):
     run.add_argument("--work", default=None,
                      help="where M1, the datasets and the checkpoints go (default: OUT); OUT then holds only the "
                           "results and the M2 runs' small completion records (docs/scaling.md)")
+    run.add_argument("--so-far", action="store_true",
+                     help="train and build nothing: report the M2 runs finished so far (OUT/units) into OUT/so-far, "
+                          "e.g. while the same command runs or after it stopped; rows show how many seeds are in")
     common(run)
     scale_out(run)
     run.set_defaults(run=repro_command, out_dirs=lambda args: [args.out], kept=kept_directory)

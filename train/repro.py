@@ -256,6 +256,7 @@ class Pipeline:
         self.timings = {}
         self.bit_caches = {}  # (method, window bits) -> {example: bits}, see methods.BitMethod
         self.spm = None  # (SentencePiece processor, model bytes) once trained
+        self.so_far = False  # run(): report the M2 runs recorded so far into OUT/so-far, train and build nothing
 
     def _timed(self, name, function, *args, **kwargs):
         started = time.perf_counter()
@@ -497,10 +498,17 @@ class Pipeline:
         pending = [unit for unit in units if records[unit.key] is None]
         if len(pending) < len(units):
             self.log(f"M2: {len(units) - len(pending)} of {len(units)} runs finished before (OUT/units/m2), "
-                     f"{len(pending)} to train")
-        for unit, record in zip(pending, self.executor.run(run_m2_unit, pending, context, desc="M2", unit="run",
-                                                           gpu=self.backend.name == "gpu")):
-            records[unit.key] = record
+                     f"{len(pending)} to " + ("go (not trained: --so-far)" if self.so_far else "train"))
+        if self.so_far:  # only what is recorded: rows with no finished seed are left out, the others keep n seeds
+            units = [unit for unit in units if records[unit.key] is not None]
+            names = [name for name in names  # a row is shown once every size has a finished seed
+                     if all(any((unit.name, unit.size) == (name, size) for unit in units) for size in spec["sizes"])]
+            self.progress = {"runs": len(records), "finished": len(units),
+                             "pending": sorted(unit.key for unit in pending)}
+        else:
+            for unit, record in zip(pending, self.executor.run(run_m2_unit, pending, context, desc="M2",
+                                                               unit="run", gpu=self.backend.name == "gpu")):
+                records[unit.key] = record
         for unit in units:
             name = f"train_m2 {unit.name} {unit.size}"
             self.timings[name] = self.timings.get(name, 0.0) + records[unit.key]["seconds"]
@@ -511,7 +519,7 @@ class Pipeline:
                 spec.get("eval_rows"))
             for size in spec["sizes"]:
                 per_seed = [dict(records[M2Unit.key_of(name, size, s)]["figures"])
-                            for s in range(spec.get("seeds", 1))]
+                            for s in range(spec.get("seeds", 1)) if records[M2Unit.key_of(name, size, s)] is not None]
                 histories = [figures.pop("history") for figures in per_seed]
                 figures = results.setdefault(name, {})[size] = combine_seeds(per_seed)
                 figures.update(floors)
@@ -542,10 +550,15 @@ class Pipeline:
             "m2": m2_results, "skipped": skipped, "controls": control_results or {},
             "source_mix": source_mix or {},
         }
-        write_json(self.out / "results.json", results)
-        (self.out / "results.md").write_text(tables.results_markdown(results))
-        figure.draw(results, self.out / "bits_per_byte_vs_flops.png")
-        figure.draw_learning_curves(results, self.out / "learning_curves.png")
+        out = self.out
+        if self.so_far:
+            results["so_far"] = self.progress
+            out = self.out / "so-far"
+            out.mkdir(exist_ok=True)
+        write_json(out / "results.json", results)
+        (out / "results.md").write_text(tables.results_markdown(results))
+        figure.draw(results, out / "bits_per_byte_vs_flops.png")
+        figure.draw_learning_curves(results, out / "learning_curves.png")
         return results
 
     def estimate(self, examples):
@@ -562,6 +575,8 @@ class Pipeline:
         started = time.perf_counter()
         examples = self.examples()
         source_mix = self.source_mix(examples)
+        if self.so_far:
+            return self.report_so_far(started, source_mix)
         self.estimate(examples)
         specs = {name: method for name, method, _, _, _ in dataset_specs(self.preset)}
         m1_cfg = m1.make_config(self.preset["m1"]["size"], self.preset["m1"].get("dtype", "float32"))
@@ -592,6 +607,28 @@ class Pipeline:
         m2_results = self.train_m2(datasets, m1_cfg, facts)
         summaries = {name: facts[name]["summary"] for name in specs}
         return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix,
+                           summaries)
+
+    def report_so_far(self, started, source_mix):
+        """run() with --so-far: the report of the M2 runs recorded in OUT/units so far, written to OUT/so-far, for
+        reading a long run while it goes (or after it stopped). Nothing is trained, built or written to OUT/units;
+        every dataset, M1 and (with M1-coded rows) the AC control must be recorded already."""
+        specs = {name: method for name, method, _, _, _ in dataset_specs(self.preset)}
+        facts = {name: self.read_unit_record(f"datasets/{_slug(name)}") for name in specs}
+        m1_record = self.read_unit_record("m1")
+        ac_record = self.read_unit_record("controls") or {"ac_context": None}
+        missing = [f"dataset {name}" for name, fact in facts.items() if fact is None] + \
+            (["M1"] if m1_record is None else [])
+        if missing:
+            raise ValueError(f"--so-far: {self.out / 'units'} has no record of {', '.join(missing)} for this preset, "
+                             "backend and corpus: run the command without --so-far first (it builds them)")
+        m1_cfg = m1.make_config(self.preset["m1"]["size"], self.preset["m1"].get("dtype", "float32"))
+        m2_results = self.train_m2(None, m1_cfg, facts)
+        control_results = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
+        if ac_record["ac_context"] is not None:
+            control_results["ac_context"] = ac_record["ac_context"]
+        summaries = {name: facts[name]["summary"] for name in specs}
+        return self.report(started, m1_record["result"], None, m2_results, {}, control_results, source_mix,
                            summaries)
 
     def dataset_facts(self, name, sets):
