@@ -220,3 +220,17 @@ def test_so_far_without_the_dataset_records_says_to_run_first(run, tmp_path):
     so_far.so_far = True
     with pytest.raises(ValueError, match="run the command without --so-far first"):
         so_far.run()
+
+
+def test_controls_run_right_after_their_rows():
+    def units(*names):
+        return [repro.M2Unit(name, "micro", s, "", "") for name in names for s in range(2)]
+
+    got = repro.beside_their_rows(units("Bytes", REAL, "EqualInfoAC[b=32,v=256]", SHUFFLED,
+                                        "EqualInfoAC[b=32,v=256,windows shuffled]",
+                                        "EqualInfoAC[b=64,v=256,windows shuffled]"))  # b=64's row: finished
+    assert [(u.name, u.seed_index) for u in got] == [
+        ("Bytes", 0), ("Bytes", 1), (REAL, 0), (REAL, 1), (SHUFFLED, 0), (SHUFFLED, 1),
+        ("EqualInfoAC[b=32,v=256]", 0), ("EqualInfoAC[b=32,v=256]", 1),
+        ("EqualInfoAC[b=32,v=256,windows shuffled]", 0), ("EqualInfoAC[b=32,v=256,windows shuffled]", 1),
+        ("EqualInfoAC[b=64,v=256,windows shuffled]", 0), ("EqualInfoAC[b=64,v=256,windows shuffled]", 1)]

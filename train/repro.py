@@ -506,6 +506,7 @@ class Pipeline:
             self.progress = {"runs": len(records), "finished": len(units),
                              "pending": sorted(unit.key for unit in pending)}
         else:
+            pending = beside_their_rows(pending)
             for unit, record in zip(pending, self.executor.run(run_m2_unit, pending, context, desc="M2",
                                                                unit="run", gpu=self.backend.name == "gpu")):
                 records[unit.key] = record
@@ -741,6 +742,26 @@ def run_m2_unit(context, unit):
 
 
 FLOOR_KEYS = ("uniform_bits_per_byte", "unigram_bits_per_byte", "whole_window_bits_per_byte", "bigram_bits_per_byte")
+
+
+def beside_their_rows(units):
+    """The M2 units in the order to run them: each shuffled-window control's runs right after the runs of the row it
+    controls, so that a long run that stops early has finished pairs (a row without its control decides nothing
+    about learning across windows). Otherwise the given order; the report's order does not change."""
+    last_run = {unit.name: unit for unit in units}  # each dataset's last unit in the given order
+    controls = {}  # row -> its control's units, held back until the row's last unit
+    for unit in units:
+        if unshuffled(unit.name) != unit.name and unshuffled(unit.name) in last_run:
+            controls.setdefault(unshuffled(unit.name), []).append(unit)
+    held = {id(unit) for waiting in controls.values() for unit in waiting}
+    ordered = []
+    for unit in units:
+        if id(unit) in held:
+            continue
+        ordered.append(unit)
+        if last_run[unit.name] is unit:
+            ordered += controls.pop(unit.name, [])
+    return ordered
 
 
 def attach_shuffled_controls(m2_results):
