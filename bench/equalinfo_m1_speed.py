@@ -4,6 +4,7 @@ Usage (from the repository root):
     python bench/equalinfo_m1_speed.py [--size 3m] [--train-steps 300] [--checkpoint out/bench/m1_3m.npz]
                                        [--fast-bytes 163840] [--old-bytes 40960] [--ref-bytes 2048] [--window-bits 16]
                                        [--threads 1] [--rule 3] [--lookahead N]
+                                       [--examples N --example-bytes 10240 --rule1-example-bytes L]
 
 M1 has the paper's "3m" shape; an untrained M1 puts ~8 bits on every byte (2 symbols per 16-bit window) where a
 trained one puts ~2-3, so the bench first trains it briefly on the first 90% of tinyshakespeare with the fast
@@ -15,6 +16,10 @@ backend (or loads --checkpoint; a trained one is saved there for the next run). 
 - rule N cpu (--rule, default 3): the same on --fast-bytes bytes with rows from fast/cpu/integer_m1.py (rule 2,
   dgemm) or fast/cpu/int8_m1.py (rule 3, int8-valued products: onnxruntime's integer GEMM where installed, else
   sgemm; EQUALINFO_INT8_GEMM forces one) and its cache. Issue #24's goal is rule 3 >= 10x rule 1 here.
+--examples N sets the lockstep width instead (issue #24, round 3): both rules code the same N examples side by side
+(--fast-bytes and --old-bytes are then unused), each of --example-bytes bytes, rule 1's cut to their first
+--rule1-example-bytes (default: the same) because rule 1 is the slow one; a window restarts M1, so what a step costs
+depends on the width, not on how far into its example a stream is.
 The same text coded under the two rules gives different bits (different rows); each rule's cpu bits for ref's
 slice are checked equal to ref's bits under that rule. Ratios are of bytes/s measured in this one run.
 """
@@ -25,9 +30,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or not)
+from equalinfo.fast.cpu.threads import quiet_idle_blas_threads  # noqa: E402
+
+quiet_idle_blas_threads()  # before NumPy loads OpenBLAS, as the CLI does (matters for --threads 2)
+
+import numpy as np  # noqa: E402
 
 from equalinfo.fast.cpu import equalinfo as fast_ei  # noqa: E402
 from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
@@ -86,6 +94,11 @@ def main():
     parser.add_argument("--threads", type=int, default=1, help="Numba and OpenBLAS threads (fast.cpu.threads)")
     parser.add_argument("--lookahead", type=int, default=None, help="fast encoder's rows per window and call")
     parser.add_argument("--rule", type=int, default=3, choices=(2, 3), help="the exact rule set against rule 1")
+    parser.add_argument("--examples", type=int, default=None, help="lockstep width: examples coded side by side "
+                                                                  "by both rules (the same ones)")
+    parser.add_argument("--example-bytes", type=int, default=EXAMPLE_BYTES)
+    parser.add_argument("--rule1-example-bytes", type=int, default=None, help="with --examples: rule 1's examples "
+                                                                            "cut to this many bytes each")
     args = parser.parse_args()
     set_threads(args.threads)
 
@@ -113,20 +126,28 @@ def main():
         assert np.array_equal(equalinfo.decompress(same_bits, m1.on_backend(model, "ref"), b,
                                                    n_symbols=len(text)), text)
 
-    def examples(n_bytes):
-        return [bytes_to_symbols(held_out[i:i + EXAMPLE_BYTES])
-                for i in range(0, min(n_bytes, len(held_out)), EXAMPLE_BYTES)]
+    def examples(n_bytes, size=EXAMPLE_BYTES, cut=None):
+        return [bytes_to_symbols(held_out[i:i + size][:cut]) for i in range(0, min(n_bytes, len(held_out)), size)]
 
-    new_examples, old_examples = examples(args.fast_bytes), examples(args.old_bytes)
+    if args.examples is None:
+        new_examples, old_examples = examples(args.fast_bytes), examples(args.old_bytes)
+    else:
+        n_bytes = args.examples * args.example_bytes
+        new_examples = examples(n_bytes, args.example_bytes)
+        old_examples = examples(n_bytes, args.example_bytes, args.rule1_example_bytes)
+        if len(new_examples) < args.examples or len(new_examples[-1]) < args.example_bytes:
+            raise SystemExit(f"--examples {args.examples} x {args.example_bytes} bytes: the held-out text "
+                             f"({len(held_out):,} bytes) has only {len(new_examples)}; give a longer --text")
     new_enc, new_dec, n_windows = rule_speed(new_model, new_examples, b, args.lookahead)
     old_enc, old_dec, _ = rule_speed(old_model, old_examples, b, args.lookahead)
     n_bytes = sum(len(e) for e in new_examples)
 
     print(f"\nEqual-Info b={b}, M1 {args.size} ({cfg.dtype}), {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, --threads {args.threads}")
+          f"{os.cpu_count()} CPUs, --threads {args.threads}, {time.strftime('%H:%M:%S', time.gmtime())} UTC")
     rule = args.rule
     print(f"rule {rule} text: {n_bytes:,} bytes in {len(new_examples)} examples, {n_windows:,} windows, "
-          f"{n_bytes / n_windows:.2f} bytes/window; rule 1 cpu on the first {sum(map(len, old_examples)):,} bytes")
+          f"{n_bytes / n_windows:.2f} bytes/window; rule 1 cpu on {sum(map(len, old_examples)):,} bytes in "
+          f"{len(old_examples)} examples")
     print(f"{'':>12} {'ref (rule 1)':>13} {'cpu rule 1':>11} {f'cpu rule {rule}':>11} {f'rule{rule}/rule1':>12} "
           f"{f'rule{rule}/ref':>10}  (load average {os.getloadavg()[0]:.1f} at the end)")
     rows = [("compress", len(ref_text) / ref_enc, old_enc, new_enc),
