@@ -36,6 +36,7 @@ from equalinfo.fast.cpu import int8_gemm  # noqa: E402
 from equalinfo.fast.cpu.threads import set_threads  # noqa: E402
 from equalinfo.ref import transformer  # noqa: E402
 from equalinfo.ref.int8_m1 import CHUNK  # noqa: E402
+from int8_gemm_speed import timed as median_seconds  # noqa: E402 (median seconds per call)
 
 
 def products(cfg):
@@ -43,16 +44,6 @@ def products(cfg):
     d, ff = cfg.d_model, cfg.d_ff
     assert ff <= CHUNK, "a product over more than one chunk: time each chunk (not needed for 3m)"
     return [("q,k,v", d, 3 * d), ("wo", d, d), ("gate,up", d, 2 * ff), ("w_down", ff, d)]
-
-
-def median_seconds(function, seconds):
-    times = []
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds or len(times) < 5:
-        t = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
 
 
 def peak():

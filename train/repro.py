@@ -602,9 +602,7 @@ class Pipeline:
                                                                                         {})["ac_context"]})
         specs = {name: method for name, method in specs.items() if name not in skipped}
         facts = {name: facts[name] for name in specs}
-        control_results = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
-        if ac_record["ac_context"] is not None:
-            control_results["ac_context"] = ac_record["ac_context"]
+        control_results = recorded_controls(specs, facts, ac_record)
         m2_results = self.train_m2(datasets, m1_cfg, facts)
         summaries = {name: facts[name]["summary"] for name in specs}
         return self.report(started, trained_m1.result, datasets, m2_results, skipped, control_results, source_mix,
@@ -625,9 +623,7 @@ class Pipeline:
                              "backend and corpus: run the command without --so-far first (it builds them)")
         m1_cfg = m1.make_config(self.preset["m1"]["size"], self.preset["m1"].get("dtype", "float32"))
         m2_results = self.train_m2(None, m1_cfg, facts)
-        control_results = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
-        if ac_record["ac_context"] is not None:
-            control_results["ac_context"] = ac_record["ac_context"]
+        control_results = recorded_controls(specs, facts, ac_record)
         summaries = {name: facts[name]["summary"] for name in specs}
         return self.report(started, m1_record["result"], None, m2_results, {}, control_results, source_mix,
                            summaries)
@@ -742,6 +738,15 @@ def run_m2_unit(context, unit):
 
 
 FLOOR_KEYS = ("uniform_bits_per_byte", "unigram_bits_per_byte", "whole_window_bits_per_byte", "bigram_bits_per_byte")
+
+
+def recorded_controls(specs, facts, ac_record):
+    """The report's controls from the records: each Equal-Info dataset's window statistics (its facts) and, where
+    recorded, AC's context control. specs {label: method}."""
+    controls = {"windows": {name: facts[name]["windows"] for name in specs if specs[name] == "equalinfo"}}
+    if ac_record["ac_context"] is not None:
+        controls["ac_context"] = ac_record["ac_context"]
+    return controls
 
 
 def beside_their_rows(units):
