@@ -14,8 +14,9 @@ Speed comes from loop order, never from reordering a sum:
   future terms are exact zeros, so skipping them changes nothing); its loops put independent sums in the SIMD
   lanes -- scores with lanes = j (each still adds c = 0 .. dh-1 in order), weighted values with lanes = c (each
   still adds j = 0 .. i in order) -- and its exps (and softmax64's) run as one branch-free pass
-  (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, dh, position]
-  for keys and [slot, head, position, dh] for values so that both loops read memory contiguously;
+  (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, block of 64
+  positions, dh, position in the block] for keys and [slot, head, position, dh] for values so that both loops read
+  memory contiguously;
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -34,6 +35,7 @@ from equalinfo.ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
 TASK_BLOCK = 32  # (row, head) tasks of `_attend_newest` that share one set of scratch arrays
+KEY_BLOCK = 64  # positions per block of a PrefixRows' key cache (_attend_newest says why blocks)
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
 
@@ -293,16 +295,22 @@ def next_probs(params, cfg, inputs):
 def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
 
-    q, out [A, H, dh]; keys [S, H, dh, capacity] and values [S, H, capacity, dh] (positions 0..i already written);
-    bias [H, capacity] holds the relative bias by distance reversed: bias[h, capacity-1-d] for distance d, so that
-    query i reads keys j = 0..i's biases as the contiguous bias[h, capacity-1-i : capacity].
+    q, out [A, H, dh]; keys [S, H, capacity/block, dh, block] (position j is keys[..., j // block, :, j % block]) and
+    values [S, H, capacity, dh] (positions 0..i already written); bias [H, capacity] holds the relative bias by
+    distance reversed: bias[h, capacity-1-d] for distance d, so that query i reads keys j = 0..i's biases as the
+    contiguous bias[h, capacity-1-i : capacity].
     The sums are _attend's, term for term, in the same order; only the loops are turned so that the hardware's SIMD
     lanes hold independent sums: the scores with c outside and lanes = j (each score still adds c = 0 .. dh-1 in
-    order, reading key row c of the [dh, capacity] layout contiguously), the exps in one vectorised pass, and the
-    weighted values with lanes = c (each output still adds j = 0 .. i in order, reading value row j contiguously).
+    order), the exps in one vectorised pass, and the weighted values with lanes = c (each output still adds
+    j = 0 .. i in order, reading value row j contiguously). Why the keys come in blocks of positions: a decoder's
+    caches outgrow the CPU's caches (13 slots of the shipped M1: ~7 MB a layer), so attention waits on memory, and a
+    [dh, capacity] layout made each query read 64 short runs (key row c's first i+1 positions) that the hardware's
+    prefetcher follows poorly; a block [dh, block] is one contiguous run, and a query reads its blocks in order
+    (bench/README.md, round 4: 20-23% less attention time in a decoder's step).
     """
     n_rows, n_heads, head_dim = q.shape
-    capacity = keys.shape[3]
+    block_size = keys.shape[4]
+    capacity = keys.shape[2] * block_size
     n_tasks = n_rows * n_heads
     n_blocks = (n_tasks + TASK_BLOCK - 1) // TASK_BLOCK
     for block in prange(n_blocks):  # scratch arrays once per block of tasks, not per task (allocations add up)
@@ -315,13 +323,17 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             a, h = task // n_heads, task % n_heads
             slot, i = slots[a], lengths[a]
             n = i + 1
-            key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [dh, cap], [cap, dh], [cap]
+            key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [cap/blk, dh, blk], ...
             for j in range(n):
                 scores[j] = zero
-            for c in range(head_dim):
-                q_c, key_row = q[a, h, c], key_head[c]
-                for j in range(n):  # lanes = j
-                    scores[j] += q_c * key_row[j]
+            for kb in range((n + block_size - 1) // block_size):
+                block_keys = key_head[kb]  # [dh, block]: positions kb * block_size + l
+                start = kb * block_size
+                part = scores[start:min(n, start + block_size)]
+                for c in range(head_dim):
+                    q_c, key_row = q[a, h, c], block_keys[c]
+                    for l in range(part.size):  # lanes = positions
+                        part[l] += q_c * key_row[l]
             first = capacity - n  # bias_head[first + j] is distance i - j's bias
             top = -np.inf
             for j in range(n):
@@ -371,14 +383,36 @@ def take_positions(lengths, slots, counts, positions):
 
 @njit(cache=True)
 def _store_newest(keys, values, slots, positions, k, v):
-    """keys[slots[a], :, :, positions[a]] = k[a], values[slots[a], :, positions[a]] = v[a] (one compiled pass
-    instead of two fancy-indexed assignments).   keys [S, H, dh, cap], values [S, H, cap, dh], k, v [A, H, dh]"""
+    """Position positions[a] of slot slots[a]: its key k[a] into the key blocks, its value v[a] into values (one
+    compiled pass).   keys [S, H, cap/block, dh, block], values [S, H, cap, dh], k, v [A, H, dh]"""
+    block_size = keys.shape[4]
     for a in range(slots.shape[0]):
         s, p = slots[a], positions[a]
+        kb, l = p // block_size, p % block_size
         for h in range(k.shape[1]):
             for c in range(k.shape[2]):
-                keys[s, h, c, p] = k[a, h, c]
+                keys[s, h, kb, c, l] = k[a, h, c]
                 values[s, h, p, c] = v[a, h, c]
+
+
+def key_layout(capacity, block=KEY_BLOCK):
+    """(capacity, block) of a key cache that holds at least `capacity` positions: one block while it is small (a
+    test's tiny caches), blocks of `block` positions beyond, the capacity rounded up to whole blocks. block=None:
+    always one block, the layout before blocks ([dh, capacity] per slot and head; bench/attention_layout.py)."""
+    if block is None or capacity <= block:
+        return capacity, capacity
+    return -(-capacity // block) * block, block
+
+
+def regrouped(keys, capacity, block):
+    """The key cache keys [S, H, blocks, dh, old block] moved into a larger one [S, H, capacity/block, dh, block],
+    position by position (positions past the old capacity are left unwritten: only those below a slot's length
+    are ever read)."""
+    n_slots, n_heads, n_blocks, head_dim, old_block = keys.shape
+    by_position = np.empty((n_slots, n_heads, head_dim, capacity), dtype=keys.dtype)  # [S, H, dh, capacity]
+    by_position[..., :n_blocks * old_block] = keys.transpose(0, 1, 3, 2, 4).reshape(n_slots, n_heads, head_dim, -1)
+    blocks = by_position.reshape(n_slots, n_heads, head_dim, capacity // block, block)
+    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4))
 
 
 class PrefixRows:
@@ -397,15 +431,18 @@ class PrefixRows:
 
     rms_norm = staticmethod(rms_norm)
     softmax64 = staticmethod(softmax64)
+    key_block = KEY_BLOCK  # positions per block of the key cache (key_layout)
 
     def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
+        capacity, block = key_layout(capacity, self.key_block)
         self.capacity = capacity
         shape = (n_slots, cfg.n_heads)
-        # keys [S, H, dh, capacity] (a key row c runs over positions), values [S, H, capacity, dh]: the layouts
-        # _attend_newest's SIMD loops read contiguously
-        self.keys = [np.empty(shape + (cfg.head_dim, capacity), dtype=dtype) for _ in range(cfg.n_layers)]
+        # keys [S, H, capacity/block, dh, block] (in each block a key row c runs over the block's positions), values
+        # [S, H, capacity, dh]: the layouts _attend_newest's SIMD loops read contiguously
+        self.keys = [np.empty(shape + (capacity // block, cfg.head_dim, block), dtype=dtype)
+                     for _ in range(cfg.n_layers)]
         self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)
         self._counts = np.zeros(n_slots, dtype=np.int64)  # take_positions' scratch
@@ -414,10 +451,9 @@ class PrefixRows:
 
     def _grow(self, capacity):
         if capacity > self.capacity:
+            capacity, block = key_layout(capacity, self.key_block)
             for layer in range(self.cfg.n_layers):
-                old = self.keys[layer]
-                self.keys[layer] = np.empty(old.shape[:3] + (capacity,), dtype=old.dtype)  # only positions
-                self.keys[layer][..., :old.shape[3]] = old  # below a slot's length are ever read
+                self.keys[layer] = regrouped(self.keys[layer], capacity, block)
                 old = self.values[layer]
                 self.values[layer] = np.empty(old.shape[:2] + (capacity,) + old.shape[3:], dtype=old.dtype)
                 self.values[layer][:, :, :old.shape[2]] = old
