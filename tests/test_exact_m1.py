@@ -166,3 +166,16 @@ def test_compiled_positions_equal_numpys_and_refuse_a_slot_out_of_range():
     for bad in (7, -1):
         assert fast_exact.take_positions(lengths, np.array([0, bad]), counts, np.empty(2, dtype=np.int64)) == -2
         assert np.array_equal(lengths, before) and not counts.any()
+
+
+@pytest.mark.parametrize("old_blocks, old_block, capacity, block", [
+    (1, 8, 16, 16), (1, 32, 128, 64), (2, 64, 256, 64), (1, 64, 128, 64), (2, 64, 256, 256), (4, 16, 128, 32)])
+def test_a_grown_key_cache_keeps_every_position(old_blocks, old_block, capacity, block):
+    """regrouped moves a key cache into a larger one, maybe with another block size (its fast paths and the
+    general one): every old position's key must be where the new layout says, keys[..., j // block, :, j % block]."""
+    rng = np.random.default_rng(old_block + capacity)
+    keys = rng.standard_normal((2, 3, old_blocks, 5, old_block)).astype(np.float32)
+    grown = fast_exact.regrouped(keys, capacity, block)
+    assert grown.shape == (2, 3, capacity // block, 5, block)
+    for j in range(old_blocks * old_block):
+        assert np.array_equal(grown[:, :, j // block, :, j % block], keys[:, :, j // old_block, :, j % old_block])

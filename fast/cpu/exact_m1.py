@@ -407,12 +407,19 @@ def key_layout(capacity, block=KEY_BLOCK):
 def regrouped(keys, capacity, block):
     """The key cache keys [S, H, blocks, dh, old block] moved into a larger one [S, H, capacity/block, dh, block],
     position by position (positions past the old capacity are left unwritten: only those below a slot's length
-    are ever read)."""
+    are ever read). One copy in the two cases growth brings (a decoder's caches grow often: window by window)."""
     n_slots, n_heads, n_blocks, head_dim, old_block = keys.shape
-    by_position = np.empty((n_slots, n_heads, head_dim, capacity), dtype=keys.dtype)  # [S, H, dh, capacity]
-    by_position[..., :n_blocks * old_block] = keys.transpose(0, 1, 3, 2, 4).reshape(n_slots, n_heads, head_dim, -1)
-    blocks = by_position.reshape(n_slots, n_heads, head_dim, capacity // block, block)
-    return np.ascontiguousarray(blocks.transpose(0, 1, 3, 2, 4))
+    grown = np.empty((n_slots, n_heads, capacity // block, head_dim, block), dtype=keys.dtype)
+    if old_block == block:  # whole blocks move as they are
+        grown[:, :, :n_blocks] = keys
+    elif n_blocks == 1 and old_block < block:  # a small cache's one block is the start of the first block
+        grown[:, :, 0, :, :old_block] = keys[:, :, 0]
+    else:  # any other regrouping (a layout changed between growths): through positions
+        by_position = keys.transpose(0, 1, 3, 2, 4).reshape(n_slots, n_heads, head_dim, -1)  # [S, H, dh, old cap]
+        for start in range(0, by_position.shape[3], block):
+            part = by_position[..., start:start + block]
+            grown[:, :, start // block, :, :part.shape[3]] = part
+    return grown
 
 
 class PrefixRows:
