@@ -35,6 +35,7 @@ from equalinfo.ref.transformer import bucket_table
 
 ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
 TASK_BLOCK = 32  # (row, head) tasks of `_attend_newest` that share one set of scratch arrays
+QUERY_GROUP = 4  # queries of `_attend` that share each load of a key and of a value row (its loops are written for 4)
 KEY_BLOCK = 64  # positions per block of a PrefixRows' key cache (_attend_newest says why blocks)
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
@@ -158,11 +159,17 @@ def rms_norm(x, scale):
 
 
 @njit(parallel=True, cache=True)
-def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
+def _attend(q, k, v, rel_bias, buckets, scale, zero, out, share_loads=True):
     """out[b, i, h] = softmax-weighted sum of v[b, j <= i, h] by the exact rule.   q, k, v, out [B, T, H, dh]
 
     Each score q_i . k_j still sums c = 0 .. dh-1 in order; the loops run c outside and j inside over keys stored
     [dh, T], so the inner loop is a vectorisable sweep over independent scores instead of one latency-bound sum.
+    Queries go QUERY_GROUP at a time: the keys j <= first (the group's first query) are seen by all four, so one
+    load of key_row[j] (and of value row j) serves four independent sums, each still in its own order (c for a
+    score, j for an output); the few keys only the later queries see follow, in the same order. Keys and values
+    come from L2 at T = 256 (a 3m head's keys are 64 KB), so sharing their loads is what pays: 1.25-1.3x on 8 x 256
+    positions (bench/attention_speed.py; bench/README.md, round 4). share_loads=False: one query at a time (the
+    same values; the bench's baseline).
     """
     batch, length, n_heads, head_dim = q.shape
     for task in prange(batch * n_heads):
@@ -171,37 +178,75 @@ def _attend(q, k, v, rel_bias, buckets, scale, zero, out):
         for j in range(length):
             for c in range(head_dim):
                 keys[c, j] = k[b, j, h, c]
-        scores = np.empty(length, dtype=q.dtype)  # scores, then (overwritten) their weights rounded to the dtype
+        scores = np.empty((QUERY_GROUP, length), dtype=q.dtype)  # a group's scores, then their rounded weights
         shifted = np.empty(length)  # float64 scores - top
         exps = np.empty(length)  # their exps: an array of its own (_exp64_nonpositive says why)
         bits = np.empty(length, dtype=np.int64)
-        acc = np.empty(head_dim, dtype=q.dtype)
-        for i in range(length):
-            for j in range(i + 1):
-                scores[j] = zero
-            for c in range(head_dim):
-                q_ic, key_row = q[b, i, h, c], keys[c]
+        acc = np.empty((QUERY_GROUP, head_dim), dtype=q.dtype)
+        totals = np.empty(QUERY_GROUP, dtype=q.dtype)
+        s0, s1, s2, s3 = scores[0], scores[1], scores[2], scores[3]
+        a0, a1, a2, a3 = acc[0], acc[1], acc[2], acc[3]
+        for first in range(0, length, QUERY_GROUP):
+            size = min(QUERY_GROUP, length - first)  # queries first .. first + size - 1
+            shared = first + 1 if share_loads and size == QUERY_GROUP else 0  # keys j < shared: four queries a load
+            for r in range(size):
+                for j in range(first + r + 1):
+                    scores[r, j] = zero
+            for c in range(head_dim if shared else 0):
+                key_row = keys[c]
+                q0, q1, q2, q3 = q[b, first, h, c], q[b, first + 1, h, c], q[b, first + 2, h, c], q[b, first + 3, h, c]
+                for j in range(shared):  # lanes = j; four sums per key load
+                    key = key_row[j]
+                    s0[j] += q0 * key
+                    s1[j] += q1 * key
+                    s2[j] += q2 * key
+                    s3[j] += q3 * key
+            for r in range(size):  # the keys past `shared` that query first + r sees (each score: c in order)
+                s_r = scores[r, shared:first + r + 1]  # a slice, so the loop counts from 0: a loop from a variable
+                for c in range(head_dim):  # start vectorised poorly (the compiler cannot tell that j >= 0), 5x slower
+                    q_rc, key_row = q[b, first + r, h, c], keys[c, shared:first + r + 1]
+                    for j in range(s_r.size):
+                        s_r[j] += q_rc * key_row[j]
+            for r in range(size):
+                i, s_r = first + r, scores[r]
+                top = -np.inf
                 for j in range(i + 1):
-                    scores[j] += q_ic * key_row[j]
-            top = -np.inf
-            for j in range(i + 1):
-                scores[j] = scores[j] * scale + rel_bias[buckets[i, j], h]
-                top = max(top, scores[j])  # exact in any width
-            for j in range(i + 1):
-                shifted[j] = np.float64(scores[j]) - top
-            _exp64_nonpositive(shifted, i + 1, exps, bits)  # all of the query's exps in one SIMD pass
-            total = zero
-            for c in range(head_dim):
-                acc[c] = zero
-            for j in range(i + 1):
-                scores[j] = exps[j]  # storing rounds float64 to the dtype
-                weight = scores[j]
-                total += weight
+                    s_r[j] = s_r[j] * scale + rel_bias[buckets[i, j], h]
+                    top = max(top, s_r[j])  # exact in any width
+                for j in range(i + 1):
+                    shifted[j] = np.float64(s_r[j]) - top
+                _exp64_nonpositive(shifted, i + 1, exps, bits)  # all of the query's exps in one SIMD pass
+                for j in range(i + 1):
+                    s_r[j] = exps[j]  # storing rounds float64 to the dtype
+                totals[r] = zero
+                for c in range(head_dim):
+                    acc[r, c] = zero
+            t0, t1, t2, t3 = totals[0], totals[1], totals[2], totals[3]
+            for j in range(shared):  # four outputs per value row; each acc[r, c] still sums j in order
+                w0, w1, w2, w3 = s0[j], s1[j], s2[j], s3[j]
+                t0 += w0
+                t1 += w1
+                t2 += w2
+                t3 += w3
                 value_row = v[b, j, h]
-                for c in range(head_dim):  # lanes = c; each acc[c] still sums j in order
-                    acc[c] += weight * value_row[c]
-            for c in range(head_dim):
-                out[b, i, h, c] = acc[c] / total
+                for c in range(head_dim):  # lanes = c
+                    value = value_row[c]
+                    a0[c] += w0 * value
+                    a1[c] += w1 * value
+                    a2[c] += w2 * value
+                    a3[c] += w3 * value
+            if shared:
+                totals[0], totals[1], totals[2], totals[3] = t0, t1, t2, t3
+            for r in range(size):  # then the values past `shared`, in order
+                a_r, s_r, total = acc[r], scores[r], totals[r]
+                for j in range(shared, first + r + 1):
+                    weight = s_r[j]
+                    total += weight
+                    value_row = v[b, j, h]
+                    for c in range(head_dim):
+                        a_r[c] += weight * value_row[c]
+                for c in range(head_dim):
+                    out[b, first + r, h, c] = a_r[c] / total
 
 
 def float_product(x, params, name):

@@ -1,18 +1,26 @@
-"""A decoder's attention with the key cache in blocks of 64 positions (fast/cpu/exact_m1.py's layout) against one
-block per slot and head (the layout before: key row c runs over all positions), side by side in one run.
+"""fast.cpu's exact attention, each change against what it replaced, side by side in one run (issue #24, round 4).
 
 Usage (from the repository root):
-    python bench/attention_layout.py [--text ../shared/data/tinyshakespeare.txt] [--slots 13] [--steps 768]
+    python bench/attention_speed.py [--text ../shared/data/tinyshakespeare.txt] [--slots 13] [--steps 768]
+                                    [--batch 8] [--length 256] [--skip-decoder] [--skip-encoder]
 
-What it runs: the shipped M1 (3m, exact rule 3, restarting every 256 symbols) on the cpu backend, as plain AC's
+The decoder's attention (`_attend_newest`): the key cache in blocks of 64 positions (fast/cpu/exact_m1.py's
+layout) against one block per slot and head (the layout before: key row c runs over all positions). What it
+runs: the shipped M1 (3m, exact rule 3, restarting every 256 symbols) on the cpu backend, as plain AC's
 lockstep decoder runs it (fast/cpu/ac_lockstep.py): `--slots` segments of the text, one row per segment and step,
 fed the text's next symbol (a decoder's input is the symbol it just decoded). Two growers run the same steps, one
 per layout, the one that goes first alternating step by step, so both see the machine in the same state; their
 rows must be identical (checked on every step). Printed per layout: the whole step and its attention calls
 (fast.cpu.exact_m1._attend_newest, wrapped by a timer) in ms per step, and the ratios. Both caches live in one
 process, so each step's memory traffic is twice a decoder's: the absolute figures are a busy decoder's.
+
+The encoder's attention (`_attend`, a whole restart chunk at once, as plain AC's encoder and next_probs run it):
+queries four at a time sharing each key and value load (share_loads=True) against one query at a time, on
+--batch sequences of --length positions with the shipped M1's shape (4 heads of 64), random float32 q, k, v;
+best of 5 rounds of each, alternating; outputs compared bit for bit.
 """
 import argparse
+import math
 import os
 import platform
 import time
@@ -25,6 +33,7 @@ from equalinfo.fast.cpu import exact_m1
 from equalinfo.fast.cpu.m1 import prefix_rows
 from equalinfo.filetool import codec, shipped_model
 from equalinfo.ref.symbols import BOS, bytes_to_symbols
+from equalinfo.ref.transformer import bucket_table
 from equalinfo.train import backends
 
 DEFAULT_TEXT = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
@@ -45,7 +54,44 @@ def main():
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--slots", type=int, default=13, help="segments decoded in lockstep (13: 200 KB of text)")
     parser.add_argument("--steps", type=int, default=768, help="decoder steps (3 restarts of the shipped M1)")
+    parser.add_argument("--batch", type=int, default=8, help="sequences of the encoder's attention call")
+    parser.add_argument("--length", type=int, default=256, help="their positions (the shipped M1 restarts at 256)")
+    parser.add_argument("--skip-decoder", action="store_true")
+    parser.add_argument("--skip-encoder", action="store_true")
     args = parser.parse_args()
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, NUMBA_NUM_THREADS="
+          f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}")
+    if not args.skip_decoder:
+        decoder(args)
+    if not args.skip_encoder:
+        encoder(args.batch, args.length)
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def encoder(batch, length, n_heads=4, head_dim=64, rounds=5):
+    """ms per `_attend` call, grouped queries against one at a time, and whether the outputs are identical."""
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((batch, length, n_heads, head_dim)).astype(np.float32) for _ in range(3))
+    rel_bias = rng.standard_normal((32, n_heads)).astype(np.float32)
+    buckets = np.ascontiguousarray(bucket_table(length, 32, 128))
+    scale, zero = np.float32(1 / math.sqrt(head_dim)), np.float32(0)
+    outs = {share: np.empty_like(q) for share in (True, False)}
+    best = {share: float("inf") for share in outs}
+    for _ in range(rounds):
+        for share, out in outs.items():
+            started = time.perf_counter()
+            exact_m1._attend(q, k, v, rel_bias, buckets, scale, zero, out, share)
+            best[share] = min(best[share], time.perf_counter() - started)
+    same = np.array_equal(outs[True].view(np.int32), outs[False].view(np.int32))
+    print(f"encoder, {batch} x {length} positions, {n_heads} heads of {head_dim}: four queries a load "
+          f"{best[True] * 1e3:.2f} ms, one at a time {best[False] * 1e3:.2f} ms: {best[False] / best[True]:.2f}x; "
+          f"outputs {'identical' if same else 'DIFFER'}")
+    if not same:
+        raise SystemExit("the encoder's outputs differ")
+
+
+def decoder(args):
+    """ms per step of a lockstep decoder, the key cache in blocks against one block."""
     symbols = segments_of(Path(args.text).read_bytes(), args.slots, args.steps)
     model = codec.on_backend(shipped_model.load(), backends.load("cpu"))
     growers = {}
@@ -78,16 +124,13 @@ def main():
             raise SystemExit(f"step {step}: the layouts' rows differ")
         inputs = symbols[:, step]
     timed_steps = args.steps - 2
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, NUMBA_NUM_THREADS="
-          f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}; {args.slots} slots, {timed_steps} steps timed; rows "
-          f"identical on every step")
+    print(f"decoder, {args.slots} slots, {timed_steps} steps timed; rows identical on every step")
     for name in names:
         print(f"{name:>20}: step {step_time[name] / timed_steps * 1e3:.3f} ms, attention "
               f"{attention[name] / timed_steps * 1e3:.3f} ms")
     before, after = names[1], names[0]
     print(f"blocks vs before: attention {attention[before] / attention[after]:.2f}x faster, whole step "
           f"{step_time[before] / step_time[after]:.2f}x")
-    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
