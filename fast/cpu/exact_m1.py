@@ -443,7 +443,7 @@ def _store_newest(keys, values, slots, positions, k, v):
 def key_layout(capacity, block=KEY_BLOCK):
     """(capacity, block) of a key cache that holds at least `capacity` positions: one block while it is small (a
     test's tiny caches), blocks of `block` positions beyond, the capacity rounded up to whole blocks. block=None:
-    always one block, the layout before blocks ([dh, capacity] per slot and head; bench/attention_layout.py)."""
+    always one block, the layout before blocks ([dh, capacity] per slot and head; bench/attention_speed.py)."""
     if block is None or capacity <= block:
         return capacity, capacity
     return -(-capacity // block) * block, block
