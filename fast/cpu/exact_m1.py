@@ -351,7 +351,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     caches outgrow the CPU's caches (13 slots of the shipped M1: ~7 MB a layer), so attention waits on memory, and a
     [dh, capacity] layout made each query read 64 short runs (key row c's first i+1 positions) that the hardware's
     prefetcher follows poorly; a block [dh, block] is one contiguous run, and a query reads its blocks in order
-    (bench/README.md, round 4: 20-23% less attention time in a decoder's step).
+    (bench/attention_speed.py, bench/README.md round 4: a decoder's attention ~1.2x faster).
     """
     n_rows, n_heads, head_dim = q.shape
     block_size = keys.shape[4]
