@@ -12,7 +12,11 @@ The coded methods write format version 3 (filetool/segments.py): the input is cu
 DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
 (`compress_batch`/`decompress_batch`: on fast.cpu one model call per step for every segment, for Equal-Info and
 for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
-the version 2 writer: the whole input as one stream.
+the version 2 writer: the whole input as one stream. `workers` (compress_bytes, compress_or_store,
+decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
+(filetool/workers.py): the same bytes for any number. `workers` (compress_bytes, compress_or_store,
+decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
+(filetool/workers.py): the same bytes for any number.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
 coder all ask it): the shipped M1 (filetool/shipped_model.py) for UTF-8 text, named in the file by fingerprint; for
@@ -135,29 +139,6 @@ def decode_segments(bit_arrays, lengths, header, coder_model, backend, progress=
     coding = (header.method, header.window_bits, header.precision)
     with workers_module.pool_for(workers, coder_model, backend) as pool:
         return pool.decode(bit_arrays, lengths, coding, progress, done)
-
-
-def code_here(pieces, method, window_bits, precision, coder_model, backend, progress=None):
-    """code_segments's work in this process: every segment in one batch of the backend's coder. progress(n), if
-    given, gets the symbols of these pieces coded so far."""
-    if method == "equalinfo":
-        bits = backend.equalinfo.compress_batch(pieces, coder_model, window_bits, precision)
-        if progress is not None:
-            progress(sum(len(piece) for piece in pieces))
-    else:
-        bits = backend.ac.compress_batch(pieces, coder_model, precision, progress)
-    return [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
-
-
-def decode_here(bit_arrays, lengths, method, window_bits, precision, coder_model, backend, progress=None):
-    """decode_segments's work in this process: every segment in one batch of the backend's decoder."""
-    if method == "equalinfo":
-        pieces = backend.equalinfo.decompress_batch(bit_arrays, coder_model, window_bits, precision,
-                                                    n_symbols=list(lengths))
-        if progress is not None:
-            progress(sum(lengths))
-        return pieces
-    return backend.ac.decompress_batch(bit_arrays, coder_model, list(lengths), precision, progress)
 
 
 def stored_size(n_bytes):

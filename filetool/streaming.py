@@ -9,7 +9,7 @@ then one batch of segment payloads at a time, checks each payload's CRC-32 befor
 decoded bytes as it goes; the file's CRC-32 and the original's are checked at the end.
 
 Memory: one batch (batch_segments * segment_bytes input bytes, with the int64 symbols and 0/1 bit arrays the
-coders hold for them), the table (12 bytes per segment, at most segments.MAX_SEGMENTS: 12 MiB) and the model;
+coders hold for them; with workers > 1, each process its group of the batch and its own copy of the model), the table (12 bytes per segment, at most segments.MAX_SEGMENTS: 12 MiB) and the model;
 never the whole input or output. Measured by bench/stream_memory.py (8 MiB through fast.cpu's AC with a unigram
 model, traced peaks, 2-vCPU dev machine): 12.7 MB compressing and 26.3 MB decompressing with the default batch
 (64 x 16 KiB = 1 MiB), 2.5 and 1.0 MB with batches of 2 x 16 KiB, against 125 and 165 MB coding the 8 MiB whole;

@@ -98,12 +98,15 @@ _HELD = {}  # this worker's coding model and backend, set once when it starts (h
 
 def hold_model(kind, arrays, backend_name):
     """A worker's setup: rebuild the coding model from its arrays on the backend, once, for every task."""
-    from equalinfo.filetool import codec
     from equalinfo.ref.stored_models import model_from_arrays
     from equalinfo.train import backends
 
-    backend = backends.load(backend_name)
-    _HELD.update(model=codec.on_backend(model_from_arrays(kind, arrays), backend), backend=backend)
+    model = model_from_arrays(kind, arrays)
+    if kind == "transformer":  # M1 on the backend's twin of its rule, as codec.on_backend does
+        from equalinfo.train import m1
+
+        model = m1.on_backend(model, backend_name)
+    _HELD.update(model=model, backend=backends.load(backend_name))
 
 
 def code_group(task, segments, lengths, coding):
@@ -118,12 +121,33 @@ def code_group(task, segments, lengths, coding):
 def run_task(task, segments, lengths, coding, model, backend, progress=None):
     """One process's share: "code" -> [bits] of symbol arrays; "decode" -> [symbols] of bit arrays decoded to
     `lengths`; coding = (method, window_bits, precision); as codec codes a batch in one process."""
-    from equalinfo.filetool import codec
-
     method, window_bits, precision = coding
     if task == "code":
-        return codec.code_here(segments, method, window_bits, precision, model, backend, progress)
-    return codec.decode_here(segments, lengths, method, window_bits, precision, model, backend, progress)
+        return code_here(segments, method, window_bits, precision, model, backend, progress)
+    return decode_here(segments, lengths, method, window_bits, precision, model, backend, progress)
+
+
+def code_here(pieces, method, window_bits, precision, coder_model, backend, progress=None):
+    """code_segments's work in one process: every segment in one batch of the backend's coder. progress(n), if
+    given, gets the symbols of these pieces coded so far."""
+    if method == "equalinfo":
+        bits = backend.equalinfo.compress_batch(pieces, coder_model, window_bits, precision)
+        if progress is not None:
+            progress(sum(len(piece) for piece in pieces))
+    else:
+        bits = backend.ac.compress_batch(pieces, coder_model, precision, progress)
+    return [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
+
+
+def decode_here(bit_arrays, lengths, method, window_bits, precision, coder_model, backend, progress=None):
+    """decode_segments's work in one process: every segment in one batch of the backend's decoder."""
+    if method == "equalinfo":
+        pieces = backend.equalinfo.decompress_batch(bit_arrays, coder_model, window_bits, precision,
+                                                    n_symbols=list(lengths))
+        if progress is not None:
+            progress(sum(lengths))
+        return pieces
+    return backend.ac.decompress_batch(bit_arrays, coder_model, list(lengths), precision, progress)
 
 
 # ---------------------------------------------------------------------------------------------- in the driver
@@ -157,11 +181,11 @@ class SegmentPool:
             self.kill()
 
     def code(self, pieces, coding, progress=None, done=0):
-        """[bits] of each segment's symbols, in order (codec.code_here's, split among the processes)."""
+        """[bits] of each segment's symbols, in order (code_here's, split among the processes)."""
         return self._split("code", pieces, [len(p) for p in pieces], coding, progress, done)
 
     def decode(self, bit_arrays, lengths, coding, progress=None, done=0):
-        """[symbols] of each segment's bits decoded to its length, in order (codec.decode_here's, split)."""
+        """[symbols] of each segment's bits decoded to its length, in order (decode_here's, split)."""
         return self._split("decode", bit_arrays, list(lengths), coding, progress, done)
 
     def _split(self, task, segments, lengths, coding, progress, done):
