@@ -3,8 +3,9 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
     equalinfo compress IN OUT [--method {ac,equalinfo,staticac,gzip,stored}] [--window-bits B] [--precision 14]
                               [--model shipped|fitted|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
-                              [--m1-rule 1|2|3] [--m1-context N]
+                              [--m1-rule 1|2|3] [--m1-context N] [--workers N|auto]
     equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3] [--m1-context N]
+                                [--workers N|auto]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (docs/commands.md shows them in use):

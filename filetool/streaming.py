@@ -8,14 +8,15 @@ the table, the spooled payload and the file CRC. `decompress_stream` reads the h
 then one batch of segment payloads at a time, checks each payload's CRC-32 before decoding it, and writes the
 decoded bytes as it goes; the file's CRC-32 and the original's are checked at the end.
 
-Memory: one batch (batch_segments * segment_bytes input bytes, with the int64 symbols and 0/1 bit arrays the
-coders hold for them; with workers > 1, each process its group of the batch and its own copy of the model), the table (12 bytes per segment, at most segments.MAX_SEGMENTS: 12 MiB) and the model;
-never the whole input or output. Measured by bench/stream_memory.py (8 MiB through fast.cpu's AC with a unigram
-model, traced peaks, 2-vCPU dev machine): 12.7 MB compressing and 26.3 MB decompressing with the default batch
-(64 x 16 KiB = 1 MiB), 2.5 and 1.0 MB with batches of 2 x 16 KiB, against 125 and 165 MB coding the 8 MiB whole;
-so about 25 bytes per batch byte plus ~1 MB, plus M1's own activations when M1 codes. tests/test_streaming.py
-holds the peak under 64 bytes per batch byte plus 1 MiB. Disk: the spool holds the payload until the header can
-be written. Version 1 and 2 files (one stream) are decoded whole, within the whole-buffer limits.
+Memory: one batch (batch_segments * segment_bytes input bytes, with the int64 symbols and 0/1 bit arrays the coders
+hold for them; with workers > 1, each process its group of the batch and its own copy of the model), the table (12
+bytes per segment, at most segments.MAX_SEGMENTS: 12 MiB) and the model; never the whole input or output. Measured
+by bench/stream_memory.py (8 MiB through fast.cpu's AC with a unigram model, traced peaks, 2-vCPU dev machine):
+12.7 MB compressing and 26.3 MB decompressing with the default batch (64 x 16 KiB = 1 MiB), 2.5 and 1.0 MB with
+batches of 2 x 16 KiB, against 125 and 165 MB coding the 8 MiB whole; so about 25 bytes per batch byte plus ~1 MB,
+plus M1's own activations when M1 codes. tests/test_streaming.py holds the peak under 64 bytes per batch byte plus
+1 MiB. Disk: the spool holds the payload until the header can be written. Version 1 and 2 files (one stream) are
+decoded whole, within the whole-buffer limits.
 
 The output equals codec.compress_bytes's byte for byte (the same segments, coded by the same functions), for the
 coded methods ac and equalinfo with a model given; the stream never falls back to `stored` (that needs the whole

@@ -12,8 +12,8 @@ How: `SegmentPool(workers, coder_model, backend)` starts workers - 1 processes (
 'spawn', each with cores // workers threads; this process gets the same share while the pool is open). Each
 worker rebuilds the coding model once, when it starts, from the model's arrays (sent by the pool's `setup`, as
 pickled IPC: files are never read with pickle). For every batch of segments, this process submits all groups but
-the first, codes the first itself (its JIT is warm and its progress bar moves), then collects the others' results
-in segment order. The streaming coder keeps one pool for all of its batches.
+the first, codes the first itself (no start-up to wait for, and its progress bar moves), then collects the
+others' results in segment order. The streaming coder keeps one pool for all of its batches.
 
 Failures: a worker's ValueError (a corrupt segment) reaches the caller as a ValueError; a worker that dies (killed,
 out of memory) raises WorkerDied naming it, never a hang; any error or Ctrl-C here stops the workers at once
@@ -31,8 +31,10 @@ from equalinfo.train.executors import ProcessPool, cores
 AUTO = "auto"
 MAX_WORKERS = 64  # options.py's --workers bound: more processes than any machine here has cores is a mistake
 # auto: an M1 on fast.cpu uses the other cores from this many input bytes on. A worker's start-up (spawn, imports,
-# the model, Numba's cache) costs ~2-3 s of one core on the dev machine (bench/README.md, "Round 4"), about what
-# one process codes of 20 KB at M1's ~8-10 KB/s; below ~2 segments there is nothing to split anyway.
+# the model; then Numba's cache and onnxruntime's sessions on its first call) costs ~2 s of a core on the dev
+# machine, ~0.5 s of it beyond what one process pays anyway (bench/README.md, "Round 4"). Measured there with the
+# shipped M1, 1 -> 2 processes: 32 KiB loses both ways, 64 KiB compresses in the same time and decompresses 1.24x
+# faster, 96 KiB compresses 1.32x faster.
 AUTO_MIN_BYTES = 64 * 1024
 
 

@@ -74,16 +74,29 @@ def test_the_groups_are_contiguous_balanced_and_never_empty():
     assert max(sizes) - min(sizes) <= 16384
 
 
-def test_the_pool_really_uses_other_processes(m1, cpu):
-    """w - 1 processes besides this one, started once with the model, serving every batch."""
+def test_the_pool_really_uses_other_processes(m1, cpu, monkeypatch):
+    """w - 1 processes besides this one, started once with the model, serving every batch; this process codes
+    only the first group (the spawned workers do not see this monkeypatch)."""
     pieces = np.split(bytes_to_symbols(TEXT), [SEGMENT * k for k in range(1, 7)])
+    coded_here = []
+
+    def recorded(task, segments, *args):
+        coded_here.append(len(segments))
+        return run_task(task, segments, *args)
+
+    run_task = workers.run_task
+    monkeypatch.setattr(workers, "run_task", recorded)
     with workers.SegmentPool(3, codec.on_backend(m1, cpu), cpu) as pool:
         first = pool.code(pieces, ("equalinfo", 16, 14))
         second = pool.code(pieces[:4], ("equalinfo", 16, 14))
         pids = {pool.pool.submit(os.getpid).result() for _ in range(8)}
         assert pool.pool.pools_started == 1
     assert len(pids) <= 2 and os.getpid() not in pids
+    firsts = [workers.balanced_groups([len(p) for p in batch], 3)[0] for batch in (pieces, pieces[:4])]
+    assert coded_here == [stop for _, stop in firsts] and coded_here[0] < len(pieces)  # the rest: the workers
     assert [b.tobytes() for b in second] == [b.tobytes() for b in first[:4]]
+    assert [b.tobytes() for b in first] == [b.tobytes() for b in codec.code_segments(
+        pieces, codec.coded_header(TEXT, "equalinfo", m1, 16, 14, cpu)[0], codec.on_backend(m1, cpu), cpu)]
 
 
 def test_streaming_with_workers_equals_the_whole_buffer(m1, cpu, monkeypatch):

@@ -163,7 +163,8 @@ class ProcessPool:
         """The pool, started on first use and kept for the next batches."""
         if self._pool is None:
             spawn = multiprocessing.get_context("spawn")
-            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=spawn, initializer=_start_worker,
+            self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=spawn,
+                                                                initializer=_start_worker,
                                                                 initargs=(self.threads, self.setup))
             self.pools_started += 1
         return self._pool
