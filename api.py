@@ -81,7 +81,7 @@ def _model(model, sample, embed):
 
 
 def compress(data, model=None, method=None, *, embed=None, window_bits=None, precision=14,
-             segment_bytes=codec.DEFAULT_SEGMENT_BYTES, store=True, backend=None):
+             segment_bytes=codec.DEFAULT_SEGMENT_BYTES, store=True, backend=None, workers=1):
     """The `.eqi` file bytes of `data` (bytes), as `equalinfo compress` writes them.
 
     model: a model object (ref.models, an M1 from load_m1), "shipped" (the shipped M1), "fitted" (a Markov or
@@ -91,6 +91,9 @@ def compress(data, model=None, method=None, *, embed=None, window_bits=None, pre
     codec.default_window_bits(model). embed: store the model in the file (default: yes for the fitted models, no
     for a given model or the shipped M1, as the CLI). store: write method `stored` when coding would not make the
     file smaller. backend: 'ref', 'cpu' or 'gpu' (default the fastest); every backend writes the same bytes.
+    workers: processes coding the segments (filetool/workers.py), the same bytes for any number: 1 (the
+    default: a library call starts no processes unless asked; with more, a script must guard its top level with
+    `if __name__ == "__main__":`, as multiprocessing's 'spawn' needs), N, or "auto" (the CLI's default).
     """
     data = bytes(data)
     if method in (None, "ac", "equalinfo"):
@@ -102,24 +105,25 @@ def compress(data, model=None, method=None, *, embed=None, window_bits=None, pre
     backend = _backend(backend)
     if store:
         return codec.compress_or_store(data, method, model, embed, window_bits, precision, backend,
-                                       segment_bytes=segment_bytes)[0]
+                                       segment_bytes=segment_bytes, workers=workers)[0]
     return codec.compress_bytes(data, method, model, embed, window_bits, precision, backend,
-                                segment_bytes=segment_bytes)[0]
+                                segment_bytes=segment_bytes, workers=workers)[0]
 
 
-def decompress(blob, model=None, *, backend=None):
+def decompress(blob, model=None, *, backend=None, workers=1):
     """The original bytes of `.eqi` file bytes; model: the one it was coded with, if it does not embed it.
 
     A model given for a file that takes none (compress stored the input, or gzip) is not used, so that
     decompress(compress(data, model), model) == data always holds; a wrong model for a coded file is refused.
-    A file that names the shipped M1 decodes with it when no model is given (shipped_model.load_for)."""
+    A file that names the shipped M1 decodes with it when no model is given (shipped_model.load_for). workers as
+    in compress."""
     blob = bytes(blob)
     header = fileformat.parse_header(blob[:fileformat.HEADER_SIZE], None)
     if model is not None and header.method not in fileformat.CODED_METHODS:
         model = None
     if model is None:
         model = shipped_model.load_for(header)
-    return codec.decompress_bytes(blob, model, backend=_backend(backend))[0]
+    return codec.decompress_bytes(blob, model, backend=_backend(backend), workers=workers)[0]
 
 
 def info(blob):
@@ -129,12 +133,13 @@ def info(blob):
 
 def compress_stream(src, dst, model=None, method=None, *, embed=None, window_bits=None, precision=14,
                     segment_bytes=codec.DEFAULT_SEGMENT_BYTES, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS,
-                    backend=None):
+                    backend=None, workers=1):
     """Compress the binary file object src into dst, one batch of segments at a time; returns the Header.
 
     The bytes equal compress(src's bytes, model, method, store=False). model None, "fitted" or "shipped" as in
     compress, None resolved on the first batch (the whole input, when it fits one batch); method ac or
     equalinfo, None for codec.default_method(model); window_bits None for codec.default_window_bits(model).
+    workers as in compress: one pool of processes serves every batch.
     """
     if model is None or isinstance(model, str):
         sample = limits.read_at_most(src, segment_bytes * batch_segments)
@@ -143,12 +148,15 @@ def compress_stream(src, dst, model=None, method=None, *, embed=None, window_bit
     method = method or codec.default_method(model)
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     return streaming.compress_stream(src, dst, model, method, bool(embed), window_bits, precision,
-                                     _backend(backend), segment_bytes, batch_segments)
+                                     _backend(backend), segment_bytes, batch_segments, workers=workers)
 
 
-def decompress_stream(src, dst, model=None, *, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS, backend=None):
-    """Decompress the `.eqi` file object src into dst, one batch of segments at a time; returns the Header."""
-    return streaming.decompress_stream(src, dst, model, backend=_backend(backend), batch_segments=batch_segments)
+def decompress_stream(src, dst, model=None, *, batch_segments=streaming.DEFAULT_BATCH_SEGMENTS, backend=None,
+                      workers=1):
+    """Decompress the `.eqi` file object src into dst, one batch of segments at a time; returns the Header.
+    workers as in compress_stream."""
+    return streaming.decompress_stream(src, dst, model, backend=_backend(backend), batch_segments=batch_segments,
+                                       workers=workers)
 
 
 def load_m1(path, rule=2, context=None, backend=None):

@@ -21,6 +21,7 @@ threads.quiet_idle_blas_threads()  # OpenBLAS's idle workers sleep instead of sp
 
 from equalinfo.filetool import commands as file_commands  # noqa: E402 (after the line above on purpose)
 from equalinfo.filetool import fileformat  # noqa: E402
+from equalinfo.filetool.workers import WorkerDied  # noqa: E402
 from equalinfo.options import Number, number  # noqa: E402
 from equalinfo.train.backends import BackendUnavailable  # noqa: E402
 
@@ -119,8 +120,8 @@ def run(args):
 
         with removing_new_empty_dirs(*getattr(args, "out_dirs", lambda _: [])(args)):
             return args.run(args)
-    except (ValueError, OSError, BackendUnavailable) as error:  # FormatError, ModelError, WindowError, CoderError,
-        # CliError, DataError, PresetError, CheckpointError are ValueErrors
+    except (ValueError, OSError, BackendUnavailable, WorkerDied) as error:  # FormatError, ModelError, WindowError,
+        # CoderError, CliError, DataError, PresetError, CheckpointError are ValueErrors
         print(f"{PROG}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     except MemoryError:  # the checks before work (limits.py, train/memory.py) missed a case: still one line

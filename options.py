@@ -57,6 +57,20 @@ class Number:
             raise argparse.ArgumentTypeError(f"{text}: {error}") from None
 
 
+@dataclass(frozen=True)
+class NumberOrWord(Number):
+    """A Number, or one word standing for a value the command works out itself (`--workers auto`)."""
+    word: str = "auto"
+
+    def parse(self, text):
+        if text == self.word:
+            return text
+        try:
+            return super().parse(text)
+        except ValueError as error:
+            raise ValueError(f"{error}, or {self.word}") from None
+
+
 def Int(low, high, meaning):
     """Whole numbers from low to high, both included."""
     return Number(int, low, high, meaning)
@@ -81,6 +95,7 @@ OPTIONS = {
     "order": Int(1, 7, "Markov order"),
     "m1_rule": Int(1, 3, "M1's exact rule"),
     "m1_context": Int(1, 1 << 20, "symbols between M1's restarts"),
+    "file_workers": NumberOrWord(int, 1, 64, "processes coding a file's segments"),  # --workers of compress
     # the pipeline
     "scale": Float(0, limits.MAX_SCALE, "factor on the preset's data and steps"),
     "vocab_size": Int(2, 1 << 20, "SentencePiece vocabulary"),

@@ -12,7 +12,11 @@ The coded methods write format version 3 (filetool/segments.py): the input is cu
 DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
 (`compress_batch`/`decompress_batch`: on fast.cpu one model call per step for every segment, for Equal-Info and
 for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
-the version 2 writer: the whole input as one stream.
+the version 2 writer: the whole input as one stream. `workers` (compress_bytes, compress_or_store,
+decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
+(filetool/workers.py): the same bytes for any number. `workers` (compress_bytes, compress_or_store,
+decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
+(filetool/workers.py): the same bytes for any number.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream
 coder all ask it): the shipped M1 (filetool/shipped_model.py) for UTF-8 text, named in the file by fingerprint; for
@@ -35,6 +39,7 @@ from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import BOS, N_SYMBOLS, bytes_to_symbols, symbols_to_bytes
 from equalinfo.train import backends
 from equalinfo.filetool import fileformat, shipped_model
+from equalinfo.filetool import workers as workers_module
 from equalinfo.filetool.fileformat import FormatError, Header
 from equalinfo.filetool.segments import check_segment_bytes, segment_lengths
 
@@ -63,7 +68,7 @@ def on_backend(model, backend):
 
 
 def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None,
-                   progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES):
+                   progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES, workers=1):
     """(file bytes, Header) of `data` compressed with `method`.
 
     model: the model for ac/equalinfo (required there); embed: store its arrays in the file (self-contained) or
@@ -71,8 +76,11 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
     `data`; gzip takes no model. window_bits is used by equalinfo only, precision by the coded methods only.
     backend: train.backends.load(name) (anything with `ac` and `equalinfo` modules); None means ref.
     segment_bytes: input bytes per independently coded segment (format version 3); None: one stream (version 2).
+    workers: processes coding the segments (filetool/workers.py): 1, N, or "auto" (workers.auto_workers); the
+    file's bytes are the same for any number.
     """
     data = bytes(data)
+    workers_module.check_workers(workers)
     if method not in fileformat.METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {', '.join(fileformat.METHODS)}")
     symbols = bytes_to_symbols(data)
@@ -94,7 +102,8 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
         return fileformat.pack(header, bits, arrays), header
     check_segment_bytes(segment_bytes, len(data))
     pieces = np.split(symbols, np.cumsum(segment_lengths(len(data), segment_bytes))[:-1]) if len(data) else []
-    bits = code_segments(pieces, header, coder_model, backend, progress)
+    workers = workers_module.resolve_workers(workers, coder_model, backend, len(data), segment_bytes)
+    bits = code_segments(pieces, header, coder_model, backend, progress, workers=workers)
     return fileformat.pack(header, bits, arrays, segment_bytes), header
 
 
@@ -113,36 +122,23 @@ def coded_header(data, method, model, window_bits, precision, backend):
     return header, on_backend(model, backend or backends.load("ref"))
 
 
-def code_segments(pieces, header, coder_model, backend, progress=None, done=0):
-    """[uint8 0/1 bits] of each segment's symbols (a list of int arrays), coded alone with the header's method, all
-    segments as one batch (the backend's compress_batch: on fast.cpu, Equal-Info's and an M1's AC segments in
-    lockstep). progress(n), if given, gets the symbols coded so far, `done` of them before these segments."""
-    if header.method == "equalinfo":
-        bits = backend.equalinfo.compress_batch(pieces, coder_model, header.window_bits, header.precision)
-        bits = [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
-        if progress is not None:
-            progress(done + sum(len(piece) for piece in pieces))
-        return bits
-    bits = backend.ac.compress_batch(pieces, coder_model, header.precision, _after(progress, done))
-    return [np.asarray(b, dtype=np.uint8).reshape(-1) for b in bits]
+def code_segments(pieces, header, coder_model, backend, progress=None, done=0, workers=1):
+    """[uint8 0/1 bits] of each segment's symbols (a list of int arrays), coded alone with the header's method.
+    workers = 1: all segments as one batch in this process (the backend's compress_batch: on fast.cpu,
+    Equal-Info's and an M1's AC segments in lockstep); workers = N or a workers.SegmentPool: the segments cut into
+    N groups coded by N processes at once (filetool/workers.py), the same bits. progress(n), if given, gets the
+    symbols coded so far, `done` of them before these segments."""
+    coding = (header.method, header.window_bits, header.precision)
+    with workers_module.pool_for(workers, coder_model, backend) as pool:
+        return pool.code(pieces, coding, progress, done)
 
 
-def decode_segments(bit_arrays, lengths, header, coder_model, backend, progress=None, done=0):
+def decode_segments(bit_arrays, lengths, header, coder_model, backend, progress=None, done=0, workers=1):
     """[int64 symbols] of each segment's bits, decoded alone (as code_segments coded them) to the given lengths,
-    all segments as one batch (the backend's decompress_batch)."""
-    if header.method == "equalinfo":
-        pieces = backend.equalinfo.decompress_batch(bit_arrays, coder_model, header.window_bits, header.precision,
-                                                    n_symbols=lengths)
-        if progress is not None:
-            progress(done + sum(lengths))
-        return pieces
-    return backend.ac.decompress_batch(bit_arrays, coder_model, list(lengths), header.precision,
-                                       _after(progress, done))
-
-
-def _after(progress, done):
-    """progress shifted by the `done` symbols coded before a batch (None stays None)."""
-    return None if progress is None else (lambda n: progress(done + n))
+    all segments as one batch (the backend's decompress_batch), or split among `workers` processes."""
+    coding = (header.method, header.window_bits, header.precision)
+    with workers_module.pool_for(workers, coder_model, backend) as pool:
+        return pool.decode(bit_arrays, lengths, coding, progress, done)
 
 
 def stored_size(n_bytes):
@@ -289,12 +285,13 @@ def default_window_bits(model):
 
 
 def compress_or_store(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14,
-                      backend=None, progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES):
+                      backend=None, progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES, workers=1):
     """(file bytes, Header, why) of `data` compressed with `method`, or stored if that is no larger.
 
     why: None if the method's file was kept, else the reason it was stored (for the summary line). A unigram or
     Markov model's ideal code length (`ideal_bits`) is looked at before coding, so input that will not shrink is
-    stored without running the slow coder; otherwise the coded file is compared with the stored one.
+    stored without running the slow coder; otherwise the coded file is compared with the stored one. workers as
+    in compress_bytes.
     """
     data = bytes(data)
     limit = stored_size(len(data))
@@ -312,7 +309,7 @@ def compress_or_store(data, method="equalinfo", model=None, embed=True, window_b
                         f"{payload:,.0f} bytes" + (f" plus {model_bytes:,} of model" if model_bytes else ""))
     if method != "stored":
         blob, header = compress_bytes(data, method, model, embed, window_bits, precision, backend, progress,
-                                      segment_bytes)
+                                      segment_bytes, workers)
         if len(blob) < limit:
             return blob, header, None
         why = f"{method} would write {len(blob):,} bytes"
@@ -336,13 +333,15 @@ def inflate(payload, n_bytes):
     return data
 
 
-def decompress_bytes(blob, model=None, model_name="the given model", backend=None, progress=None):
+def decompress_bytes(blob, model=None, model_name="the given model", backend=None, progress=None, workers=1):
     """(original bytes, Header) of a file's bytes, decoded with `backend` (as in compress_bytes); FormatError names
     whatever is wrong.
 
     Order of checks: the container (magic, version, length, CRCs) before any decoding, then the model's
-    fingerprint, then the decoded bytes against the original's length and CRC-32.
+    fingerprint, then the decoded bytes against the original's length and CRC-32. workers: processes decoding a
+    version 3 file's segments (1, N or "auto", as in compress_bytes).
     """
+    workers_module.check_workers(workers)
     container = fileformat.unpack(blob)
     header = container.header
     try:
@@ -360,7 +359,10 @@ def decompress_bytes(blob, model=None, model_name="the given model", backend=Non
             n = header.original_length
             if container.segments is not None:
                 lengths = container.segments.input_lengths(n)
-                pieces = decode_segments(container.segment_bits(), lengths, header, coder_model, backend, progress)
+                workers = workers_module.resolve_workers(workers, coder_model, backend, n,
+                                                         container.segments.segment_bytes)
+                pieces = decode_segments(container.segment_bits(), lengths, header, coder_model, backend, progress,
+                                         workers=workers)
                 symbols = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
             elif header.method == "equalinfo":
                 symbols = backend.equalinfo.decompress(container.bits, coder_model, header.window_bits,

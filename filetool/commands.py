@@ -3,8 +3,9 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
     equalinfo compress IN OUT [--method {ac,equalinfo,staticac,gzip,stored}] [--window-bits B] [--precision 14]
                               [--model shipped|fitted|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
-                              [--m1-rule 1|2|3] [--m1-context N]
+                              [--m1-rule 1|2|3] [--m1-context N] [--workers N|auto]
     equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3] [--m1-context N]
+                                [--workers N|auto]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
 Decisions (docs/commands.md shows them in use):
@@ -45,7 +46,11 @@ Decisions (docs/commands.md shows them in use):
   one line `equalinfo: error: ...` to stderr and exit with status 2, argparse's status for usage errors (argparse's
   own errors too: `equalinfo COMMAND --help` shows the usage).
 - The file commands code with a backend (train/backends.py; default: the fastest available), as the pipeline
-  does; every backend writes and reads the same bytes. They take no --threads: their coders run on one thread.
+  does; every backend writes and reads the same bytes. They take no --threads: `--workers N` codes the segments
+  in N processes (filetool/workers.py; the same bytes for any N), each with its share of the cores. The default,
+  `auto`, uses every core only for an M1 on fast.cpu and inputs of workers.AUTO_MIN_BYTES or more (where a
+  worker's start-up of ~2-3 s pays); the Markov, unigram, gzip and stored methods stay in one process unless
+  asked. The summary line names the processes when there were several.
 """
 import os
 import re
@@ -58,7 +63,7 @@ from tqdm import tqdm
 
 from equalinfo import limits
 from equalinfo.data.atomic import write_atomically
-from equalinfo.filetool import codec, fileformat, shipped_model
+from equalinfo.filetool import codec, fileformat, shipped_model, workers
 from equalinfo.options import number
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
@@ -219,10 +224,12 @@ def rate_words(rate):
     return f"{rate / 1e3:,.1f} KB/s" if rate < 1e6 else f"{rate / 1e6:,.1f} MB/s"
 
 
-def speed_words(n_bytes, seconds, backend):
-    """'in 1.2 s, 85.3 KB/s on cpu': the summary line's timing (of the original's bytes, coding only)."""
+def speed_words(n_bytes, seconds, backend, processes=1):
+    """'in 1.2 s, 85.3 KB/s on cpu' (', 2 processes' when several coded): the summary line's timing (of the
+    original's bytes, coding only)."""
     rate = n_bytes / seconds if seconds > 0 else float("inf")
-    return f"in {seconds:.1f} s, {rate_words(rate)} on {backend.name}"
+    return f"in {seconds:.1f} s, {rate_words(rate)} on {backend.name}" + (
+        f", {processes} processes" if processes > 1 else "")
 
 
 def describe_model(model):
@@ -294,17 +301,21 @@ def compress_command(args):
             model, embed = fit_named_model(name, bytes_to_symbols(data)), True
     method = method or codec.default_method(model)
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
+    processes = workers.resolve_workers(args.file_workers, model, backend, len(data),
+                                        codec.DEFAULT_SEGMENT_BYTES) if coded else 1
     started = time.perf_counter()
     with coding_progress(len(data), "compress") as progress:
         if args.no_store:
             (blob, header), why = codec.compress_bytes(data, method, model, embed, window_bits, precision,
-                                                       backend, progress), None
+                                                       backend, progress, workers=processes), None
         else:
             blob, header, why = codec.compress_or_store(data, method, model, embed, window_bits, precision,
-                                                        backend, progress)
+                                                        backend, progress, workers=processes)
     seconds = time.perf_counter() - started
     write_atomic(args.output, blob)
-    status_line(compress_summary(args, data, blob, header, why) + "; " + speed_words(len(data), seconds, backend))
+    processes = processes if header.method in fileformat.CODED_METHODS else 1
+    status_line(compress_summary(args, data, blob, header, why) + "; "
+                + speed_words(len(data), seconds, backend, processes))
     return 0
 
 
@@ -339,13 +350,16 @@ def decompress_command(args):
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
-    header = fileformat.unpack(blob).header
+    container = fileformat.unpack(blob)
+    header, segments = container.header, container.segments
     model = model if args.model is not None else shipped_model.load_for(header)
     check_coding_memory(args.input, header.original_length)
+    processes = workers.resolve_workers(args.file_workers, header.model_kind, backend, header.original_length,
+                                        segments.segment_bytes) if segments is not None else 1
     started = time.perf_counter()
     with coding_progress(header.original_length, "decompress") as progress:
         data, header = codec.decompress_bytes(blob, model, model_name=f"--model {args.model}", backend=backend,
-                                              progress=progress)
+                                              progress=progress, workers=processes)
     seconds = time.perf_counter() - started
     write_atomic(args.output, data)
     settings = [f"method {header.method}"]
@@ -355,7 +369,7 @@ def decompress_command(args):
         settings.append(f"{header.model_kind} model {header.fingerprint[:12]}"
                         + (" (embedded)" if header.model_length else f" from {args.model or 'the shipped M1'}"))
     status_line(f"decompressed {args.input}: {len(blob):,} -> {len(data):,} bytes ({', '.join(settings)}; CRC-32 ok); "
-          + speed_words(len(data), seconds, backend))
+          + speed_words(len(data), seconds, backend, processes))
     return 0
 
 
@@ -378,6 +392,15 @@ def add_backend_option(parser):
     """--backend NAME: the backend a command computes with (train/backends.py)."""
     parser.add_argument("--backend", choices=backends.NAMES, default=None,
                         help="ref, cpu or gpu (default: the fastest available)")
+
+
+def add_workers_option(parser):
+    """--workers N|auto: the processes coding a file's segments (filetool/workers.py)."""
+    parser.add_argument("--workers", dest="file_workers", type=number("file_workers"), default=workers.AUTO,
+                        metavar="N|auto",
+                        help="processes coding the file's segments at once, each with its share of the cores; "
+                             "the same bytes for any N (default auto: every core for an M1 on the cpu backend "
+                             f"and {workers.AUTO_MIN_BYTES // 1024} KiB or more, else 1)")
 
 
 def add_m1_options(parser):
@@ -425,6 +448,7 @@ def add_commands(commands):
     compress.add_argument("--no-store", action="store_true",
                           help="keep the method's coding even when storing the input would be smaller")
     add_backend_option(compress)
+    add_workers_option(compress)
 
     decompress = file_command(commands, "decompress", decompress_command, [("input", "IN"), ("output", "OUT")],
                               help="decompress an .eqi file",
@@ -434,6 +458,7 @@ def add_commands(commands):
                                  "embed its model")
     add_m1_options(decompress)
     add_backend_option(decompress)
+    add_workers_option(decompress)
 
     fit = file_command(commands, "fit-model", fit_model_command, [("text", "TEXT"), ("output", "OUT.npz")],
                        help="fit a model on a text and save it",

@@ -78,9 +78,12 @@ class InProcess:
 _CONTEXT = (None, None)  # a pool worker's (key, shared context): the batch's, sent once per worker and batch
 
 
-def _start_worker(threads):
+def _start_worker(threads, setup=None):
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle: it stops the workers
     _set_threads(threads)
+    if setup is not None:
+        function, args = setup
+        function(*args)
 
 
 def _set_threads(threads):
@@ -121,12 +124,17 @@ class ProcessPool:
     close() or until the executor is garbage-collected. Each batch's context reaches each worker once, with the
     first unit that worker gets of it: the batch's first `workers` units carry it, one unit is in flight per
     worker, and a worker that took none of them answers the next with _NeedContext and is sent it again with the
-    context. `pools_started` and `contexts_sent` count pools and contexts sent (tests read them)."""
+    context. `pools_started` and `contexts_sent` count pools and contexts sent (tests read them).
+
+    `setup` = (function, args) runs function(*args) once in each worker as it starts: what every task of the pool
+    needs, sent once per worker (the file commands' coding model). `submit` starts one call without waiting, for
+    a caller that works on its own share meanwhile (filetool/workers.py)."""
     name = "process pool"
 
-    def __init__(self, workers=None, threads=None, max_retries=MAX_RETRIES):
+    def __init__(self, workers=None, threads=None, max_retries=MAX_RETRIES, setup=None):
         self.workers = int(workers or cores())
         self.threads = int(threads or max(1, cores() // self.workers))
+        self.setup = setup  # (function, args): run once in each worker as it starts (after its threads are set)
         self.max_retries = max_retries
         self.retries = 0  # pools replaced after a worker died (tests read it)
         self.pools_started, self._pool, self._batches = 0, None, 0
@@ -156,9 +164,19 @@ class ProcessPool:
         if self._pool is None:
             spawn = multiprocessing.get_context("spawn")
             self._pool = concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=spawn,
-                                                                initializer=_start_worker, initargs=(self.threads,))
+                                                                initializer=_start_worker,
+                                                                initargs=(self.threads, self.setup))
             self.pools_started += 1
         return self._pool
+
+    def submit(self, function, *args):
+        """function(*args) started on a worker; returns its concurrent.futures.Future at once.
+
+        run() blocks until a whole batch is done; a caller with its own share of the work to do meanwhile (the
+        file commands: filetool/workers.py) submits the other shares with this and codes its own. No context
+        protocol and no retry here: a worker that dies makes the future raise BrokenProcessPool, and the caller
+        decides (kill() then stops the others)."""
+        return self._executor().submit(function, *args)
 
     def close(self):
         """Stop the workers (they finish nothing more); the next run() starts a new pool."""
@@ -166,7 +184,7 @@ class ProcessPool:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    def _kill(self):
+    def kill(self):
         """Stop the workers at once (a unit's error, Ctrl-C, a broken pool)."""
         pool, self._pool = self._pool, None
         if pool is not None:
@@ -213,10 +231,10 @@ class ProcessPool:
         except concurrent.futures.process.BrokenProcessPool:
             broken = True  # raised by submit on a pool a worker has just broken
         except BaseException:
-            self._kill()
+            self.kill()
             raise
         if broken:
-            self._kill()
+            self.kill()
         return [i for i in todo if i not in results]
 
 
