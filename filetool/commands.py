@@ -49,7 +49,7 @@ Decisions (docs/commands.md shows them in use):
   does; every backend writes and reads the same bytes. They take no --threads: `--workers N` codes the segments
   in N processes (filetool/workers.py; the same bytes for any N), each with its share of the cores. The default,
   `auto`, uses every core only for an M1 on fast.cpu and inputs of workers.AUTO_MIN_BYTES or more (where a
-  worker's start-up of ~2-3 s pays); the Markov, unigram, gzip and stored methods stay in one process unless
+  worker's start-up of ~2 s of a core pays); the Markov, unigram, gzip and stored methods stay in one process unless
   asked. The summary line names the processes when there were several.
 """
 import os
