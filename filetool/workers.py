@@ -99,21 +99,29 @@ _HELD = {}  # this worker's coding model and backend, set once when it starts (h
 
 
 def hold_model(kind, arrays, backend_name):
-    """A worker's setup: rebuild the coding model from its arrays on the backend, once, for every task."""
+    """A worker's setup: rebuild the coding model from its arrays on the backend, once, for every task. A failure is
+    kept and reported by each task (code_group) rather than raised here: an error in a pool's initializer only
+    breaks the pool, which the driver cannot tell from a worker killed or out of memory."""
     from equalinfo.ref.stored_models import model_from_arrays
     from equalinfo.train import backends
 
-    model = model_from_arrays(kind, arrays)
-    if kind == "transformer":  # M1 on the backend's twin of its rule, as codec.on_backend does
-        from equalinfo.train import m1
+    _HELD.clear()
+    try:
+        model = model_from_arrays(kind, arrays)
+        if kind == "transformer":  # M1 on the backend's twin of its rule, as codec.on_backend does
+            from equalinfo.train import m1
 
-        model = m1.on_backend(model, backend_name)
-    _HELD.update(model=model, backend=backends.load(backend_name))
+            model = m1.on_backend(model, backend_name)
+        _HELD.update(model=model, backend=backends.load(backend_name))
+    except Exception as error:  # whatever the reason, its message reaches the driver with the first task
+        _HELD.update(setup_error=f"{type(error).__name__}: {error}")
 
 
 def code_group(task, segments, lengths, coding):
     """In a worker: run_task on a group with the model this worker holds. A coder's error comes back as a plain
-    ValueError (its own class may not survive pickling)."""
+    ValueError (its own class may not survive pickling), as does a failed setup."""
+    if "setup_error" in _HELD:
+        raise ValueError(f"a worker process could not rebuild the model: {_HELD['setup_error']}")
     try:
         return run_task(task, segments, lengths, coding, _HELD["model"], _HELD["backend"])
     except ValueError as error:

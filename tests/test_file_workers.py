@@ -150,6 +150,24 @@ def test_a_worker_that_dies_is_an_error_not_a_hang(m1, cpu):
         pool.kill()
 
 
+class ArraysThatDoNotRebuild(MarkovModel):
+    """A Markov model that codes as usual here but hands the workers arrays no model can be rebuilt from."""
+
+    def arrays(self):
+        return {"not.a.markov.table": np.zeros(3)}
+
+
+def test_a_worker_that_cannot_rebuild_the_model_names_the_cause(cpu):
+    """A worker's failed setup is reported as what it is, not as a worker that died (killed or out of memory)."""
+    model = MarkovModel.fit(bytes_to_symbols(TEXT), 1)
+    model.__class__ = ArraysThatDoNotRebuild
+    pieces = np.split(bytes_to_symbols(TEXT), [SEGMENT * k for k in range(1, 7)])
+    with pytest.raises(ValueError, match="could not rebuild the model") as raised:
+        with workers.SegmentPool(2, model, cpu) as pool:
+            pool.code(pieces, ("ac", 0, 14))
+    assert not isinstance(raised.value, workers.WorkerDied)
+
+
 def test_an_interrupted_coder_leaves_no_worker_running(m1, cpu):
     """Ctrl-C (KeyboardInterrupt) while this process codes its own group: the workers are stopped at once."""
     pieces = np.split(bytes_to_symbols(TEXT), [SEGMENT * k for k in range(1, 7)])
