@@ -14,8 +14,6 @@ DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through
 for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
 the version 2 writer: the whole input as one stream. `workers` (compress_bytes, compress_or_store,
 decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
-(filetool/workers.py): the same bytes for any number. `workers` (compress_bytes, compress_or_store,
-decompress_bytes, code_segments, decode_segments) splits the segments among processes instead
 (filetool/workers.py): the same bytes for any number.
 
 `default_model(sample)` is the one place that says what model=None means (the Python API, the CLI and the stream

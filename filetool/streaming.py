@@ -27,7 +27,7 @@ before it, each of which passed its own CRC-32 (the Python API and the CLI write
 import shutil
 import tempfile
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack
 
 import numpy as np
 
@@ -61,15 +61,15 @@ def compress_stream(src, dst, model, method="equalinfo", embed=True, window_bits
     backend = backend or backends.load("ref")
     header, coder_model = codec.coded_header(b"", method, model, window_bits, precision, backend)
     entries, length, crc, pool = [], 0, 0, None
-    with tempfile.TemporaryFile() as spool, _closing(lambda: pool):
+    with tempfile.TemporaryFile() as spool, ExitStack() as stack:  # the stack closes the pool (kills it on errors)
         while True:
             chunk = limits.read_at_most(src, segment_bytes * batch_segments)
             if not chunk:
                 break
             if pool is None:  # started on the first batch, kept for all the others
-                pool = workers_module.SegmentPool(
+                pool = stack.enter_context(workers_module.SegmentPool(
                     workers_module.resolve_workers(workers, coder_model, backend, len(chunk), segment_bytes),
-                    coder_model, backend)
+                    coder_model, backend))
             length, crc = length + len(chunk), zlib.crc32(chunk, crc)
             if -(-length // segment_bytes) > MAX_SEGMENTS:
                 raise ValueError(f"the input is longer than {MAX_SEGMENTS:,} segments of {segment_bytes:,} bytes; "
@@ -195,15 +195,3 @@ def _check_end(src, reader, header, written, crc):
                                           f"{crc:08x}, the original had {header.original_length:,} with "
                                           f"{header.original_crc32:08x}")
 
-
-@contextmanager
-def _closing(get_pool):
-    """Close the pool get_pool() returns at the end (kill it on an error or Ctrl-C); None: nothing was started."""
-    try:
-        yield
-    except BaseException:
-        if get_pool() is not None:
-            get_pool().kill()
-        raise
-    if get_pool() is not None:
-        get_pool().close()
