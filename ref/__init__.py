@@ -27,6 +27,7 @@ M1 and M2, the language models (§3.2, §3.5; Table 4)
                    order, so BLAS and cuBLAS may compute them (M1 at matrix-product speed, same bits everywhere)
 13. int8_m1.py     rule 3: its products on int8-valued operands (rows split in two halves), exact in any float32
                    GEMM, tensor cores included
+    int8_rows_m1.py rule 4: int8 rows too (one GEMM per product), keys and values in bfloat16
 14. exact_rules.py the rules by version number, the number every M1 file and dataset carries
 15. m1.py          TransformerModel: M1 behind the model protocol, its rows by its rule (Figure 1's M1)
 16. stored_models.py  a model rebuilt from its kind and stored arrays (what files and model files hold)

@@ -8,13 +8,15 @@ cfg)` (the parameters that rule reads), `logits(params, cfg, inputs)` and `next_
 - 2: integer_m1.py, integer matrix products (int16 weights with per-channel scales; BLAS and cuBLAS exact).
 - 3: int8_m1.py, int8-valued products (int8 weights, 14-bit rows split in two int8 halves; any float32 GEMM
   exact, tensor cores included).
+- 4: int8_rows_m1.py, int8 weights and int8 (7-bit) rows: one GEMM per product; keys and values rounded to
+  bfloat16, so a cache may hold them in 2 bytes.
 LATEST_RULE is the pipeline's default; a rule above it is registered (its files decode) before it becomes the default.
 The fast backends mirror ref/ file for file, so the same module names name their twins of each rule:
 train.backends.exact_rule(version, backend) resolves them; ref itself needs only its own.
 """
 import importlib
 
-RULE_MODULES = {1: "exact_m1", 2: "integer_m1", 3: "int8_m1"}  # version -> the module computing it, in ref/ and in each fast/
+RULE_MODULES = {1: "exact_m1", 2: "integer_m1", 3: "int8_m1", 4: "int8_rows_m1"}  # version -> the module computing it, in ref/ and in each fast/
 LATEST_RULE = 2
 
 
