@@ -161,7 +161,7 @@ def decompress_stream(src, dst, model=None, *, batch_segments=streaming.DEFAULT_
 
 def load_m1(path, rule=2, context=None, backend=None):
     """M1 from a `equalinfo train-m1` checkpoint as a coding model: rows by exact rule `rule` (2 int16 products,
-    3 int8-valued, 1 float), restarting every `context` symbols (default: its training length). Decompress needs
+    3 int8-valued, 4 int8 rows, 1 float), restarting every `context` symbols (default: its training length). Decompress needs
     the same checkpoint, rule and context (the file names the model by fingerprint)."""
     from equalinfo.train import m1  # M1's checkpoints and backend twins; imported only when an M1 is asked for
 

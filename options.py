@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 from equalinfo import limits
+from equalinfo.ref.exact_rules import RULE_MODULES
 
 MAX_STEPS = 10 ** 9
 
@@ -93,7 +94,7 @@ OPTIONS = {
     # the file tool
     "precision": Int(1, 16, "bits of the coder's CDFs"),
     "order": Int(1, 7, "Markov order"),
-    "m1_rule": Int(1, 3, "M1's exact rule"),
+    "m1_rule": Int(1, max(RULE_MODULES), "M1's exact rule"),
     "m1_context": Int(1, 1 << 20, "symbols between M1's restarts"),
     "file_workers": NumberOrWord(int, 1, 64, "processes coding a file's segments"),  # --workers of compress
     # the pipeline

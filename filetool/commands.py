@@ -3,8 +3,8 @@ them (the pipeline's are in train/commands.py, the analyses' in analysis/command
 
     equalinfo compress IN OUT [--method {ac,equalinfo,staticac,gzip,stored}] [--window-bits B] [--precision 14]
                               [--model shipped|fitted|markovK|unigram|MODEL.npz|M1.npz] [--backend ref|cpu|gpu]
-                              [--m1-rule 1|2|3] [--m1-context N] [--workers N|auto]
-    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3] [--m1-context N]
+                              [--m1-rule 1|2|3|4] [--m1-context N] [--workers N|auto]
+    equalinfo decompress IN OUT [--model MODEL.npz|M1.npz] [--backend ref|cpu|gpu] [--m1-rule 1|2|3|4] [--m1-context N]
                                 [--workers N|auto]
     equalinfo fit-model TEXT OUT.npz [--order 2 | --unigram]
 
@@ -67,6 +67,7 @@ from equalinfo.filetool import codec, fileformat, shipped_model, workers
 from equalinfo.options import number
 from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
+from equalinfo.ref.exact_rules import RULE_MODULES
 from equalinfo.ref.fingerprint import fingerprint
 from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import N_SYMBOLS, bytes_to_symbols
@@ -405,9 +406,10 @@ def add_workers_option(parser):
 
 def add_m1_options(parser):
     """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=(1, 2, 3), default=DEFAULT_M1_RULE,
+    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=tuple(RULE_MODULES),
+                        default=DEFAULT_M1_RULE,
                         help="an M1 checkpoint's exact rule: 2 int16 products (default), 3 int8-valued products, "
-                             "1 float reductions (ref/exact_rules.py)")
+                             "4 int8 rows (one GEMM per product), 1 float reductions (ref/exact_rules.py)")
     parser.add_argument("--m1-context", type=number("m1_context"), default=None, metavar="N",
                         help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
                              "trained on; longer is refused)")

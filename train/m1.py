@@ -69,13 +69,14 @@ def train_m1(train_symbols, val_symbols, out_path, backend, cfg, settings, seq_l
         extra_meta={"seq_len": int(seq_len)})
 
 
-QUANTIZERS = {2: integer_m1.quantize_params, 3: int8_m1.quantize_params}  # rule -> its weights from float ones
+# rule -> its weights from float ones (rule 4 reads rule 3's int8 arrays)
+QUANTIZERS = {2: integer_m1.quantize_params, 3: int8_m1.quantize_params, 4: int8_m1.quantize_params}
 
 
 def coding_model(params, cfg, backend_name, rule=1, restart_every=None):
     """M1 as a coding model (ref.m1.TransformerModel) whose rows come from the backend's twin of exact rule `rule`
     (train.backends.exact_rule; fast.cpu's decoders add its key/value-cached grower, fast/cpu/m1.py).
-    params: the trained float parameters; rules 2 and 3 quantize them (QUANTIZERS: per-channel int16 or int8
+    params: the trained float parameters; rules 2-4 quantize them (QUANTIZERS: per-channel int16 or int8
     weights, no calibration data needed). restart_every: ref.m1.TransformerModel's (None: M1 reads the whole
     prefix, as within Equal-Info windows)."""
     if rule in QUANTIZERS:

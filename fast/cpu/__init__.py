@@ -7,6 +7,7 @@ equalinfo.py         Equal-Info windows: encode_windows, compress, decompress, d
 exact_m1.py          M1's rows by exact rule 1, and PrefixRows (a decoder's key/value cache)
 integer_m1.py        M1's rows by exact rule 2 (integer products through BLAS), and its PrefixRows
 int8_m1.py           M1's rows by exact rule 3 (int8-valued float32 GEMMs), row-vectorized norms, its PrefixRows
+int8_rows_m1.py      M1's rows by exact rule 4 (int8 rows: one GEMM per product): int8_m1.py's code with rule 4's widths
 m1.py                which M1 has a key/value-cached grower (prefix_rows), and RestartingRows for restart_every
 transformer.py, kernels_nn.py, optim.py, kernels_optim.py   the Transformer and its optimizers
 How equalinfo.py codes (no ref twin: ref codes one window at a time)

@@ -22,6 +22,7 @@ products that read the same rows (q, k, v; gate, up) keep theirs side by side an
 GEMM per K-chunk (`int8_products`).
 `PrefixRows` is fast/cpu/exact_m1.PrefixRows with these products: the key/value-cached grower the coders use.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -30,19 +31,40 @@ from numba import njit
 from equalinfo.fast.cpu import exact_m1, int8_gemm
 from equalinfo.fast.cpu.exact_m1 import _exp64_nonpositive, _gated_relu, attend
 from equalinfo.ref.exact_m1 import RMS_EPS
+from equalinfo.ref.int8_rows_m1 import to_bfloat16
 from equalinfo.ref.int8_m1 import (CHUNK, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, SPLIT, check_exact,  # noqa: F401
                                    chunks)
 
 ROWS_PER_BLOCK = 16  # rows whose fixed-order sums advance together in the vectorized elementwise kernels
 
 
+@dataclasses.dataclass(frozen=True)
+class RowRule:
+    """What an int8-product rule keeps of a row and how its products end: rule 3 (here) and rule 4
+    (fast/cpu/int8_rows_m1.py) share every kernel below and differ only in these fields.
+    fraction_bits, row_max: quantize_rows' widths; halves: int8 GEMM rows per row (2: hi and lo, 1: the row
+    itself); bfloat16: the products (last name component) whose outputs are rounded to bfloat16."""
+    version: int
+    fraction_bits: int
+    row_max: int
+    halves: int
+    bfloat16: tuple = ()
+
+    def rounds(self, name):
+        return bool(self.bfloat16) and name.rsplit(".", 1)[-1] in self.bfloat16
+
+
+RULE = RowRule(EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, halves=2)  # rule 3
+
+
 @njit(cache=True)
-def _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, offset):
-    """Rows r of x -> their 14-bit integers' halves plus offset: both[r] = hi + offset, both[N + r] = lo + offset
-    (ref.int8_m1.quantize_rows, split_rows; offset 0 into float32 for sgemm, 128 into uint8 for an integer GEMM).
-    x [N, n] in the dtype, both [2N, n] float32 or uint8, exponents int64 [N]; x_bits: x viewed as the signed
-    integers of its width, mask their sign bit cleared; cell, cell_bits: one scratch value of x's dtype and the same
-    memory as an integer.
+def _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, offset, fraction_bits, row_max, halves):
+    """Rows r of x -> their integers (rule 3: 14-bit, split in halves; rule 4: 7-bit, whole) plus offset: with two
+    halves both[r] = hi + offset, both[N + r] = lo + offset (ref.int8_m1.quantize_rows, split_rows); with one,
+    both[r] = x_int + offset (ref.int8_rows_m1.quantize_rows). offset 0 into float32 for sgemm, 128 into uint8 for
+    an integer GEMM. x [N, n] in the dtype, both [halves * N, n] float32 or uint8, exponents int64 [N]; x_bits: x
+    viewed as the signed integers of its width, mask their sign bit cleared; cell, cell_bits: one scratch value of
+    x's dtype and the same memory as an integer.
 
     Why the row's max goes through the bits: the compiler does not vectorise a float max (NaN rules), but for
     non-NaN floats |a| < |b| exactly when the bits of |a| (sign cleared) are smaller as integers, and an integer max
@@ -56,22 +78,32 @@ def _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, offset):
             top = b if b > top else top
         cell_bits[0] = top
         largest = np.float64(cell[0])  # max_k |x[r, k]|
-        e = math.frexp(largest)[1] - FRACTION_BITS if largest > 0 else 0
+        e = math.frexp(largest)[1] - fraction_bits if largest > 0 else 0
         exponents[r] = e
         scale = math.ldexp(1.0, -e)  # a power of two: the multiply below is exact
-        row, hi_row, lo_row = x[r], both[r], both[n_rows + r]
+        row, first = x[r], both[r]
+        if halves == 1:
+            for k in range(row.size):  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
+                first[k] = min(max(np.rint(np.float64(row[k]) * scale), -row_max), row_max) + offset
+            continue
+        lo_row = both[n_rows + r]
         for k in range(row.size):
-            v = min(max(np.rint(np.float64(row[k]) * scale), -ROW_MAX), ROW_MAX)
+            v = min(max(np.rint(np.float64(row[k]) * scale), -row_max), row_max)
             hi = math.trunc(v / SPLIT)
-            hi_row[k] = hi + offset  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
+            first[k] = hi + offset  # an integer in [-127, 127] (+ 128: [1, 255]): exact in either dtype
             lo_row[k] = v - SPLIT * hi + offset
 
 
 @njit(cache=True)
-def _accumulate_split(partial, acc):
-    """acc += 128 * P_hi + P_lo, exact integers in float64.   partial float32 or int32 [2N, m], acc float64 [N, m]"""
+def _accumulate_split(partial, acc, halves):
+    """acc += 128 * P_hi + P_lo (two halves) or P (one), exact integers in float64.
+    partial float32 or int32 [halves * N, m], acc float64 [N, m]"""
     n_rows = acc.shape[0]
     for r in range(n_rows):
+        if halves == 1:
+            for j in range(acc.shape[1]):
+                acc[r, j] += np.float64(partial[r, j])
+            continue
         for j in range(acc.shape[1]):
             acc[r, j] += SPLIT * np.float64(partial[r, j]) + np.float64(partial[n_rows + r, j])
 
@@ -89,21 +121,26 @@ def _rescale_split(partial, scale, exponents, y):
 
 
 @njit(cache=True)
-def _rescale_split_parts(partial, scale, exponents, parts):
+def _rescale_split_parts(partial, scale, exponents, parts, halves):
     """_rescale_split into the products' own arrays: parts[p] takes columns [start_p, start_p + m_p) of the side-by-
-    side product, so no copy is needed to hand each product out contiguous (the same operations per element).
-    partial float32 or int32 [2N, m_1 + m_2 + ...], parts a tuple of [N, m_p] arrays in the dtype, or one array
-    [P, N, m] when every m_p = m"""
+    side product, so no copy is needed to hand each product out contiguous (the same operations per element). With
+    one half (rule 4) acc is P itself. partial float32 or int32 [halves * N, m_1 + m_2 + ...], parts a tuple of
+    [N, m_p] arrays in the dtype, or one array [P, N, m] when every m_p = m"""
     n_rows = exponents.shape[0]
     start = 0
     for p in range(len(parts)):
         y = parts[p]
         for r in range(n_rows):
             power = math.ldexp(1.0, exponents[r])
-            hi, lo = partial[r, start:start + y.shape[1]], partial[n_rows + r, start:start + y.shape[1]]
             y_row, scale_p = y[r], scale[start:start + y.shape[1]]
+            first = partial[r, start:start + y.shape[1]]
+            if halves == 1:
+                for j in range(y_row.size):
+                    y_row[j] = (np.float64(first[j]) * scale_p[j]) * power
+                continue
+            lo = partial[n_rows + r, start:start + y.shape[1]]
             for j in range(y_row.size):
-                acc = SPLIT * np.float64(hi[j]) + np.float64(lo[j])
+                acc = SPLIT * np.float64(first[j]) + np.float64(lo[j])
                 y_row[j] = (acc * scale_p[j]) * power
         start += y.shape[1]
 
@@ -127,11 +164,11 @@ _SIGN_MASKS = {4: (np.int32, np.int32(0x7FFFFFFF)), 8: (np.int64, np.int64(0x7FF
 _SCRATCH = {}  # (dtype, GEMM name) -> (integer dtype, sign mask, one-value cell, its bits, the halves' offset)
 
 
-def quantize_split(x, gemm=int8_gemm.SGEMM):
-    """(both [2N, n], e int64 [N]): the split halves of ref.int8_m1.quantize_rows(x), hi rows first, in the form
-    `gemm` reads (fast.cpu.int8_gemm: float32 halves for sgemm, uint8 halves + 128 for onnxruntime)."""
+def quantize_split(x, gemm=int8_gemm.SGEMM, rule=RULE):
+    """(both [halves * N, n], e int64 [N]): the rule's row integers (rule 3: their split halves, hi rows first),
+    in the form `gemm` reads (fast.cpu.int8_gemm: float32 for sgemm, uint8 + 128 for onnxruntime)."""
     x = np.ascontiguousarray(x)
-    both = np.empty((2 * x.shape[0], x.shape[1]), dtype=gemm.row_dtype)
+    both = np.empty((rule.halves * x.shape[0], x.shape[1]), dtype=gemm.row_dtype)
     exponents = np.empty(x.shape[0], dtype=np.int64)
     if x.size == 0:
         return both, exponents
@@ -142,7 +179,8 @@ def quantize_split(x, gemm=int8_gemm.SGEMM):
         scratch = _SCRATCH[(x.dtype, gemm.name)] = (integer, mask, cell, cell.view(integer),
                                                    gemm.row_dtype(gemm.row_offset))
     integer, mask, cell, cell_bits, offset = scratch
-    _quantize_split(x, x.view(integer), mask, cell, cell_bits, both, exponents, offset)
+    _quantize_split(x, x.view(integer), mask, cell, cell_bits, both, exponents, offset, rule.fraction_bits,
+                    rule.row_max, rule.halves)
     return both, exponents
 
 
@@ -182,14 +220,14 @@ def side_by_side(qparams, names):
     return cached[2], cached[3], tuple(a.shape[1] for a in arrays)
 
 
-def int8_products(x, qparams, names):
-    """[x @ W for W of names] by rule 3, the rows quantized once and ONE GEMM per K-chunk against the weights side
-    by side: each output column is its own exact integer, so the bits are int8_matmul's one product at a time.
-    The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact integers.
-    x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
+def int8_products(x, qparams, names, rule=RULE):
+    """[x @ W for W of names] by rule 3 (or `rule`), the rows quantized once and ONE GEMM per K-chunk against the
+    weights side by side: each output column is its own exact integer, so the bits are int8_matmul's one product
+    at a time. The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact
+    integers.   x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
     weights, scale, widths = side_by_side(qparams, names)
-    gemm = int8_gemm.choose(2 * x.shape[0], x.shape[1], scale.shape[0])
-    both, exponents = quantize_split(x, gemm)
+    gemm = int8_gemm.choose(rule.halves * x.shape[0], x.shape[1], scale.shape[0])
+    both, exponents = quantize_split(x, gemm, rule)
     # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes one
     # array faster than a tuple of P arrays); products of different widths get a tuple
     if min(widths) == max(widths):
@@ -197,21 +235,42 @@ def int8_products(x, qparams, names):
     else:
         parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
     if len(weights) == 1:
-        _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts)  # exact integers
+        _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts, rule.halves)  # exact integers
     else:
         acc = np.zeros((x.shape[0], scale.shape[0]))
         start = 0
         for w_f32, w_i8 in weights:
             _accumulate_split(gemm.products(np.ascontiguousarray(both[:, start:start + w_f32.shape[0]]), w_f32,
-                                            w_i8), acc)
+                                            w_i8), acc, rule.halves)
             start += w_f32.shape[0]
         _rescale_parts(acc, scale, exponents, parts)
+    for part, name in zip(parts, names):
+        if rule.rounds(name):
+            round_to_bfloat16(part)
     return list(parts)
 
 
-def int8_matmul(x, qparams, name):
-    """y = x @ W by rule 3 (W as qparams[name + '.int'] and '.scale').   x [N, n] -> [N, m] in x's dtype"""
-    return int8_products(x, qparams, [name])[0]
+@njit(cache=True)
+def _round_bits_to_bfloat16(bits):
+    """float32 bits b -> (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000 in place (ref.int8_rows_m1.to_bfloat16),
+    in 64-bit arithmetic as ref computes it.   bits uint32, any shape, contiguous"""
+    flat = bits.reshape(-1)
+    for i in range(flat.size):
+        b = np.uint64(flat[i])
+        flat[i] = np.uint32((b + np.uint64(0x7FFF) + ((b >> np.uint64(16)) & np.uint64(1))) & np.uint64(0xFFFF0000))
+
+
+def round_to_bfloat16(y):
+    """y rounded to the nearest bfloat16 in place, ties to even (rule 4's keys and values).   y contiguous"""
+    if y.dtype == np.float32:
+        _round_bits_to_bfloat16(y.view(np.uint32))
+    else:  # a float64 M1 (tests' toy models): through float32, as ref
+        y[...] = to_bfloat16(y)
+
+
+def int8_matmul(x, qparams, name, rule=RULE):
+    """y = x @ W by rule 3 or `rule` (W as qparams[name + '.int'] and '.scale').   x [N, n] -> [N, m] in x's dtype"""
+    return int8_products(x, qparams, [name], rule)[0]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -282,22 +341,23 @@ def softmax64(logit_rows):
     return out
 
 
-def logits(qparams, cfg, inputs):
-    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): ref.int8_m1.logits' forward pass, with
-    fast.cpu.exact_m1's attention and gated ReLU, the row-vectorized RMSNorm, and q/k/v and gate/up each computed
-    as one product (`int8_products`)."""
+def logits(qparams, cfg, inputs, rule=RULE):
+    """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): ref.int8_m1.logits' forward pass (or
+    `rule`'s), with fast.cpu.exact_m1's attention and gated ReLU, the row-vectorized RMSNorm, and q/k/v and
+    gate/up each computed as one product (`int8_products`)."""
     batch, length = inputs.shape
     x = qparams["embed"][inputs.reshape(-1)]  # [B*T, d]
     for layer in range(cfg.n_layers):
         prefix = f"blocks.{layer}."
         q, k, v = int8_products(rms_norm(x, qparams[prefix + "attn_norm"]), qparams,
-                                [prefix + name for name in ("wq", "wk", "wv")])
-        x += int8_matmul(attend(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams, prefix + "wo")
+                                [prefix + name for name in ("wq", "wk", "wv")], rule)
+        x += int8_matmul(attend(q, k, v, qparams[prefix + "rel_bias"], cfg, batch, length), qparams, prefix + "wo",
+                         rule)
         gate, up = int8_products(rms_norm(x, qparams[prefix + "mlp_norm"]), qparams,
-                                 [prefix + "w_gate", prefix + "w_up"])
+                                 [prefix + "w_gate", prefix + "w_up"], rule)
         _gated_relu(gate, up, gate.dtype.type(0))
-        x += int8_matmul(gate, qparams, prefix + "w_down")
-    out = int8_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed")
+        x += int8_matmul(gate, qparams, prefix + "w_down", rule)
+    out = int8_matmul(rms_norm(x, qparams["final_norm"]), qparams, "unembed", rule)
     return out.reshape(batch, length, -1)
 
 
@@ -308,13 +368,15 @@ def next_probs(qparams, cfg, inputs):
 
 class PrefixRows(exact_m1.PrefixRows):
     """Rule 3's key/value-cached grower: fast.cpu.exact_m1.PrefixRows with int8-valued products (q/k/v and gate/up
-    one product each) and the row-vectorized RMSNorm and softmax (the same bits as next_probs, tested)."""
+    one product each) and the row-vectorized RMSNorm and softmax (the same bits as next_probs, tested). A subclass
+    with another `rule` is that rule's grower (fast/cpu/int8_rows_m1.py)."""
 
+    rule = RULE
     rms_norm = staticmethod(rms_norm)
     softmax64 = staticmethod(softmax64)
 
     def _product(self, x, name):
-        return int8_matmul(x, self.params, name)
+        return int8_matmul(x, self.params, name, self.rule)
 
     def _products(self, x, names):
-        return int8_products(x, self.params, names)
+        return int8_products(x, self.params, names, self.rule)
