@@ -277,7 +277,7 @@ def default_method(model):
 def default_window_bits(model):
     """Equal-Info's window that window_bits=None stands for: shipped_model.WINDOW_BITS for the shipped M1 (each
     window restarts M1, so small windows cost its context), DEFAULT_WINDOW_BITS otherwise."""
-    if isinstance(model, TransformerModel) and fingerprint(model.arrays()) == shipped_model.FINGERPRINT:
+    if isinstance(model, TransformerModel) and shipped_model.rule_of(fingerprint(model.arrays())) is not None:
         return shipped_model.WINDOW_BITS
     return DEFAULT_WINDOW_BITS
 

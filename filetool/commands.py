@@ -334,7 +334,7 @@ def compress_summary(args, data, blob, header, why=None):
     if header.model_length:
         parts.append(f"embedded {header.model_kind} model {header.model_length:,} bytes")
     elif header.method not in ("gzip", "stored"):
-        needs = "the shipped M1" if header.fingerprint == shipped_model.FINGERPRINT else "decompress needs --model"
+        needs = "the shipped M1" if shipped_model.rule_of(header.fingerprint) else "decompress needs --model"
         parts.append(f"{header.model_kind} model {header.fingerprint[:12]} not embedded ({needs})")
     parts.append(f"header+checksums {len(blob) - payload - header.model_length} bytes")
     return (f"compressed {args.input}: {len(data):,} -> {len(blob):,} bytes, {rate} "

@@ -13,7 +13,8 @@ array's size and schema first and never unpickles. A compressed file stores only
 
 The model was trained by the one-line command in README ("The shipped M1") and turned into this file by
     python -m equalinfo.filetool.shipped_model out/shipped/m1.npz
-which prints the fingerprint to copy into FINGERPRINT below (a test checks that the file matches it and README).
+which prints the fingerprint to copy into FILE_FINGERPRINT below (a test checks that the file matches it and README).
+The file's arrays name exact rule 3; compress codes with the same weights under rule 4 (FINGERPRINTS, RULE).
 """
 import functools
 import sys
@@ -22,39 +23,74 @@ from pathlib import Path
 from equalinfo.filetool import fileformat
 from equalinfo.filetool.fileformat import FormatError
 from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
 
 PATH = Path(__file__).with_name("shipped_m1.npz")  # package data (setup.cfg)
-# SHA-256 of its arrays (ref/fingerprint.py), carried by every file coded with it; README states it too
-FINGERPRINT = "8ba940edb794b8be34e2d13c07707fcfe33d5ea8228be3d49ca1f4b3ec110236"
-RULE = 3  # exact rule of its rows (ref/exact_rules.py): int8 weights, half the size of rule 2's int16
+# SHA-256 of the file's arrays as stored (ref/fingerprint.py): rule 3's int8 weights, tagged rule 3
+FILE_FINGERPRINT = "8ba940edb794b8be34e2d13c07707fcfe33d5ea8228be3d49ca1f4b3ec110236"
+FILE_RULE = 3  # the rule its arrays name (ref/exact_rules.py): int8 weights, half the size of rule 2's int16
+# The same weights code under rules 3 and 4 (rule 4 reads rule 3's arrays: ref/int8_rows_m1.py); the rule is part
+# of the fingerprint a file carries, so each rule's files name the shipped M1 by their own fingerprint.
+FINGERPRINTS = {3: FILE_FINGERPRINT,  # files compress wrote before rule 4 (they still decode)
+                4: "6997b34c1c2dc4683032a020bda52bb529a78699b29f58efd4b943a7a5f30518"}
+RULE = 4  # the rule compress codes with: one int8 GEMM per product, 1.2-1.35x faster than rule 3 at +0.02% bits/byte
+FINGERPRINT = FINGERPRINTS[RULE]  # what files compress writes now carry; README states it too
 WINDOW_BITS = 1024  # its default Equal-Info window, for --method equalinfo (docs/decisions.md: b=16 costs ~1.5x)
 
 
 @functools.lru_cache(maxsize=1)
-def load():
-    """The shipped M1 (ref.m1.TransformerModel), checked against FINGERPRINT; FormatError if the file is missing
-    or is not the model this build names (a damaged or replaced install)."""
+def _load_file():
+    """The shipped model file as stored (rule FILE_RULE), checked against FILE_FINGERPRINT."""
     if not PATH.exists():
         raise FormatError("missing-model", f"the shipped M1 is missing from this install ({PATH}); reinstall "
                                            "equalinfo, or compress with the fitted model: --model fitted "
                                            "(model=\"fitted\" in Python)")
     model = fileformat.load_model_file(PATH)
     found = fingerprint(model.arrays())
-    if found != FINGERPRINT:
+    if found != FILE_FINGERPRINT:
         raise FormatError("bad-model-file", f"the shipped M1 at {PATH} has fingerprint {found}, not the "
-                                            f"{FINGERPRINT} this build ships; reinstall equalinfo")
+                                            f"{FILE_FINGERPRINT} this build ships; reinstall equalinfo")
     return model
 
 
+@functools.lru_cache(maxsize=len(FINGERPRINTS))
+def load(rule=RULE):
+    """The shipped M1 (ref.m1.TransformerModel) coding by exact rule `rule` (3 or 4; default RULE), its arrays
+    those of FINGERPRINTS[rule]; FormatError if the file is missing or is not the model this build names (a damaged
+    or replaced install)."""
+    if rule not in FINGERPRINTS:
+        raise ValueError(f"the shipped M1 codes by exact rule {', '.join(map(str, FINGERPRINTS))}, not {rule!r}")
+    stored = _load_file()
+    model = stored if rule == stored.rule else TransformerModel(stored.params, stored.cfg, rule=rule,
+                                                                 restart_every=stored.restart_every)
+    found = fingerprint(model.arrays())
+    if found != FINGERPRINTS[rule]:  # only a build whose FINGERPRINTS and file disagree gets here
+        raise FormatError("bad-model-file", f"the shipped M1 under rule {rule} has fingerprint {found}, not the "
+                                            f"{FINGERPRINTS[rule]} this build names; reinstall equalinfo")
+    return model
+
+
+def cache_clear():
+    """Forget the loaded model (tests that replace the file)."""
+    _load_file.cache_clear()
+    load.cache_clear()
+
+
+def rule_of(found):
+    """The rule under which the shipped M1 has fingerprint `found`, or None if it is not the shipped M1's."""
+    return next((rule for rule, named in FINGERPRINTS.items() if named == found), None)
+
+
 def load_for(header):
-    """The shipped M1 if a file's header names it (by fingerprint) and the file does not embed its model, else
-    None: decompress needs no --model for files that compress wrote by default."""
-    if header.model_kind == "transformer" and header.fingerprint == FINGERPRINT and not header.model_length:
-        return load()
+    """The shipped M1 if a file's header names it (by fingerprint, under either rule) and the file does not embed
+    its model, else None: decompress needs no --model for files that compress wrote by default."""
+    rule = rule_of(header.fingerprint)
+    if header.model_kind == "transformer" and rule is not None and not header.model_length:
+        return load(rule)
     return None
 
 
-def model_file_from_checkpoint(checkpoint_path, rule=RULE):
+def model_file_from_checkpoint(checkpoint_path, rule=FILE_RULE):
     """(bytes of the model file, fingerprint) of a train-m1 checkpoint as a coding model: rows by exact rule `rule`
     on ref's implementation, restarting every seq_len symbols (the length it was trained on)."""
     from equalinfo.train import m1  # only needed to build the file, never to use it

@@ -102,7 +102,7 @@ def test_is_text(sample, text):
 def test_a_missing_shipped_model_is_one_line_naming_the_fitted_flag(capsys, tmp_path, monkeypatch):
     (tmp_path / "t.txt").write_bytes(TEXT)
     monkeypatch.setattr(shipped_model, "PATH", tmp_path / "missing.npz")
-    shipped_model.load.cache_clear()
+    shipped_model.cache_clear()
     try:
         err = fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi",
                         says="the shipped M1 is missing from this install")
@@ -113,7 +113,7 @@ def test_a_missing_shipped_model_is_one_line_naming_the_fitted_flag(capsys, tmp_
         assert run_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "fitted")[0] == 0
         assert equalinfo.decompress(equalinfo.compress(TEXT, "fitted")) == TEXT
     finally:
-        shipped_model.load.cache_clear()
+        shipped_model.cache_clear()
 
 
 def test_unknown_model_names_are_refused():

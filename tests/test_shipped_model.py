@@ -41,7 +41,7 @@ def test_a_replaced_shipped_model_is_refused(capsys, tmp_path, monkeypatch):
     (tmp_path / "t.txt").write_bytes(TEXT)
     assert run_cli(capsys, "fit-model", tmp_path / "t.txt", tmp_path / "other.npz")[0] == 0
     monkeypatch.setattr(shipped_model, "PATH", tmp_path / "other.npz")
-    shipped_model.load.cache_clear()
+    shipped_model.cache_clear()
     try:
         fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "shipped",
                   says="has fingerprint")
@@ -49,4 +49,22 @@ def test_a_replaced_shipped_model_is_refused(capsys, tmp_path, monkeypatch):
         fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--model", "shipped",
                   says="is missing from this install")
     finally:
-        shipped_model.load.cache_clear()
+        shipped_model.cache_clear()
+
+
+def test_files_coded_under_rule_3_still_decode_and_rule_4_is_the_default(capsys, tmp_path):
+    """compress codes with the shipped weights under rule 4 now; a file written under rule 3 (every file compress
+    wrote before) names the rule-3 fingerprint and decompress still finds the model for it, with rule 3's rows."""
+    from equalinfo.filetool import codec
+
+    assert shipped_model.load().rule == 4 and shipped_model.load(3).rule == 3 == shipped_model.FILE_RULE
+    assert fingerprint(shipped_model.load(3).arrays()) == shipped_model.FILE_FINGERPRINT != shipped_model.FINGERPRINT
+    old = codec.compress_bytes(TEXT, method="ac", model=shipped_model.load(3), embed=False)[0]
+    (tmp_path / "old.eqi").write_bytes(old)
+    assert fileformat.unpack(old).header.fingerprint == shipped_model.FILE_FINGERPRINT
+    status, _, err = run_cli(capsys, "decompress", tmp_path / "old.eqi", tmp_path / "old.out")
+    assert status == 0 and "the shipped M1" in err and (tmp_path / "old.out").read_bytes() == TEXT
+    new = codec.compress_bytes(TEXT, method="ac", model=shipped_model.load(), embed=False)[0]
+    assert new != old and fileformat.unpack(new).header.fingerprint == shipped_model.FINGERPRINT
+    with pytest.raises(ValueError, match="rule 3, 4"):
+        shipped_model.load(2)

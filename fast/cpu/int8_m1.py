@@ -341,7 +341,7 @@ def softmax64(logit_rows):
     return out
 
 
-def logits(qparams, cfg, inputs, rule=RULE):
+def logits(qparams, cfg, inputs, *, rule=RULE):
     """Logits [B, T, vocab_out] of int inputs [B, T] (already validated): ref.int8_m1.logits' forward pass (or
     `rule`'s), with fast.cpu.exact_m1's attention and gated ReLU, the row-vectorized RMSNorm, and q/k/v and
     gate/up each computed as one product (`int8_products`)."""

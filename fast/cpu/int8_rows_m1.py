@@ -34,7 +34,7 @@ def int8_rows_products(x, qparams, names):
 
 def logits(qparams, cfg, inputs):
     """Logits [B, T, vocab_out] of int inputs [B, T] (already validated), as ref.int8_rows_m1.logits."""
-    return int8_m1.logits(qparams, cfg, inputs, RULE)
+    return int8_m1.logits(qparams, cfg, inputs, rule=RULE)
 
 
 def next_probs(qparams, cfg, inputs):
