@@ -27,7 +27,9 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
 
 from equalinfo.fast.cpu.threads import one_thread_below
 from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS)  # noqa: F401
@@ -336,6 +338,31 @@ def next_probs(params, cfg, inputs):
 # growing many prefixes one input at a time (a key/value cache), with the same bits
 
 
+def widened(value):
+    """A cached key or value as a float: itself if the cache holds floats, else (a bfloat16 cache's uint16, rule 4)
+    the float32 whose upper 16 bits it is (exact: a bfloat16 is the upper half of the float32 it stands for).
+    Compiled callers get the branch their cache's type needs, no test at run time, and the widening (zero-extend,
+    shift, reinterpret) stays inside the SIMD loop that reads the cache."""
+    if isinstance(value, np.integer):
+        return np.array([np.uint32(value) << 16], dtype=np.uint32).view(np.float32)[0]
+    return value
+
+
+@intrinsic
+def _float32_from_bits(typingctx, bits):
+    """The float32 whose bits are the uint32 `bits` (LLVM's bitcast: no instruction, no rounding)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+    return types.float32(types.uint32), codegen
+
+
+@overload(widened)
+def _widened(value):
+    if isinstance(value, types.Integer):
+        return lambda value: _float32_from_bits(np.uint32(value) << np.uint32(16))
+    return lambda value: value
+
+
 @njit(parallel=True, cache=True)
 def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
@@ -378,7 +405,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
                 for c in range(head_dim):
                     q_c, key_row = q[a, h, c], block_keys[c]
                     for l in range(part.size):  # lanes = positions
-                        part[l] += q_c * key_row[l]
+                        part[l] += q_c * widened(key_row[l])
             first = capacity - n  # bias_head[first + j] is distance i - j's bias
             top = -np.inf
             for j in range(n):
@@ -396,7 +423,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
                 total += weight
                 value_row = value_head[j]
                 for c in range(head_dim):  # lanes = c
-                    acc[c] += weight * value_row[c]
+                    acc[c] += weight * widened(value_row[c])
             for c in range(head_dim):
                 out[a, h, c] = acc[c] / total
 
@@ -484,10 +511,15 @@ class PrefixRows:
     rms_norm = staticmethod(rms_norm)
     softmax64 = staticmethod(softmax64)
     key_block = KEY_BLOCK  # positions per block of the key cache (key_layout)
+    # True for a rule whose keys and values are bfloat16 values (rule 4): a float32 M1's caches then hold their
+    # upper 16 bits (uint16), half the bytes attention reads per step, widened back exactly (`widened`)
+    bfloat16_cache = False
 
     def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
+        self.halves_cache = self.bfloat16_cache and dtype == np.float32
+        dtype = np.uint16 if self.halves_cache else dtype
         capacity, block = key_layout(capacity, self.key_block)
         self.capacity = capacity
         shape = (n_slots, cfg.n_heads)
@@ -514,6 +546,10 @@ class PrefixRows:
         buckets = bucket_table(self.capacity, self.cfg.num_buckets, self.cfg.max_distance)[distances, 0]  # [cap]
         self.bias = [np.ascontiguousarray(self.params[f"blocks.{layer}.rel_bias"][buckets[::-1]].T)
                      for layer in range(self.cfg.n_layers)]  # [H, capacity], distance reversed (_attend_newest)
+
+    def _cached(self, k):
+        """k as the cache holds it: itself, or (bfloat16 caches) its float32 bits' upper halves.   [A, H, dh]"""
+        return (k.view(np.uint32) >> 16).astype(np.uint16) if self.halves_cache else k
 
     def _product(self, x, name):
         """x @ params[name] by the rule.   x [A, n] -> [A, m]"""
@@ -557,7 +593,8 @@ class PrefixRows:
             h = self.rms_norm(x, params[prefix + "attn_norm"])
             q, k, v = (np.ascontiguousarray(y).reshape(n_rows, cfg.n_heads, cfg.head_dim)
                        for y in self._products(h, [prefix + name for name in ("wq", "wk", "wv")]))
-            _store_newest(self.keys[layer], self.values[layer], slots, positions, k, v)  # every new key and value
+            _store_newest(self.keys[layer], self.values[layer], slots, positions, self._cached(k),
+                          self._cached(v))  # every new key and value
             attended = np.empty_like(q)  # is in place before any query reads it
             with _threads_for(n_rows * cfg.n_heads * (top + 1) * cfg.head_dim):
                 _attend_newest(q, self.keys[layer], self.values[layer], slots, positions, self.bias[layer],

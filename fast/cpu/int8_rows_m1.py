@@ -43,6 +43,8 @@ def next_probs(qparams, cfg, inputs):
 
 
 class PrefixRows(int8_m1.PrefixRows):
-    """Rule 4's key/value-cached grower: rule 3's (fast/cpu/int8_m1.py) with rule 4's products."""
+    """Rule 4's key/value-cached grower: rule 3's (fast/cpu/int8_m1.py) with rule 4's products, its keys and values
+    (bfloat16 values) cached in 2 bytes each (fast.cpu.exact_m1.PrefixRows.bfloat16_cache)."""
 
     rule = RULE
+    bfloat16_cache = True
