@@ -20,7 +20,8 @@ VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 # such a change must come with a new FORMAT_VERSION (and its line here), never under an old version's number.
 RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692",
             2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0",  # + m1_integer_m1 (rule 2)
-            3: "c70ff8c28c346fd20c5fc6b8c99abf787932ea6284cc808da4c9b5623b1386b0"}  # + m1_int8_m1 (rule 3), rejections
+            3: "c70ff8c28c346fd20c5fc6b8c99abf787932ea6284cc808da4c9b5623b1386b0",  # + m1_int8_m1 (rule 3), rejections
+            4: "90ec63ffd304025f7aa45f35d0bf50f39889882a1037b040bad3675a6f90e1f8"}  # + m1_int8_rows_m1 (rule 4)
 GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast under the simulator
 
 
@@ -182,6 +183,7 @@ EDITS = {  # family -> one small edit of its expected outputs or inputs
     "m1_exact_m1": one_ulp("probs", 1000),  # one probability off by one unit in the last place
     "m1_integer_m1": flip("trace.blocks.0.wq.acc", 9),  # one integer sum of the first product off by one
     "m1_int8_m1": flip("trace.blocks.0.w_down.lo", 4),  # one low half of the second traced product
+    "m1_int8_rows_m1": one_ulp("trace.blocks.0.wk.y", 9),  # one key, off by one float32 ulp: no bfloat16 value
     "transformer": scale("grad.blocks.1.wk", 5, 1.0 + 1e-6),  # one gradient entry, 1e-6 relative
     "packing": flip("validation.rows", 3),  # one packed token
     "rejections": lambda arrays: arrays["tokens.002"].__setitem__(1, 0),  # the negative token made valid
