@@ -20,8 +20,8 @@ zero row), this family holds:
 import numpy as np
 
 from equalinfo.conformance import m1_integer
-from equalinfo.conformance.m1_integer import (BELOW_HALF, EDGE_PRODUCT, EXTRA_TEXT, POSITIONS, ZERO_SYMBOL,  # noqa: F401
-                                              add_rows_and_steps, check_rows_and_steps, stepped)
+from equalinfo.conformance.m1_integer import BELOW_HALF, EDGE_PRODUCT, EXTRA_TEXT, POSITIONS, ZERO_SYMBOL  # noqa: F401
+from equalinfo.conformance.m1_integer import add_rows_and_steps, check_rows_and_steps, stepped
 
 BFLOAT16_PRODUCTS = ("wk", "wv")  # the products whose outputs rule 4 rounds to bfloat16 (docs/conformance.md)
 TRACED = ["blocks.0.wq", "blocks.0.wk", "blocks.0.wv", "blocks.0.w_down"]  # rule 2's two, and the rounded two
