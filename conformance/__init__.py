@@ -16,6 +16,7 @@ tally):
     m1_rows.py         families m1_RULE: a tiny M1's probability rows under each exact rule, and the windows they code
     m1_integer.py      rule 2's own steps (its quantized weights, row exponents, integer sums), in its m1_rows family
     m1_int8.py         rule 3's own steps (int8 weights, 14-bit rows, their int8 halves), in its m1_rows family
+    m1_int8_rows.py    rule 4's own steps (7-bit int8 rows, one GEMM, bfloat16 keys and values), in its m1_rows family
     transformer.py     a small Transformer's logits, loss and gradients, one Adafactor and one AdamW step
     packing.py         documents -> packed examples -> fixed-length rows
     rejections.py      inputs every implementation must refuse (bad tokens, windows smaller than the precision)
@@ -34,7 +35,7 @@ from equalinfo.conformance import coder, m1_rows, packing, quantization, rejecti
 from equalinfo.conformance.files import VectorError, read_family, read_manifest, write_set
 from equalinfo.conformance.tally import Tally
 
-FORMAT_VERSION = 3  # 3: + m1_int8_m1 (rule 3) and rejections (version 2 files byte for byte the same)
+FORMAT_VERSION = 4  # 4: + m1_int8_rows_m1 (rule 4) (version 3 files byte for byte the same)
 FAMILIES = [quantization, coder, windows, tokens, *m1_rows.FAMILIES, transformer, packing, rejections]
 
 

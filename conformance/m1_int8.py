@@ -123,4 +123,5 @@ def request(asked, expected):
 
 def answer(description, arrays, qparams, cfg, module, impl):
     """The backend's answers to rule 3's own questions (request above)."""
-    return m1_integer.answer(description, arrays, qparams, cfg, module, impl, module.int8_matmul, split_steps)
+    return m1_integer.answer(description, arrays, qparams, cfg, module, impl, module.int8_matmul,
+                             lambda steps, product: split_steps(steps["x_int"]))

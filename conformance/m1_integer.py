@@ -75,25 +75,30 @@ def steps(x, qparams, name):
             "y": integer_m1.int_matmul(x, qparams, name)}
 
 
-def forward_pass(qparams, cfg, ids, rule=None, steps=None):
+def forward_pass(qparams, cfg, ids, rule=None, steps=None, matmul=None, traced=TRACED, count_more=None):
     """({product: counts of the rule's edge cases met}, {traced product: its steps}) over ref's forward pass under
-    `rule` (ref.integer_m1 by default; m1_int8.py passes ref.int8_m1 and its own steps)."""
+    `rule` (ref.integer_m1 by default; m1_int8.py passes ref.int8_m1 and its own steps; m1_int8_rows.py rule 4's
+    module, its product `matmul`, its `traced` products and `count_more(x, params, name, seen)`, which adds the
+    rule's own counts of the product of x to the product's dict `seen`)."""
     from equalinfo.ref import exact_m1, integer_m1
 
     rule, steps = rule or integer_m1, steps or globals()["steps"]
-    int_max = getattr(rule, "INT_MAX", None) or rule.ROW_MAX  # the largest |x_int|: rule 2's, rule 3's
-    matmul = getattr(rule, "int_matmul", None) or rule.int8_matmul
+    int_max = getattr(rule, "INT_MAX", None) or rule.ROW_MAX  # the largest |x_int|: rule 2's, rules 3 and 4's
+    matmul = matmul or getattr(rule, "int_matmul", None) or rule.int8_matmul
     counts, traces = {}, {}
 
     def product(x, params, name):
-        scaled = np.ldexp(x.astype(np.float64), -rule.row_exponents(x)[:, None])
+        e = integer_m1.row_exponents(x, rule.FRACTION_BITS)  # each rule's step 1, with its row width
+        scaled = np.ldexp(x.astype(np.float64), -e[:, None])
         seen = counts.setdefault(name, {"rows": 0, "zero_rows": 0, "halfway_ties": 0, "clipped": 0})
         seen["rows"] += len(x)
         seen["zero_rows"] += int(np.sum(~np.any(x, axis=1)))
         seen["halfway_ties"] += int(np.sum(np.abs(scaled - np.floor(scaled)) == 0.5))
         seen["clipped"] += int(np.sum(np.abs(np.rint(scaled)) > int_max))
-        if name in TRACED:
+        if name in traced:
             traces[name] = steps(x, params, name)
+        if count_more is not None:
+            count_more(x, params, name, seen)
         return matmul(x, params, name)
 
     exact_m1.logits(qparams, cfg, ids, product=product)
@@ -141,8 +146,16 @@ def check(description, arrays, qparams, cfg, module, impl, tally):
                          ("x", "x_int", "e", "acc", "y"))
 
 
-def check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally, check_steps, keys):
-    """The long rows, then check_steps on each traced product and the edge rows (arrays NAME.KEY for keys)."""
+def stepped(description, more=()):
+    """[(array prefix, product name)] of the products whose steps the family stores: each traced product
+    (trace.NAME), the edge rows (edge, through edge_product), then `more` such pairs (rule 4's)."""
+    return ([(f"trace.{name}", name) for name in description["traced"]] + [("edge", description["edge_product"])]
+            + list(more))
+
+
+def check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally, check_steps, keys, sets=None):
+    """The long rows, then check_steps on each traced product and the edge rows (arrays NAME.KEY for keys), or on
+    `sets`, [(array prefix, product)] (default stepped(description))."""
     rows = tally.call("long", "next_probs", module.next_probs, qparams, cfg, arrays["long.inputs"])
     if rows is not None:
         rows = np.asarray(rows)[0, arrays["long.positions"]]
@@ -150,8 +163,7 @@ def check_rows_and_steps(description, arrays, qparams, cfg, module, impl, tally,
         cdfs = tally.call("long", "quantize", impl.arithmetic.quantize, rows, description["precision"])
         if cdfs is not None:
             tally.same(cdfs, arrays["long.cdfs"], "long", "CDFs")
-    for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
-        product = description["edge_product"] if name == "edge" else name[len("trace."):]
+    for name, product in sets or stepped(description):
         check_steps(name, product, {key: arrays[f"{name}.{key}"] for key in keys}, qparams, module, tally)
 
 
@@ -173,28 +185,31 @@ def check_steps(where, name, want, qparams, module, tally):
 STEP_ANSWERS = ("x_int", "e", "acc", "y")  # of each traced and edge product; x stays in the request
 
 
-def request(asked, expected, step_answers=STEP_ANSWERS):
+def request(asked, expected, step_answers=STEP_ANSWERS, prefixes=("trace.", "edge.")):
     """The request's arrays without rule 2's answers, which move into `expected` (same names): long.probs,
     long.cdfs, and trace.NAME.KEY / edge.KEY for KEY in step_answers (acc: the program's own integer product of
-    its x_int and W_int). Rule 3 (m1_int8.py) passes its own step_answers."""
+    its x_int and W_int). Rules 3 and 4 (m1_int8.py, m1_int8_rows.py) pass their own step_answers, rule 4 its
+    array prefixes too."""
     answers = [key for key in asked if key in ("long.probs", "long.cdfs") or key.rsplit(".", 1)[-1] in step_answers
-               and key.startswith(("trace.", "edge."))]
+               and key.startswith(prefixes)]
     expected.update({key: asked[key] for key in answers})
     return {key: value for key, value in asked.items() if key not in answers}
 
 
-def answer(description, arrays, qparams, cfg, module, impl, matmul=None, extra_steps=None):
-    """The backend's answers to rule 2's own questions (request above); rule 3 (m1_int8.py) passes its product
-    `matmul` (default module.int_matmul) and `extra_steps(x_int)` -> {KEY: array} for its own steps."""
+def answer(description, arrays, qparams, cfg, module, impl, matmul=None, extra_steps=None, sets=None):
+    """The backend's answers to rule 2's own questions (request above); rules 3 and 4 (m1_int8.py,
+    m1_int8_rows.py) pass their product `matmul` (default module.int_matmul), `extra_steps(steps, product)` ->
+    {KEY: array} for their own steps (steps: this product's x_int, e, acc and y answers), and rule 4 its `sets`
+    (stepped's pairs)."""
     matmul = matmul or module.int_matmul
     rows = np.asarray(module.next_probs(qparams, cfg, arrays["long.inputs"]))[0, arrays["long.positions"]]
     answers = {"long.probs": rows, "long.cdfs": impl.arithmetic.quantize(rows, description["precision"])}
-    for name in [f"trace.{name}" for name in description["traced"]] + ["edge"]:
-        product = description["edge_product"] if name == "edge" else name[len("trace."):]
+    for name, product in sets or stepped(description):
         x_int, e = module.quantize_rows(arrays[f"{name}.x"])
-        answers.update({f"{name}.x_int": x_int, f"{name}.e": e,
-                        f"{name}.acc": np.asarray(x_int, np.int64) @ qparams[product + ".int"].astype(np.int64),
-                        f"{name}.y": matmul(arrays[f"{name}.x"], qparams, product)})
+        steps = {"x_int": x_int, "e": e,
+                 "acc": np.asarray(x_int, np.int64) @ qparams[product + ".int"].astype(np.int64),
+                 "y": matmul(arrays[f"{name}.x"], qparams, product)}
         if extra_steps is not None:
-            answers.update({f"{name}.{key}": value for key, value in extra_steps(np.asarray(x_int)).items()})
+            steps.update(extra_steps(steps, product))
+        answers.update({f"{name}.{key}": value for key, value in steps.items()})
     return answers

@@ -10,7 +10,9 @@ Rule 2 (ref/integer_m1.py) is one more entry in RULES, family m1_integer_m1, rat
 own: its rows, CDFs, prefix check and windows are exactly rule 1's fields, computed by another module, and a
 porter reads both families the same way. What only rule 2 has (the quantized M1, its integer products step by
 step, the rule's edge cases) is the rule's `extension`, conformance/m1_integer.py. Rule 3 (ref/int8_m1.py) is the
-third entry, family m1_int8_m1, with its own steps (the int8 split included) in conformance/m1_int8.py.
+third entry, family m1_int8_m1, with its own steps (the int8 split included) in conformance/m1_int8.py; rule 4
+(ref/int8_rows_m1.py) the fourth, family m1_int8_rows_m1, with its steps (7-bit rows, one GEMM, keys and values
+rounded to bfloat16) in conformance/m1_int8_rows.py.
 """
 import dataclasses
 import importlib
@@ -65,7 +67,7 @@ class Rule:
 
 
 RULES = [Rule(1), Rule(2, extension="equalinfo.conformance.m1_integer"),
-         Rule(3, extension="equalinfo.conformance.m1_int8")]
+         Rule(3, extension="equalinfo.conformance.m1_int8"), Rule(4, extension="equalinfo.conformance.m1_int8_rows")]
 
 
 def tiny_m1():

@@ -3,8 +3,10 @@ fresh export reproduces it byte for byte, and an edited vector fails exactly its
 import hashlib
 import io
 import json
+import math
 import re
 import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,8 @@ VECTORS = Path(__file__).resolve().parent / "conformance_vectors"
 # such a change must come with a new FORMAT_VERSION (and its line here), never under an old version's number.
 RELEASED = {1: "1ee5041cdc6fa9c0e02e475c9602805a876f70faba7ff47f3dc6272fe5412692",
             2: "00d73d6592ee86dda060788974c532f6385064d30cc59d4f2629e6768d21a2d0",  # + m1_integer_m1 (rule 2)
-            3: "c70ff8c28c346fd20c5fc6b8c99abf787932ea6284cc808da4c9b5623b1386b0"}  # + m1_int8_m1 (rule 3), rejections
+            3: "c70ff8c28c346fd20c5fc6b8c99abf787932ea6284cc808da4c9b5623b1386b0",  # + m1_int8_m1 (rule 3), rejections
+            4: "90ec63ffd304025f7aa45f35d0bf50f39889882a1037b040bad3675a6f90e1f8"}  # + m1_int8_rows_m1 (rule 4)
 GPU_SHARED = ["quantization", "coder", "windows", "tokens", "packing", "rejections"]  # fast under the simulator
 
 
@@ -182,6 +185,7 @@ EDITS = {  # family -> one small edit of its expected outputs or inputs
     "m1_exact_m1": one_ulp("probs", 1000),  # one probability off by one unit in the last place
     "m1_integer_m1": flip("trace.blocks.0.wq.acc", 9),  # one integer sum of the first product off by one
     "m1_int8_m1": flip("trace.blocks.0.w_down.lo", 4),  # one low half of the second traced product
+    "m1_int8_rows_m1": one_ulp("trace.blocks.0.wk.y", 9),  # one key, off by one float32 ulp: no bfloat16 value
     "transformer": scale("grad.blocks.1.wk", 5, 1.0 + 1e-6),  # one gradient entry, 1e-6 relative
     "packing": flip("validation.rows", 3),  # one packed token
     "rejections": lambda arrays: arrays["tokens.002"].__setitem__(1, 0),  # the negative token made valid
@@ -424,3 +428,208 @@ def test_each_rejection_vector_breaks_the_rule_it_names():
         function, args = rejections.attempt(case, arrays, impl)
         with pytest.raises(ValueError, match=re.escape(says[case["breaks"]])):
             function(*args)
+
+
+RULE_4_EDITS = [  # (edit of m1_int8_rows_m1, the failure it must cause)
+    (flip("edge.x_int", 11), "edge: x_int differs"),  # a tie rounded the wrong way (1.5 -> 3, not 2)
+    (flip("edge.x_int", 16), "edge: x_int differs"),  # the tie 127.5 -> 128 clipped to 127: 126 instead
+    (flip("edge.e", 8), "edge: row exponents e differs"),  # the subnormal row's frexp exponent
+    (flip("edge.acc", 0), "edge: acc = x_int @ W_int differs"),
+    (one_ulp("edge.y_rescaled", 20), "edge: y_rescaled = float32((acc * s) * 2^e) differs"),
+    (one_ulp("trace.blocks.0.wk.y_rescaled", 9), "trace.blocks.0.wk: y_rescaled = float32((acc * s) * 2^e) differs"),
+    (scale("bf16_edge.y", 2, 1.0 + 2.0 ** -7), "bf16_edge: y = bfloat16(y_rescaled) differs"),  # the tie rounded up
+    (one_ulp("trace.blocks.0.wq.y", 5), "trace.blocks.0.wq: y = y_rescaled differs"),
+    (lambda arrays: arrays["bfloat16.rounded"].__setitem__(1, np.float32(1.0078125)),  # 0x3F808000 up, not to even
+     "bfloat16: rounded = the bfloat16 formula on y's bits differs"),
+    (one_ulp("long.probs", 2400), "long: rows at long.positions differs"),
+    (flip("param.unembed.int", 100), "rows: probability rows differs"),  # one int8 weight of the last product
+]
+
+
+@pytest.mark.parametrize("edit,reason", RULE_4_EDITS)
+def test_rule_4_edits_fail_its_family_at_the_edited_step(vector_copy, edit, reason):
+    rewrite_npz(vector_copy, "m1_int8_rows_m1", edit)
+    results = conformance.check(vector_copy, implementations.load("ref"), ["m1_exact_m1", "m1_int8_rows_m1"])
+    assert failed_families(results) == {"m1_int8_rows_m1"}
+    assert any(line.startswith(reason) for line in results[1][3]), results[1][3]
+
+
+def bits32(values):
+    return np.asarray(values, np.float32).view(np.uint32)
+
+
+def test_rule_4_vectors_exercise_the_rule_s_edge_cases():
+    """The family's own rows meet zero rows, halfway ties and clipped entries; its edge rows are rounded and clipped
+    as the rule says; the bf16_edge rows hold bfloat16 ties both ways, near-ties and a carry; only wk and wv are
+    rounded (docs/conformance.md)."""
+    description = json.loads((VECTORS / "m1_int8_rows_m1.json").read_text())
+    counts = description["forward_pass"]
+    assert counts["blocks.0.wq"]["zero_rows"] > 0 and counts["blocks.0.wo"]["halfway_ties"] > 0
+    assert counts["blocks.0.w_down"]["clipped"] > 0
+    assert set(description["bfloat16_products"]) == {"wk", "wv"}
+    assert {"blocks.0.wk", "blocks.0.wv"} <= set(description["traced"])
+    with np.load(VECTORS / "m1_int8_rows_m1.npz", allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    assert arrays["param.blocks.0.wq.int"].dtype == np.int8
+    x_int, e = arrays["edge.x_int"], arrays["edge.e"]
+    assert e[0] == 0 and not x_int[0].any()  # the zero row
+    assert x_int[1].tolist() == [64, 0, 2, 2, 4, 0, -2, -66] and e[1] == -6  # halves to even
+    assert x_int[2].tolist() == [127, -127, 126, -126, 126, 0, -64, 100]  # 127.5 -> 128, clipped
+    assert x_int[4, :2].tolist() == [127, -127] and e[3] == -8  # 127.99999 rounds to 128, clipped; 0.25 -> 64
+    assert e[7:10].tolist() == [-105, -139, 113]  # tiny, subnormal, huge
+    assert np.abs(x_int).max() <= 127
+    for name in description["traced"]:  # wk and wv hold bfloat16 values only; every other product is not rounded
+        y, y_rescaled = bits32(arrays[f"trace.{name}.y"]), bits32(arrays[f"trace.{name}.y_rescaled"])
+        if name.endswith((".wk", ".wv")):
+            assert not (y & 0xFFFF).any() and (y != y_rescaled).any()
+        else:
+            assert (y == y_rescaled).all() and (y & 0xFFFF).any()
+    before, after = bits32(arrays["bf16_edge.y_rescaled"]), bits32(arrays["bf16_edge.y"])
+    assert (before[0, 2], after[0, 2]) == (0x40548000, 0x40540000)  # a tie, down to even
+    assert (before[1, 7], after[1, 7]) == (0xC0438000, 0xC0440000)  # a negative tie, up to even
+    assert (before[2, 0] & 0xFFFF, before[3, 3] & 0xFFFF) == (0x7FFF, 0x8001)  # just below and above a tie
+    assert (before[4, 3], after[4, 3]) == (0xBFFF869A, 0xC0000000)  # the carry into the exponent
+    assert (bits32(arrays["bfloat16.rounded"])[-1], bits32(arrays["bfloat16.rounded"])[10]) == (0x7F800000, 0x80000000)
+
+
+def spec_float32(value):
+    """The float32 nearest to a Python float (IEEE rounding to nearest, ties to even), as a Python float."""
+    return struct.unpack("<f", struct.pack("<f", value))[0]
+
+
+def spec_bits(value):
+    return struct.unpack("<I", struct.pack("<f", value))[0]
+
+
+def spec_bfloat16_bits(bits):
+    return (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+
+
+def spec_rule_4_product(x_row, w_int, scale, rounded):
+    """One row of a rule-4 product written from docs/conformance.md alone, with Python floats and integers: (x_int,
+    e, acc, y_rescaled bits, y bits)."""
+    top = max(abs(value) for value in x_row)
+    e = 0 if top == 0 else math.frexp(top)[1] - 7
+    x_int = [max(-127, min(127, round(math.ldexp(value, -e)))) for value in x_row]  # round(): halves to even
+    acc = [sum(x_int[k] * int(w_int[k][j]) for k in range(len(x_row))) for j in range(len(scale))]  # exact ints
+    before = [spec_bits(spec_float32((float(a) * float(s)) * 2.0 ** e)) for a, s in zip(acc, scale)]
+    return x_int, e, acc, before, [spec_bfloat16_bits(b) for b in before] if rounded else before
+
+
+def test_rule_4_from_the_spec_reproduces_every_stored_step():
+    """An independent implementation of rule 4's product (the spec's steps 1-5, in plain Python: math.frexp,
+    round(), Python integers, struct's float32) gives every stored x_int, e, acc, y_rescaled and y of the traced
+    products, the edge rows and the bfloat16 rows, and every bfloat16 case."""
+    description = json.loads((VECTORS / "m1_int8_rows_m1.json").read_text())
+    with np.load(VECTORS / "m1_int8_rows_m1.npz", allow_pickle=False) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    sets = ([(f"trace.{name}", name) for name in description["traced"]] + [("edge", description["edge_product"])]
+            + [("bf16_edge", description["bfloat16_product"])])
+    rows = 0
+    for prefix, product in sets:
+        w_int, scale = arrays[f"param.{product}.int"].tolist(), arrays[f"param.{product}.scale"].tolist()
+        rounded = product.rsplit(".", 1)[-1] in ("wk", "wv")
+        for r, x_row in enumerate(arrays[f"{prefix}.x"].tolist()):
+            x_int, e, acc, before, after = spec_rule_4_product(x_row, w_int, scale, rounded)
+            where = f"{prefix} row {r}"
+            assert x_int == arrays[f"{prefix}.x_int"][r].tolist(), where
+            assert e == arrays[f"{prefix}.e"][r], where
+            assert acc == arrays[f"{prefix}.acc"][r].tolist(), where
+            assert before == bits32(arrays[f"{prefix}.y_rescaled"][r]).tolist(), where
+            assert after == bits32(arrays[f"{prefix}.y"][r]).tolist(), where
+            rows += 1
+    assert rows == 4 * 84 + 11 + 6
+    want = bits32(arrays["bfloat16.rounded"]).tolist()
+    assert [spec_bfloat16_bits(b) for b in bits32(arrays["bfloat16.y"]).tolist()] == want
+
+
+def test_the_spec_s_rule_4_example_is_the_committed_vectors():
+    """docs/conformance.md works bf16_edge row 0, output 2 of m1_int8_rows_m1 through rule 4's steps by hand."""
+    spec = " ".join((VECTORS.parents[1] / "docs" / "conformance.md").read_text().split())  # line breaks as spaces
+    with np.load(VECTORS / "m1_int8_rows_m1.npz", allow_pickle=False) as archive:
+        w_int = archive["param.blocks.0.wk.int"][:, 2].astype(np.int64)
+        s = archive["param.blocks.0.wk.scale"][2]
+        x_int, e, acc, before, after = (archive[f"bf16_edge.{key}"][0] for key in ("x_int", "e", "acc", "y_rescaled",
+                                                                                    "y"))
+    assert e == -6 and acc[2] == int(x_int.astype(np.int64) @ w_int)
+    terms = " + ".join(str(int(t)) for t in x_int.astype(np.int64) * w_int)
+    for text in (f"x = {x_int.astype(int).tolist()} * 2^-6", f"= {w_int.tolist()}, so acc = {terms} = {acc[2]};",
+                 f"s_2 = {float(s)!r}, acc * s_2 = {float(acc[2] * s)!r} (float64)",
+                 f"times 2^-6 = {float(acc[2] * s * 2.0 ** -6)!r}", f"`bf16_edge.y_rescaled[0, 2]` = {before[2]!s}",
+                 f"bits 0x{int(bits32(before[2])):08X}", f"`bf16_edge.y[0, 2]` = {after[2]!s}"):
+        assert text in spec, text
+
+
+def rule_4_mutant(wrong):
+    """A module computing rule 4 with one step changed by `wrong` (a dict of replaced steps), the rest ref's."""
+    from types import SimpleNamespace
+
+    from equalinfo.ref import exact_m1, int8_rows_m1
+
+    quantize_rows = wrong.get("quantize_rows", int8_rows_m1.quantize_rows)
+    to_bfloat16 = wrong.get("to_bfloat16", int8_rows_m1.to_bfloat16)
+    rounds = wrong.get("rounds", int8_rows_m1.rounds_to_bfloat16)
+
+    def int8_rows_matmul(x, qparams, name):
+        x_int, e = quantize_rows(x)
+        acc = int8_rows_m1.chunked_product(x_int, qparams[name + ".int"])
+        y = ((acc * qparams[name + ".scale"]) * np.ldexp(1.0, e)[:, None]).astype(x.dtype)
+        return to_bfloat16(y) if rounds(name) else y
+
+    def logits(qparams, cfg, inputs):
+        return exact_m1.logits(qparams, cfg, inputs, product=int8_rows_matmul)
+
+    return SimpleNamespace(quantize_rows=quantize_rows, int8_rows_matmul=int8_rows_matmul, to_bfloat16=to_bfloat16,
+                           logits=logits,
+                           next_probs=lambda qparams, cfg, inputs: exact_m1.softmax64(logits(qparams, cfg, inputs)))
+
+
+def _bfloat16_by(adjust):
+    def to_bfloat16(y):
+        bits = np.asarray(y, np.float32).view(np.uint32).astype(np.uint64)
+        return ((adjust(bits) & 0xFFFF0000).astype(np.uint32)).view(np.float32)
+    return to_bfloat16
+
+
+def _rows_half_away(x):
+    from equalinfo.ref import integer_m1
+
+    e = integer_m1.row_exponents(x, 7)
+    scaled = np.ldexp(x.astype(np.float64), -e[:, None])
+    return np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + 0.5), -127, 127), e
+
+
+RULE_4_MUTANTS = {  # a plausible wrong port -> a failure it must cause
+    "bfloat16 by truncation": ({"to_bfloat16": _bfloat16_by(lambda b: b)}, "bf16_edge: y differs"),
+    "bfloat16 ties away from zero": ({"to_bfloat16": _bfloat16_by(lambda b: b + 0x8000)}, "bf16_edge: y differs"),
+    "no bfloat16 step": ({"rounds": lambda name: False}, "trace.blocks.0.wk: y differs"),
+    "queries rounded too": ({"rounds": lambda name: name.rsplit(".", 1)[-1] in ("wq", "wk", "wv")},
+                            "trace.blocks.0.wq: y differs"),
+    "rows' halves away from zero": ({"quantize_rows": _rows_half_away}, "edge: x_int differs"),
+}
+
+
+@pytest.mark.parametrize("mutant", list(RULE_4_MUTANTS))
+def test_a_wrong_rule_4_port_fails_its_family(monkeypatch, mutant):
+    """Each plausible slip in a port of rule 4 fails m1_int8_rows_m1 at the step it gets wrong."""
+    from equalinfo.conformance import m1_rows
+
+    wrong, reason = RULE_4_MUTANTS[mutant]
+    real = m1_rows.backends.exact_rule
+    monkeypatch.setattr(m1_rows.backends, "exact_rule",
+                        lambda version, name: rule_4_mutant(wrong) if version == 4 else real(version, name))
+    results = conformance.check(VECTORS, implementations.load("ref"), ["m1_int8_rows_m1"])
+    assert failed_families(results) == {"m1_int8_rows_m1"}
+    assert any(line.startswith(reason) for line in results[0][3]), results[0][3]
+
+
+def test_rule_4_family_fails_a_backend_without_the_rule(monkeypatch):
+    """A backend whose rule-4 module cannot be imported fails the family in one line (Rule.module returns None)."""
+    from equalinfo.conformance import m1_rows
+
+    def missing(version, name):
+        raise BackendUnavailable(f"backend {name!r} cannot compute exact rule {version}")
+
+    monkeypatch.setattr(m1_rows.backends, "exact_rule", missing)
+    results = conformance.check(VECTORS, implementations.load("ref"), ["m1_int8_rows_m1"])
+    assert results[0][3] == ["int8_rows_m1: backend ref has no implementation of this rule"]
