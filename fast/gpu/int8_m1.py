@@ -7,9 +7,10 @@ NumPy under numba's CUDA simulator):
   order, blocking or split-K, so any SGEMM algorithm gives the same exact integers. This twin does not enable
   TF32 (CuPy uses it only when CUPY_TF32=1 is set; its inputs would be exact in TF32 too, but ref/int8_m1.py says
   why a tensor core's float32 accumulation needs a per-GPU check before it is relied on).
-- the chunks' results are combined in float64 (128 * P_hi + P_lo per chunk, chunks in order): integers far below
-  2^53, so exact; quantizing a row, splitting it and rescaling are array expressions of single IEEE operations with
-  no additions to fuse (abs, max, frexp, ldexp, rint, clip, trunc, two multiplies in separate kernels);
+- the chunks' results are combined in float64 (128 * P_hi + P_lo per chunk, chunks in order, from +0 as ref):
+  integers far below 2^53, so exact; quantizing a row, splitting it and rescaling are array expressions of single
+  IEEE operations with no additions to fuse (abs, max, frexp, ldexp, rint, clip, trunc, two multiplies in separate
+  kernels);
 - RMSNorm, attention, the gated ReLU, the residual adds and softmax64 are rule 1's numba.cuda kernels
   (fast/gpu/exact_m1.py), which keep every rounding with explicitly rounded intrinsics.
 The faster path ref/int8_m1.py names (int8 tensor cores with int32 accumulation, cuBLASLt IMMA) gives the same
