@@ -7,9 +7,10 @@ NumPy under numba's CUDA simulator):
   order, blocking or split-K, so any SGEMM algorithm gives the same exact integers. This twin does not enable
   TF32 (CuPy uses it only when CUPY_TF32=1 is set; its inputs would be exact in TF32 too, but ref/int8_m1.py says
   why a tensor core's float32 accumulation needs a per-GPU check before it is relied on).
-- the chunks' results are combined in float64 (128 * P_hi + P_lo per chunk, chunks in order): integers far below
-  2^53, so exact; quantizing a row, splitting it and rescaling are array expressions of single IEEE operations with
-  no additions to fuse (abs, max, frexp, ldexp, rint, clip, trunc, two multiplies in separate kernels);
+- the chunks' results are combined in float64 (128 * P_hi + P_lo per chunk, chunks in order, from +0 as ref):
+  integers far below 2^53, so exact; quantizing a row, splitting it and rescaling are array expressions of single
+  IEEE operations with no additions to fuse (abs, max, frexp, ldexp, rint, clip, trunc, two multiplies in separate
+  kernels);
 - RMSNorm, attention, the gated ReLU, the residual adds and softmax64 are rule 1's numba.cuda kernels
   (fast/gpu/exact_m1.py), which keep every rounding with explicitly rounded intrinsics.
 The faster path ref/int8_m1.py names (int8 tensor cores with int32 accumulation, cuBLASLt IMMA) gives the same
@@ -44,21 +45,32 @@ def _quantize_rows_dev(x):
     return integer_m1._quantize_rows_dev(x, FRACTION_BITS, ROW_MAX)
 
 
+def _sum_over_chunks(w_chunks, n_rows, part):
+    """acc float64 [N, m] = the sum, chunk after chunk, of part(start, stop, w) for each K-chunk w = W_int[start:stop]
+    (a float64 array of exact integers), starting from +0 as ref does (so an all-zero sum is +0.0, never -0.0).
+    Rule 3 passes its two GEMMs per chunk; rule 4 (fast/gpu/int8_rows_m1.py) its one."""
+    xp = device.xp()
+    acc = xp.zeros((n_rows, w_chunks[0].shape[1]))
+    start = 0
+    for w in w_chunks:  # chunks in order, each combined exactly in float64
+        stop = start + w.shape[0]
+        acc += part(start, stop, w)
+        start = stop
+    return acc
+
+
 def _split_product_dev(x_int, w_chunks):
     """acc float64 [N, m] = x_int @ W_int from float32 GEMMs of int8-valued halves, as ref.int8_m1.split_product."""
     xp = device.xp()
     hi = xp.trunc(x_int / SPLIT)  # exact: a division by a power of two, then the fraction dropped
     lo = (x_int - SPLIT * hi).astype(np.float32)
     hi = hi.astype(np.float32)
-    acc = None
-    start = 0
-    for w in w_chunks:  # chunks in order, each combined exactly in float64
-        stop = start + w.shape[0]
-        part = SPLIT * xp.matmul(hi[:, start:stop], w).astype(np.float64)  # SGEMM: exact integers, any order
-        part = part + xp.matmul(lo[:, start:stop], w).astype(np.float64)
-        acc = part if acc is None else acc + part
-        start = stop
-    return acc
+
+    def part(start, stop, w):  # SGEMMs: exact integers, any order
+        return SPLIT * xp.matmul(hi[:, start:stop], w).astype(np.float64) + xp.matmul(lo[:, start:stop], w).astype(
+            np.float64)
+
+    return _sum_over_chunks(w_chunks, x_int.shape[0], part)
 
 
 def _int8_matmul_dev(x, qparams, name):
@@ -74,10 +86,16 @@ def quantize_rows(x):
     return np.asarray(device.host(x_int)), np.asarray(device.host(e))
 
 
+def host_product(product_dev, x, qparams, name):
+    """product_dev(x, qparams, name) for a NumPy x [N, n] and host qparams, run on the device, returned as NumPy
+    (the public products of rules 3 and 4)."""
+    stored = {name + ".int": qparams[name + ".int"], name + ".scale": device.asarray(qparams[name + ".scale"])}
+    return np.asarray(device.host(product_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
+
+
 def int8_matmul(x, qparams, name):
     """y = x @ W by rule 3 for a NumPy x [N, n], on the device; as ref.int8_m1.int8_matmul."""
-    stored = {name + ".int": qparams[name + ".int"], name + ".scale": device.asarray(qparams[name + ".scale"])}
-    return np.asarray(device.host(_int8_matmul_dev(device.asarray(np.ascontiguousarray(x)), stored, name)))
+    return host_product(_int8_matmul_dev, x, qparams, name)
 
 
 _logits, _next_probs_on_device, _next_probs = rule_functions(_int8_matmul_dev, integer_m1._device_params)
