@@ -99,6 +99,7 @@ def compress(data, model=None, method=None, *, embed=None, window_bits=None, pre
     if method in (None, "ac", "equalinfo"):
         model, embed = _model(model, data, embed)
         method = method or codec.default_method(model)
+        model = codec.model_for_method(model, method)
         window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     embed = bool(embed)
     window_bits = codec.DEFAULT_WINDOW_BITS if window_bits is None else window_bits
@@ -146,6 +147,7 @@ def compress_stream(src, dst, model=None, method=None, *, embed=None, window_bit
         model, embed = _model(model, sample, embed)
         src = _Prepended(sample, src)
     method = method or codec.default_method(model)
+    model = codec.model_for_method(model, method)
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     return streaming.compress_stream(src, dst, model, method, bool(embed), window_bits, precision,
                                      _backend(backend), segment_bytes, batch_segments, workers=workers)

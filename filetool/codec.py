@@ -274,6 +274,16 @@ def default_method(model):
     return "ac" if isinstance(model, TransformerModel) else "equalinfo"
 
 
+def model_for_method(model, method):
+    """`model`, or for the shipped M1 the same weights under the rule that shipped_model.rule_for(method) names
+    (Equal-Info: rule 3; AC: rule 4; the measured prices are in shipped_model.py)."""
+    if isinstance(model, TransformerModel) and method in ("ac", "equalinfo"):
+        rule = shipped_model.rule_of(fingerprint(model.arrays()))
+        if rule is not None and rule != shipped_model.rule_for(method):
+            return shipped_model.load(shipped_model.rule_for(method))
+    return model
+
+
 def default_window_bits(model):
     """Equal-Info's window that window_bits=None stands for: shipped_model.WINDOW_BITS for the shipped M1 (each
     window restarts M1, so small windows cost its context), DEFAULT_WINDOW_BITS otherwise."""

@@ -301,6 +301,7 @@ def compress_command(args):
         else:
             model, embed = fit_named_model(name, bytes_to_symbols(data)), True
     method = method or codec.default_method(model)
+    model = codec.model_for_method(model, method)
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     processes = workers.resolve_workers(args.file_workers, model, backend, len(data),
                                         codec.DEFAULT_SEGMENT_BYTES) if coded else 1

@@ -33,8 +33,13 @@ FILE_RULE = 3  # the rule its arrays name (ref/exact_rules.py): int8 weights, ha
 # of the fingerprint a file carries, so each rule's files name the shipped M1 by their own fingerprint.
 FINGERPRINTS = {3: FILE_FINGERPRINT,  # files compress wrote before rule 4 (they still decode)
                 4: "6997b34c1c2dc4683032a020bda52bb529a78699b29f58efd4b943a7a5f30518"}
-RULE = 4  # the rule compress codes with: one int8 GEMM per product, 1.2-1.35x faster than rule 3 at +0.02% bits/byte
-FINGERPRINT = FINGERPRINTS[RULE]  # what files compress writes now carry; README states it too
+# The rule compress codes with, per method (bench/README.md round 5, 400 KB of held-out English, whole files):
+# plain AC (the default) under rule 4, one int8 GEMM per product: 1.3-1.5x faster than rule 3 for +0.02% of the
+# file; Equal-Info under rule 3: rule 4 cost it +0.4% (b=1,024) to +1.0% (b=16) of the file, above issue #24's
+# 0.5% budget (its windows pay for the coarser rows more than the rows' own bits/byte, +0.02%, show).
+RULE = 4
+EQUALINFO_RULE = 3
+FINGERPRINT = FINGERPRINTS[RULE]  # what files compress writes by default carry; README states it too
 WINDOW_BITS = 1024  # its default Equal-Info window, for --method equalinfo (docs/decisions.md: b=16 costs ~1.5x)
 
 
@@ -68,6 +73,11 @@ def load(rule=RULE):
         raise FormatError("bad-model-file", f"the shipped M1 under rule {rule} has fingerprint {found}, not the "
                                             f"{FINGERPRINTS[rule]} this build names; reinstall equalinfo")
     return model
+
+
+def rule_for(method):
+    """The rule the shipped M1 codes `method` ("ac" or "equalinfo") with (RULE, EQUALINFO_RULE above)."""
+    return EQUALINFO_RULE if method == "equalinfo" else RULE
 
 
 def cache_clear():

@@ -27,8 +27,10 @@ def test_compress_codes_with_the_shipped_model_and_decompress_finds_it(capsys, t
     assert run_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "t.eqi", "--method", method,
                    "--no-store", "--model", "shipped")[0] == 0
     header = fileformat.unpack((tmp_path / "t.eqi").read_bytes()).header
+    rule = {"ac": 4, "equalinfo": 3}[method]  # shipped_model.rule_for: the rule whose price each method can afford
+    assert shipped_model.rule_for(method) == rule
     assert (header.model_kind, header.fingerprint, header.model_length) == ("transformer",
-                                                                            shipped_model.FINGERPRINT, 0)
+                                                                            shipped_model.FINGERPRINTS[rule], 0)
     if method == "equalinfo":
         assert header.window_bits == shipped_model.WINDOW_BITS
     status, _, err = run_cli(capsys, "decompress", tmp_path / "t.eqi", tmp_path / "t.out")
