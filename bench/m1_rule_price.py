@@ -3,9 +3,12 @@
 Usage (from the repository root):
     python bench/m1_rule_price.py --checkpoint out/bench/m1_3m.npz [--sequences 64] [--length 128]
     python bench/m1_rule_price.py --checkpoint out/m1files/m1.npz --heldout out/m1files/heldout.txt
+    python bench/m1_rule_price.py --shipped --heldout TEXT [--sequences 128 --length 256]
 
 M1 comes from a train-m1 checkpoint (bench/equalinfo_m1_speed.py trains and saves one; so does bench/m1_files.py's
-recipe). The text is the held-out last 10% of tinyshakespeare (the bench's M1 trains on the first 90%), or the
+recipe), or with --shipped is the shipped M1, whose file holds only rule 3's int8 weights: its "float" model is
+then those weights dequantized (W_int * s, float32), so the table prices the rows' quantization and rule 4's
+bfloat16 keys and values, not the weights' (which a trained float M1 shows: bench/README.md). The text is the held-out last 10% of tinyshakespeare (the bench's M1 trains on the first 90%), or the
 whole --heldout file, cut into BOS-started sequences as Equal-Info windows see it. For each way of computing M1's
 rows it prints the mean -log2 p(next byte) over the same positions:
 - float: ref.transformer.forward (the float model as trained, float64 softmax);
@@ -16,7 +19,9 @@ rows it prints the mean -log2 p(next byte) over the same positions:
 - rule 3 with split weights (not a rule of this build): 14-bit weights per channel (|W_int| <= 16383 = 128 * 127
   + 127, split like the rows: four int8-valued float32 GEMMs per product, as exact), measured to show what
   int8 weights cost against 14-bit ones;
-- int8 rows and weights (not a rule): 7-bit rows, int8 weights, one float32 GEMM per product.
+- rule 4: ref/int8_rows_m1.py, int8 weights and 7-bit rows, one GEMM per product, keys and values in bfloat16
+  (fast/cpu/int8_rows_m1.py, the same bits);
+- int8 rows and weights (rule 4 without its bfloat16 keys and values, not a rule): 7-bit rows, one GEMM.
 The variants are computed by `quantized_rows`: rule 1's fast elementwise code with products
 (x_int @ W_int exactly in float64, then rule 2/3's rescale) at the given row and weight widths.
 """
@@ -32,6 +37,8 @@ import _checkout  # noqa: E402,F401 (equalinfo from this checkout, installed or 
 from equalinfo.fast.cpu import exact_m1 as cpu_exact  # noqa: E402
 from equalinfo.fast.cpu import int8_m1 as cpu_int8  # noqa: E402
 from equalinfo.fast.cpu import integer_m1 as cpu_int  # noqa: E402
+from equalinfo.fast.cpu import int8_rows_m1 as cpu_rows  # noqa: E402
+from equalinfo.filetool import shipped_model  # noqa: E402
 from equalinfo.ref import int8_m1, integer_m1, transformer  # noqa: E402
 from equalinfo.train import checkpoint  # noqa: E402
 from equalinfo.ref.symbols import BOS, bytes_to_symbols  # noqa: E402
@@ -73,16 +80,31 @@ def quantized_rows(params, cfg, inputs, row_max, weight_max):
     return cpu_exact.softmax64(cpu_exact.logits(params, cfg, inputs, product=product))
 
 
+def dequantized_shipped_m1():
+    """The shipped M1's float parameters: each product's int8 weights times their scales (float32); requantizing
+    them per channel gives back the same int8 weights (a column's largest |W_int| is 127)."""
+    stored = shipped_model.load(3).params
+    params = {name: array for name, array in stored.items() if not name.endswith((".int", ".scale"))}
+    for name in integer_m1.product_names(shipped_model.load(3).cfg):
+        params[name] = (stored[name + ".int"] * stored[name + ".scale"]).astype(np.float32)
+    return params
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="out/bench/m1_3m.npz")
+    parser.add_argument("--shipped", action="store_true", help="the shipped M1 (its int8 weights dequantized)")
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--heldout", default=None, help="a held-out text file, used whole (instead of --text's tail)")
     parser.add_argument("--sequences", type=int, default=64)
     parser.add_argument("--length", type=int, default=128)
     args = parser.parse_args()
 
-    params, cfg, _, meta = checkpoint.load(args.checkpoint)
+    if args.shipped:
+        params, cfg, meta = dequantized_shipped_m1(), shipped_model.load(3).cfg, {"history": [{"step": 2400}]}
+        args.checkpoint = "the shipped M1 (dequantized int8 weights)"
+    else:
+        params, cfg, _, meta = checkpoint.load(args.checkpoint)
     data = Path(args.heldout or args.text).read_bytes()
     held_out = bytes_to_symbols(data if args.heldout else data[len(data) * 9 // 10:])
     n, T = args.sequences, args.length
@@ -97,6 +119,7 @@ def main():
         "rule 2 (int16 products)": cpu_int.next_probs(integer_m1.quantize_params(params, cfg), cfg, inputs),
         "rule 3 (int8 weights, 14b rows)": rule3,
         "14b weights, 14b rows (4 GEMMs)": quantized_rows(params, cfg, inputs, int8_m1.ROW_MAX, int8_m1.ROW_MAX),
+        "rule 4 (int8 rows, bf16 k/v)": cpu_rows.next_probs(int8_m1.quantize_params(params, cfg), cfg, inputs),
         "int8 weights, 7b rows (1 GEMM)": quantized_rows(params, cfg, inputs, 127, 127),
     }
     history = meta.get("history", [{}])
