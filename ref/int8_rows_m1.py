@@ -7,8 +7,11 @@ key and value once per step, in float32, from beyond L2: another quarter to a th
 rounds 4 and 5). Rule 4 keeps 7 bits of each row (an int8 value, like the weights), so each product is ONE
 int8 x int8 GEMM, and rounds the key and value products' outputs to bfloat16, so a cache may hold them in 2 bytes
 instead of 4 with the same float32 values. The price, measured on the shipped M1 against its own float rows
-(dequantized weights, float products) on 32,768 held-out positions: rule 3 -0.0001%, rule 4 +0.0197% bits/byte
-(of which bfloat16 keys and values +0.001%), twenty-five times inside issue #24's 0.5% (bench/README.md round 5).
+(dequantized weights, float products) on 32,768 held-out positions (`python bench/m1_rule_price.py --shipped`):
+rule 3 +0.0000%, rule 4 +0.0051% bits/byte, and on whole files of 400 KB of held-out English (bench/rule_files.py)
++0.018% for plain AC -- but +0.43% to +0.78% for Equal-Info (b=1,024; b=16), whose windows pay for the coarser
+rows more than the rows' own bits/byte show; so the shipped M1 codes Equal-Info under rule 3 (bench/README.md,
+issue #24 round 5).
 
 The rule, EXACT_M1_VERSION = 4. Everything is rule 3's except the row width, the single GEMM and the last step:
 - weights: rule 3's int8 values W_int in [-127, 127] and float64 scales s_j per output channel, the same arrays
