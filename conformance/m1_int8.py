@@ -64,16 +64,21 @@ def forward_pass(qparams, cfg, ids):
     return rule_2_forward_pass(qparams, cfg, ids, int8_m1, steps)
 
 
+INT8_ARRAYS = {  # the arrays of rules 3 and 4 alike (rule 4 reads rule 3's parameters)
+    "param.NAME.int": "|i1 [n, m] W_int of each product's matrix (the 7 of each block, unembed), in [-127, 127]",
+    "param.NAME.scale": "<f8 [m] s, the per-output-channel scales",
+    "param.NAME": f"<f4 embed, the norms' scales, rel_bias (embed[{ZERO_SYMBOL}] = 0)",
+    "long.inputs": "<i8 [1, T] a long input", "long.positions": "<i8 [K] the rows stored",
+    "long.probs": "<f8 [K, 257] rows at long.positions", "long.cdfs": "<i8 [K, 258] their CDFs",
+    "trace.NAME.x": "<f4 [N, n] the product's input in the forward pass over inputs (N = B * T)",
+}
+
+
 def build(description, arrays, qparams, cfg, ids, module):
     """Add rule 3's fields (module docstring) to the family's description and arrays."""
     counts, traced = add_rows_and_steps(description, arrays, qparams, cfg, ids, module, forward_pass, steps, EDGE_ROWS)
     description["arrays"].update({
-        "param.NAME.int": "|i1 [n, m] W_int of each product's matrix (the 7 of each block, unembed), in [-127, 127]",
-        "param.NAME.scale": "<f8 [m] s, the per-output-channel scales",
-        "param.NAME": f"<f4 embed, the norms' scales, rel_bias (embed[{ZERO_SYMBOL}] = 0)",
-        "long.inputs": "<i8 [1, T] a long input", "long.positions": "<i8 [K] the rows stored",
-        "long.probs": "<f8 [K, 257] rows at long.positions", "long.cdfs": "<i8 [K, 258] their CDFs",
-        "trace.NAME.x": "<f4 [N, n] the product's input in the forward pass over inputs (N = B * T)",
+        **INT8_ARRAYS,
         "trace.NAME.x_int": "<i8 [N, n]", "trace.NAME.e": "<i8 [N]", "trace.NAME.hi": "<i8 [N, n]",
         "trace.NAME.lo": "<i8 [N, n]", "trace.NAME.acc": "<i8 [N, m]", "trace.NAME.y": "<f4 [N, m]",
         "edge.x, edge.x_int, edge.e, edge.hi, edge.lo, edge.acc, edge.y": "as trace, for edge_rows"})

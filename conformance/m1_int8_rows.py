@@ -20,6 +20,7 @@ zero row), this family holds:
 import numpy as np
 
 from equalinfo.conformance import m1_integer
+from equalinfo.conformance.m1_int8 import INT8_ARRAYS
 from equalinfo.conformance.m1_integer import BELOW_HALF, EDGE_PRODUCT, EXTRA_TEXT, POSITIONS, ZERO_SYMBOL  # noqa: F401
 from equalinfo.conformance.m1_integer import add_rows_and_steps, check_rows_and_steps, stepped
 
@@ -155,12 +156,7 @@ def build(description, arrays, qparams, cfg, ids, module):
     y = np.array([bits for _, bits in BFLOAT16_CASES], dtype=np.uint32).view(np.float32)
     arrays.update({"bfloat16.y": y, "bfloat16.rounded": bfloat16(y)})
     description["arrays"].update({
-        "param.NAME.int": "|i1 [n, m] W_int of each product's matrix (the 7 of each block, unembed), in [-127, 127]",
-        "param.NAME.scale": "<f8 [m] s, the per-output-channel scales",
-        "param.NAME": f"<f4 embed, the norms' scales, rel_bias (embed[{ZERO_SYMBOL}] = 0)",
-        "long.inputs": "<i8 [1, T] a long input", "long.positions": "<i8 [K] the rows stored",
-        "long.probs": "<f8 [K, 257] rows at long.positions", "long.cdfs": "<i8 [K, 258] their CDFs",
-        "trace.NAME.x": "<f4 [N, n] the product's input in the forward pass over inputs (N = B * T)",
+        **INT8_ARRAYS,
         "trace.NAME.x_int": "<i8 [N, n]", "trace.NAME.e": "<i8 [N]", "trace.NAME.acc": "<i8 [N, m]",
         "trace.NAME.y_rescaled": "<f4 [N, m] the rescaled product, before any bfloat16 rounding",
         "trace.NAME.y": "<f4 [N, m] the product's output (y_rescaled rounded to bfloat16 for wk and wv)",

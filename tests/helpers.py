@@ -208,6 +208,22 @@ def training_batch(cfg, seed, B, T, padded):
     return inputs, np.where(weights == 0, -1, targets), weights
 
 
+def assert_cpu_windows_are_refs(cpu_model, ref_model, texts=(b"To be, or not to be", b"that is the question:", b"")):
+    """Equal-Info b=16 windows compressed by fast.cpu (lockstep, M1's cached grower) are ref's bits, decode with
+    ref's coder and rows, and fast.cpu decodes them back: an exact rule's twins agree through the whole coder."""
+    from equalinfo.fast.cpu import equalinfo as fast_ei
+    from equalinfo.ref import equalinfo
+
+    texts = [bytes_to_symbols(t) for t in texts]
+    bits = fast_ei.compress_batch(texts, cpu_model, 16)
+    for text, coded in zip(texts, bits):
+        assert np.array_equal(coded, equalinfo.compress(text, ref_model, 16))
+        assert np.array_equal(equalinfo.decompress(coded, ref_model, 16, n_symbols=len(text)), text)
+    decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
+    assert all(np.array_equal(d, t) for d, t in zip(decoded, texts))
+    return texts
+
+
 def m1_inputs(shape, seed=2):
     """Random M1 inputs [B, T] that start with BOS, as every coded window does."""
     inputs = np.random.default_rng(seed).integers(0, N_SYMBOLS, shape)

@@ -3,19 +3,18 @@ GEMM (sgemm, onnxruntime's integer GEMM), side by side or alone, in next_probs a
 (whose caches must hold the bfloat16-rounded keys and values), and files coded by it decode with ref."""
 import numpy as np
 import pytest
-from helpers import m1_inputs
+from helpers import assert_cpu_windows_are_refs, m1_inputs
 from test_int8_gemm import rows_with
 from test_integer_m1 import small
 
 from equalinfo.fast.cpu import ac as fast_ac
-from equalinfo.fast.cpu import equalinfo as fast_ei
 from equalinfo.fast.cpu import int8_gemm
 from equalinfo.fast.cpu import int8_m1 as cpu_int8
 from equalinfo.fast.cpu import int8_rows_m1 as cpu_rows
 from equalinfo.fast.cpu.m1 import prefix_rows
-from equalinfo.ref import ac, equalinfo, int8_m1, int8_rows_m1
+from equalinfo.ref import ac, int8_m1, int8_rows_m1
 from equalinfo.ref.m1 import TransformerModel
-from equalinfo.ref.symbols import BOS, bytes_to_symbols
+from equalinfo.ref.symbols import BOS
 
 PATHS = ["sgemm"] + (["onnxruntime"] if int8_gemm.usable(16) else [])
 
@@ -109,13 +108,7 @@ def test_files_made_with_cpu_decode_with_ref(model32):
     ref_model = TransformerModel(qparams, cfg, rule=4)
     cpu_model = TransformerModel(qparams, cfg, rule=4, rows=cpu_rows.next_probs)
     assert isinstance(prefix_rows(cpu_model, 2), cpu_rows.PrefixRows)
-    texts = [bytes_to_symbols(t) for t in (b"To be, or not to be", b"that is the question:", b"")]
-    bits = fast_ei.compress_batch(texts, cpu_model, 16)
-    for text, coded in zip(texts, bits):
-        assert np.array_equal(coded, equalinfo.compress(text, ref_model, 16))
-        assert np.array_equal(equalinfo.decompress(coded, ref_model, 16, n_symbols=len(text)), text)
-    decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
-    assert all(np.array_equal(d, t) for d, t in zip(decoded, texts))
+    texts = assert_cpu_windows_are_refs(cpu_model, ref_model)
     text = texts[0]
     coded = fast_ac.compress(text, cpu_model)
     assert np.array_equal(coded, ac.compress(text, ref_model))

@@ -5,7 +5,7 @@ import re
 
 import numpy as np
 import pytest
-from helpers import m1_inputs
+from helpers import assert_cpu_windows_are_refs, m1_inputs
 from test_integer_m1 import small
 
 from equalinfo.fast.cpu import equalinfo as fast_ei
@@ -297,13 +297,7 @@ def test_files_made_with_cpu_decode_with_ref(model32):
     ref_model = TransformerModel(qparams, cfg, rule=3)
     cpu_model = TransformerModel(qparams, cfg, rule=3, rows=cpu_int8.next_probs)
     assert isinstance(prefix_rows(cpu_model, 2), cpu_int8.PrefixRows)  # the decoders grow prefixes with rule 3's cache
-    texts = [bytes_to_symbols(t) for t in (b"To be, or not to be", b"that is the question:", b"")]
-    bits = fast_ei.compress_batch(texts, cpu_model, 16)
-    for text, coded in zip(texts, bits):
-        assert np.array_equal(coded, equalinfo.compress(text, ref_model, 16))
-        assert np.array_equal(equalinfo.decompress(coded, ref_model, 16, n_symbols=len(text)), text)
-    decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
-    assert all(np.array_equal(d, t) for d, t in zip(decoded, texts))
+    assert_cpu_windows_are_refs(cpu_model, ref_model)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
