@@ -7,7 +7,7 @@ Usage (from the repository root, on a machine where CuPy sees a GPU):
                                         [--peak-fp64-tflops 67] [--peak-int8-tops 1979] [--out results.json]
 Without a GPU it prints every rule's ceiling (below) and stops. Under numba's CUDA simulator
 (NUMBA_ENABLE_CUDASIM=1) the whole measured path runs on tiny sizes as a smoke test, e.g. `--size micro --streams 4
---stream-bytes 64 --cpu-streams 2 --cpu-bytes 32 --probe 2` (~30 s per rule here); its timings mean nothing.
+--stream-bytes 64 --cpu-streams 2 --cpu-bytes 32 --probe 2` (30-90 s per rule here); its timings mean nothing.
 
 --rule picks M1's exact rule (ref/exact_rules.py; default 2) and so the twins that compute its rows: the GPU twin
 fast.gpu.<module> and the CPU twin fast.cpu.<module>, <module> being RULE_MODULES[rule] (train.backends.exact_rule).
