@@ -453,18 +453,42 @@ def take_positions(lengths, slots, counts, positions):
     return top
 
 
+def narrowed(value, cache):
+    """A key or value as `cache` holds it: itself, or for a bfloat16 cache (uint16: rule 4, whose keys and values
+    are bfloat16 values) the upper 16 bits of its float32 (exact: the lower 16 are zero). `widened` undoes it."""
+    if np.issubdtype(cache.dtype, np.integer):
+        return np.uint16(np.array([value], dtype=np.float32).view(np.uint32)[0] >> 16)
+    return value
+
+
+@intrinsic
+def _bits_of_float32(typingctx, value):
+    """The uint32 bits of the float32 `value` (LLVM's bitcast)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.uint32(types.float32), codegen
+
+
+@overload(narrowed)
+def _narrowed(value, cache):
+    if isinstance(cache.dtype, types.Integer):
+        return lambda value, cache: np.uint16(_bits_of_float32(np.float32(value)) >> np.uint32(16))
+    return lambda value, cache: value
+
+
 @njit(cache=True)
 def _store_newest(keys, values, slots, positions, k, v):
     """Position positions[a] of slot slots[a]: its key k[a] into the key blocks, its value v[a] into values (one
-    compiled pass).   keys [S, H, cap/block, dh, block], values [S, H, cap, dh], k, v [A, H, dh]"""
+    compiled pass; `narrowed` to a bfloat16 cache's 16 bits).   keys [S, H, cap/block, dh, block], values
+    [S, H, cap, dh], k, v [A, H, dh]"""
     block_size = keys.shape[4]
     for a in range(slots.shape[0]):
         s, p = slots[a], positions[a]
         kb, l = p // block_size, p % block_size
         for h in range(k.shape[1]):
             for c in range(k.shape[2]):
-                keys[s, h, kb, c, l] = k[a, h, c]
-                values[s, h, p, c] = v[a, h, c]
+                keys[s, h, kb, c, l] = narrowed(k[a, h, c], keys)
+                values[s, h, p, c] = narrowed(v[a, h, c], values)
 
 
 def key_layout(capacity, block=KEY_BLOCK):
@@ -494,6 +518,16 @@ def regrouped(keys, capacity, block):
     return grown
 
 
+class LayerNames:
+    """The parameter names of one block (prefix 'blocks.{i}.'), made once per grower: a decoder's step would
+    otherwise build them anew for every layer (string work that is a visible share of a one-row step)."""
+
+    def __init__(self, prefix):
+        self.attn_norm, self.mlp_norm = prefix + "attn_norm", prefix + "mlp_norm"
+        self.qkv = (prefix + "wq", prefix + "wk", prefix + "wv")
+        self.wo, self.gate_up, self.w_down = prefix + "wo", (prefix + "w_gate", prefix + "w_up"), prefix + "w_down"
+
+
 class PrefixRows:
     """Rows of many sequences ("slots") grown a few inputs at a time, each layer's keys and values kept.
 
@@ -518,8 +552,7 @@ class PrefixRows:
     def __init__(self, params, cfg, n_slots, capacity=8):
         self.params, self.cfg = params, cfg
         dtype = params["embed"].dtype
-        self.halves_cache = self.bfloat16_cache and dtype == np.float32
-        dtype = np.uint16 if self.halves_cache else dtype
+        dtype = np.uint16 if self.bfloat16_cache and dtype == np.float32 else dtype
         capacity, block = key_layout(capacity, self.key_block)
         self.capacity = capacity
         shape = (n_slots, cfg.n_heads)
@@ -530,6 +563,7 @@ class PrefixRows:
         self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)
         self._counts = np.zeros(n_slots, dtype=np.int64)  # take_positions' scratch
+        self._layer_names = [LayerNames(f"blocks.{layer}.") for layer in range(cfg.n_layers)]  # once, not per step
         self.bias = None
         self._grow(capacity)
 
@@ -546,10 +580,6 @@ class PrefixRows:
         buckets = bucket_table(self.capacity, self.cfg.num_buckets, self.cfg.max_distance)[distances, 0]  # [cap]
         self.bias = [np.ascontiguousarray(self.params[f"blocks.{layer}.rel_bias"][buckets[::-1]].T)
                      for layer in range(self.cfg.n_layers)]  # [H, capacity], distance reversed (_attend_newest)
-
-    def _cached(self, k):
-        """k as the cache holds it: itself, or (bfloat16 caches) its float32 bits' upper halves.   [A, H, dh]"""
-        return (k.view(np.uint32) >> 16).astype(np.uint16) if self.halves_cache else k
 
     def _product(self, x, name):
         """x @ params[name] by the rule.   x [A, n] -> [A, m]"""
@@ -588,20 +618,18 @@ class PrefixRows:
         dtype = params["embed"].dtype.type
         n_rows = len(slots)
         x = params["embed"][inputs]  # [A, d]
-        for layer in range(cfg.n_layers):
-            prefix = f"blocks.{layer}."
-            h = self.rms_norm(x, params[prefix + "attn_norm"])
+        for layer, names in enumerate(self._layer_names):
+            h = self.rms_norm(x, params[names.attn_norm])
             q, k, v = (np.ascontiguousarray(y).reshape(n_rows, cfg.n_heads, cfg.head_dim)
-                       for y in self._products(h, [prefix + name for name in ("wq", "wk", "wv")]))
-            _store_newest(self.keys[layer], self.values[layer], slots, positions, self._cached(k),
-                          self._cached(v))  # every new key and value
+                       for y in self._products(h, names.qkv))
+            _store_newest(self.keys[layer], self.values[layer], slots, positions, k, v)  # every new key and value
             attended = np.empty_like(q)  # is in place before any query reads it
             with _threads_for(n_rows * cfg.n_heads * (top + 1) * cfg.head_dim):
                 _attend_newest(q, self.keys[layer], self.values[layer], slots, positions, self.bias[layer],
                                dtype(1.0 / math.sqrt(cfg.head_dim)), dtype(0), attended)
-            x += self._product(attended.reshape(n_rows, -1), prefix + "wo")
-            h = self.rms_norm(x, params[prefix + "mlp_norm"])
-            gate, up = (np.ascontiguousarray(y) for y in self._products(h, [prefix + "w_gate", prefix + "w_up"]))
+            x += self._product(attended.reshape(n_rows, -1), names.wo)
+            h = self.rms_norm(x, params[names.mlp_norm])
+            gate, up = (np.ascontiguousarray(y) for y in self._products(h, names.gate_up))
             _gated_relu(gate, up, dtype(0))
-            x += self._product(gate, prefix + "w_down")
+            x += self._product(gate, names.w_down)
         return self.softmax64(self._product(self.rms_norm(x, params["final_norm"]), "unembed"))

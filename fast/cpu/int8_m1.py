@@ -220,34 +220,49 @@ def side_by_side(qparams, names):
     return cached[2], cached[3], tuple(a.shape[1] for a in arrays)
 
 
+class Products:
+    """The products of `names`, which read the same rows, by `rule`: their int8 weights side by side (one GEMM per
+    K-chunk), planned once. Calling it on rows x [N, n] quantizes them once and gives [[N, m_1], [N, m_2], ...] in
+    x's dtype, each contiguous: each output column is its own exact integer, so the bits are int8_matmul's one
+    product at a time. The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give
+    the exact integers. Why a plan: a decoder's step runs 13 products of a few rows each, where finding the
+    weights and the rounded parts anew cost a few microseconds a product (bench/README.md, round 5)."""
+
+    def __init__(self, qparams, names, rule=RULE):
+        self.weights, self.scale, self.widths = side_by_side(qparams, names)
+        self.rule = rule
+        self.rounded = tuple(p for p, name in enumerate(names) if rule.rounds(name))  # parts rounded to bfloat16
+        self.same_width = min(self.widths) == max(self.widths)
+
+    def __call__(self, x):
+        rule, scale = self.rule, self.scale
+        gemm = int8_gemm.choose(rule.halves * x.shape[0], x.shape[1], scale.shape[0])
+        both, exponents = quantize_split(x, gemm, rule)
+        # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes
+        # one array faster than a tuple of P arrays); products of different widths get a tuple
+        if self.same_width:
+            parts = np.empty((len(self.widths), x.shape[0], self.widths[0]), dtype=x.dtype)
+        else:
+            parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in self.widths)
+        if len(self.weights) == 1:
+            _rescale_split_parts(gemm.products(both, *self.weights[0]), scale, exponents, parts, rule.halves)
+        else:
+            acc = np.zeros((x.shape[0], scale.shape[0]))
+            start = 0
+            for w_f32, w_i8 in self.weights:
+                _accumulate_split(gemm.products(np.ascontiguousarray(both[:, start:start + w_f32.shape[0]]), w_f32,
+                                                w_i8), acc, rule.halves)
+                start += w_f32.shape[0]
+            _rescale_parts(acc, scale, exponents, parts)
+        for p in self.rounded:
+            round_to_bfloat16(parts[p])
+        return list(parts)
+
+
 def int8_products(x, qparams, names, rule=RULE):
-    """[x @ W for W of names] by rule 3 (or `rule`), the rows quantized once and ONE GEMM per K-chunk against the
-    weights side by side: each output column is its own exact integer, so the bits are int8_matmul's one product
-    at a time. The GEMM is fast.cpu.int8_gemm's choice (sgemm or onnxruntime's integer GEMM): both give the exact
-    integers.   x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
-    weights, scale, widths = side_by_side(qparams, names)
-    gemm = int8_gemm.choose(rule.halves * x.shape[0], x.shape[1], scale.shape[0])
-    both, exponents = quantize_split(x, gemm, rule)
-    # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes one
-    # array faster than a tuple of P arrays); products of different widths get a tuple
-    if min(widths) == max(widths):
-        parts = np.empty((len(names), x.shape[0], widths[0]), dtype=x.dtype)
-    else:
-        parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in widths)
-    if len(weights) == 1:
-        _rescale_split_parts(gemm.products(both, *weights[0]), scale, exponents, parts, rule.halves)  # exact integers
-    else:
-        acc = np.zeros((x.shape[0], scale.shape[0]))
-        start = 0
-        for w_f32, w_i8 in weights:
-            _accumulate_split(gemm.products(np.ascontiguousarray(both[:, start:start + w_f32.shape[0]]), w_f32,
-                                            w_i8), acc, rule.halves)
-            start += w_f32.shape[0]
-        _rescale_parts(acc, scale, exponents, parts)
-    for part, name in zip(parts, names):
-        if rule.rounds(name):
-            round_to_bfloat16(part)
-    return list(parts)
+    """[x @ W for W of names] by rule 3 (or `rule`), the rows quantized once and one GEMM per K-chunk against the
+    weights side by side (`Products`).   x [N, n] -> [[N, m_1], [N, m_2], ...] in x's dtype, each contiguous"""
+    return Products(qparams, names, rule)(x)
 
 
 @njit(cache=True)
@@ -375,8 +390,16 @@ class PrefixRows(exact_m1.PrefixRows):
     rms_norm = staticmethod(rms_norm)
     softmax64 = staticmethod(softmax64)
 
+    def _planned(self, names):
+        """The Products of names (a tuple, or one name), planned at their first use by this grower."""
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(names)
+        if plan is None:
+            plan = plans[names] = Products(self.params, (names,) if isinstance(names, str) else names, self.rule)
+        return plan
+
     def _product(self, x, name):
-        return int8_matmul(x, self.params, name, self.rule)
+        return self._planned(name)(x)[0]
 
     def _products(self, x, names):
-        return int8_products(x, self.params, names, self.rule)
+        return self._planned(tuple(names))(x)
