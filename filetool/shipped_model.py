@@ -34,7 +34,7 @@ FILE_RULE = 3  # the rule its arrays name (ref/exact_rules.py): int8 weights, ha
 FINGERPRINTS = {3: FILE_FINGERPRINT,  # files compress wrote before rule 4 (they still decode)
                 4: "6997b34c1c2dc4683032a020bda52bb529a78699b29f58efd4b943a7a5f30518"}
 # The rule compress codes with, per method (bench/README.md round 5, 400 KB of held-out English, whole files):
-# plain AC (the default) under rule 4, one int8 GEMM per product: 1.3-1.5x faster than rule 3 for +0.02% of the
+# plain AC (the default) under rule 4, one int8 GEMM per product: 1.2-1.5x faster than rule 3 for +0.02% of the
 # file; Equal-Info under rule 3: rule 4 cost it +0.4% (b=1,024) to +1.0% (b=16) of the file, above issue #24's
 # 0.5% budget (its windows pay for the coarser rows more than the rows' own bits/byte, +0.02%, show).
 RULE = 4
