@@ -97,9 +97,10 @@ def compress(data, model=None, method=None, *, embed=None, window_bits=None, pre
     """
     data = bytes(data)
     if method in (None, "ac", "equalinfo"):
+        by_name = model is None or isinstance(model, str)
         model, embed = _model(model, data, embed)
         method = method or codec.default_method(model)
-        model = codec.model_for_method(model, method)
+        model = codec.model_for_method(model, method) if by_name else model  # an M1 object keeps its rule
         window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     embed = bool(embed)
     window_bits = codec.DEFAULT_WINDOW_BITS if window_bits is None else window_bits
@@ -142,12 +143,13 @@ def compress_stream(src, dst, model=None, method=None, *, embed=None, window_bit
     equalinfo, None for codec.default_method(model); window_bits None for codec.default_window_bits(model).
     workers as in compress: one pool of processes serves every batch.
     """
-    if model is None or isinstance(model, str):
+    by_name = model is None or isinstance(model, str)
+    if by_name:
         sample = limits.read_at_most(src, segment_bytes * batch_segments)
         model, embed = _model(model, sample, embed)
         src = _Prepended(sample, src)
     method = method or codec.default_method(model)
-    model = codec.model_for_method(model, method)
+    model = codec.model_for_method(model, method) if by_name else model  # an M1 object keeps its rule
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     return streaming.compress_stream(src, dst, model, method, bool(embed), window_bits, precision,
                                      _backend(backend), segment_bytes, batch_segments, workers=workers)

@@ -276,7 +276,9 @@ def default_method(model):
 
 def model_for_method(model, method):
     """`model`, or for the shipped M1 the same weights under the rule that shipped_model.rule_for(method) names
-    (Equal-Info: rule 3; AC: rule 4; the measured prices are in shipped_model.py)."""
+    (Equal-Info: rule 3; AC: rule 4; the measured prices are in shipped_model.py). For the shipped M1 chosen by
+    default or by name (the CLI, the Python API's model=None or "shipped"); a model object passed in keeps its
+    rule."""
     if isinstance(model, TransformerModel) and method in ("ac", "equalinfo"):
         rule = shipped_model.rule_of(fingerprint(model.arrays()))
         if rule is not None and rule != shipped_model.rule_for(method):

@@ -69,6 +69,7 @@ from equalinfo.ref.arithmetic import check_precision
 from equalinfo.ref.equalinfo import check_window_bits
 from equalinfo.ref.exact_rules import RULE_MODULES
 from equalinfo.ref.fingerprint import fingerprint
+from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.models import MarkovModel, UnigramModel
 from equalinfo.ref.symbols import N_SYMBOLS, bytes_to_symbols
 from equalinfo.train import backends
@@ -186,11 +187,30 @@ SHIPPED = "shipped"  # --model shipped: the package's pretrained M1 (a file of t
 FITTED = "fitted"  # --model fitted: codec.fitted_model, the cheapest Markov/unigram model fitted and embedded
 
 
+def shipped_rule_model(model, method, asked):
+    """The model compress codes `method` with: for the shipped M1, its weights under --m1-rule 3 or 4 if asked,
+    else under the rule shipped_model.rule_for(method) names (codec.model_for_method); other models as they are
+    (a checkpoint already took --m1-rule; any other model refuses it)."""
+    shipped = isinstance(model, TransformerModel) and shipped_model.rule_of(fingerprint(model.arrays())) is not None
+    if asked is None or (not shipped and isinstance(model, TransformerModel)):
+        return codec.model_for_method(model, method)
+    if not shipped:
+        raise CliError("--m1-rule applies to an M1 checkpoint or the shipped M1; this input is coded with a "
+                       f"{model.kind} model (not UTF-8 text: --model shipped codes it with M1)")
+    if asked not in shipped_model.FINGERPRINTS:
+        raise CliError(f"--m1-rule {asked}: the shipped M1 codes by exact rule "
+                       f"{' or '.join(map(str, shipped_model.FINGERPRINTS))}")
+    return shipped_model.load(asked)
+
+
 def model_from_path(path, args, backend):
     """The model in a file made by fit-model, or M1 from a train-m1 checkpoint (with args' --m1-rule and
     --m1-context); the error hints at the model names when the path does not exist."""
     if path == SHIPPED:
-        return shipped_model.load()
+        if args.m1_context is not None:
+            raise CliError("--m1-context applies to an M1 checkpoint given as --model; the shipped M1 restarts "
+                           f"every {shipped_model.load().restart_every} symbols")
+        return shipped_model.load()  # compress picks its rule per method (shipped_rule_model)
     if not os.path.exists(path):
         raise CliError(f"--model {path}: no such model file (expected shipped, fitted, markovK with K = "
                        f"1..{MarkovModel.MAX_ORDER}, unigram, a file made by `equalinfo fit-model` or an M1 "
@@ -199,10 +219,11 @@ def model_from_path(path, args, backend):
 
     if m1.is_checkpoint(path):
         try:
-            return m1.coding_model_from_checkpoint(path, backend.name, args.m1_rule, args.m1_context)
+            return m1.coding_model_from_checkpoint(path, backend.name, args.m1_rule or DEFAULT_M1_RULE,
+                                                   args.m1_context)
         except ValueError as error:  # CheckpointError (wrong role, corrupt), a refused context
             raise CliError(str(error)) from None
-    if args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
+    if args.m1_rule is not None or args.m1_context is not None:
         raise CliError(f"--m1-rule and --m1-context apply to an M1 checkpoint given as --model; {path} is a "
                        "model file")
     return fileformat.load_model_file(path)
@@ -286,8 +307,9 @@ def compress_command(args):
     backend = backends.load_or_fastest(args.backend)
     if spec not in (None, FITTED) and name is None:
         model = model_from_path(spec, args, backend)  # loaded before the input is read, to fail early
-    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
-        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
+    elif args.m1_context is not None or (args.m1_rule is not None and spec is not None):
+        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model (--m1-rule 3 or 4 "
+                       "also to the shipped M1)")
     size = input_size(args.input)
     if size is not None:
         check_coding_memory(args.input, min(size, limits.MAX_INPUT_BYTES + 1))
@@ -301,7 +323,7 @@ def compress_command(args):
         else:
             model, embed = fit_named_model(name, bytes_to_symbols(data)), True
     method = method or codec.default_method(model)
-    model = codec.model_for_method(model, method)
+    model = shipped_rule_model(model, method, args.m1_rule) if coded else model
     window_bits = codec.default_window_bits(model) if window_bits is None else window_bits
     processes = workers.resolve_workers(args.file_workers, model, backend, len(data),
                                         codec.DEFAULT_SEGMENT_BYTES) if coded else 1
@@ -345,16 +367,20 @@ def compress_summary(args, data, blob, header, why=None):
 def decompress_command(args):
     check_paths(args.input, args.output, args.force)
     backend = backends.load_or_fastest(args.backend)
+    if args.model == SHIPPED and args.m1_rule is not None:
+        raise CliError("--m1-rule: a file made with the shipped M1 names the rule it was coded by")
     if args.model is not None:
         model = model_from_path(args.model, args, backend)
-    elif args.m1_rule != DEFAULT_M1_RULE or args.m1_context is not None:
-        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model")
+    elif args.m1_rule is not None or args.m1_context is not None:
+        raise CliError("--m1-rule and --m1-context apply to an M1 checkpoint given as --model (a file made with "
+                       "the shipped M1 names its rule)")
     else:
         model = None
     blob = read_input(args.input, limits.MAX_FILE_BYTES)
     container = fileformat.unpack(blob)
     header, segments = container.header, container.segments
-    model = model if args.model is not None else shipped_model.load_for(header)
+    if args.model is None or args.model == SHIPPED:  # the shipped M1 under the rule the file names
+        model = shipped_model.load_for(header) or model
     check_coding_memory(args.input, header.original_length)
     processes = workers.resolve_workers(args.file_workers, header.model_kind, backend, header.original_length,
                                         segments.segment_bytes) if segments is not None else 1
@@ -407,10 +433,11 @@ def add_workers_option(parser):
 
 def add_m1_options(parser):
     """--m1-rule and --m1-context: how an M1 checkpoint given as --model codes (train/m1.py)."""
-    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=tuple(RULE_MODULES),
-                        default=DEFAULT_M1_RULE,
+    parser.add_argument("--m1-rule", type=number("m1_rule"), choices=tuple(RULE_MODULES), default=None,
                         help="an M1 checkpoint's exact rule: 2 int16 products (default), 3 int8-valued products, "
-                             "4 int8 rows (one GEMM per product), 1 float reductions (ref/exact_rules.py)")
+                             "4 int8 rows (one GEMM per product), 1 float reductions (ref/exact_rules.py); the "
+                             "shipped M1's: 3 or 4 (default: 4 for AC, 3 for Equal-Info, which rule 4 costs "
+                             "0.4-1.0%% of the file)")
     parser.add_argument("--m1-context", type=number("m1_context"), default=None, metavar="N",
                         help="restart an M1 checkpoint every N symbols (default: the sequence length it was "
                              "trained on; longer is refused)")

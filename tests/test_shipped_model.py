@@ -70,3 +70,36 @@ def test_files_coded_under_rule_3_still_decode_and_rule_4_is_the_default(capsys,
     assert new != old and fileformat.unpack(new).header.fingerprint == shipped_model.FINGERPRINT
     with pytest.raises(ValueError, match="rule 3, 4"):
         shipped_model.load(2)
+
+
+def test_m1_rule_picks_the_shipped_models_rule_and_decompress_follows_the_file(capsys, tmp_path):
+    """--m1-rule 3 or 4 overrides the per-method default for the shipped M1 (rule 4 for Equal-Info: faster, at the
+    price bench/README.md states); decompress, with or without --model shipped, decodes by the rule the file
+    names; other rules and --m1-context are refused with one line."""
+    (tmp_path / "t.txt").write_bytes(TEXT)
+    for rule, method in ((4, "equalinfo"), (3, "ac")):
+        out = tmp_path / f"{method}.eqi"
+        assert run_cli(capsys, "compress", tmp_path / "t.txt", out, "--method", method, "--no-store",
+                       "--m1-rule", str(rule))[0] == 0
+        assert fileformat.unpack(out.read_bytes()).header.fingerprint == shipped_model.FINGERPRINTS[rule]
+        for extra in ((), ("--model", "shipped")):
+            back = tmp_path / f"{method}{len(extra)}.out"
+            assert run_cli(capsys, "decompress", out, back, *extra)[0] == 0 and back.read_bytes() == TEXT
+    fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "x.eqi", "--m1-rule", "2", says="rule 3 or 4")
+    fails_cli(capsys, "compress", tmp_path / "t.txt", tmp_path / "x.eqi", "--model", "shipped", "--m1-context", "9",
+              says="--m1-context")
+    fails_cli(capsys, "decompress", tmp_path / "ac.eqi", tmp_path / "x", "--model", "shipped", "--m1-rule", "4",
+              says="names the rule")
+    (tmp_path / "b.bin").write_bytes(bytes([0xFF, 0xFE]) * 40)  # not UTF-8: the fitted model, no M1 to rule
+    fails_cli(capsys, "compress", tmp_path / "b.bin", tmp_path / "x.eqi", "--m1-rule", "4", says="not UTF-8")
+    assert not (tmp_path / "x.eqi").exists()
+
+
+def test_the_python_api_picks_the_rule_by_method_only_for_the_shipped_m1_by_name():
+    import equalinfo
+
+    by_name = equalinfo.compress(TEXT, "shipped", "equalinfo", store=False)
+    given = equalinfo.compress(TEXT, shipped_model.load(4), "equalinfo", store=False)
+    assert fileformat.unpack(by_name).header.fingerprint == shipped_model.FINGERPRINTS[3]
+    assert fileformat.unpack(given).header.fingerprint == shipped_model.FINGERPRINTS[4]  # an object keeps its rule
+    assert equalinfo.decompress(given) == TEXT
