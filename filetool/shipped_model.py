@@ -35,8 +35,9 @@ FINGERPRINTS = {3: FILE_FINGERPRINT,  # files compress wrote before rule 4 (they
                 4: "6997b34c1c2dc4683032a020bda52bb529a78699b29f58efd4b943a7a5f30518"}
 # The rule compress codes with, per method (bench/README.md round 5, 400 KB of held-out English, whole files):
 # plain AC (the default) under rule 4, one int8 GEMM per product: 1.2-1.5x faster than rule 3 for +0.02% of the
-# file; Equal-Info under rule 3: rule 4 cost it +0.4% (b=1,024) to +1.0% (b=16) of the file, above issue #24's
-# 0.5% budget (its windows pay for the coarser rows more than the rows' own bits/byte, +0.02%, show).
+# file; Equal-Info under rule 3: rule 4 cost it +0.8-1.0% of the file at b=16, above issue #24's 0.5% budget, and
+# +0.4% at b=1,024, under it by less than its standard error (its windows pay for the coarser rows more than the
+# rows' own bits/byte, +0.005%, show).
 RULE = 4
 EQUALINFO_RULE = 3
 FINGERPRINT = FINGERPRINTS[RULE]  # what files compress writes by default carry; README states it too
