@@ -1,10 +1,11 @@
-"""Equal-Info compression with a Transformer M1: bytes/s of an exact rule (--rule 2 or 3) vs rule 1 vs ref.
+"""Equal-Info compression with a Transformer M1: bytes/s of an exact rule (--rule 2, 3 or 4) vs rule 1 vs ref.
 
 Usage (from the repository root):
     python bench/equalinfo_m1_speed.py [--size 3m] [--train-steps 300] [--checkpoint out/bench/m1_3m.npz]
                                        [--fast-bytes 163840] [--old-bytes 40960] [--ref-bytes 2048] [--window-bits 16]
                                        [--threads 1] [--rule 3] [--lookahead N]
                                        [--examples N --example-bytes 10240 --rule1-example-bytes L]
+    python bench/equalinfo_m1_speed.py --shipped --text HELD_OUT_ENGLISH [--rule 4] [...]
 
 M1 has the paper's "3m" shape; an untrained M1 puts ~8 bits on every byte (2 symbols per 16-bit window) where a
 trained one puts ~2-3, so the bench first trains it briefly on the first 90% of tinyshakespeare with the fast
@@ -16,6 +17,9 @@ backend (or loads --checkpoint; a trained one is saved there for the next run). 
 - rule N cpu (--rule, default 3): the same on --fast-bytes bytes with rows from fast/cpu/integer_m1.py (rule 2,
   dgemm) or fast/cpu/int8_m1.py (rule 3, int8-valued products: onnxruntime's integer GEMM where installed, else
   sgemm; EQUALINFO_INT8_GEMM forces one) and its cache. Issue #24's goal is rule 3 >= 10x rule 1 here.
+--shipped takes the shipped M1 instead of training one: its int8 weights, dequantized (W_int * s, float32), are
+the float M1 that rule 1 and ref run, and rules 3 and 4 quantize them back to the same int8 weights; give it English
+it did not train on as --text (the last 10% of it is coded).
 --examples N sets the lockstep width instead (issue #24, round 3): both rules code the same N examples side by side
 (--fast-bytes and --old-bytes are then unused), each of --example-bytes bytes, rule 1's cut to their first
 --rule1-example-bytes (default: the same) because rule 1 is the slow one; a window restarts M1, so what a step costs
@@ -93,7 +97,8 @@ def main():
     parser.add_argument("--window-bits", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="Numba and OpenBLAS threads (fast.cpu.threads)")
     parser.add_argument("--lookahead", type=int, default=None, help="fast encoder's rows per window and call")
-    parser.add_argument("--rule", type=int, default=3, choices=(2, 3), help="the exact rule set against rule 1")
+    parser.add_argument("--rule", type=int, default=3, choices=(2, 3, 4), help="the exact rule set against rule 1")
+    parser.add_argument("--shipped", action="store_true", help="the shipped M1 (its weights dequantized), no training")
     parser.add_argument("--examples", type=int, default=None, help="lockstep width: examples coded side by side "
                                                                   "by both rules (the same ones)")
     parser.add_argument("--example-bytes", type=int, default=EXAMPLE_BYTES)
@@ -105,7 +110,13 @@ def main():
     data = Path(args.text).read_bytes()
     cut = len(data) * 9 // 10
     train_symbols, held_out = bytes_to_symbols(data[:cut]), data[cut:]
-    params, cfg = trained_m1(args, train_symbols, bytes_to_symbols(held_out[-20_000:]))
+    if args.shipped:
+        from m1_rule_price import dequantized_shipped_m1
+        from equalinfo.filetool import shipped_model
+
+        params, cfg = dequantized_shipped_m1(), shipped_model.load(3).cfg
+    else:
+        params, cfg = trained_m1(args, train_symbols, bytes_to_symbols(held_out[-20_000:]))
     b = args.window_bits
     ref_model = TransformerModel(params, cfg)
     old_model = m1.coding_model(params, cfg, "cpu", rule=1)
