@@ -191,12 +191,13 @@ def shipped_rule_model(model, method, asked):
     """The model compress codes `method` with: for the shipped M1, its weights under --m1-rule 3 or 4 if asked,
     else under the rule shipped_model.rule_for(method) names (codec.model_for_method); other models as they are
     (a checkpoint already took --m1-rule; any other model refuses it)."""
-    shipped = isinstance(model, TransformerModel) and shipped_model.rule_of(fingerprint(model.arrays())) is not None
-    if asked is None or (not shipped and isinstance(model, TransformerModel)):
+    if asked is None:
         return codec.model_for_method(model, method)
-    if not shipped:
+    if not isinstance(model, TransformerModel):
         raise CliError("--m1-rule applies to an M1 checkpoint or the shipped M1; this input is coded with a "
                        f"{model.kind} model (not UTF-8 text: --model shipped codes it with M1)")
+    if shipped_model.rule_of(fingerprint(model.arrays())) is None:
+        return model  # a checkpoint: model_from_path gave it --m1-rule already
     if asked not in shipped_model.FINGERPRINTS:
         raise CliError(f"--m1-rule {asked}: the shipped M1 codes by exact rule "
                        f"{' or '.join(map(str, shipped_model.FINGERPRINTS))}")

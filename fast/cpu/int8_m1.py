@@ -44,7 +44,6 @@ class RowRule:
     (fast/cpu/int8_rows_m1.py) share every kernel below and differ only in these fields.
     fraction_bits, row_max: quantize_rows' widths; halves: int8 GEMM rows per row (2: hi and lo, 1: the row
     itself); bfloat16: the products (last name component) whose outputs are rounded to bfloat16."""
-    version: int
     fraction_bits: int
     row_max: int
     halves: int
@@ -54,7 +53,7 @@ class RowRule:
         return bool(self.bfloat16) and name.rsplit(".", 1)[-1] in self.bfloat16
 
 
-RULE = RowRule(EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, halves=2)  # rule 3
+RULE = RowRule(FRACTION_BITS, ROW_MAX, halves=2)  # rule 3
 
 
 @njit(cache=True)

@@ -13,7 +13,7 @@ from equalinfo.fast.cpu.int8_m1 import RowRule, int8_gemm, softmax64
 from equalinfo.ref.int8_rows_m1 import (BFLOAT16_PRODUCTS, EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX,  # noqa: F401
                                         check_exact, chunks)
 
-RULE = RowRule(EXACT_M1_VERSION, FRACTION_BITS, ROW_MAX, halves=1, bfloat16=BFLOAT16_PRODUCTS)
+RULE = RowRule(FRACTION_BITS, ROW_MAX, halves=1, bfloat16=BFLOAT16_PRODUCTS)
 
 
 def quantize_rows(x):
