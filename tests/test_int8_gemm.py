@@ -146,7 +146,6 @@ def test_the_docstring_bound_holds_for_every_size():
 @pytest.fixture
 def ort():
     pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     if not int8_gemm.usable(int8_m1.CHUNK):
         pytest.skip(f"onnxruntime fails the self-check here: {int8_gemm._why_not()}")
 

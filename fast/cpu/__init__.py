@@ -23,4 +23,5 @@ Helpers
 fused.py             coding straight from float rows: quantize's rule evaluated only where the coder reads it
 threads.py           how many threads Numba and OpenBLAS use
 int8_gemm.py         who computes rule 3's exact integer products: sgemm, or onnxruntime's integer GEMM (optional)
+onnx_graph.py        the one-node ONNX model int8_gemm.py runs, written as protobuf bytes (no onnx import)
 Coding results are bit-identical to ref (tests/test_fast_cpu_coder.py, tests/test_fast_cpu_fused.py)."""

@@ -6,7 +6,7 @@ acc = sum_k x_int * W_int, with W_int int8 in [-127, 127] and each row split int
 gives the same bits. Two do here:
 - "sgemm" (always there): the halves and the weights as float32, NumPy's `@` (OpenBLAS). Exact because every partial
   sum is an integer of magnitude <= K * 127 * 127 <= 2^24 for a chunk of K <= 1040 terms (ref/int8_m1.py's bound).
-- "onnxruntime" (the optional extra `int8`: onnxruntime + onnx, which builds the one-node graph): its MatMulInteger,
+- "onnxruntime" (the optional extra `int8`; fast/cpu/onnx_graph.py writes its one-node graph): its MatMulInteger,
   u8 x s8 -> int32, whose MLAS kernels use the CPU's VNNI (vpdpbusd) or AMX instructions. A maintained library's
   kernels, picked at run time for the CPU, rather than a hand-written kernel of ours. The halves go in as
   u8 = half + 128 (in [1, 255], made directly by the quantizing pass) with a_zero_point = 128, so that
@@ -116,25 +116,19 @@ def _session_runner():
     not kept, for the self-check's operands): the weights are the graph's initializer, so onnxruntime packs them
     once (feeding them on every call was slower on every 3m shape in a throwaway timing, bench/README.md)."""
     import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
+
+    from equalinfo.fast.cpu.onnx_graph import matmul_integer_model
 
     sessions = {}  # (id(weights), threads) -> (weights, session): the array kept keeps its id unique
 
     def session(weights, threads):
-        graph = helper.make_graph(
-            [helper.make_node("MatMulInteger", ["A", "B", "A_zero"], ["Y"])], "int8_gemm",
-            [helper.make_tensor_value_info("A", TensorProto.UINT8, ["R", weights.shape[0]])],
-            [helper.make_tensor_value_info("Y", TensorProto.INT32, ["R", weights.shape[1]])],
-            initializer=[numpy_helper.from_array(weights, "B"),
-                         numpy_helper.from_array(np.array(ZERO_POINT, dtype=np.uint8), "A_zero")])
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = 8  # readable by onnxruntime >= 1.17
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle workers sleep (threads.py)
-        return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        model = matmul_integer_model(weights, ZERO_POINT)  # the bytes onnx.helper would make (onnx_graph.py)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
     def run(rows, weights, keep=True):
         key = (id(weights), numba_threads())
