@@ -81,7 +81,7 @@ def _model(model, sample, embed):
 
 
 def compress(data, model=None, method=None, *, embed=None, window_bits=None, precision=14,
-             segment_bytes=codec.DEFAULT_SEGMENT_BYTES, store=True, backend=None, workers=1):
+             segment_bytes=codec.AUTO_SEGMENTS, store=True, backend=None, workers=1):
     """The `.eqi` file bytes of `data` (bytes), as `equalinfo compress` writes them.
 
     model: a model object (ref.models, an M1 from load_m1), "shipped" (the shipped M1), "fitted" (a Markov or
@@ -91,7 +91,8 @@ def compress(data, model=None, method=None, *, embed=None, window_bits=None, pre
     codec.default_window_bits(model). embed: store the model in the file (default: yes for the fitted models, no
     for a given model or the shipped M1, as the CLI). store: write method `stored` when coding would not make the
     file smaller. backend: 'ref', 'cpu' or 'gpu' (default the fastest); every backend writes the same bytes.
-    workers: processes coding the segments (filetool/workers.py), the same bytes for any number: 1 (the
+    segment_bytes: input bytes per segment, "auto" (codec.even_segment_bytes: an even count of segments of at
+    most 16 KiB) or None (one stream, format version 2). workers: processes coding the segments (filetool/workers.py), the same bytes for any number: 1 (the
     default: a library call starts no processes unless asked; with more, a script must guard its top level with
     `if __name__ == "__main__":`, as multiprocessing's 'spawn' needs), N, or "auto" (the CLI's default).
     """

@@ -8,8 +8,9 @@ pipeline does. `stored` keeps the bytes as they are: `compress_or_store` writes 
 when coding would not make the file smaller (random or compressed input, tiny inputs, a model larger than what it
 saves), so no input grows by more than the 100 bytes of header and checksums.
 
-The coded methods write format version 3 (filetool/segments.py): the input is cut into segments of
-DEFAULT_SEGMENT_BYTES, each coded alone, and all of a file's segments go through the backend's coder as one batch
+The coded methods write format version 3 (filetool/segments.py): the input is cut into segments of at most
+DEFAULT_SEGMENT_BYTES (segment_bytes="auto": `even_segment_bytes`, an even number of equal segments), each coded
+alone, and all of a file's segments go through the backend's coder as one batch
 (`compress_batch`/`decompress_batch`: on fast.cpu one model call per step for every segment, for Equal-Info and
 for plain AC with M1; plain AC with a table model loops over the segments in compiled code). segment_bytes=None is
 the version 2 writer: the whole input as one stream. `workers` (compress_bytes, compress_or_store,
@@ -42,6 +43,7 @@ from equalinfo.filetool.fileformat import FormatError, Header
 from equalinfo.filetool.segments import check_segment_bytes, segment_lengths
 
 DEFAULT_SEGMENT_BYTES = 1 << 14  # bench/segment_cost.py: <= 0.17% of the size with Markov and M1 (docs/file-format.md)
+AUTO_SEGMENTS = "auto"  # segment_bytes's default: even_segment_bytes of the input's length
 DEFAULT_MODEL_CHOICES = (("markov", 2), ("markov", 1), ("unigram", None))  # what fitted_model picks from
 DEFAULT_WINDOW_BITS = 16  # Equal-Info windows of the fitted models and of M1 checkpoints (the paper's b=16)
 
@@ -66,14 +68,15 @@ def on_backend(model, backend):
 
 
 def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14, backend=None,
-                   progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES, workers=1):
+                   progress=None, segment_bytes=AUTO_SEGMENTS, workers=1):
     """(file bytes, Header) of `data` compressed with `method`.
 
     model: the model for ac/equalinfo (required there); embed: store its arrays in the file (self-contained) or
     only its fingerprint (the decoder must be given the model). staticac fits and embeds its own unigram model on
     `data`; gzip takes no model. window_bits is used by equalinfo only, precision by the coded methods only.
     backend: train.backends.load(name) (anything with `ac` and `equalinfo` modules); None means ref.
-    segment_bytes: input bytes per independently coded segment (format version 3); None: one stream (version 2).
+    segment_bytes: input bytes per independently coded segment (format version 3); "auto" (the default):
+    even_segment_bytes(len(data)); None: one stream (version 2).
     workers: processes coding the segments (filetool/workers.py): 1, N, or "auto" (workers.auto_workers); the
     file's bytes are the same for any number.
     """
@@ -98,11 +101,31 @@ def compress_bytes(data, method="equalinfo", model=None, embed=True, window_bits
         else:
             bits = backend.ac.compress(symbols, coder_model, precision, progress=progress)
         return fileformat.pack(header, bits, arrays), header
+    if segment_bytes == AUTO_SEGMENTS:
+        segment_bytes = even_segment_bytes(len(data))
     check_segment_bytes(segment_bytes, len(data))
     pieces = np.split(symbols, np.cumsum(segment_lengths(len(data), segment_bytes))[:-1]) if len(data) else []
     workers = workers_module.resolve_workers(workers, coder_model, backend, len(data), segment_bytes)
     bits = code_segments(pieces, header, coder_model, backend, progress, workers=workers)
     return fileformat.pack(header, bits, arrays, segment_bytes), header
+
+
+def even_segment_bytes(n_bytes, most=DEFAULT_SEGMENT_BYTES):
+    """Segment size for an n-byte input: the fewest segments of at most `most` bytes, their count rounded up to an
+    even number when above one, all of equal size (the last one up to a byte per segment shorter).
+
+    Why: the segments are split among processes (filetool/workers.py) and each process runs its share in lockstep,
+    one model call per step for all of them, so a process's time is its longest segment's steps times the cost of
+    a step with its segments' rows. 25 segments of 16 KiB on two processes (a 400 KB file) make one process
+    run 13 rows for 16,384 steps while the other idles at the end; 26 segments of 15,385 bytes give both 13 rows
+    for 15,385 steps (one segment more: ~13 bytes, docs/file-format.md). The count depends on n_bytes alone, never
+    on the number of processes, so a file's bytes stay the same for any --workers. The count is exact while
+    n_bytes / most < most (ceil(n / ceil(n / k)) = k for n > k * (k - 1))."""
+    if n_bytes <= most:
+        return most
+    n_segments = -(-n_bytes // most)
+    n_segments += n_segments % 2
+    return -(-n_bytes // n_segments)
 
 
 def coded_header(data, method, model, window_bits, precision, backend):
@@ -295,7 +318,7 @@ def default_window_bits(model):
 
 
 def compress_or_store(data, method="equalinfo", model=None, embed=True, window_bits=16, precision=14,
-                      backend=None, progress=None, segment_bytes=DEFAULT_SEGMENT_BYTES, workers=1):
+                      backend=None, progress=None, segment_bytes=AUTO_SEGMENTS, workers=1):
     """(file bytes, Header, why) of `data` compressed with `method`, or stored if that is no larger.
 
     why: None if the method's file was kept, else the reason it was stored (for the summary line). A unigram or

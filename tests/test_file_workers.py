@@ -205,3 +205,31 @@ def test_the_cli_option(capsys, tmp_path, m1):
     for bad in ("0", "x", "65"):
         fails_cli(capsys, "compress", source, tmp_path / "o.eqi", "--workers", bad, says="--workers")
         fails_cli(capsys, "decompress", files["1"], tmp_path / "o", "--workers", bad, says="--workers")
+
+
+def test_auto_segments_are_an_even_count_of_equal_segments_of_at_most_16_kib():
+    most = codec.DEFAULT_SEGMENT_BYTES
+    rng = np.random.default_rng(3)
+    sizes = [1, most, most + 1, 2 * most, 2 * most + 1, 3 * most, 400_000, 1 << 22] + list(
+        rng.integers(1, 1 << 24, 200))
+    for n in sizes:
+        size = codec.even_segment_bytes(int(n))
+        count = -(-int(n) // size)
+        fewest = -(-int(n) // most)
+        assert size <= most and count in (fewest, fewest + 1), (n, size, count)
+        if fewest > 1:
+            assert count % 2 == 0, (n, size, count)
+            last = int(n) - (count - 1) * size
+            assert 0 <= size - last < count, (n, size, last)  # equal segments, the last one shorter by < count
+        else:
+            assert count == 1
+
+
+def test_auto_segments_balance_two_workers_and_decode(cpu):
+    data = bytes(range(32, 127)) * 400  # 38,000 bytes: 3 segments of 16 KiB, so 4 of 9,500 by default
+    model = codec.fitted_model(data)[0]
+    blob = codec.compress_bytes(data, "ac", model, embed=True, backend=cpu)[0]
+    table = codec.fileformat.unpack(blob).segments
+    assert (table.segment_bytes, len(table.entries)) == (9500, 4)
+    assert workers.balanced_groups(table.input_lengths(len(data)), 2) == [(0, 2), (2, 4)]
+    assert codec.decompress_bytes(blob, backend=cpu)[0] == data
