@@ -64,8 +64,9 @@ def learn_costs(sums, counts, totals, hist, flat, offsets, streams, starts, gree
 
 
 @njit(cache=True)
-def predict_rows(sums, counts, totals, flat, offsets, live, starts, avail, used, budget, most, out):
-    """out[k]: the rows stream live[k] asks: up to the row of the first symbol predicted not to fit its window.
+def predict_rows(sums, counts, totals, flat, offsets, live, starts, avail, used, budget, extra, most, out):
+    """out[k]: the rows stream live[k] asks: up to the row of the first symbol predicted not to fit its window,
+    plus `extra`.
 
     Its window starts at symbol starts[k] and has avail[k] symbols coded (their rows in hand) using used[k] bits;
     the walk adds each next symbol's predicted cost until the total passes `budget` (the window's b bits). At most
@@ -84,7 +85,7 @@ def predict_rows(sums, counts, totals, flat, offsets, live, starts, avail, used,
                 break  # symbol j is predicted not to fit: its row ends the window
             prev = x
             j += 1
-        out[k] = min(most, max(1, j + 1 - avail[k]))
+        out[k] = min(most, max(1, j + 1 - avail[k] + extra))
 
 
 class Lookahead:
@@ -92,6 +93,7 @@ class Lookahead:
 
     MOST = 64  # rows per stream and call at most (long windows: b=1,024 holds ~500 symbols)
     FIRST = 8  # rows of the encoder's first buffers (they grow as needed)
+    NARROW = 4  # with fewer live streams, each ask adds a row (module docstring)
 
     def __init__(self, fixed, window_bits):
         self.fixed, self.window_bits = fixed, window_bits
@@ -115,5 +117,5 @@ class Lookahead:
         out = np.empty(len(live), dtype=np.int64)
         t = self.table
         predict_rows(t.sums, t.counts, t.totals, flat, offsets, live, starts, avail, used.astype(np.float64),
-                     float(self.window_bits), self.MOST, out)
+                     float(self.window_bits), int(len(live) < self.NARROW), self.MOST, out)
         return out
