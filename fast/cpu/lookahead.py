@@ -16,12 +16,19 @@ symbols' costs exactly and the later ones well. Each call, a stream walks the te
 to its used bits until they pass the window's b bits; the symbol there is predicted not to fit, and the stream asks
 the rows up to and including its row (`predict_rows`). A wrong guess costs either rows thrown away or one more
 call, in which the walk starts again from the coder's true state. Unseen (j, prev, x) fall back to the mean cost of
-all symbols so far.
+all symbols so far. With fewer than NARROW live streams a call is shared by few, and costs more than the rows one
+more call would save (tens of rows on one stream: the 8 KB runs below): every ask then adds a row.
 
-Measured (shipped M1, b=16, one thread, bench/README.md "Round 6"): on the first 100 KB of held-out English (7
-streams) 1.91 -> ~1.33 rows per input byte (the decoder's necessary rows: 1.24) for 4,650 -> ~5,300 calls; on 13
-streams ~1.55 -> ~1.33 rows per byte. The rule it replaces asked, per window, about the mean rows of the windows so
-far (1.25x the mean plus one with fewer than 8 streams), blind to where a given window stands.
+Measured (bench/equalinfo_lookahead.py: shipped M1, b=16, one thread, bench/README.md "Round 6"), old rule -> this
+one, against the floor (lookahead 1: exactly the decoder's rows, one call per symbol):
+- 100 KB of held-out English, 7 streams: 1.91 -> 1.39 rows per input byte (floor 1.245), 4,650 -> 4,861 calls;
+  the encode 1.19-1.33x faster, old and new alternating;
+- 208 KiB, 13 streams (one process's half of a 400 KB file): 1.55 -> 1.38 rows per byte, 6,055 -> 4,968 calls;
+- 8 KB, 1 stream: 2.00 -> 1.65 rows per byte, 2,350 -> 2,292 calls, time unchanged within the noise.
+The rule it replaces asked, per window, about the mean rows of the windows so far (1.25x the mean plus one with
+fewer than 8 streams), blind to where a given window stands. Simulated on recorded costs, knowing every symbol's
+true cost would save ~9% more of the encode's time and a (position, two symbols before, symbol) table ~3%: below
+this machine's run-to-run noise, so the table stays this small.
 
 Which rows are evaluated never changes a row's value (a row depends on its prefix alone), so the bits do not depend
 on the lookahead (tests/test_fast_cpu_coder.py, tests/test_int8_m1.py).
@@ -32,7 +39,7 @@ from numba import njit
 from equalinfo.ref.symbols import BOS, N_INPUTS, N_SYMBOLS
 
 LAST_POSITION = 5  # window positions 0..4 have their own costs; 5 and later share one (see the docstring)
-FIRST_COST = 4.0  # bits per symbol guessed before any window has ended (English under M1 at b=16: ~3.8)
+FIRST_COST = 4.0  # bits per symbol guessed before any window has ended (a byte-level model's English: 2-5)
 
 
 class CostTable:
