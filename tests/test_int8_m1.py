@@ -329,8 +329,8 @@ def test_quantize_split_finds_the_row_max_through_the_bits_in_every_case(dtype):
 
 def test_equal_info_bytes_do_not_depend_on_the_lockstep_width_or_lookahead(model32):
     """The lockstep encoder with M1's cached grower gives the same windows whether the examples run 1, 3 or 64 in
-    lockstep, and whatever rows it asks per call (fixed 1, 2, 7, or the adaptive per-stream lookahead, whose first
-    ask and top-up differ): which rows are evaluated never changes a row. And ref agrees on a few of them."""
+    lockstep, and whatever rows it asks per call (fixed 1, 2, 7, or the adaptive lookahead, which predicts each
+    window's end per stream): which rows are evaluated never changes a row. And ref agrees on a few of them."""
     qparams, cfg, _ = model32
     cpu_model = TransformerModel(qparams, cfg, rule=3, rows=cpu_int8.next_probs)
     rng = np.random.default_rng(3)

@@ -15,7 +15,7 @@ The state of stream s is stream_state[s] (int64 [S, N_STREAM_COLUMNS]), its rows
 import numpy as np
 from numba import njit
 
-from equalinfo.fast.cpu.arithmetic import FULL, quantize
+from equalinfo.fast.cpu.arithmetic import FULL, STATE_BITS, quantize
 from equalinfo.fast.cpu.lookahead import Lookahead
 from equalinfo.fast.cpu.m1 import prefix_rows
 from equalinfo.fast.cpu.window_rule import (META_DELIMITED, META_GREEDY, META_LENGTH, META_START, N_META_COLUMNS,
@@ -79,10 +79,17 @@ def advance_streams(flat, offsets, stream_state, buf, hist, identity, window_bit
         stream_state[s, N_BITS], stream_state[s, AVAIL] = n_bits, avail
 
 
+def used_bits(states):
+    """Bits of their windows the encoder states [A, N_STREAM_COLUMNS] have used: those emitted plus -log2 of the
+    interval's width in the frame (0 for a window that has not started)."""
+    return states[:, N_BITS] + STATE_BITS - np.log2(states[:, RANGE].astype(np.float64))
+
+
 def rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precision, grower=None):
     """One model call for every live stream: fills hist[s, avail:r_max+1] and advances avail. Returns hist.
 
-    lookahead: rows per stream and call, an int or a Lookahead (its per-stream counts, fast/cpu/lookahead.py).
+    lookahead: rows per stream and call, an int or a Lookahead (its per-stream counts, fast/cpu/lookahead.py,
+    predicted from the text ahead and the bits each window has used so far).
 
     With a grower (a key/value cache, one slot per stream) only the new positions avail..r_max are evaluated; a
     stream whose window just started (avail 0) restarts its slot."""
@@ -90,7 +97,7 @@ def rows_for_streams(model, flat, offsets, stream_state, hist, lookahead, precis
     start, avail = stream_state[live, START], stream_state[live, AVAIL]
     remaining = offsets[live + 1] - offsets[live] - start
     if isinstance(lookahead, Lookahead):
-        lookahead = lookahead.per_stream(avail)  # [A] rows for each live stream
+        lookahead = lookahead.per_stream(flat, offsets, live, start, avail, used_bits(stream_state[live]))
     r_max = np.minimum(avail + lookahead - 1, remaining)  # last row wanted (row r follows r window symbols)
     width = int(r_max.max()) + 1
     if width > hist.shape[1]:
@@ -124,7 +131,7 @@ def encode_streams(streams, model, window_bits, precision, delimit, lookahead=No
 
     lookahead: rows per window and model call (None: adaptive, fast/cpu/lookahead.py); progress(n), if given, is
     called with the symbols of all the windows ended so far."""
-    lookahead = Lookahead(lookahead)
+    lookahead = Lookahead(lookahead, window_bits)
     offsets = np.zeros(len(streams) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(s) for s in streams])
     flat = np.concatenate(streams) if streams else np.zeros(0, dtype=np.int64)
@@ -133,7 +140,7 @@ def encode_streams(streams, model, window_bits, precision, delimit, lookahead=No
     stream_state[:, RANGE] = FULL
     stream_state[offsets[1:] == offsets[:-1], START] = -1  # empty streams are done
     buf = np.zeros((n_streams, window_bits + 128), dtype=np.uint8)
-    hist = np.zeros((n_streams, min(int(lookahead), 64) + 1, N_SYMBOLS + 1), dtype=np.int64)
+    hist = np.zeros((n_streams, lookahead.rows_hint() + 1, N_SYMBOLS + 1), dtype=np.int64)
     ended = np.zeros(n_streams, dtype=np.int64)
     out_bits = np.zeros((n_streams, window_bits), dtype=np.uint8)
     out_meta = np.zeros((n_streams, N_META_COLUMNS), dtype=np.int64)
@@ -150,7 +157,8 @@ def encode_streams(streams, model, window_bits, precision, delimit, lookahead=No
             raise_window_error(int(out_meta[s, META_START]), int(ended[s]), window_bits, precision)
         done = np.flatnonzero(ended == 1)
         if len(done):
-            lookahead.record(out_meta[done, META_GREEDY])
+            lookahead.record(hist, flat, offsets, done, out_meta[done, META_START], out_meta[done, META_GREEDY],
+                             precision)
             events_stream.append(done)
             events_bits.append(out_bits[done].copy())
             events_meta.append(out_meta[done].copy())
