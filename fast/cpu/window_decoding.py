@@ -31,7 +31,11 @@ DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' mem
 # 626 of a 100 KB file's 915 steps had <= 8 rows); a window now takes the slot another one leaves, so steps stay
 # full until the last windows of the call (bench/README.md, round 6).
 M1_SLOTS = 256
-M1_CAPACITY = 16  # positions each slot holds before the cache grows (b=16 windows hold ~4-12 symbols)
+# Positions each slot holds before the caches grow. b=16 windows hold ~4-12 symbols, but a file's most predictable
+# stretches put 33-64 in a few windows, and each growth copies every slot's caches (~0.1 s for 256 slots at 16 -> 32
+# positions, fresh pages included): 64 positions from the start cost no copy, and little memory while the key
+# cache is in blocks of 4 positions (exact_m1.key_layout: a slot's unused blocks are never touched, so never paged).
+M1_CAPACITY = 64
 
 
 
