@@ -169,7 +169,8 @@ def test_compiled_positions_equal_numpys_and_refuse_a_slot_out_of_range():
 
 
 @pytest.mark.parametrize("old_blocks, old_block, capacity, block", [
-    (1, 8, 16, 16), (1, 32, 128, 64), (2, 64, 256, 64), (1, 64, 128, 64), (2, 64, 256, 256), (4, 16, 128, 32)])
+    (1, 8, 16, 16), (1, 32, 128, 64), (2, 64, 256, 64), (1, 64, 128, 64), (2, 64, 256, 256), (4, 16, 128, 32),
+    (2, 4, 16, 4), (16, 4, 128, 64)])
 def test_a_grown_key_cache_keeps_every_position(old_blocks, old_block, capacity, block):
     """regrouped moves a key cache into a larger one, maybe with another block size (its fast paths and the
     general one): every old position's key must be where the new layout says, keys[..., j // block, :, j % block]."""
@@ -179,3 +180,30 @@ def test_a_grown_key_cache_keeps_every_position(old_blocks, old_block, capacity,
     assert grown.shape == (2, 3, capacity // block, 5, block)
     for j in range(old_blocks * old_block):
         assert np.array_equal(grown[:, :, j // block, :, j % block], keys[:, :, j // old_block, :, j % old_block])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint16])
+def test_scores_in_blocks_of_four_equal_the_general_loop(dtype):
+    """_scores_by_fours (key_layout's small blocks: four sums in registers) gives _scores_by_blocks' scores bit for
+    bit for every count of positions across block boundaries (1 .. 13), float32, float64 and a bfloat16 cache
+    (uint16, rule 4); the unused positions of its last block hold NaN here, which must not reach a score."""
+    rng = np.random.default_rng(5)
+    head_dim, capacity = 64, 16
+    wide = np.float32 if dtype == np.uint16 else dtype
+    q = rng.standard_normal(head_dim).astype(wide)
+    by_position = rng.standard_normal((head_dim, capacity)).astype(np.float32)  # [dh, cap]
+    if dtype == np.uint16:  # bfloat16 values: a float32's upper 16 bits
+        cache = (by_position.view(np.uint32) >> 16).astype(np.uint16)
+    else:
+        cache = by_position.astype(dtype)
+    one_block = np.ascontiguousarray(cache[None])  # [1, dh, cap]
+    fours = np.ascontiguousarray(cache.reshape(head_dim, capacity // 4, 4).transpose(1, 0, 2))  # [cap/4, dh, 4]
+    for n in range(1, 14):
+        padded = fours.copy()
+        for j in range(n, -(-n // 4) * 4):  # the last block's positions past n: NaN (a bfloat16 NaN's bits)
+            padded[j // 4, :, j % 4] = 0x7FC0 if dtype == np.uint16 else np.nan
+        want = np.full(capacity, -1.0, dtype=wide)
+        got = np.full(capacity, -1.0, dtype=wide)
+        fast_exact._scores_by_blocks(q, one_block, n, wide(0), want)
+        fast_exact._scores_by_fours(q, padded, n, wide(0), got)
+        assert np.array_equal(got[:n].view(np.uint8), want[:n].view(np.uint8)), n

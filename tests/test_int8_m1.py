@@ -349,16 +349,19 @@ def test_equal_info_bytes_do_not_depend_on_the_lockstep_width_or_lookahead(model
         assert np.array_equal(coded, equalinfo.compress(text, ref_model, 16))
 
 
-def test_windows_decode_the_same_in_chunks_that_reuse_one_grower(model32, monkeypatch):
-    """Equal-Info decoding with M1 runs its windows in chunks of M1_DECODE_CHUNK, one grower reset between chunks:
-    chunks of 1, 3 and all windows, a last chunk shorter than the grower, give the same symbols."""
+def test_windows_decode_the_same_whatever_slots_and_chunks(model32, monkeypatch):
+    """Equal-Info decoding with M1 serves M1_SLOTS windows at a time, a window taking the slot an ended one leaves,
+    in chunks of DECODE_CHUNK windows that reuse one grower: 1, 3 and more slots than windows, chunks of 2 windows
+    and of all, give the same symbols."""
     from equalinfo.fast.cpu import window_decoding
     qparams, cfg, _ = model32
     cpu_model = TransformerModel(qparams, cfg, rule=3, rows=cpu_int8.next_probs)
     texts = [bytes_to_symbols(t) for t in (b"To be, or not to be, that is", b"the question:", b"", b"Whether 'tis")]
     bits = fast_ei.compress_batch(texts, cpu_model, 16)
-    for chunk in (1, 3, 1024):
-        monkeypatch.setattr(window_decoding, "M1_DECODE_CHUNK", chunk)
-        monkeypatch.setattr(window_decoding, "M1_CAPACITY", 2)  # the caches grow inside a chunk, too
-        decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
-        assert all(np.array_equal(d, t) for d, t in zip(decoded, texts)), chunk
+    monkeypatch.setattr(window_decoding, "M1_CAPACITY", 2)  # the caches grow while slots are reused, too
+    for slots in (1, 3, 1024):
+        for chunk in (2, 16384):
+            monkeypatch.setattr(window_decoding, "M1_SLOTS", slots)
+            monkeypatch.setattr(window_decoding, "DECODE_CHUNK", chunk)
+            decoded = fast_ei.decompress_batch(bits, cpu_model, 16, n_symbols=[len(t) for t in texts])
+            assert all(np.array_equal(d, t) for d, t in zip(decoded, texts)), (slots, chunk)

@@ -16,7 +16,8 @@ Speed comes from loop order, never from reordering a sum:
   still adds j = 0 .. i in order) -- and its exps (and softmax64's) run as one branch-free pass
   (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, block of 64
   positions, dh, position in the block] for keys and [slot, head, position, dh] for values so that both loops read
-  memory contiguously;
+  memory contiguously, with blocks of 4 positions while a cache holds at most 64 (key_layout), whose four scores
+  stay in registers (`_scores_by_fours`);
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -39,6 +40,7 @@ ROW_BLOCK = 8  # rows that share one pass over a weight row in `matmul`
 TASK_BLOCK = 32  # (row, head) tasks of `_attend_newest` that share one set of scratch arrays
 QUERY_GROUP = 4  # queries of `_attend` that share each load of a key and of a value row (its loops are written for 4)
 KEY_BLOCK = 64  # positions per block of a PrefixRows' key cache (_attend_newest says why blocks)
+SMALL_KEY_BLOCK = 4  # positions per block while the cache holds at most KEY_BLOCK positions (key_layout says why)
 PARALLEL_WORK = 1 << 22  # multiply-adds below which a call runs on one thread
 _COEFFS = np.array(EXP_COEFFS, dtype=np.float64)
 
@@ -363,6 +365,42 @@ def _widened(value):
     return lambda value: value
 
 
+@njit(cache=True)
+def _scores_by_blocks(q_row, key_head, n, zero, scores):
+    """scores[j] = q_row . key j (c = 0 .. dh-1 in order) for j < n, c outside and lanes = positions of a block.
+    q_row [dh], key_head [cap/block, dh, block], scores [>= n]"""
+    block_size = key_head.shape[2]
+    for j in range(n):
+        scores[j] = zero
+    for kb in range((n + block_size - 1) // block_size):
+        block_keys = key_head[kb]  # [dh, block]: positions kb * block_size + l
+        start = kb * block_size
+        part = scores[start:min(n, start + block_size)]
+        for c in range(q_row.size):
+            q_c, key_row = q_row[c], block_keys[c]
+            for l in range(part.size):  # lanes = positions
+                part[l] += q_c * widened(key_row[l])
+
+
+@njit(cache=True)
+def _scores_by_fours(q_row, key_head, n, zero, scores):
+    """_scores_by_blocks for blocks of 4 positions (key_layout's small blocks), each block's four sums held in
+    registers: `part[l] +=` in a loop over a block's few positions kept every sum in memory, so each step over c
+    waited on a store and a load (~10 cycles: ~640 per block), where a register add waits ~3. A block's last
+    positions past n are summed too, from whatever the cache holds there (zeros, or an earlier window's keys:
+    finite, and never read: each sum is its own lane). scores [>= n rounded up to 4]"""
+    for kb in range((n + 3) // 4):
+        block_keys = key_head[kb]  # [dh, 4]
+        s0 = s1 = s2 = s3 = zero
+        for c in range(q_row.size):  # each of the four sums runs c = 0 .. dh-1 in order
+            q_c, key_row = q_row[c], block_keys[c]
+            s0 += q_c * widened(key_row[0])
+            s1 += q_c * widened(key_row[1])
+            s2 += q_c * widened(key_row[2])
+            s3 += q_c * widened(key_row[3])
+        scores[4 * kb], scores[4 * kb + 1], scores[4 * kb + 2], scores[4 * kb + 3] = s0, s1, s2, s3
+
+
 @njit(parallel=True, cache=True)
 def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
@@ -396,16 +434,10 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             slot, i = slots[a], lengths[a]
             n = i + 1
             key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [cap/blk, dh, blk], ...
-            for j in range(n):
-                scores[j] = zero
-            for kb in range((n + block_size - 1) // block_size):
-                block_keys = key_head[kb]  # [dh, block]: positions kb * block_size + l
-                start = kb * block_size
-                part = scores[start:min(n, start + block_size)]
-                for c in range(head_dim):
-                    q_c, key_row = q[a, h, c], block_keys[c]
-                    for l in range(part.size):  # lanes = positions
-                        part[l] += q_c * widened(key_row[l])
+            if block_size == 4:
+                _scores_by_fours(q[a, h], key_head, n, zero, scores)
+            else:
+                _scores_by_blocks(q[a, h], key_head, n, zero, scores)
             first = capacity - n  # bias_head[first + j] is distance i - j's bias
             top = -np.inf
             for j in range(n):
@@ -491,13 +523,19 @@ def _store_newest(keys, values, slots, positions, k, v):
                 values[s, h, p, c] = narrowed(v[a, h, c], values)
 
 
-def key_layout(capacity, block=KEY_BLOCK):
-    """(capacity, block) of a key cache that holds at least `capacity` positions: one block while it is small (a
-    test's tiny caches), blocks of `block` positions beyond, the capacity rounded up to whole blocks. block=None:
-    always one block, the layout before blocks ([dh, capacity] per slot and head; bench/attention_speed.py)."""
-    if block is None or capacity <= block:
+def key_layout(capacity, block=KEY_BLOCK, small_block=SMALL_KEY_BLOCK):
+    """(capacity, block) of a key cache that holds at least `capacity` positions, rounded up to whole blocks: blocks
+    of `block` positions beyond `block` positions, of `small_block` up to there. block=None: always one block, the
+    layout before blocks ([dh, capacity] per slot and head; bench/attention_speed.py).
+
+    Why small blocks for small caches: an Equal-Info decoder's slots hold a few positions each (b=16 windows:
+    ~4.5 symbols), and a block [dh, block] puts each of its dh key rows on its own cache line once block * 4 bytes
+    reaches 64: one block of 16 positions made every query read 64 lines of keys, and every new key write 64
+    lines, whatever its few positions; blocks of 4 positions are 16 lines each (bench/README.md, round 6)."""
+    if block is None:
         return capacity, capacity
-    return -(-capacity // block) * block, block
+    size = block if capacity > block else min(small_block, block)
+    return -(-capacity // size) * size, size
 
 
 def regrouped(keys, capacity, block):
@@ -505,7 +543,8 @@ def regrouped(keys, capacity, block):
     position by position (positions past the old capacity are left unwritten: only those below a slot's length
     are ever read). One copy in the two cases growth brings (a decoder's caches grow often: window by window)."""
     n_slots, n_heads, n_blocks, head_dim, old_block = keys.shape
-    grown = np.empty((n_slots, n_heads, capacity // block, head_dim, block), dtype=keys.dtype)
+    # zeros, not garbage, where no key is yet: _scores_by_fours sums a block's unused positions too (never read)
+    grown = np.zeros((n_slots, n_heads, capacity // block, head_dim, block), dtype=keys.dtype)
     if old_block == block:  # whole blocks move as they are
         grown[:, :, :n_blocks] = keys
     elif n_blocks == 1 and old_block < block:  # a small cache's one block is the start of the first block
@@ -558,7 +597,7 @@ class PrefixRows:
         shape = (n_slots, cfg.n_heads)
         # keys [S, H, capacity/block, dh, block] (in each block a key row c runs over the block's positions), values
         # [S, H, capacity, dh]: the layouts _attend_newest's SIMD loops read contiguously
-        self.keys = [np.empty(shape + (capacity // block, cfg.head_dim, block), dtype=dtype)
+        self.keys = [np.zeros(shape + (capacity // block, cfg.head_dim, block), dtype=dtype)  # see regrouped
                      for _ in range(cfg.n_layers)]
         self.values = [np.empty(shape + (capacity, cfg.head_dim), dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = np.zeros(n_slots, dtype=np.int64)

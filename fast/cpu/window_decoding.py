@@ -6,7 +6,8 @@ restarts at each), so here every window of a chunk advances in one compiled call
 needs a row, and the rows the waiting windows need come from one place per step:
 - a finite-context model: its ContextTable (fast/cpu/ac.py), looked up inside the compiled loop; a context not
   seen yet sends the window back to Python, which adds it to the table;
-- M1 with fast.cpu's rows: its key/value-cached grower (fast/cpu/m1.py), one slot per window, one input per step;
+- M1 with fast.cpu's rows: its key/value-cached grower (fast/cpu/m1.py), one input per step for each of up to
+  M1_SLOTS windows at a time: a window takes a slot when one is free and gives it back when it ends;
 - any other model: one next_probs call on the prefixes [BOS, window symbols so far] of every waiting window.
 The state of a window's decoder, for each of the two points, is a row of int64 [W, N_DECODER_COLUMNS].
 """
@@ -21,15 +22,20 @@ from equalinfo.ref.symbols import BOS, N_SYMBOLS
 
 OFFSET, RANGE, POSITION = range(3)  # the decoder's point minus its interval's low end; the range; bits read
 N_DECODER_COLUMNS = 3
-RUNNING, DONE, NEED, FULL_BUFFER, OVERFLOW = range(5)  # a window's status
+RUNNING, DONE, NEED, FULL_BUFFER, OVERFLOW, QUEUED = range(6)  # a window's status (QUEUED: waits for a slot)
 DECODE_CHUNK = 16384  # windows decoded together (bounds the symbol buffers' memory)
-# Windows decoded together with M1's cached grower. Its caches hold ~6 KB per slot and position for a 3m M1, and
-# every step's products write [rows, d_ff] arrays: at 8,926 windows in one chunk (16 examples of 2,048 bytes)
-# fresh memory's page faults and the caches' growth took ~40% of decoding (cProfile, dev machine). 1024 windows
-# keep each GEMM at 2,048 rows (onnxruntime's kernels are as efficient there) and the memory ~100 MB, reused from
-# chunk to chunk (one grower, its slots reset).
-M1_DECODE_CHUNK = 1024
-M1_CAPACITY = 16  # positions each slot holds before the cache grows (b=16 windows hold ~4-12 symbols)
+# Windows M1's cached grower serves at once (its slots). Every step's products write [rows, d_ff] arrays and read
+# the slots' caches (~6 KB per slot and position for a 3m M1), so fewer rows per step keep more of a step in the
+# CPU's caches; but each step also pays a fixed ~0.6 ms (13 products' calls), so not too few. When slots were
+# chunks of 1,024 windows decoded to their last one, each chunk ended in steps of a few rows (its longest windows:
+# 626 of a 100 KB file's 915 steps had <= 8 rows); a window now takes the slot another one leaves, so steps stay
+# full until the last windows of the call (bench/README.md, round 6).
+M1_SLOTS = 256
+# Positions each slot holds before the caches grow. b=16 windows hold ~4-12 symbols, but a file's most predictable
+# stretches put 33-64 in a few windows, and each growth copies every slot's caches (~0.1 s for 256 slots at 16 -> 32
+# positions, fresh pages included): 64 positions from the start cost no copy, and little memory while the key
+# cache is in blocks of 4 positions (exact_m1.key_layout: a slot's unused blocks are never touched, so never paged).
+M1_CAPACITY = 64
 
 
 
@@ -94,10 +100,27 @@ def _run_windows(windows, first_point, last_point, counts, status, need, out, bo
             counts[w] = count + 1
 
 
+@njit(cache=True)
+def _assign_slots(status, holder, slot_of, queued, admitted):
+    """Slots of ended windows freed, free slots given to QUEUED windows in window order (they become NEED: their
+    first row is BOS's). holder [S]: the window a slot serves (-1: free); slot_of [W]; queued: the first window
+    not yet given a slot. Returns (the next such window, how many were admitted: their slots in admitted [S])."""
+    n_admitted = 0
+    for s in range(holder.shape[0]):
+        if holder[s] >= 0 and status[holder[s]] == DONE:
+            holder[s] = -1
+        if holder[s] < 0 and queued < status.shape[0]:
+            holder[s], slot_of[queued], status[queued] = queued, s, NEED
+            admitted[n_admitted] = s
+            n_admitted += 1
+            queued += 1
+    return queued, n_admitted
+
+
 def _decode_chunk(windows, model, precision, table, progress=None, grower=None):
     """Self-delimited symbols of windows [W, b] (no count limit): (out [W, L], counts [W]); progress(n), if given,
-    is called with the symbols decoded so far. grower: M1's cached grower with at least W slots (made here if
-    None), slots 0..W-1 reset here."""
+    is called with the symbols decoded so far. grower: M1's cached grower (made here with a slot per window if
+    None and the model has one); windows wait for a free slot (its sequence reset), so any number of slots works."""
     n_windows, window_bits = windows.shape
     bound = max_symbols_per_window(window_bits, precision)
     width = min(bound + 1, max(16, 2 * window_bits))
@@ -111,8 +134,12 @@ def _decode_chunk(windows, model, precision, table, progress=None, grower=None):
     step_cdfs = empty
     if grower is None and table is None:
         grower = prefix_rows(model, n_windows)  # a slot per window, one input per step
-    if grower is not None:
-        grower.reset(np.arange(n_windows))
+    if grower is not None:  # every window waits for a slot
+        status[:] = QUEUED
+        holder = np.full(len(grower.lengths), -1, dtype=np.int64)
+        slot_of = np.full(n_windows, -1, dtype=np.int64)
+        admitted = np.empty(len(grower.lengths), dtype=np.int64)
+        queued = 0
     while True:
         ids, cdfs, k = (table.ids, table.cdfs, table.k) if table is not None else (np.zeros(0, np.int64), empty, -1)
         _run_windows(windows, first_point, last_point, counts, status, need, out, bound, int(precision), ids, cdfs,
@@ -125,14 +152,18 @@ def _decode_chunk(windows, model, precision, table, progress=None, grower=None):
             bigger[:, :out.shape[1]] = out
             out = bigger
             status[full] = RUNNING
+        if grower is not None:
+            queued, n_admitted = _assign_slots(status, holder, slot_of, queued, admitted)
+            grower.reset(admitted[:n_admitted])
         needing = np.flatnonzero(status == NEED)
         if len(needing):
             if table is not None:
                 table.add(need[needing])
             elif grower is not None:  # each waiting window's newest input: BOS, then its last decoded symbol
-                assert np.array_equal(grower.lengths[needing], counts[needing])
+                slots = slot_of[needing]
+                assert np.array_equal(grower.lengths[slots], counts[needing])
                 newest = np.where(counts[needing] == 0, BOS, out[needing, np.maximum(counts[needing] - 1, 0)])
-                step_cdfs = quantize(grower.extend(needing, newest), precision)
+                step_cdfs = quantize(grower.extend(slots, newest), precision)
                 provided[needing] = np.arange(len(needing))
             else:  # one model call on the prefixes [BOS, window symbols so far] of every waiting window
                 length = int(counts[needing].max()) + 1
@@ -164,10 +195,8 @@ def decode_windows(windows, model, precision=14, progress=None):
     table = ContextTable(model, precision) if uses_table(model) else None
     chunk = DECODE_CHUNK
     grower = None
-    if table is None and len(windows):
-        chunk = M1_DECODE_CHUNK
-        grower = prefix_rows(model, min(len(windows), chunk), capacity=M1_CAPACITY)  # None: no cached grower
-        chunk = chunk if grower is not None else DECODE_CHUNK
+    if table is None and len(windows):  # None: no cached grower
+        grower = prefix_rows(model, min(len(windows), M1_SLOTS), capacity=M1_CAPACITY)
     result, decoded = [], 0
     for begin in range(0, len(windows), chunk):
         in_chunk = None if progress is None else (lambda n, before=decoded: progress(before + n))
