@@ -32,6 +32,7 @@ from tqdm import tqdm
 __all__ = ["InProcess", "ProcessPool", "Ray", "make_executor", "cores"]
 
 MAX_RETRIES = 3
+KILL_GRACE = 2.0  # seconds a terminated worker gets to exit before kill() sends SIGKILL
 
 
 def cores():
@@ -185,13 +186,21 @@ class ProcessPool:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def kill(self):
-        """Stop the workers at once (a unit's error, Ctrl-C, a broken pool)."""
+        """Stop the workers at once (a unit's error, Ctrl-C, a broken pool): SIGTERM, then SIGKILL for any worker
+        still running KILL_GRACE seconds later (a worker busy in compiled code on a loaded machine was seen alive
+        10 s after SIGTERM in a CI run; no worker may outlive the command)."""
         pool, self._pool = self._pool, None
         if pool is not None:
             processes = list((getattr(pool, "_processes", None) or {}).values())
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
+            deadline = time.monotonic() + KILL_GRACE
+            for process in processes:
+                process.join(timeout=max(0.0, deadline - time.monotonic()))
+                if process.is_alive():
+                    process.kill()
+                    process.join(timeout=KILL_GRACE)
 
     def _round(self, function, units, context, key, todo, results, bar):
         """Submit `todo` (unit indices) to the pool; returns those left unfinished when a worker died (the broken
