@@ -41,7 +41,10 @@ def saturating_runner(rows, weights, keep=True):
 
 
 def use_runner(monkeypatch, runner):
+    """onnxruntime's runner replaced by `runner`, and the VNNI kernel out of the way (auto would prefer it where
+    the CPU has one: tests/test_vnni_gemm.py tests that path)."""
     monkeypatch.setattr(int8_gemm, "_session_runner", lambda: runner)
+    monkeypatch.setattr(int8_gemm, "vnni_usable", lambda k: False)
 
 
 def rows_with(monkeypatch, path, function, *args, **kwargs):
@@ -117,6 +120,7 @@ def test_a_missing_onnxruntime_falls_back_or_is_one_clear_error(monkeypatch, cap
         raise ImportError("No module named 'onnxruntime'")
 
     monkeypatch.setattr(int8_gemm, "_session_runner", missing)
+    monkeypatch.setattr(int8_gemm, "vnni_usable", lambda k: False)
     assert int8_gemm.choose(4096, 256, 768) is int8_gemm.SGEMM
     monkeypatch.setenv(int8_gemm.ENV, "onnxruntime")
     with pytest.raises(int8_gemm.GemmUnavailable, match="onnxruntime is not usable .*No module named.*int8"):
@@ -127,7 +131,7 @@ def test_a_missing_onnxruntime_falls_back_or_is_one_clear_error(monkeypatch, cap
               says="EQUALINFO_INT8_GEMM=onnxruntime, but onnxruntime is not usable")
     monkeypatch.setenv(int8_gemm.ENV, "blas")
     fails_cli(capsys, "compress", text, tmp_path / "o.eqi", "--model", path, "--m1-rule", "3", "--backend", "cpu",
-              says="EQUALINFO_INT8_GEMM='blas': expected one of sgemm, onnxruntime, auto")
+              says="EQUALINFO_INT8_GEMM='blas': expected one of sgemm, onnxruntime, vnni, auto")
 
 
 def test_the_docstring_bound_holds_for_every_size():

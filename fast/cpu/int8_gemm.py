@@ -43,10 +43,19 @@ M1, load ~2.7): sgemm / onnxruntime 1.6 / 0.53 ms at 1 row, 1.9 / 0.58 at 2, 2.4
 onnxruntime 2.6-3.2x faster at every count, so no row threshold is needed for 3m: sgemm's float32 weights (13 MB for
 3m) stream from memory on every step, onnxruntime's int8 ones are a quarter of that.
 
-EQUALINFO_INT8_GEMM = sgemm | onnxruntime | auto (default auto) forces a path; onnxruntime forced but not installed
-or failing the self-check raises GemmUnavailable (a ValueError: the CLI prints its one line). Either path gives
-the same bits (tests/test_int8_gemm.py: rows, PrefixRows, extreme operands, files made with one decoded with the
-other), so the choice only changes the speed, and a file never records it.
+A third path, "vnni" (fast/cpu/vnni_gemm.py, round 7 of issue #24): our own u8 x s8 kernel, compiled at run time
+from LLVM IR where the CPU reports AVX-512 VNNI, checked by the same self-check; its bound is the onnxruntime
+path's above (the same u8 form, int32 lanes that vpdpbusd fills exactly). auto prefers it on one thread (the file
+tool's workers) and below VNNI_MAX_ROWS rows on more, because a decoder's products are a few rows, where a
+library call's fixed cost was most of the product: on the shipped 3m M1, a 13-slot decoder's step spent ~470 us in
+onnxruntime's calls and ~135 us in the glue around them, against ~220 us for the kernel alone (bench/README.md,
+round 7). Larger products on several threads stay with onnxruntime, whose kernels use them.
+
+EQUALINFO_INT8_GEMM = sgemm | onnxruntime | vnni | auto (default auto) forces a path; a forced path that cannot
+run (onnxruntime not installed, no VNNI kernel here) or fails the self-check raises GemmUnavailable (a ValueError:
+the CLI prints its one line). Every path gives the same bits (tests/test_int8_gemm.py and tests/test_vnni_gemm.py:
+rows, PrefixRows, extreme operands, files made with one decoded with another), so the choice only changes the
+speed, and a file never records it.
 
 onnxruntime runs one cached InferenceSession per weight chunk and thread count (intra_op_num_threads = Numba's
 current thread count, which fast.cpu.threads.set_threads sets together with OpenBLAS's: the cores products may
@@ -57,11 +66,14 @@ import os
 
 import numpy as np
 
+from equalinfo.fast.cpu import vnni_gemm
 from equalinfo.fast.cpu.exact_m1 import numba_threads  # asked once per product: the compiled getter
 from equalinfo.ref.int8_m1 import CHUNK, WEIGHT_MAX
 
 ENV = "EQUALINFO_INT8_GEMM"
-PATHS = ("sgemm", "onnxruntime", "auto")
+PATHS = ("sgemm", "onnxruntime", "vnni", "auto")
+VNNI_MAX_ROWS = 512  # auto with more than one thread: products of this many GEMM rows or more go to onnxruntime,
+# whose MLAS kernels use every thread (the VNNI kernel runs on one; the file tool's workers have one each)
 THRESHOLD_MACS = 2 ** 17  # auto: onnxruntime for products of this many multiply-adds (2N * n * m) or more: every
 # product of a 3m M1, even at one row; smaller models' tiny products stay on sgemm (bench/int8_gemm_speed.py)
 ZERO_POINT = 128  # u8 = half + 128, in [1, 255] since |half| <= 127
@@ -104,8 +116,23 @@ class OnnxRuntime:
         return _STATE["runner"](rows, weights_i8)
 
 
-SGEMM, ONNXRUNTIME = Sgemm(), OnnxRuntime()
+class Vnni:
+    """u8 halves (half + 128) x int8 weights -> int32, the compiled AVX-512 VNNI kernel (fast/cpu/vnni_gemm.py)."""
+
+    name = "vnni"
+    row_dtype = np.uint8
+    row_offset = ZERO_POINT
+
+    @staticmethod
+    def products(rows, weights_f32, weights_i8):
+        """int32 [R, m] = (rows - 128) @ weights.   rows uint8 [R, K], weights_i8 int8 [K, m]; only after `choose`
+        returned this path (it compiles the kernel and runs the self-check)"""
+        return vnni_gemm.products(rows, weights_i8)
+
+
+SGEMM, ONNXRUNTIME, VNNI = Sgemm(), OnnxRuntime(), Vnni()
 _STATE = {"runner": None, "load_error": None, "checked": {}}  # the loaded runner; K -> self-check passed (bool)
+_VNNI_CHECKED = {}  # K -> the VNNI kernel passed the self-check at K (bool)
 _PARSED = {}  # EQUALINFO_INT8_GEMM's raw values -> their path (read on every product: kept cheap)
 _CHOSEN = {}  # (EQUALINFO_INT8_GEMM's raw value, rows, n, m) -> the GEMM `choose` picked
 
@@ -181,15 +208,16 @@ def extreme_operands(k, rng=None):
     return (halves + ZERO_POINT).astype(np.uint8), weights.astype(np.int8)
 
 
-def _passes(k):
-    """Whether the runner gives the exact integers of the extreme operands over k terms, as 8, 16 and 64 rows (the
-    library may pick its kernel by shape)."""
+def _passes(k, runner=None):
+    """Whether the runner (onnxruntime's, or `runner`) gives the exact integers of the extreme operands over k terms,
+    as 8, 16 and 64 rows (the library may pick its kernel by shape; the VNNI kernel's tiles of 1-6 rows all run)."""
     rows, weights = extreme_operands(k)
     weights = np.ascontiguousarray(np.tile(weights, (1, 2)))  # [k, 16]
+    runner = runner or (lambda a, w: _STATE["runner"](a, w, keep=False))
     try:
         for copies in (1, 2, 8):
             a = np.ascontiguousarray(np.tile(rows, (copies, 1)))
-            got = _STATE["runner"](a, weights, keep=False)
+            got = runner(a, weights)
             want = (a.astype(np.int64) - ZERO_POINT) @ weights.astype(np.int64)
             if got.shape != want.shape or not np.array_equal(got.astype(np.int64), want):
                 return False
@@ -229,6 +257,19 @@ def usable(k):
     return True
 
 
+def vnni_usable(k):
+    """Whether the compiled VNNI kernel exists on this CPU, takes k terms (a multiple of 4) and passes the
+    self-check at k and at SELF_CHECK_K (cached)."""
+    if k % 4 or vnni_gemm.compiled() is None:
+        return False
+    for width in (SELF_CHECK_K, k):
+        if width not in _VNNI_CHECKED:
+            _VNNI_CHECKED[width] = _passes(width, lambda a, w: vnni_gemm.products(a, vnni_gemm.PackedWeights(w)))
+        if not _VNNI_CHECKED[width]:
+            return False
+    return True
+
+
 def requested():
     """The path EQUALINFO_INT8_GEMM asks for (auto when unset); an unknown value raises GemmUnavailable."""
     raw = os.environ.get(ENV, "auto")
@@ -248,14 +289,14 @@ def choose(n_rows, n, m):
     when usable and the product has at least THRESHOLD_MACS multiply-adds (n_rows * n * m), else sgemm.
     The answer is remembered per (EQUALINFO_INT8_GEMM's value, shape) until `reset`: a decoder asks 13 times per
     symbol, and the checks below cost microseconds each time."""
-    key = (os.environ.get(ENV), n_rows, n, m)
+    key = (os.environ.get(ENV), n_rows, n, m, numba_threads())
     gemm = _CHOSEN.get(key)
     if gemm is None:
-        gemm = _CHOSEN[key] = _choose(n_rows, n, m)  # raises (and remembers nothing) where a forced path fails
+        gemm = _CHOSEN[key] = _choose(n_rows, n, m, key[-1])  # raises (and remembers nothing) if a forced path fails
     return gemm
 
 
-def _choose(n_rows, n, m):
+def _choose(n_rows, n, m, threads):
     path = requested()
     k = min(n, CHUNK)  # the largest chunk's terms
     if path == "sgemm":
@@ -263,10 +304,21 @@ def _choose(n_rows, n, m):
     if path == "onnxruntime":
         _self_check(k)
         return ONNXRUNTIME
-    return ONNXRUNTIME if n_rows * n * m >= THRESHOLD_MACS and usable(k) else SGEMM
+    if path == "vnni":
+        if not vnni_usable(k):
+            raise GemmUnavailable(f"{ENV}=vnni, but this CPU or build has no usable AVX-512 VNNI kernel for "
+                                  f"{k} terms (it needs avx512vnni and a width that is a multiple of 4); use "
+                                  f"{ENV}=auto")
+        return VNNI
+    if n_rows * n * m < THRESHOLD_MACS:
+        return SGEMM
+    if (threads == 1 or n_rows < VNNI_MAX_ROWS) and vnni_usable(k):
+        return VNNI
+    return ONNXRUNTIME if usable(k) else (VNNI if vnni_usable(k) else SGEMM)
 
 
 def reset():
     """Forget the loaded runner and the self-checks (tests replace the runner)."""
     _STATE.update(runner=None, load_error=None, checked={})
+    _VNNI_CHECKED.clear()
     _CHOSEN.clear()

@@ -28,7 +28,7 @@ import math
 import numpy as np
 from numba import njit
 
-from equalinfo.fast.cpu import exact_m1, int8_gemm
+from equalinfo.fast.cpu import exact_m1, int8_gemm, vnni_gemm
 from equalinfo.fast.cpu.exact_m1 import _exp64_nonpositive, _gated_relu, attend
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_rows_m1 import to_bfloat16
@@ -163,24 +163,47 @@ _SIGN_MASKS = {4: (np.int32, np.int32(0x7FFFFFFF)), 8: (np.int64, np.int64(0x7FF
 _SCRATCH = {}  # (dtype, GEMM name) -> (integer dtype, sign mask, one-value cell, its bits, the halves' offset)
 
 
+def _scratch(dtype, gemm):
+    """_quantize_split's extra arguments for rows of `dtype` going to `gemm`, made once per pair (a decoder
+    quantizes 13 small blocks of rows per symbol): (integer dtype, sign mask, cell, its bits, the halves' offset)."""
+    scratch = _SCRATCH.get((dtype, gemm.name))
+    if scratch is None:
+        integer, mask = _SIGN_MASKS[dtype.itemsize]
+        cell = np.empty(1, dtype=dtype)
+        scratch = _SCRATCH[(dtype, gemm.name)] = (integer, mask, cell, cell.view(integer),
+                                                 gemm.row_dtype(gemm.row_offset))
+    return scratch
+
+
 def quantize_split(x, gemm=int8_gemm.SGEMM, rule=RULE):
     """(both [halves * N, n], e int64 [N]): the rule's row integers (rule 3: their split halves, hi rows first),
-    in the form `gemm` reads (fast.cpu.int8_gemm: float32 for sgemm, uint8 + 128 for onnxruntime)."""
+    in the form `gemm` reads (fast.cpu.int8_gemm: float32 for sgemm, uint8 + 128 for onnxruntime and vnni)."""
     x = np.ascontiguousarray(x)
     both = np.empty((rule.halves * x.shape[0], x.shape[1]), dtype=gemm.row_dtype)
     exponents = np.empty(x.shape[0], dtype=np.int64)
     if x.size == 0:
         return both, exponents
-    scratch = _SCRATCH.get((x.dtype, gemm.name))
-    if scratch is None:  # made once per dtype and GEMM: a decoder quantizes 13 single rows per symbol
-        integer, mask = _SIGN_MASKS[x.dtype.itemsize]
-        cell = np.empty(1, dtype=x.dtype)
-        scratch = _SCRATCH[(x.dtype, gemm.name)] = (integer, mask, cell, cell.view(integer),
-                                                   gemm.row_dtype(gemm.row_offset))
-    integer, mask, cell, cell_bits, offset = scratch
+    integer, mask, cell, cell_bits, offset = _scratch(x.dtype, gemm)
     _quantize_split(x, x.view(integer), mask, cell, cell_bits, both, exponents, offset, rule.fraction_bits,
                     rule.row_max, rule.halves)
     return both, exponents
+
+
+@njit(cache=True)
+def _vnni_products(x, x_bits, mask, cell, cell_bits, fraction_bits, row_max, halves, address, packed, corr, scale,
+                   parts):
+    """quantize -> the VNNI kernel -> rescale into parts, one compiled call (a decoder's product of a few rows: three
+    calls from Python and their arrays cost about as much as the kernel). The same passes as the three steps the
+    other GEMMs take (_quantize_split, fast.cpu.vnni_gemm.gemm_into, _rescale_split_parts), so the same bits.
+    x [N, n] contiguous, packed/corr a PackedWeights' arrays, parts as _rescale_split_parts'"""
+    n_rows = x.shape[0]
+    both = np.empty((halves * n_rows, x.shape[1]), dtype=np.uint8)
+    exponents = np.empty(n_rows, dtype=np.int64)
+    _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, np.uint8(vnni_gemm.ZERO_POINT),
+                    fraction_bits, row_max, halves)
+    out = np.empty((halves * n_rows, corr.shape[0]), dtype=np.int32)
+    vnni_gemm.gemm_into(address, both, packed, corr, out)
+    _rescale_split_parts(out, scale, exponents, parts, halves)
 
 
 def quantize_rows(x):
@@ -236,13 +259,18 @@ class Products:
     def __call__(self, x):
         rule, scale = self.rule, self.scale
         gemm = int8_gemm.choose(rule.halves * x.shape[0], x.shape[1], scale.shape[0])
-        both, exponents = quantize_split(x, gemm, rule)
         # q/k/v, gate/up: one [P, N, m] block whose [N, m] slices are the contiguous parts (a compiled call takes
         # one array faster than a tuple of P arrays); products of different widths get a tuple
         if self.same_width:
             parts = np.empty((len(self.widths), x.shape[0], self.widths[0]), dtype=x.dtype)
         else:
             parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in self.widths)
+        if gemm is int8_gemm.VNNI and len(self.weights) == 1 and x.size:
+            self._vnni_call(x, parts)
+            for p in self.rounded:
+                round_to_bfloat16(parts[p])
+            return list(parts)
+        both, exponents = quantize_split(x, gemm, rule)
         if len(self.weights) == 1:
             _rescale_split_parts(gemm.products(both, *self.weights[0]), scale, exponents, parts, rule.halves)
         else:
@@ -256,6 +284,16 @@ class Products:
         for p in self.rounded:
             round_to_bfloat16(parts[p])
         return list(parts)
+
+    def _vnni_call(self, x, parts):
+        """The one-chunk product through `_vnni_products` (the weights packed for the kernel at the first call)."""
+        if self.__dict__.get("_packed") is None:
+            self._packed = vnni_gemm.packed_for(self.weights[0][1])
+            self._address = vnni_gemm.address()
+        x = np.ascontiguousarray(x)
+        integer, mask, cell, cell_bits, _ = _scratch(x.dtype, int8_gemm.VNNI)
+        _vnni_products(x, x.view(integer), mask, cell, cell_bits, self.rule.fraction_bits, self.rule.row_max,
+                       self.rule.halves, self._address, self._packed.packed, self._packed.corr, self.scale, parts)
 
 
 def int8_products(x, qparams, names, rule=RULE):
