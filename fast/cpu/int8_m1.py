@@ -120,26 +120,27 @@ def _rescale_split(partial, scale, exponents, y):
 
 
 @njit(cache=True)
-def _rescale_split_parts(partial, scale, exponents, parts, halves):
+def _rescale_split_parts(partial, scale, exponents, parts, halves, first=0):
     """_rescale_split into the products' own arrays: parts[p] takes columns [start_p, start_p + m_p) of the side-by-
     side product, so no copy is needed to hand each product out contiguous (the same operations per element). With
-    one half (rule 4) acc is P itself. partial float32 or int32 [halves * N, m_1 + m_2 + ...], parts a tuple of
-    [N, m_p] arrays in the dtype, or one array [P, N, m] when every m_p = m"""
-    n_rows = exponents.shape[0]
+    one half (rule 4) acc is P itself. partial float32 or int32 [halves * n, >= m_1 + m_2 + ...] holds rows
+    first .. first + n - 1 of the product (all of them unless a caller goes by chunks), parts a tuple of [N, m_p]
+    arrays in the dtype, or one array [P, N, m] when every m_p = m"""
+    n_rows = partial.shape[0] // halves
     start = 0
     for p in range(len(parts)):
         y = parts[p]
         for r in range(n_rows):
-            power = math.ldexp(1.0, exponents[r])
-            y_row, scale_p = y[r], scale[start:start + y.shape[1]]
-            first = partial[r, start:start + y.shape[1]]
+            power = math.ldexp(1.0, exponents[first + r])
+            y_row, scale_p = y[first + r], scale[start:start + y.shape[1]]
+            first_half = partial[r, start:start + y.shape[1]]
             if halves == 1:
                 for j in range(y_row.size):
-                    y_row[j] = (np.float64(first[j]) * scale_p[j]) * power
+                    y_row[j] = (np.float64(first_half[j]) * scale_p[j]) * power
                 continue
             lo = partial[n_rows + r, start:start + y.shape[1]]
             for j in range(y_row.size):
-                acc = SPLIT * np.float64(first[j]) + np.float64(lo[j])
+                acc = SPLIT * np.float64(first_half[j]) + np.float64(lo[j])
                 y_row[j] = (acc * scale_p[j]) * power
         start += y.shape[1]
 
@@ -189,21 +190,33 @@ def quantize_split(x, gemm=int8_gemm.SGEMM, rule=RULE):
     return both, exponents
 
 
+VNNI_CHUNK_ROWS = 16  # rows of x per kernel call of `_vnni_products` (their int32 results stay in L2)
+
+
 @njit(cache=True)
 def _vnni_products(x, x_bits, mask, cell, cell_bits, fraction_bits, row_max, halves, address, packed, corr, scale,
                    parts):
     """quantize -> the VNNI kernel -> rescale into parts, one compiled call (a decoder's product of a few rows: three
     calls from Python and their arrays cost about as much as the kernel). The same passes as the three steps the
     other GEMMs take (_quantize_split, fast.cpu.vnni_gemm.gemm_into, _rescale_split_parts), so the same bits.
+    The kernel runs VNNI_CHUNK_ROWS rows (and their low halves) at a time and each chunk is rescaled at once: one
+    int32 result of all 256 rows' halves of gate/up (512 x 2048, 4 MB) went to memory and back, which made an
+    Equal-Info decoder's products 1.6x slower than onnxruntime's (bench/README.md, round 7).
     x [N, n] contiguous, packed/corr a PackedWeights' arrays, parts as _rescale_split_parts'"""
     n_rows = x.shape[0]
     both = np.empty((halves * n_rows, x.shape[1]), dtype=np.uint8)
     exponents = np.empty(n_rows, dtype=np.int64)
     _quantize_split(x, x_bits, mask, cell, cell_bits, both, exponents, np.uint8(vnni_gemm.ZERO_POINT),
                     fraction_bits, row_max, halves)
-    out = np.empty((halves * n_rows, corr.shape[0]), dtype=np.int32)
-    vnni_gemm.gemm_into(address, both, packed, corr, out)
-    _rescale_split_parts(out, scale, exponents, parts, halves)
+    chunk = min(n_rows, VNNI_CHUNK_ROWS)
+    out = np.empty((halves * chunk, corr.shape[0]), dtype=np.int32)
+    for first in range(0, n_rows, chunk):
+        count = min(chunk, n_rows - first)
+        vnni_gemm.gemm_into(address, both[first:first + count], packed, corr, out[:count])
+        if halves == 2:  # the low halves' rows come after every high half's in `both`
+            vnni_gemm.gemm_into(address, both[n_rows + first:n_rows + first + count], packed, corr,
+                                out[count:2 * count])
+        _rescale_split_parts(out[:halves * count], scale, exponents, parts, halves, first)
 
 
 def quantize_rows(x):
