@@ -156,3 +156,45 @@ def test_a_cpu_without_vnni_gets_the_same_rows_from_the_other_paths(monkeypatch)
             cpu_int8.next_probs(qparams, cfg, inputs)
     finally:
         vnni_gemm.compiled.cache_clear()
+
+
+@needs_vnni
+@pytest.mark.parametrize("rule", [3, 4])
+def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
+    """fast/cpu/int8_step.py: on one thread with every product on the kernel, a step is one compiled call; its rows
+    are ref's, through cache growth (capacity 4) and a slot given several inputs in one call (an encoder's
+    lookahead), and it is not taken on two threads or for a float64 M1."""
+    from equalinfo.fast.cpu import int8_step
+    from equalinfo.fast.cpu.threads import set_threads
+
+    ref_rule, fast_rule = (int8_m1, cpu_int8) if rule == 3 else (int8_rows_m1, cpu_rows)
+    params, cfg = small("float32", trained_like=True, d_model=32, d_ff=48)
+    qparams = int8_m1.quantize_params(params, cfg)
+    inputs = m1_inputs((3, 13), seed=rule)
+    want = ref_rule.next_probs(qparams, cfg, inputs)  # [3, 13, V]
+    fused = []
+    original = int8_step.extend
+    monkeypatch.setattr(int8_step, "extend", lambda *args: fused.append(1) or original(*args))
+    monkeypatch.setenv(int8_gemm.ENV, "vnni")
+    import numba
+    threads = numba.get_num_threads()
+    set_threads(1)
+    try:
+        grower = fast_rule.PrefixRows(qparams, cfg, n_slots=3, capacity=4)
+        got = [[], [], []]  # each slot's rows in order
+        for call in range(4):  # slot 1 takes three inputs per call, in order; slots 0 and 2 one each
+            slots = [0, 1, 1, 1, 2]
+            taken = [call, 3 * call, 3 * call + 1, 3 * call + 2, call]
+            rows = grower.extend(slots, [inputs[s, t] for s, t in zip(slots, taken)])
+            for slot, row in zip(slots, rows):
+                got[slot].append(row)
+        assert len(fused) == 4
+    finally:
+        set_threads(threads)
+    for slot in range(3):
+        assert np.array_equal(np.stack(got[slot]), want[slot, :len(got[slot])])
+    if numba.get_num_threads() > 1:  # more threads: the general path (attention may use them)
+        grower.extend([0], [5])
+        assert len(fused) == 4
+    params64, _ = small("float64", d_model=32, d_ff=48)
+    assert int8_step.fused_step(fast_rule.PrefixRows(int8_m1.quantize_params(params64, cfg), cfg, 1)) is None
