@@ -22,6 +22,8 @@ ac_lockstep.py       plain AC over many segments in lockstep, one M1 call per st
 Helpers
 fused.py             coding straight from float rows: quantize's rule evaluated only where the coder reads it
 threads.py           how many threads Numba and OpenBLAS use
-int8_gemm.py         who computes rule 3's exact integer products: sgemm, or onnxruntime's integer GEMM (optional)
+int8_gemm.py         who computes rule 3's exact integer products: sgemm, onnxruntime (optional), or vnni_gemm.py
+vnni_gemm.py         our u8 x s8 GEMM for AVX-512 VNNI CPUs, LLVM IR compiled at run time (llvmlite)
+int8_step.py         a rule-3/4 grower's whole step in one compiled call, every product on vnni_gemm.py
 onnx_graph.py        the one-node ONNX model int8_gemm.py runs, written as protobuf bytes (no onnx import)
 Coding results are bit-identical to ref (tests/test_fast_cpu_coder.py, tests/test_fast_cpu_fused.py)."""
