@@ -39,6 +39,27 @@ def test_committed_vectors_pass(backend):
     assert all(checks > 0 for _, _, checks, _, _ in results)
 
 
+@pytest.mark.parametrize("path", ["sgemm", "onnxruntime", "vnni"])
+def test_rules_3_and_4_pass_on_every_gemm_path_this_machine_has(monkeypatch, path):
+    """fast/cpu's int8 families with each GEMM path forced (fast/cpu/int8_gemm.py): the vectors are the rule's
+    integers, so sgemm, onnxruntime's MatMulInteger and the VNNI kernel must all reproduce them."""
+    from equalinfo.fast.cpu import int8_gemm
+
+    int8_gemm.reset()
+    if path == "onnxruntime" and not int8_gemm.usable(int8_gemm.SELF_CHECK_K):
+        pytest.skip("onnxruntime is not usable here")
+    if path == "vnni" and not int8_gemm.vnni_usable(int8_gemm.SELF_CHECK_K):
+        pytest.skip("no AVX-512 VNNI kernel here")
+    monkeypatch.setenv(int8_gemm.ENV, path)
+    try:
+        families = ["m1_int8_m1", "m1_int8_rows_m1"]
+        results = conformance.check(VECTORS, implementations.load("cpu"), only=families)
+    finally:
+        int8_gemm.reset()
+    assert sorted(name for name, *_ in results) == families
+    assert failed_families(results) == set(), conformance.table(results, "cpu", VECTORS)
+
+
 def gpu_or_skip():
     try:
         return implementations.load("gpu")
