@@ -30,7 +30,8 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.core import cgutils
+from numba.extending import intrinsic, models, overload, register_model
 
 from equalinfo.fast.cpu.threads import one_thread_below
 from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS)  # noqa: F401
@@ -401,6 +402,193 @@ def _scores_by_fours(q_row, key_head, n, zero, scores):
         scores[4 * kb], scores[4 * kb + 1], scores[4 * kb + 2], scores[4 * kb + 3] = s0, s1, s2, s3
 
 
+# Sixteen float32 sums in one SIMD register, for the decoder's attention (`_attend_newest`). Its two loops each
+# carry many independent sums -- a block's 64 scores across c, a query's 64 outputs across j -- and written as
+# `acc[l] += ...` over an array, every step of the outer loop stores the sums and loads them back (~10 cycles of
+# store-to-load latency a step, where a register add waits 3); 64 scalar locals stay in registers but one lane
+# each (LLVM's SLP vectoriser does not pack sums that run around a loop). So `Lanes` is a Numba type whose value IS
+# an LLVM vector <16 x float> (one AVX-512 register): a loop's Lanes locals live in registers, and each operation
+# below is one IEEE operation per lane -- fmul and fadd without fast-math flags, so no FMA and nothing reordered:
+# each lane's sum keeps its own order, exactly as the array loops did.
+LANES = 16
+_LANES_IR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Lanes(types.Type):
+    def __init__(self):
+        super().__init__(name="Lanes(float32 x 16)")
+
+
+lanes_type = Lanes()
+register_model(Lanes)(lambda dmm, fe_type: models.PrimitiveModel(dmm, fe_type, _LANES_IR))
+
+
+@intrinsic
+def _lanes(typingctx, value):
+    """Lanes all holding the float32 `value`."""
+    def codegen(context, builder, signature, args):
+        one = builder.insert_element(ir.Constant(_LANES_IR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return lanes_type(types.float32), codegen
+
+
+@intrinsic
+def _load_lanes(typingctx, row, start):
+    """row[start : start + 16] as Lanes, `widened` (a bfloat16 cache's uint16 row: zero-extend, shift, bitcast).
+    row: a contiguous 1-D float32 or uint16 array; the caller keeps start + 16 <= row.size (nothing checks)."""
+    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
+            and row.dtype in (types.float32, types.uint16)):
+        return None
+    wide = row.dtype == types.uint16
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        element = ir.IntType(16) if wide else ir.FloatType()
+        address = builder.gep(data, [args[1]])
+        loaded = builder.load(builder.bitcast(address, ir.VectorType(element, LANES).as_pointer()), align=1)
+        if not wide:
+            return loaded
+        bits = builder.shl(builder.zext(loaded, ir.VectorType(ir.IntType(32), LANES)),
+                           ir.Constant(ir.VectorType(ir.IntType(32), LANES), [16] * LANES))
+        return builder.bitcast(bits, _LANES_IR)
+    return lanes_type(row, types.intp), codegen
+
+
+@intrinsic
+def _store_lanes(typingctx, row, start, value):
+    """row[start : start + 16] = value.   row: a contiguous 1-D float32 array, start + 16 <= row.size (unchecked)"""
+    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C" and row.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.bitcast(builder.gep(data, [args[1]]), _LANES_IR.as_pointer())
+        builder.store(args[2], address, align=1)
+        return context.get_dummy_value()
+    return types.none(row, types.intp, lanes_type), codegen
+
+
+@intrinsic
+def _add_lanes(typingctx, a, b):
+    """a + b, lane by lane (LLVM's fadd without fast-math flags: each lane one IEEE add)"""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+    return lanes_type(lanes_type, lanes_type), codegen
+
+
+@intrinsic
+def _mul_lanes(typingctx, a, b):
+    """a * b, lane by lane (fmul without fast-math flags: never fused with an add)"""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
+    return lanes_type(lanes_type, lanes_type), codegen
+
+
+@njit(cache=True)
+def _scores_in_lanes(q_row, key_head, n, scores):
+    """_scores_by_blocks for float32 arithmetic and blocks of 64 positions, a block's 64 sums held in four Lanes
+    (registers) while c runs 0 .. dh-1. A block's positions past n are summed too, from whatever the cache holds
+    there (each lane is its own sum: never read).   q_row float32 [dh], key_head [cap/64, dh, 64] float32 or uint16,
+    scores float32 [>= n rounded up to 64]"""
+    zeros = _lanes(np.float32(0))
+    for kb in range((n + KEY_BLOCK - 1) // KEY_BLOCK):
+        block_keys = key_head[kb]  # [dh, 64]
+        s0 = s1 = s2 = s3 = zeros  # positions 64 kb + 0..15, 16..31, 32..47, 48..63
+        for c in range(q_row.size):
+            q_c, key_row = _lanes(q_row[c]), block_keys[c]
+            s0 = _add_lanes(s0, _mul_lanes(q_c, _load_lanes(key_row, 0)))
+            s1 = _add_lanes(s1, _mul_lanes(q_c, _load_lanes(key_row, 16)))
+            s2 = _add_lanes(s2, _mul_lanes(q_c, _load_lanes(key_row, 32)))
+            s3 = _add_lanes(s3, _mul_lanes(q_c, _load_lanes(key_row, 48)))
+        start = kb * KEY_BLOCK
+        _store_lanes(scores, start, s0)
+        _store_lanes(scores, start + 16, s1)
+        _store_lanes(scores, start + 32, s2)
+        _store_lanes(scores, start + 48, s3)
+
+
+@njit(cache=True)
+def _values_in_lanes(exps, value_head, n, zero, out_row):
+    """out_row[c] = (sum over j < n, in order, of weight_j * value j's c) / (sum of weights_j, in order), weight_j =
+    exps[j] rounded to float32, for a head of 64: its 64 sums held in four Lanes (registers) while j runs.
+    exps float64 [>= n], value_head [cap, 64] float32 or uint16, out_row float32 [64]"""
+    a0 = a1 = a2 = a3 = _lanes(zero)  # outputs c = 0..15, 16..31, 32..47, 48..63
+    total = zero
+    for j in range(n):
+        weight = np.float32(exps[j])  # rounds float64 to float32, as storing into a float32 array does
+        total += weight
+        w, value_row = _lanes(weight), value_head[j]
+        a0 = _add_lanes(a0, _mul_lanes(w, _load_lanes(value_row, 0)))
+        a1 = _add_lanes(a1, _mul_lanes(w, _load_lanes(value_row, 16)))
+        a2 = _add_lanes(a2, _mul_lanes(w, _load_lanes(value_row, 32)))
+        a3 = _add_lanes(a3, _mul_lanes(w, _load_lanes(value_row, 48)))
+    _store_lanes(out_row, 0, a0)
+    _store_lanes(out_row, 16, a1)
+    _store_lanes(out_row, 32, a2)
+    _store_lanes(out_row, 48, a3)
+    for c in range(out_row.size):
+        out_row[c] = out_row[c] / total
+
+
+@njit(cache=True)
+def _values_by_rows(exps, value_head, n, zero, weights, acc, out_row):
+    """_values_in_lanes for any dtype and head size: acc[c] += weight * value row j's c, lanes = c (each output
+    still adds j = 0 .. n-1 in order); weights [>= n] scratch of the dtype (storing rounds exps to it), acc [dh]"""
+    total = zero
+    for c in range(acc.size):
+        acc[c] = zero
+    for j in range(n):
+        weights[j] = exps[j]  # storing rounds float64 to the dtype
+        weight = weights[j]
+        total += weight
+        value_row = value_head[j]
+        for c in range(acc.size):  # lanes = c
+            acc[c] += weight * widened(value_row[c])
+    for c in range(acc.size):
+        out_row[c] = acc[c] / total
+
+
+def _task_scores(q_row, key_head, n, zero, scores):
+    """One (row, head) task's scores by the loop that fits its arithmetic and key blocks (compiled only)."""
+
+
+@overload(_task_scores)
+def _task_scores_for(q_row, key_head, n, zero, scores):
+    if zero == types.float32:  # float32 arithmetic: Lanes for blocks of 64
+        def in_lanes(q_row, key_head, n, zero, scores):
+            if key_head.shape[2] == KEY_BLOCK:
+                _scores_in_lanes(q_row, key_head, n, scores)
+            elif key_head.shape[2] == 4:
+                _scores_by_fours(q_row, key_head, n, zero, scores)
+            else:
+                _scores_by_blocks(q_row, key_head, n, zero, scores)
+        return in_lanes
+
+    def by_blocks(q_row, key_head, n, zero, scores):
+        if key_head.shape[2] == 4:
+            _scores_by_fours(q_row, key_head, n, zero, scores)
+        else:
+            _scores_by_blocks(q_row, key_head, n, zero, scores)
+    return by_blocks
+
+
+def _task_values(exps, value_head, n, zero, weights, acc, out_row):
+    """One task's weighted values by the loop that fits its arithmetic and head size (compiled only)."""
+
+
+@overload(_task_values)
+def _task_values_for(exps, value_head, n, zero, weights, acc, out_row):
+    if zero == types.float32:  # float32 arithmetic: Lanes for heads of 64
+        def in_lanes(exps, value_head, n, zero, weights, acc, out_row):
+            if out_row.size == 4 * LANES:
+                _values_in_lanes(exps, value_head, n, zero, out_row)
+            else:
+                _values_by_rows(exps, value_head, n, zero, weights, acc, out_row)
+        return in_lanes
+    return lambda exps, value_head, n, zero, weights, acc, out_row: _values_by_rows(exps, value_head, n, zero,
+                                                                                      weights, acc, out_row)
+
+
 @njit(parallel=True, cache=True)
 def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
@@ -434,10 +622,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             slot, i = slots[a], lengths[a]
             n = i + 1
             key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [cap/blk, dh, blk], ...
-            if block_size == 4:
-                _scores_by_fours(q[a, h], key_head, n, zero, scores)
-            else:
-                _scores_by_blocks(q[a, h], key_head, n, zero, scores)
+            _task_scores(q[a, h], key_head, n, zero, scores)
             first = capacity - n  # bias_head[first + j] is distance i - j's bias
             top = -np.inf
             for j in range(n):
@@ -446,18 +631,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             for j in range(n):
                 shifted[j] = np.float64(scores[j]) - top
             _exp64_nonpositive(shifted, n, exps, bits)
-            total = zero
-            for c in range(head_dim):
-                acc[c] = zero
-            for j in range(n):
-                scores[j] = exps[j]  # storing rounds float64 to the dtype
-                weight = scores[j]
-                total += weight
-                value_row = value_head[j]
-                for c in range(head_dim):  # lanes = c
-                    acc[c] += weight * widened(value_row[c])
-            for c in range(head_dim):
-                out[a, h, c] = acc[c] / total
+            _task_values(exps, value_head, n, zero, scores, acc, out[a, h])
 
 
 @njit(cache=True)
