@@ -432,40 +432,63 @@ def _lanes(typingctx, value):
     return lanes_type(types.float32), codegen
 
 
+def _is_row(row, dtypes):
+    return isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C" and row.dtype in dtypes
+
+
 @intrinsic
-def _load_lanes(typingctx, row, start):
-    """row[start : start + 16] as Lanes, `widened` (a bfloat16 cache's uint16 row: zero-extend, shift, bitcast).
-    row: a contiguous 1-D float32 or uint16 array; the caller keeps start + 16 <= row.size (nothing checks)."""
-    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C"
-            and row.dtype in (types.float32, types.uint16)):
+def _load_pair(typingctx, row, start):
+    """row[start : start + 32] as two Lanes, `widened`.   row: a contiguous 1-D float32 or uint16 array; the caller
+    keeps start + 32 <= row.size (nothing checks)
+
+    float32: (positions start + 0..15, start + 16..31). uint16 (a bfloat16 cache): (the even positions start + 0, 2,
+    .., 30, the odd ones start + 1, 3, .., 31), from one 64-byte load of 16 uint32 words: a word's low half is an
+    even position, its high half the next odd one, and `half << 16` or `word & 0xFFFF0000` is each one's float32 --
+    two cheap lane-wise operations, where widening 16 uint16 into 16 uint32 in place (zero-extend) is a shuffle,
+    which this CPU runs at half the rate (it was the loops' bottleneck). Any order of lanes is fine as long as
+    `_store_pair` undoes it: each lane is its own sum."""
+    if not _is_row(row, (types.float32, types.uint16)):
         return None
     wide = row.dtype == types.uint16
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        element = ir.IntType(16) if wide else ir.FloatType()
         address = builder.gep(data, [args[1]])
-        loaded = builder.load(builder.bitcast(address, ir.VectorType(element, LANES).as_pointer()), align=1)
-        if not wide:
-            return loaded
-        bits = builder.shl(builder.zext(loaded, ir.VectorType(ir.IntType(32), LANES)),
-                           ir.Constant(ir.VectorType(ir.IntType(32), LANES), [16] * LANES))
-        return builder.bitcast(bits, _LANES_IR)
-    return lanes_type(row, types.intp), codegen
+        if wide:
+            words = builder.load(builder.bitcast(address, ir.VectorType(ir.IntType(32), LANES).as_pointer()), align=1)
+            evens = builder.shl(words, ir.Constant(words.type, [16] * LANES))
+            odds = builder.and_(words, ir.Constant(words.type, [0xFFFF0000] * LANES))
+            pair = (builder.bitcast(evens, _LANES_IR), builder.bitcast(odds, _LANES_IR))
+        else:
+            first = builder.bitcast(address, _LANES_IR.as_pointer())
+            second = builder.bitcast(builder.gep(address, [ir.Constant(ir.IntType(64), LANES)]), _LANES_IR.as_pointer())
+            pair = (builder.load(first, align=1), builder.load(second, align=1))
+        return context.make_tuple(builder, signature.return_type, pair)
+    return types.UniTuple(lanes_type, 2)(row, types.intp), codegen
 
 
 @intrinsic
-def _store_lanes(typingctx, row, start, value):
-    """row[start : start + 16] = value.   row: a contiguous 1-D float32 array, start + 16 <= row.size (unchecked)"""
-    if not (isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C" and row.dtype == types.float32):
+def _store_pair(typingctx, row, start, first, second, source):
+    """row[start : start + 32] = the 32 sums that `_load_pair(source, ...)` ordered as (first, second): for a
+    uint16 source interleaved back into positions (two shuffles, once per 32 sums).   row: contiguous 1-D float32,
+    start + 32 <= row.size (unchecked); source: only its type matters"""
+    if not (_is_row(row, (types.float32,)) and _is_row(source, (types.float32, types.uint16))):
         return None
+    wide = source.dtype == types.uint16
 
     def codegen(context, builder, signature, args):
         data = context.make_array(signature.args[0])(context, builder, args[0]).data
-        address = builder.bitcast(builder.gep(data, [args[1]]), _LANES_IR.as_pointer())
-        builder.store(args[2], address, align=1)
+        address = builder.gep(data, [args[1]])
+        low, high = args[2], args[3]
+        if wide:  # (evens, odds) -> (positions 0..15, 16..31)
+            indices = ir.VectorType(ir.IntType(32), LANES)
+            low, high = (builder.shuffle_vector(args[2], args[3], ir.Constant(indices, [
+                k // 2 + (LANES if k % 2 else 0) + half * LANES // 2 for k in range(LANES)])) for half in (0, 1))
+        builder.store(low, builder.bitcast(address, _LANES_IR.as_pointer()), align=1)
+        builder.store(high, builder.bitcast(builder.gep(address, [ir.Constant(ir.IntType(64), LANES)]),
+                                            _LANES_IR.as_pointer()), align=1)
         return context.get_dummy_value()
-    return types.none(row, types.intp, lanes_type), codegen
+    return types.none(row, types.intp, lanes_type, lanes_type, source), codegen
 
 
 @intrinsic
@@ -486,25 +509,33 @@ def _mul_lanes(typingctx, a, b):
 
 @njit(cache=True)
 def _scores_in_lanes(q_row, key_head, n, scores):
-    """_scores_by_blocks for float32 arithmetic and blocks of 64 positions, a block's 64 sums held in four Lanes
-    (registers) while c runs 0 .. dh-1. A block's positions past n are summed too, from whatever the cache holds
-    there (each lane is its own sum: never read).   q_row float32 [dh], key_head [cap/64, dh, 64] float32 or uint16,
-    scores float32 [>= n rounded up to 64]"""
+    """_scores_by_blocks for float32 arithmetic and blocks of 64 positions, a block's sums held in Lanes (registers)
+    while c runs 0 .. dh-1: four Lanes (64 positions), or two where the block's positions below n fit in 32. The
+    positions past n in the last Lanes are summed too, from whatever the cache holds there (each lane is its own
+    sum: never read).   q_row float32 [dh], key_head [cap/64, dh, 64] float32 or uint16, scores float32 [>= n
+    rounded up to 64]"""
     zeros = _lanes(np.float32(0))
     for kb in range((n + KEY_BLOCK - 1) // KEY_BLOCK):
         block_keys = key_head[kb]  # [dh, 64]
-        s0 = s1 = s2 = s3 = zeros  # positions 64 kb + 0..15, 16..31, 32..47, 48..63
-        for c in range(q_row.size):
-            q_c, key_row = _lanes(q_row[c]), block_keys[c]
-            s0 = _add_lanes(s0, _mul_lanes(q_c, _load_lanes(key_row, 0)))
-            s1 = _add_lanes(s1, _mul_lanes(q_c, _load_lanes(key_row, 16)))
-            s2 = _add_lanes(s2, _mul_lanes(q_c, _load_lanes(key_row, 32)))
-            s3 = _add_lanes(s3, _mul_lanes(q_c, _load_lanes(key_row, 48)))
         start = kb * KEY_BLOCK
-        _store_lanes(scores, start, s0)
-        _store_lanes(scores, start + 16, s1)
-        _store_lanes(scores, start + 32, s2)
-        _store_lanes(scores, start + 48, s3)
+        s0 = s1 = s2 = s3 = zeros  # positions start + 0..31 as (s0, s1), 32..63 as (s2, s3): _load_pair's order
+        if n - start > 2 * LANES:
+            for c in range(q_row.size):
+                q_c, key_row = _lanes(q_row[c]), block_keys[c]
+                k0, k1 = _load_pair(key_row, 0)
+                k2, k3 = _load_pair(key_row, 2 * LANES)
+                s0 = _add_lanes(s0, _mul_lanes(q_c, k0))
+                s1 = _add_lanes(s1, _mul_lanes(q_c, k1))
+                s2 = _add_lanes(s2, _mul_lanes(q_c, k2))
+                s3 = _add_lanes(s3, _mul_lanes(q_c, k3))
+            _store_pair(scores, start + 2 * LANES, s2, s3, key_head[0, 0])
+        else:  # half a block: half the work (a decoder's last block is half full on average)
+            for c in range(q_row.size):
+                q_c = _lanes(q_row[c])
+                k0, k1 = _load_pair(block_keys[c], 0)
+                s0 = _add_lanes(s0, _mul_lanes(q_c, k0))
+                s1 = _add_lanes(s1, _mul_lanes(q_c, k1))
+        _store_pair(scores, start, s0, s1, key_head[0, 0])
 
 
 @njit(cache=True)
@@ -512,20 +543,20 @@ def _values_in_lanes(exps, value_head, n, zero, out_row):
     """out_row[c] = (sum over j < n, in order, of weight_j * value j's c) / (sum of weights_j, in order), weight_j =
     exps[j] rounded to float32, for a head of 64: its 64 sums held in four Lanes (registers) while j runs.
     exps float64 [>= n], value_head [cap, 64] float32 or uint16, out_row float32 [64]"""
-    a0 = a1 = a2 = a3 = _lanes(zero)  # outputs c = 0..15, 16..31, 32..47, 48..63
+    a0 = a1 = a2 = a3 = _lanes(zero)  # outputs 0..31 as (a0, a1), 32..63 as (a2, a3): _load_pair's order
     total = zero
     for j in range(n):
         weight = np.float32(exps[j])  # rounds float64 to float32, as storing into a float32 array does
         total += weight
         w, value_row = _lanes(weight), value_head[j]
-        a0 = _add_lanes(a0, _mul_lanes(w, _load_lanes(value_row, 0)))
-        a1 = _add_lanes(a1, _mul_lanes(w, _load_lanes(value_row, 16)))
-        a2 = _add_lanes(a2, _mul_lanes(w, _load_lanes(value_row, 32)))
-        a3 = _add_lanes(a3, _mul_lanes(w, _load_lanes(value_row, 48)))
-    _store_lanes(out_row, 0, a0)
-    _store_lanes(out_row, 16, a1)
-    _store_lanes(out_row, 32, a2)
-    _store_lanes(out_row, 48, a3)
+        v0, v1 = _load_pair(value_row, 0)
+        v2, v3 = _load_pair(value_row, 2 * LANES)
+        a0 = _add_lanes(a0, _mul_lanes(w, v0))
+        a1 = _add_lanes(a1, _mul_lanes(w, v1))
+        a2 = _add_lanes(a2, _mul_lanes(w, v2))
+        a3 = _add_lanes(a3, _mul_lanes(w, v3))
+    _store_pair(out_row, 0, a0, a1, value_head[0])
+    _store_pair(out_row, 2 * LANES, a2, a3, value_head[0])
     for c in range(out_row.size):
         out_row[c] = out_row[c] / total
 
