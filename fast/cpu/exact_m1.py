@@ -583,7 +583,7 @@ def _task_scores(q_row, key_head, n, zero, scores):
     """One (row, head) task's scores by the loop that fits its arithmetic and key blocks (compiled only)."""
 
 
-@overload(_task_scores)
+@overload(_task_scores, inline="always")
 def _task_scores_for(q_row, key_head, n, zero, scores):
     if zero == types.float32:  # float32 arithmetic: Lanes for blocks of 64
         def in_lanes(q_row, key_head, n, zero, scores):
@@ -607,7 +607,7 @@ def _task_values(exps, value_head, n, zero, weights, acc, out_row):
     """One task's weighted values by the loop that fits its arithmetic and head size (compiled only)."""
 
 
-@overload(_task_values)
+@overload(_task_values, inline="always")
 def _task_values_for(exps, value_head, n, zero, weights, acc, out_row):
     if zero == types.float32:  # float32 arithmetic: Lanes for heads of 64
         def in_lanes(exps, value_head, n, zero, weights, acc, out_row):
