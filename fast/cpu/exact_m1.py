@@ -17,7 +17,9 @@ Speed comes from loop order, never from reordering a sum:
   (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, block of 64
   positions, dh, position in the block] for keys and [slot, head, position, dh] for values so that both loops read
   memory contiguously, with blocks of 4 positions while a cache holds at most 64 (key_layout), whose four scores
-  stay in registers (`_scores_by_fours`);
+  stay in registers (`_scores_by_fours`); with float32 arithmetic and heads of 64 the decoder's 64 sums of a loop
+  stay in registers too, as four `Lanes` (a Numba type that is an LLVM vector of 16 float32: one IEEE operation
+  per lane, so each sum keeps its order);
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -415,6 +417,8 @@ _LANES_IR = ir.VectorType(ir.FloatType(), LANES)
 
 
 class Lanes(types.Type):
+    """The Numba type of 16 float32 lanes (LLVM <16 x float>); made by `_lanes` and `_load_pair`."""
+
     def __init__(self):
         super().__init__(name="Lanes(float32 x 16)")
 
@@ -514,10 +518,10 @@ def _scores_in_lanes(q_row, key_head, n, scores):
     positions past n in the last Lanes are summed too, from whatever the cache holds there (each lane is its own
     sum: never read).   q_row float32 [dh], key_head [cap/64, dh, 64] float32 or uint16, scores float32 [>= n
     rounded up to 64]"""
-    zeros = _lanes(np.float32(0))
-    for kb in range((n + KEY_BLOCK - 1) // KEY_BLOCK):
+    zeros, block = _lanes(np.float32(0)), 4 * LANES
+    for kb in range((n + block - 1) // block):
         block_keys = key_head[kb]  # [dh, 64]
-        start = kb * KEY_BLOCK
+        start = kb * block
         s0 = s1 = s2 = s3 = zeros  # positions start + 0..31 as (s0, s1), 32..63 as (s2, s3): _load_pair's order
         if n - start > 2 * LANES:
             for c in range(q_row.size):
@@ -585,9 +589,9 @@ def _task_scores(q_row, key_head, n, zero, scores):
 
 @overload(_task_scores, inline="always")
 def _task_scores_for(q_row, key_head, n, zero, scores):
-    if zero == types.float32:  # float32 arithmetic: Lanes for blocks of 64
+    if zero == types.float32 and key_head.layout == "C" and scores.layout == "C":  # Lanes for blocks of 64
         def in_lanes(q_row, key_head, n, zero, scores):
-            if key_head.shape[2] == KEY_BLOCK:
+            if key_head.shape[2] == 4 * LANES:
                 _scores_in_lanes(q_row, key_head, n, scores)
             elif key_head.shape[2] == 4:
                 _scores_by_fours(q_row, key_head, n, zero, scores)
@@ -609,7 +613,7 @@ def _task_values(exps, value_head, n, zero, weights, acc, out_row):
 
 @overload(_task_values, inline="always")
 def _task_values_for(exps, value_head, n, zero, weights, acc, out_row):
-    if zero == types.float32:  # float32 arithmetic: Lanes for heads of 64
+    if zero == types.float32 and value_head.layout == "C" and out_row.layout == "C":  # Lanes for heads of 64
         def in_lanes(exps, value_head, n, zero, weights, acc, out_row):
             if out_row.size == 4 * LANES:
                 _values_in_lanes(exps, value_head, n, zero, out_row)
@@ -635,7 +639,9 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     caches outgrow the CPU's caches (13 slots of the shipped M1: ~7 MB a layer), so attention waits on memory, and a
     [dh, capacity] layout made each query read 64 short runs (key row c's first i+1 positions) that the hardware's
     prefetcher follows poorly; a block [dh, block] is one contiguous run, and a query reads its blocks in order
-    (bench/attention_speed.py, bench/README.md round 4: a decoder's attention ~1.2x faster).
+    (bench/attention_speed.py, bench/README.md round 4: a decoder's attention ~1.2x faster). With float32
+    arithmetic both loops hold their sums in registers (`_scores_in_lanes`, `_values_in_lanes`: bench/README.md
+    round 7, a rule-4 decoder's attention ~1.4-1.5x faster).
     """
     n_rows, n_heads, head_dim = q.shape
     block_size = keys.shape[4]
