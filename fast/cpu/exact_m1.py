@@ -32,7 +32,6 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, models, overload, register_model
 
 from equalinfo.fast.cpu.threads import one_thread_below
