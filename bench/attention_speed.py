@@ -99,8 +99,8 @@ def step_timing(args, warmup=300):
         attend(*call)
         attention[0] += time.perf_counter() - started
 
-    exact_m1._attend_newest = timed_attend  # PrefixRows.extend looks it up on every call
-    rng = np.random.default_rng(0)
+    exact_m1._attend_newest = timed_attend  # PrefixRows.extend looks it up on every call (a step compiled whole,
+    rng = np.random.default_rng(0)  # fast/cpu/int8_step.py, calls the compiled kernel itself: no share then)
     slots, hashes = np.arange(args.slots), []
     with one_thread(args.slots):
         for step in range(warmup + args.steps):
@@ -113,7 +113,7 @@ def step_timing(args, warmup=300):
     per_step, rows = elapsed / args.steps * 1e6, args.steps * args.slots
     print(f"equalinfo from {Path(exact_m1.__file__).resolve().parents[2]}; rule {args.rule}, {args.slots} slots, "
           f"{args.steps} steps timed: {per_step:.0f} us/step, {per_step / args.slots:.1f} us/row, _attend_newest "
-          f"{attention[0] / rows * 1e6:.1f} us/row")
+          + (f"{attention[0] / rows * 1e6:.1f} us/row" if attention[0] else "not timed (called from compiled code)"))
     if args.save_rows:
         Path(args.save_rows).write_text("\n".join(hashes) + "\n")
     if args.same_rows_as:
