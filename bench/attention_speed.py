@@ -3,6 +3,15 @@
 Usage (from the repository root):
     python bench/attention_speed.py [--text ../shared/data/tinyshakespeare.txt] [--slots 13] [--steps 768]
                                     [--batch 8] [--length 256] [--skip-decoder] [--skip-encoder]
+    python bench/attention_speed.py --step-timing [--rule 4] [--slots 13] [--steps 1500]
+                                    [--save-rows FILE | --same-rows-as FILE]
+
+--step-timing (round 7): one lockstep decoder alone, timed as a decoder runs it -- the shipped M1 by exact rule
+--rule, --slots rows a step, one thread, 300 untimed steps first (compiling, and contexts of all lengths), then
+--steps timed, random inputs (seeded; attention's cost depends on the lengths, not the symbols) -- printed in us per
+step and per row, with `_attend_newest`'s share (wrapped by a timer). It times whatever `equalinfo` imports, so
+the code before a change and after it are compared by running it twice, with PYTHONPATH pointing at each
+checkout, alternating; --save-rows writes a hash of every step's rows, and --same-rows-as checks another run's.
 
 The decoder's attention (`_attend_newest`): the key cache in blocks of 64 positions (fast/cpu/exact_m1.py's
 layout) against one block per slot and head (the layout before: key row c runs over all positions). What it
@@ -20,6 +29,7 @@ queries four at a time sharing each key and value load (share_loads=True) agains
 best of 5 rounds of each, alternating; outputs compared bit for bit.
 """
 import argparse
+import hashlib
 import math
 import os
 import platform
@@ -30,6 +40,7 @@ import _checkout  # noqa: F401 (equalinfo from this checkout, installed or not)
 import numpy as np
 
 from equalinfo.fast.cpu import exact_m1
+from equalinfo.fast.cpu.ac_lockstep import one_thread
 from equalinfo.fast.cpu.m1 import prefix_rows
 from equalinfo.filetool import codec, shipped_model
 from equalinfo.ref.symbols import BOS, bytes_to_symbols
@@ -58,14 +69,59 @@ def main():
     parser.add_argument("--length", type=int, default=256, help="their positions (the shipped M1 restarts at 256)")
     parser.add_argument("--skip-decoder", action="store_true")
     parser.add_argument("--skip-encoder", action="store_true")
+    parser.add_argument("--step-timing", action="store_true", help="only time a lockstep decoder's steps")
+    parser.add_argument("--rule", type=int, default=4, help="--step-timing: the shipped M1's exact rule")
+    parser.add_argument("--save-rows", help="--step-timing: write each step's rows' hash to this file")
+    parser.add_argument("--same-rows-as", help="--step-timing: check each step's rows against this file's hashes")
     args = parser.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, NUMBA_NUM_THREADS="
           f"{os.environ.get('NUMBA_NUM_THREADS', 'unset')}")
+    if args.step_timing:
+        step_timing(args)
+        print(f"load average {os.getloadavg()[0]:.1f} at the end")
+        return
     if not args.skip_decoder:
         decoder(args)
     if not args.skip_encoder:
         encoder(args.batch, args.length)
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
+
+
+def step_timing(args, warmup=300):
+    """us per step of one lockstep decoder and its attention's share (the module docstring's --step-timing)."""
+    model = codec.on_backend(shipped_model.load(args.rule), backends.load("cpu"))
+    grower = prefix_rows(model, args.slots)
+    attention = [0.0]
+    attend = exact_m1._attend_newest
+
+    def timed_attend(*call):
+        started = time.perf_counter()
+        attend(*call)
+        attention[0] += time.perf_counter() - started
+
+    exact_m1._attend_newest = timed_attend  # PrefixRows.extend looks it up on every call (a step compiled whole,
+    rng = np.random.default_rng(0)  # fast/cpu/int8_step.py, calls the compiled kernel itself: no share then)
+    slots, hashes = np.arange(args.slots), []
+    with one_thread(args.slots):
+        for step in range(warmup + args.steps):
+            if step == warmup:
+                attention[0], started = 0.0, time.perf_counter()
+            rows = grower.extend(slots, rng.integers(0, 256, args.slots))
+            hashes.append(hashlib.sha256(rows.tobytes()).hexdigest())
+        elapsed = time.perf_counter() - started
+    exact_m1._attend_newest = attend
+    per_step, rows = elapsed / args.steps * 1e6, args.steps * args.slots
+    print(f"equalinfo from {Path(exact_m1.__file__).resolve().parents[2]}; rule {args.rule}, {args.slots} slots, "
+          f"{args.steps} steps timed: {per_step:.0f} us/step, {per_step / args.slots:.1f} us/row, _attend_newest "
+          + (f"{attention[0] / rows * 1e6:.1f} us/row" if attention[0] else "not timed (called from compiled code)"))
+    if args.save_rows:
+        Path(args.save_rows).write_text("\n".join(hashes) + "\n")
+    if args.same_rows_as:
+        theirs = Path(args.same_rows_as).read_text().split()
+        differ = [step for step, (a, b) in enumerate(zip(hashes, theirs)) if a != b]
+        if differ or len(theirs) != len(hashes):
+            raise SystemExit(f"rows differ from {args.same_rows_as}'s at steps {differ[:10]} (of {len(hashes)})")
+        print(f"rows identical to {args.same_rows_as}'s on all {len(hashes)} steps")
 
 
 def encoder(batch, length, n_heads=4, head_dim=64, rounds=5):

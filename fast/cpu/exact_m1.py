@@ -17,7 +17,9 @@ Speed comes from loop order, never from reordering a sum:
   (`_exp64_nonpositive`, the same values as `_exp64`); the key/value cache is laid out [slot, head, block of 64
   positions, dh, position in the block] for keys and [slot, head, position, dh] for values so that both loops read
   memory contiguously, with blocks of 4 positions while a cache holds at most 64 (key_layout), whose four scores
-  stay in registers (`_scores_by_fours`);
+  stay in registers (`_scores_by_fours`); with float32 arithmetic and heads of 64 the decoder's 64 sums of a loop
+  stay in registers too, as four `Lanes` (a Numba type that is an LLVM vector of 16 float32: one IEEE operation
+  per lane, so each sum keeps its order);
 - parallel regions only where they pay: a region costs microseconds to start on an idle machine but about a
   scheduler tick (milliseconds) when the cores are busy, which the short calls of window-by-window coding cannot
   afford. So the cheap row-wise kernels are serial, and matmul and attention use one thread below PARALLEL_WORK
@@ -30,7 +32,7 @@ import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, models, overload, register_model
 
 from equalinfo.fast.cpu.threads import one_thread_below
 from equalinfo.ref.exact_m1 import (EXACT_M1_VERSION, EXP_COEFFS, EXP_UNDERFLOW, INV_LN2, LN2_HI, LN2_LO, RMS_EPS)  # noqa: F401
@@ -401,6 +403,226 @@ def _scores_by_fours(q_row, key_head, n, zero, scores):
         scores[4 * kb], scores[4 * kb + 1], scores[4 * kb + 2], scores[4 * kb + 3] = s0, s1, s2, s3
 
 
+# Sixteen float32 sums in one SIMD register, for the decoder's attention (`_attend_newest`). Its two loops each
+# carry many independent sums -- a block's 64 scores across c, a query's 64 outputs across j -- and written as
+# `acc[l] += ...` over an array, every step of the outer loop stores the sums and loads them back (~10 cycles of
+# store-to-load latency a step, where a register add waits 3); 64 scalar locals stay in registers but one lane
+# each (LLVM's SLP vectoriser does not pack sums that run around a loop). So `Lanes` is a Numba type whose value IS
+# an LLVM vector <16 x float> (one AVX-512 register): a loop's Lanes locals live in registers, and each operation
+# below is one IEEE operation per lane -- fmul and fadd without fast-math flags, so no FMA and nothing reordered:
+# each lane's sum keeps its own order, exactly as the array loops did.
+LANES = 16
+_LANES_IR = ir.VectorType(ir.FloatType(), LANES)
+
+
+class Lanes(types.Type):
+    """The Numba type of 16 float32 lanes (LLVM <16 x float>); made by `_lanes` and `_load_pair`."""
+
+    def __init__(self):
+        super().__init__(name="Lanes(float32 x 16)")
+
+
+lanes_type = Lanes()
+register_model(Lanes)(lambda dmm, fe_type: models.PrimitiveModel(dmm, fe_type, _LANES_IR))
+
+
+@intrinsic
+def _lanes(typingctx, value):
+    """Lanes all holding the float32 `value`."""
+    def codegen(context, builder, signature, args):
+        one = builder.insert_element(ir.Constant(_LANES_IR, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, one, ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+    return lanes_type(types.float32), codegen
+
+
+def _is_row(row, dtypes):
+    return isinstance(row, types.Array) and row.ndim == 1 and row.layout == "C" and row.dtype in dtypes
+
+
+@intrinsic
+def _load_pair(typingctx, row, start):
+    """row[start : start + 32] as two Lanes, `widened`.   row: a contiguous 1-D float32 or uint16 array; the caller
+    keeps start + 32 <= row.size (nothing checks)
+
+    float32: (positions start + 0..15, start + 16..31). uint16 (a bfloat16 cache): (the even positions start + 0, 2,
+    .., 30, the odd ones start + 1, 3, .., 31), from one 64-byte load of 16 uint32 words: a word's low half is an
+    even position, its high half the next odd one, and `half << 16` or `word & 0xFFFF0000` is each one's float32 --
+    two cheap lane-wise operations, where widening 16 uint16 into 16 uint32 in place (zero-extend) is a shuffle,
+    which this CPU runs at half the rate (it was the loops' bottleneck). Any order of lanes is fine as long as
+    `_store_pair` undoes it: each lane is its own sum."""
+    if not _is_row(row, (types.float32, types.uint16)):
+        return None
+    wide = row.dtype == types.uint16
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.gep(data, [args[1]])
+        if wide:
+            words = builder.load(builder.bitcast(address, ir.VectorType(ir.IntType(32), LANES).as_pointer()), align=1)
+            evens = builder.shl(words, ir.Constant(words.type, [16] * LANES))
+            odds = builder.and_(words, ir.Constant(words.type, [0xFFFF0000] * LANES))
+            pair = (builder.bitcast(evens, _LANES_IR), builder.bitcast(odds, _LANES_IR))
+        else:
+            first = builder.bitcast(address, _LANES_IR.as_pointer())
+            second = builder.bitcast(builder.gep(address, [ir.Constant(ir.IntType(64), LANES)]), _LANES_IR.as_pointer())
+            pair = (builder.load(first, align=1), builder.load(second, align=1))
+        return context.make_tuple(builder, signature.return_type, pair)
+    return types.UniTuple(lanes_type, 2)(row, types.intp), codegen
+
+
+@intrinsic
+def _store_pair(typingctx, row, start, first, second, source):
+    """row[start : start + 32] = the 32 sums that `_load_pair(source, ...)` ordered as (first, second): for a
+    uint16 source interleaved back into positions (two shuffles, once per 32 sums).   row: contiguous 1-D float32,
+    start + 32 <= row.size (unchecked); source: only its type matters"""
+    if not (_is_row(row, (types.float32,)) and _is_row(source, (types.float32, types.uint16))):
+        return None
+    wide = source.dtype == types.uint16
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        address = builder.gep(data, [args[1]])
+        low, high = args[2], args[3]
+        if wide:  # (evens, odds) -> (positions 0..15, 16..31)
+            indices = ir.VectorType(ir.IntType(32), LANES)
+            low, high = (builder.shuffle_vector(args[2], args[3], ir.Constant(indices, [
+                k // 2 + (LANES if k % 2 else 0) + half * LANES // 2 for k in range(LANES)])) for half in (0, 1))
+        builder.store(low, builder.bitcast(address, _LANES_IR.as_pointer()), align=1)
+        builder.store(high, builder.bitcast(builder.gep(address, [ir.Constant(ir.IntType(64), LANES)]),
+                                            _LANES_IR.as_pointer()), align=1)
+        return context.get_dummy_value()
+    return types.none(row, types.intp, lanes_type, lanes_type, source), codegen
+
+
+@intrinsic
+def _add_lanes(typingctx, a, b):
+    """a + b, lane by lane (LLVM's fadd without fast-math flags: each lane one IEEE add)"""
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+    return lanes_type(lanes_type, lanes_type), codegen
+
+
+@intrinsic
+def _mul_lanes(typingctx, a, b):
+    """a * b, lane by lane (fmul without fast-math flags: never fused with an add)"""
+    def codegen(context, builder, signature, args):
+        return builder.fmul(args[0], args[1])
+    return lanes_type(lanes_type, lanes_type), codegen
+
+
+@njit(cache=True)
+def _scores_in_lanes(q_row, key_head, n, scores):
+    """_scores_by_blocks for float32 arithmetic and blocks of 64 positions, a block's sums held in Lanes (registers)
+    while c runs 0 .. dh-1: four Lanes (64 positions), or two where the block's positions below n fit in 32. The
+    positions past n in the last Lanes are summed too, from whatever the cache holds there (each lane is its own
+    sum: never read).   q_row float32 [dh], key_head [cap/64, dh, 64] float32 or uint16, scores float32 [>= n
+    rounded up to 64]"""
+    zeros, block = _lanes(np.float32(0)), 4 * LANES
+    for kb in range((n + block - 1) // block):
+        block_keys = key_head[kb]  # [dh, 64]
+        start = kb * block
+        s0 = s1 = s2 = s3 = zeros  # positions start + 0..31 as (s0, s1), 32..63 as (s2, s3): _load_pair's order
+        if n - start > 2 * LANES:
+            for c in range(q_row.size):
+                q_c, key_row = _lanes(q_row[c]), block_keys[c]
+                k0, k1 = _load_pair(key_row, 0)
+                k2, k3 = _load_pair(key_row, 2 * LANES)
+                s0 = _add_lanes(s0, _mul_lanes(q_c, k0))
+                s1 = _add_lanes(s1, _mul_lanes(q_c, k1))
+                s2 = _add_lanes(s2, _mul_lanes(q_c, k2))
+                s3 = _add_lanes(s3, _mul_lanes(q_c, k3))
+            _store_pair(scores, start + 2 * LANES, s2, s3, key_head[0, 0])
+        else:  # half a block: half the work (a decoder's last block is half full on average)
+            for c in range(q_row.size):
+                q_c = _lanes(q_row[c])
+                k0, k1 = _load_pair(block_keys[c], 0)
+                s0 = _add_lanes(s0, _mul_lanes(q_c, k0))
+                s1 = _add_lanes(s1, _mul_lanes(q_c, k1))
+        _store_pair(scores, start, s0, s1, key_head[0, 0])
+
+
+@njit(cache=True)
+def _values_in_lanes(exps, value_head, n, zero, out_row):
+    """out_row[c] = (sum over j < n, in order, of weight_j * value j's c) / (sum of weights_j, in order), weight_j =
+    exps[j] rounded to float32, for a head of 64: its 64 sums held in four Lanes (registers) while j runs.
+    exps float64 [>= n], value_head [cap, 64] float32 or uint16, out_row float32 [64]"""
+    a0 = a1 = a2 = a3 = _lanes(zero)  # outputs 0..31 as (a0, a1), 32..63 as (a2, a3): _load_pair's order
+    total = zero
+    for j in range(n):
+        weight = np.float32(exps[j])  # rounds float64 to float32, as storing into a float32 array does
+        total += weight
+        w, value_row = _lanes(weight), value_head[j]
+        v0, v1 = _load_pair(value_row, 0)
+        v2, v3 = _load_pair(value_row, 2 * LANES)
+        a0 = _add_lanes(a0, _mul_lanes(w, v0))
+        a1 = _add_lanes(a1, _mul_lanes(w, v1))
+        a2 = _add_lanes(a2, _mul_lanes(w, v2))
+        a3 = _add_lanes(a3, _mul_lanes(w, v3))
+    _store_pair(out_row, 0, a0, a1, value_head[0])
+    _store_pair(out_row, 2 * LANES, a2, a3, value_head[0])
+    for c in range(out_row.size):
+        out_row[c] = out_row[c] / total
+
+
+@njit(cache=True)
+def _values_by_rows(exps, value_head, n, zero, weights, acc, out_row):
+    """_values_in_lanes for any dtype and head size: acc[c] += weight * value row j's c, lanes = c (each output
+    still adds j = 0 .. n-1 in order); weights [>= n] scratch of the dtype (storing rounds exps to it), acc [dh]"""
+    total = zero
+    for c in range(acc.size):
+        acc[c] = zero
+    for j in range(n):
+        weights[j] = exps[j]  # storing rounds float64 to the dtype
+        weight = weights[j]
+        total += weight
+        value_row = value_head[j]
+        for c in range(acc.size):  # lanes = c
+            acc[c] += weight * widened(value_row[c])
+    for c in range(acc.size):
+        out_row[c] = acc[c] / total
+
+
+def _task_scores(q_row, key_head, n, zero, scores):
+    """One (row, head) task's scores by the loop that fits its arithmetic and key blocks (compiled only)."""
+
+
+@overload(_task_scores, inline="always")
+def _task_scores_for(q_row, key_head, n, zero, scores):
+    if zero == types.float32 and key_head.layout == "C" and scores.layout == "C":  # Lanes for blocks of 64
+        def in_lanes(q_row, key_head, n, zero, scores):
+            if key_head.shape[2] == 4 * LANES:
+                _scores_in_lanes(q_row, key_head, n, scores)
+            elif key_head.shape[2] == 4:
+                _scores_by_fours(q_row, key_head, n, zero, scores)
+            else:
+                _scores_by_blocks(q_row, key_head, n, zero, scores)
+        return in_lanes
+
+    def by_blocks(q_row, key_head, n, zero, scores):
+        if key_head.shape[2] == 4:
+            _scores_by_fours(q_row, key_head, n, zero, scores)
+        else:
+            _scores_by_blocks(q_row, key_head, n, zero, scores)
+    return by_blocks
+
+
+def _task_values(exps, value_head, n, zero, weights, acc, out_row):
+    """One task's weighted values by the loop that fits its arithmetic and head size (compiled only)."""
+
+
+@overload(_task_values, inline="always")
+def _task_values_for(exps, value_head, n, zero, weights, acc, out_row):
+    if zero == types.float32 and value_head.layout == "C" and out_row.layout == "C":  # Lanes for heads of 64
+        def in_lanes(exps, value_head, n, zero, weights, acc, out_row):
+            if out_row.size == 4 * LANES:
+                _values_in_lanes(exps, value_head, n, zero, out_row)
+            else:
+                _values_by_rows(exps, value_head, n, zero, weights, acc, out_row)
+        return in_lanes
+    return lambda exps, value_head, n, zero, weights, acc, out_row: _values_by_rows(exps, value_head, n, zero,
+                                                                                      weights, acc, out_row)
+
+
 @njit(parallel=True, cache=True)
 def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     """Attention of each slot's newest position i = lengths[a] over its cached keys j <= i, by the exact rule.
@@ -416,7 +638,9 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
     caches outgrow the CPU's caches (13 slots of the shipped M1: ~7 MB a layer), so attention waits on memory, and a
     [dh, capacity] layout made each query read 64 short runs (key row c's first i+1 positions) that the hardware's
     prefetcher follows poorly; a block [dh, block] is one contiguous run, and a query reads its blocks in order
-    (bench/attention_speed.py, bench/README.md round 4: a decoder's attention ~1.2x faster).
+    (bench/attention_speed.py, bench/README.md round 4: a decoder's attention ~1.2x faster). With float32
+    arithmetic both loops hold their sums in registers (`_scores_in_lanes`, `_values_in_lanes`: bench/README.md
+    round 7, a rule-4 decoder's attention ~1.4-1.5x faster).
     """
     n_rows, n_heads, head_dim = q.shape
     block_size = keys.shape[4]
@@ -434,10 +658,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             slot, i = slots[a], lengths[a]
             n = i + 1
             key_head, value_head, bias_head = keys[slot, h], values[slot, h], bias[h]  # [cap/blk, dh, blk], ...
-            if block_size == 4:
-                _scores_by_fours(q[a, h], key_head, n, zero, scores)
-            else:
-                _scores_by_blocks(q[a, h], key_head, n, zero, scores)
+            _task_scores(q[a, h], key_head, n, zero, scores)
             first = capacity - n  # bias_head[first + j] is distance i - j's bias
             top = -np.inf
             for j in range(n):
@@ -446,18 +667,7 @@ def _attend_newest(q, keys, values, slots, lengths, bias, scale, zero, out):
             for j in range(n):
                 shifted[j] = np.float64(scores[j]) - top
             _exp64_nonpositive(shifted, n, exps, bits)
-            total = zero
-            for c in range(head_dim):
-                acc[c] = zero
-            for j in range(n):
-                scores[j] = exps[j]  # storing rounds float64 to the dtype
-                weight = scores[j]
-                total += weight
-                value_row = value_head[j]
-                for c in range(head_dim):  # lanes = c
-                    acc[c] += weight * widened(value_row[c])
-            for c in range(head_dim):
-                out[a, h, c] = acc[c] / total
+            _task_values(exps, value_head, n, zero, scores, acc, out[a, h])
 
 
 @njit(cache=True)
