@@ -7,7 +7,7 @@ import pytest
 from helpers import m1_inputs
 from test_integer_m1 import small
 
-from equalinfo.fast.cpu import int8_gemm, vnni_gemm
+from equalinfo.fast.cpu import int8_gemm, int8_step, vnni_gemm
 from equalinfo.fast.cpu import int8_m1 as cpu_int8
 from equalinfo.fast.cpu import int8_rows_m1 as cpu_rows
 from equalinfo.ref import int8_m1, int8_rows_m1
@@ -78,16 +78,17 @@ def test_rows_and_prefix_rows_are_the_same_bits_as_sgemm_and_ref(monkeypatch, ru
     inputs = m1_inputs((5, 17), seed=rule)
     want = ref_rule.next_probs(qparams, cfg, inputs)
     calls = []
-    original = cpu_int8._vnni_products
+    original = cpu_int8.Products._vnni_call
 
-    def counted(*args):
-        calls.append(args[0].shape)
-        return original(*args)
+    def counted(self, x, parts):
+        calls.append(x.shape)
+        return original(self, x, parts)
 
-    monkeypatch.setattr(cpu_int8, "_vnni_products", counted)
+    monkeypatch.setattr(cpu_int8.Products, "_vnni_call", counted)
     assert np.array_equal(run_with(monkeypatch, "vnni", fast_rule.next_probs, qparams, cfg, inputs), want)
     for slots in ([4, 0, 5, 1, 2], [3]):
         grower = fast_rule.PrefixRows(qparams, cfg, n_slots=6, capacity=4)
+        grower._fused = (None, None)  # product by product (the one-call step has its own test below)
         steps = [run_with(monkeypatch, "vnni", grower.extend, slots, inputs[:len(slots), t]) for t in range(17)]
         assert np.array_equal(np.stack(steps, axis=1), want[:len(slots)])
     assert len(calls) == (4 * cfg.n_layers + 1) * (1 + 17 + 17)  # every product went through the kernel
@@ -164,7 +165,6 @@ def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
     """fast/cpu/int8_step.py: on one thread with every product on the kernel, a step is one compiled call; its rows
     are ref's, through cache growth (capacity 4) and a slot given several inputs in one call (an encoder's
     lookahead), and it is not taken on two threads or for a float64 M1."""
-    from equalinfo.fast.cpu import int8_step
     from equalinfo.fast.cpu.threads import set_threads
 
     ref_rule, fast_rule = (int8_m1, cpu_int8) if rule == 3 else (int8_rows_m1, cpu_rows)
@@ -198,3 +198,25 @@ def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
         assert len(fused) == 4
     params64, _ = small("float64", d_model=32, d_ff=48)
     assert int8_step.fused_step(fast_rule.PrefixRows(int8_m1.quantize_params(params64, cfg), cfg, 1)) is None
+
+
+@needs_vnni
+@pytest.mark.parametrize("n", [2100, 2102])  # three K-chunks (the last of 20 terms); a width the kernel cannot take
+def test_products_over_several_chunks(monkeypatch, n):
+    """Rule 3's chunks of 1,040 terms each go through the kernel and are added up exactly (int8_m1's general path);
+    a width that is not a multiple of 4 is refused by name when forced and goes to another path under auto."""
+    rng = np.random.default_rng(n)
+    w_int = np.concatenate([np.full((n, 1), 127), np.full((n, 1), -127), rng.integers(-127, 128, (n, 6))],
+                           axis=1).astype(np.int8)
+    qparams = {"w.int": w_int, "w.scale": np.ones(8)}
+    x = np.concatenate([np.full((1, n), 16383.0), np.full((1, n), -16383.0),
+                        rng.integers(-16383, 16384, (16, n)).astype(np.float64)]).astype(np.float32)
+    want = int8_m1.int8_matmul(x, qparams, "w")
+    assert np.array_equal(run_with(monkeypatch, "sgemm", cpu_int8.int8_matmul, x, qparams, "w"), want)
+    if n % 4:
+        with pytest.raises(int8_gemm.GemmUnavailable, match="multiple of 4"):
+            run_with(monkeypatch, "vnni", cpu_int8.int8_matmul, x, qparams, "w")
+        assert int8_gemm.choose(36, n, 8) is not int8_gemm.VNNI
+        return
+    assert np.array_equal(run_with(monkeypatch, "vnni", cpu_int8.int8_matmul, x, qparams, "w"), want)
+    assert np.abs(x[:2].astype(np.int64) @ w_int[:, :2].astype(np.int64)).max() == int8_m1.accumulation_bound(n)

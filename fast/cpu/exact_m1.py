@@ -850,6 +850,17 @@ class PrefixRows:
         rank[order] = np.arange(len(slots)) - np.searchsorted(ranked, ranked, side="left")
         return self.lengths[slots] + rank
 
+    def _place(self, slots):
+        """(positions [A], the largest) the entries of slots [A] (int64) take, counted into `lengths`; the caches
+        grown first if the largest is past their capacity."""
+        positions = np.empty(len(slots), dtype=np.int64)
+        top = take_positions(self.lengths, slots, self._counts, positions)  # lengths then counts the inputs
+        if top == -2:
+            raise IndexError(f"slots must lie in [0, {len(self.lengths)})")
+        if top >= self.capacity:
+            self._grow(max(2 * self.capacity, top + 1))
+        return positions, top
+
     def extend(self, slots, inputs):
         """float64 rows [A, vocab_out] after appending inputs [A] to slots [A].
 
@@ -857,12 +868,7 @@ class PrefixRows:
         lookahead); the rows are those of the prefixes ending at each appended input.
         """
         slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
-        positions = np.empty(len(slots), dtype=np.int64)
-        top = take_positions(self.lengths, slots, self._counts, positions)  # lengths already counts the inputs
-        if top == -2:
-            raise IndexError(f"slots must lie in [0, {len(self.lengths)})")
-        if top >= self.capacity:
-            self._grow(max(2 * self.capacity, top + 1))
+        positions, top = self._place(slots)
         params, cfg = self.params, self.cfg
         dtype = params["embed"].dtype.type
         n_rows = len(slots)

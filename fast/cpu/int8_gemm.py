@@ -102,12 +102,17 @@ class Sgemm:
         return rows @ weights_f32
 
 
-class OnnxRuntime:
+class U8Rows:
+    """A GEMM that reads the halves as u8 = half + 128 and returns int32 (onnxruntime's and the VNNI kernel's)."""
+
+    row_dtype = np.uint8
+    row_offset = ZERO_POINT
+
+
+class OnnxRuntime(U8Rows):
     """u8 halves (half + 128) x int8 weights -> int32, onnxruntime's MatMulInteger with a_zero_point 128."""
 
     name = "onnxruntime"
-    row_dtype = np.uint8
-    row_offset = ZERO_POINT
 
     @staticmethod
     def products(rows, weights_f32, weights_i8):
@@ -116,12 +121,10 @@ class OnnxRuntime:
         return _STATE["runner"](rows, weights_i8)
 
 
-class Vnni:
+class Vnni(U8Rows):
     """u8 halves (half + 128) x int8 weights -> int32, the compiled AVX-512 VNNI kernel (fast/cpu/vnni_gemm.py)."""
 
     name = "vnni"
-    row_dtype = np.uint8
-    row_offset = ZERO_POINT
 
     @staticmethod
     def products(rows, weights_f32, weights_i8):
@@ -304,17 +307,18 @@ def _choose(n_rows, n, m, threads):
     if path == "onnxruntime":
         _self_check(k)
         return ONNXRUNTIME
+    vnni = n % 4 == 0 and vnni_usable(k)  # every chunk's width a multiple of 4 (CHUNK is one)
     if path == "vnni":
-        if not vnni_usable(k):
+        if not vnni:
             raise GemmUnavailable(f"{ENV}=vnni, but this CPU or build has no usable AVX-512 VNNI kernel for "
                                   f"{k} terms (it needs avx512vnni and a width that is a multiple of 4); use "
                                   f"{ENV}=auto")
         return VNNI
     if n_rows * n * m < THRESHOLD_MACS:
         return SGEMM
-    if (threads == 1 or n_rows < VNNI_MAX_ROWS) and vnni_usable(k):
+    if (threads == 1 or n_rows < VNNI_MAX_ROWS) and vnni:
         return VNNI
-    return ONNXRUNTIME if usable(k) else (VNNI if vnni_usable(k) else SGEMM)
+    return ONNXRUNTIME if usable(k) else (VNNI if vnni else SGEMM)
 
 
 def reset():

@@ -21,7 +21,7 @@ import numpy as np
 from numba import njit
 
 from equalinfo.fast.cpu import int8_gemm, vnni_gemm
-from equalinfo.fast.cpu.exact_m1 import _attend_newest, _gated_relu, _store_newest, numba_threads, take_positions
+from equalinfo.fast.cpu.exact_m1 import _attend_newest, _gated_relu, _store_newest, numba_threads
 from equalinfo.fast.cpu.int8_m1 import (_rms_norm_rows, _round_bits_to_bfloat16, _softmax64_rows, _vnni_products)
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import CHUNK
@@ -133,12 +133,7 @@ def fused_step(grower):
 
 def extend(grower, step, slots, inputs):
     """grower.extend(slots, inputs) through the compiled step: the same positions, cache growth and rows."""
-    positions = np.empty(len(slots), dtype=np.int64)
-    top = take_positions(grower.lengths, slots, grower._counts, positions)  # lengths already counts the inputs
-    if top == -2:
-        raise IndexError(f"slots must lie in [0, {len(grower.lengths)})")
-    if top >= grower.capacity:
-        grower._grow(max(2 * grower.capacity, top + 1))
+    positions, _ = grower._place(slots)
     x = grower.params["embed"][inputs]  # [A, d], a copy the step updates
     return _step(x, slots, positions, step.layers, step.final_norm, step.unembed, tuple(grower.keys),
                  tuple(grower.values), tuple(grower.bias), grower.cfg.n_heads, step.round_kv, step.rule,
