@@ -88,7 +88,6 @@ def test_rows_and_prefix_rows_are_the_same_bits_as_sgemm_and_ref(monkeypatch, ru
     assert np.array_equal(run_with(monkeypatch, "vnni", fast_rule.next_probs, qparams, cfg, inputs), want)
     for slots in ([4, 0, 5, 1, 2], [3]):
         grower = fast_rule.PrefixRows(qparams, cfg, n_slots=6, capacity=4)
-        grower._fused = (None, None)  # product by product (the one-call step has its own test below)
         steps = [run_with(monkeypatch, "vnni", grower.extend, slots, inputs[:len(slots), t]) for t in range(17)]
         assert np.array_equal(np.stack(steps, axis=1), want[:len(slots)])
     assert len(calls) == (4 * cfg.n_layers + 1) * (1 + 17 + 17)  # every product went through the kernel
@@ -167,7 +166,7 @@ def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
     lookahead), and it is not taken on two threads or for a float64 M1."""
     from equalinfo.fast.cpu.threads import set_threads
 
-    ref_rule, fast_rule = (int8_m1, cpu_int8) if rule == 3 else (int8_rows_m1, cpu_rows)
+    ref_rule, grower_class = (int8_m1, int8_step.Rule3Rows) if rule == 3 else (int8_rows_m1, int8_step.Rule4Rows)
     params, cfg = small("float32", trained_like=True, d_model=32, d_ff=48)
     qparams = int8_m1.quantize_params(params, cfg)
     inputs = m1_inputs((3, 13), seed=rule)
@@ -180,7 +179,7 @@ def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
     threads = numba.get_num_threads()
     set_threads(1)
     try:
-        grower = fast_rule.PrefixRows(qparams, cfg, n_slots=3, capacity=4)
+        grower = grower_class(qparams, cfg, n_slots=3, capacity=4)
         got = [[], [], []]  # each slot's rows in order
         for call in range(4):  # slot 1 takes three inputs per call, in order; slots 0 and 2 one each
             slots = [0, 1, 1, 1, 2]
@@ -197,7 +196,7 @@ def test_the_fused_step_gives_the_growers_rows(monkeypatch, rule):
         grower.extend([0], [5])
         assert len(fused) == 4
     params64, _ = small("float64", d_model=32, d_ff=48)
-    assert int8_step.fused_step(fast_rule.PrefixRows(int8_m1.quantize_params(params64, cfg), cfg, 1)) is None
+    assert int8_step.fused_step(grower_class(int8_m1.quantize_params(params64, cfg), cfg, 1)) is None
 
 
 @needs_vnni

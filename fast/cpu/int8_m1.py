@@ -448,18 +448,6 @@ class PrefixRows(exact_m1.PrefixRows):
             plan = plans[names] = Products(self.params, (names,) if isinstance(names, str) else names, self.rule)
         return plan
 
-    def extend(self, slots, inputs):
-        """exact_m1.PrefixRows.extend, in one compiled call per step where every product goes to the VNNI kernel on
-        one thread (fast/cpu/int8_step.py: the same operations, so the same rows)."""
-        slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
-        step = self.__dict__.get("_fused", False)
-        if step is False:
-            from equalinfo.fast.cpu import int8_step  # it imports this module's kernels
-            step = self._fused = (int8_step.fused_step(self), int8_step)
-        if step[0] is not None and len(slots) and step[0].takes(len(slots)):
-            return step[1].extend(self, step[0], slots, inputs)
-        return super().extend(slots, inputs)
-
     def _product(self, x, name):
         return self._planned(name)(x)[0]
 

@@ -1,5 +1,6 @@
 """A decoder's whole step of M1 rows by rule 3 or 4 in ONE compiled call: fast/cpu/int8_m1.PrefixRows.extend's
-forward pass, every product through the VNNI kernel (fast/cpu/vnni_gemm.py).
+forward pass, every product through the VNNI kernel (fast/cpu/vnni_gemm.py). `Rule3Rows` and `Rule4Rows` are the
+growers fast/cpu/m1.py hands the coders: int8_m1's and int8_rows_m1's, with this step where it applies.
 
 Why. A plain-AC decoder's step is 13 rows through 3 layers: 13 products, 3 attentions, 7 RMSNorms, stores, gated
 ReLUs and a softmax, ~30 calls from Python into compiled code. After the VNNI kernel took the products' library
@@ -20,7 +21,7 @@ import os
 import numpy as np
 from numba import njit
 
-from equalinfo.fast.cpu import int8_gemm, vnni_gemm
+from equalinfo.fast.cpu import int8_gemm, int8_m1, int8_rows_m1, vnni_gemm
 from equalinfo.fast.cpu.exact_m1 import _attend_newest, _gated_relu, _store_newest, numba_threads
 from equalinfo.fast.cpu.int8_m1 import (_rms_norm_rows, _round_bits_to_bfloat16, _softmax64_rows, _vnni_products)
 from equalinfo.ref.exact_m1 import RMS_EPS
@@ -138,3 +139,25 @@ def extend(grower, step, slots, inputs):
     return _step(x, slots, positions, step.layers, step.final_norm, step.unembed, tuple(grower.keys),
                  tuple(grower.values), tuple(grower.bias), grower.cfg.n_heads, step.round_kv, step.rule,
                  step.address, step.attention_scale)
+
+
+class FusedSteps:
+    """A grower whose steps go through the compiled step where `FusedStep.takes` them (the rest: its base class)."""
+
+    def extend(self, slots, inputs):
+        """The base grower's extend (exact_m1.PrefixRows.extend), in one compiled call where it applies."""
+        slots, inputs = np.asarray(slots, dtype=np.int64), np.asarray(inputs, dtype=np.int64)
+        step = self.__dict__.get("_fused", False)
+        if step is False:
+            step = self._fused = fused_step(self)
+        if step is not None and len(slots) and step.takes(len(slots)):
+            return extend(self, step, slots, inputs)
+        return super().extend(slots, inputs)
+
+
+class Rule3Rows(FusedSteps, int8_m1.PrefixRows):
+    """Rule 3's grower (fast/cpu/int8_m1.py) with the compiled step."""
+
+
+class Rule4Rows(FusedSteps, int8_rows_m1.PrefixRows):
+    """Rule 4's grower (fast/cpu/int8_rows_m1.py) with the compiled step."""

@@ -4,7 +4,8 @@ A decoder sees a window's prefix one symbol at a time, so ref asks M1 for the wh
 (O(T^2) positions for a T-symbol window). A grower keeps each prefix's keys and values instead and evaluates only
 the newest position, with the same rows bit for bit: `prefix_rows(model, n_slots)` gives one for an M1 whose rows
 are fast.cpu's twin of its exact rule, the only implementations that have one (the PrefixRows of fast/cpu/exact_m1.py,
-integer_m1.py, int8_m1.py and int8_rows_m1.py, tested against next_probs). A grower's interface:
+integer_m1.py, int8_m1.py and int8_rows_m1.py, the last two through fast/cpu/int8_step.py's compiled step, all
+tested against next_probs). A grower's interface:
 - `extend(slots, inputs)`: append inputs [A] to slots [A] (a slot may repeat: its inputs in order) and return the
   float64 rows [A, 257] that next_probs would give after each slot's prefix grown so far;
 - `reset(slots)`: start those slots afresh (their next input is BOS); `lengths` [n_slots]: inputs held per slot.
@@ -14,14 +15,14 @@ input per step; fast/cpu/lockstep.py (one slot per stream) grows each stream by 
 import numpy as np
 from numba import njit
 
-from equalinfo.fast.cpu import exact_m1, int8_m1, int8_rows_m1, integer_m1
+from equalinfo.fast.cpu import exact_m1, int8_m1, int8_rows_m1, int8_step, integer_m1
 from equalinfo.ref.m1 import TransformerModel
 from equalinfo.ref.symbols import BOS, N_SYMBOLS
 
 GROWERS = {exact_m1.next_probs: exact_m1.PrefixRows,  # an M1's rows function -> the grower of the same rows
            integer_m1.next_probs: integer_m1.PrefixRows,
-           int8_m1.next_probs: int8_m1.PrefixRows,
-           int8_rows_m1.next_probs: int8_rows_m1.PrefixRows}
+           int8_m1.next_probs: int8_step.Rule3Rows,  # int8_m1's grower, a step in one call where it can
+           int8_rows_m1.next_probs: int8_step.Rule4Rows}
 
 
 def prefix_rows(model, n_slots, capacity=8):
