@@ -16,7 +16,10 @@ TEXT = b"Sing, O goddess, the anger of Achilles son of Peleus. " * 40
 
 
 def signal_self(number):
-    os.kill(os.getpid(), number)
+    """The signal, to this thread: raise_signal, not os.kill(getpid()), whose process-wide signal the kernel may hand
+    to another thread (Numba's, OpenBLAS's); the main thread's sleep then runs its 10 s, and Python 3.11 checks for
+    the pending signal only after the caller has already failed on this function's None (a CI run saw that)."""
+    signal.raise_signal(number)
     time.sleep(10)  # the handler raises here at the latest; reaching the end would fail the test
 
 
