@@ -1,7 +1,6 @@
 """Ctrl-C (SIGINT) and SIGTERM end a command with one line saying what was kept, status 130 or 143, no traceback
 and no partial output. Real signals, sent by the process to itself from inside the command's work (a patched step),
 so the handler cli.py installs is what turns them into the line."""
-import os
 import signal
 import time
 
