@@ -30,7 +30,7 @@ def exact(rows, weights):
 
 @needs_vnni
 @pytest.mark.parametrize("k", [4, 256, 1024, 1040])
-@pytest.mark.parametrize("n_rows", [0, 1, 5, 6, 7, 13, 26])  # one tile of 1-6 rows, and splits into several
+@pytest.mark.parametrize("n_rows", [0, 1, 2, 3, 5, 6, 7, 13, 26])  # one tile of 1-6 rows, and several
 def test_the_kernel_gives_the_exact_integers_at_the_extremes(k, n_rows):
     """Halves +-127 against weights +-127 (the largest sums, K * 255 * 127 in the u8 form), random ones, and widths
     that leave a column tile part-full (65, 257): every row and column equals the int64 product."""

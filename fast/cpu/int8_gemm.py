@@ -211,15 +211,16 @@ def extreme_operands(k, rng=None):
     return (halves + ZERO_POINT).astype(np.uint8), weights.astype(np.int8)
 
 
-def _passes(k, runner=None):
+def _passes(k, runner=None, row_counts=(8, 16, 64)):
     """Whether the runner (onnxruntime's, or `runner`) gives the exact integers of the extreme operands over k terms,
-    as 8, 16 and 64 rows (the library may pick its kernel by shape; the VNNI kernel's tiles of 1-6 rows all run)."""
+    as each of row_counts rows (the library may pick its kernel by shape; the VNNI kernel's tiles of 1-6 rows run
+    at 1, 2, 3 rows and among 7 and 13)."""
     rows, weights = extreme_operands(k)
     weights = np.ascontiguousarray(np.tile(weights, (1, 2)))  # [k, 16]
     runner = runner or (lambda a, w: _STATE["runner"](a, w, keep=False))
     try:
-        for copies in (1, 2, 8):
-            a = np.ascontiguousarray(np.tile(rows, (copies, 1)))
+        for count in row_counts:
+            a = np.ascontiguousarray(np.tile(rows, (-(-count // len(rows)), 1))[:count])
             got = runner(a, weights)
             want = (a.astype(np.int64) - ZERO_POINT) @ weights.astype(np.int64)
             if got.shape != want.shape or not np.array_equal(got.astype(np.int64), want):
@@ -267,7 +268,8 @@ def vnni_usable(k):
         return False
     for width in (SELF_CHECK_K, k):
         if width not in _VNNI_CHECKED:
-            _VNNI_CHECKED[width] = _passes(width, lambda a, w: vnni_gemm.products(a, vnni_gemm.PackedWeights(w)))
+            _VNNI_CHECKED[width] = _passes(width, lambda a, w: vnni_gemm.products(a, vnni_gemm.PackedWeights(w)),
+                                           row_counts=(1, 2, 3, 7, 8, 13, 16, 64))
         if not _VNNI_CHECKED[width]:
             return False
     return True
