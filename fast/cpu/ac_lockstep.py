@@ -121,26 +121,32 @@ def encode_segments(pieces, model, precision, progress=None):
 
 
 @njit(cache=True)
-def _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, precision, status):
-    """Symbol `step` of each active segment, segment active[a] decoded with rows[a] ([A, V] floats).
+def _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, precision, status, inputs):
+    """Symbol `step` of each active segment, segment active[a] decoded with rows[a] ([A, V] floats); returns how
+    many segments failed.
 
     Segment s reads flat_bits[bit_offsets[s]:bit_offsets[s+1]] with decoder state states[s] (offset, range,
-    position) and writes out[out_offsets[s] + step]. status[a]: 0, or RAN_OUT (its decoder has read more than
-    STATE_BITS bits past its end: checked before decoding, as fast.cpu.ac.decompress does) or BAD_ROW (a row
-    quantize rejects; the state is unchanged).
+    position) and writes out[out_offsets[s] + step] and inputs[a] (its next input). status[a]: 0, or RAN_OUT (its
+    decoder has read more than STATE_BITS bits past its end: checked before decoding, as fast.cpu.ac.decompress
+    does) or BAD_ROW (a row quantize rejects; the state is unchanged).
     """
+    failed = 0
     for a in range(active.shape[0]):
         s = active[a]
         bits = flat_bits[bit_offsets[s]:bit_offsets[s + 1]]
         status[a] = 0
         if states[s, 2] > bits.shape[0] + STATE_BITS:
             status[a] = RAN_OUT
+            failed += 1
             continue
         symbol, ok = _decode_one_probs(bits, states[s], rows[a], precision)
         if not ok:
             status[a] = BAD_ROW
+            failed += 1
             continue
         out[out_offsets[s] + step] = symbol
+        inputs[a] = symbol
+    return failed
 
 
 def _row_error(row, precision):
@@ -149,6 +155,19 @@ def _row_error(row, precision):
         _raise_quantize_error(np.asarray(row)[None], precision)
     except CoderError as error:
         return error
+
+
+def _running(lengths, failures, step, last):
+    """(active [A]: the segments that decode symbol `step`, their next inputs [A], the step at which the first of
+    them ends): segments with symbols left, before the first failed one (a loop over the segments would never
+    reach those after it) and not failed themselves."""
+    n_segments = len(lengths)
+    first_failure = min(failures, default=n_segments)
+    active = np.flatnonzero((lengths > step) & (np.arange(n_segments) < first_failure))  # [A]
+    if failures:
+        active = active[[s not in failures for s in active]]
+    next_change = int(lengths[active].min()) if len(active) else step
+    return active, last[active], next_change
 
 
 def decode_segments(bit_arrays, model, lengths, precision, progress=None):
@@ -178,31 +197,30 @@ def decode_segments(bit_arrays, model, lengths, precision, progress=None):
     prefixes = None if grower is not None else np.full((n_segments, int(lengths.max(initial=0)) + 1), BOS)
     every = getattr(model, "restart_every", None)
     last = np.full(n_segments, BOS, dtype=np.int64)  # each segment's next input
+    status = np.zeros(n_segments, dtype=np.int64)
     step = 0
+    active, inputs, next_change = _running(lengths, failures, step, last)
     with one_thread(n_segments):  # a few rows per call: fastest on one thread
-        while True:
-            first_failure = min(failures, default=n_segments)
-            active = np.flatnonzero((lengths > step) & (np.arange(n_segments) < first_failure))  # [A]
-            active = active[[s not in failures for s in active]] if failures else active
-            if not len(active):
-                break
+        while len(active):
             if grower is not None:
-                rows = grower.extend(active, last[active])  # [A, 257]: ONE call for every running segment
+                rows = grower.extend(active, inputs)  # [A, 257]: ONE call for every running segment
             else:
                 first = 0 if every is None else every * (step // every)  # the last restart: rows forget before it
                 rows = np.asarray(model.next_probs(prefixes[active, first:step + 1]))[:, -1]  # [A, 257]
             rows = np.ascontiguousarray(rows)
-            status = np.zeros(len(active), dtype=np.int64)
-            _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step, int(precision),
-                         status)
-            for a in np.flatnonzero(status):
-                s = int(active[a])
-                failed = status[a] == RAN_OUT
-                failures[s] = ran_out(step - 1, int(lengths[s])) if failed else _row_error(rows[a], precision)
-            last[active] = out[out_offsets[active] + step]
+            failed = _decode_step(flat_bits, bit_offsets, states, active, rows, out, out_offsets, step,
+                                  int(precision), status, inputs)
+            if failed:
+                for a in np.flatnonzero(status[:len(active)]):
+                    s = int(active[a])
+                    ran = status[a] == RAN_OUT
+                    failures[s] = ran_out(step - 1, int(lengths[s])) if ran else _row_error(rows[a], precision)
             if prefixes is not None:
-                prefixes[active, step + 1] = last[active]
+                prefixes[active, step + 1] = inputs
             step += 1
+            if failed or step >= next_change:  # a segment ended or failed: the batch changes
+                last[active] = inputs
+                active, inputs, next_change = _running(lengths, failures, step, last)
             if progress is not None and step % PROGRESS_EVERY == 0:
                 progress(int(np.minimum(lengths, step).sum()))
     for s in range(n_segments):  # the single decoder's last check: no more than STATE_BITS bits past the end
