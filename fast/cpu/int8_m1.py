@@ -279,14 +279,12 @@ class Products:
         else:
             parts = tuple(np.empty((x.shape[0], width), dtype=x.dtype) for width in self.widths)
         if gemm is int8_gemm.VNNI and len(self.weights) == 1 and x.size:
-            self._vnni_call(x, parts)
-            for p in self.rounded:
-                round_to_bfloat16(parts[p])
-            return list(parts)
-        both, exponents = quantize_split(x, gemm, rule)
-        if len(self.weights) == 1:
+            self._vnni_call(x, parts)  # quantize, kernel and rescale in one compiled call
+        elif len(self.weights) == 1:
+            both, exponents = quantize_split(x, gemm, rule)
             _rescale_split_parts(gemm.products(both, *self.weights[0]), scale, exponents, parts, rule.halves)
         else:
+            both, exponents = quantize_split(x, gemm, rule)
             acc = np.zeros((x.shape[0], scale.shape[0]))
             start = 0
             for w_f32, w_i8 in self.weights:

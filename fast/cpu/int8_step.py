@@ -23,11 +23,12 @@ from numba import njit
 
 from equalinfo.fast.cpu import int8_gemm, int8_m1, int8_rows_m1, vnni_gemm
 from equalinfo.fast.cpu.exact_m1 import _attend_newest, _gated_relu, _store_newest, numba_threads
-from equalinfo.fast.cpu.int8_m1 import (_rms_norm_rows, _round_bits_to_bfloat16, _softmax64_rows, _vnni_products)
+from equalinfo.fast.cpu.int8_m1 import (_SIGN_MASKS, _rms_norm_rows, _round_bits_to_bfloat16, _softmax64_rows,
+                                        _vnni_products)
 from equalinfo.ref.exact_m1 import RMS_EPS
 from equalinfo.ref.int8_m1 import CHUNK
 
-_SIGN_MASK = np.int32(0x7FFFFFFF)  # float32 bits with the sign cleared (int8_m1._quantize_split's max)
+_SIGN_MASK = _SIGN_MASKS[4][1]  # float32 bits with the sign cleared (int8_m1._quantize_split's max)
 
 
 @njit(cache=True)
